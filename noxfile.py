@@ -1,0 +1,91 @@
+"""The intake-bluesky test matrix.
+
+``nox`` runs the default sessions: ``lint``, ``tests(<package>)`` for every
+package under ``packages/`` (each alone with the core, so a dependency leaking
+into the core fails), ``all_together`` and ``build``. ``nox -s bench`` runs the
+benchmarks; ``nox -s mongo_real`` runs the Mongo tests against a real server
+named by ``INTAKE_BLUESKY_TEST_MONGO_URI``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+PACKAGES_DIR = ROOT / "packages"
+CORE = "intake-bluesky-core"
+PACKAGES = sorted(p.name for p in PACKAGES_DIR.iterdir() if (p / "pyproject.toml").exists())
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = not os.environ.get("CI")
+
+
+def _test_group(package: str) -> list[str]:
+    toml = nox.project.load_toml(PACKAGES_DIR / package / "pyproject.toml")
+    return list(nox.project.dependency_groups(toml, "test"))
+
+
+def _install(session: nox.Session, packages: list[str]) -> None:
+    # One resolver run: the backends' declared range on the core is checked
+    # against the core in this checkout.
+    paths = [str(PACKAGES_DIR / p) for p in dict.fromkeys([CORE, *packages])]
+    groups = [req for p in packages for req in _test_group(p)]
+    session.install(*paths, *groups)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    _install(session, [package])
+    session.run("pytest", str(PACKAGES_DIR / package / "tests"), *session.posargs)
+
+
+@nox.session
+def all_together(session: nox.Session) -> None:
+    """Every package in one environment: namespace merge and entry points."""
+    _install(session, PACKAGES)
+    session.run("pytest", *[str(PACKAGES_DIR / p / "tests") for p in PACKAGES], *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build each package's wheel and sdist and check what each wheel holds."""
+    session.install("build")
+    out = pathlib.Path(session.create_tmp()) / "dist"
+    for package in PACKAGES:
+        session.run("python", "-m", "build", "--outdir", str(out / package), str(PACKAGES_DIR / package))
+    session.run("python", str(ROOT / "tools" / "check_dists.py"), str(out), *PACKAGES)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks, reported as ratios to the floor and to databroker 1.2.5."""
+    session.install(*[str(PACKAGES_DIR / p) for p in PACKAGES], "-r", "benchmarks/requirements.txt")
+    anchor = ROOT / ".nox" / "_databroker_1_2_5"
+    anchor_python = anchor / "bin" / "python"
+    if not anchor_python.exists():
+        # databroker 1.2.5 needs old pins (intake<=0.6.4, numpy<2): its own venv.
+        session.run(sys.executable, "-m", "venv", str(anchor), external=True)
+        session.run(str(anchor_python), "-m", "pip", "install", "-q", "-r",
+                    "benchmarks/anchor-requirements.txt", external=True)
+    session.run("python", "benchmarks/run.py", "--anchor-python", str(anchor_python), *session.posargs)
+
+
+@nox.session(default=False)
+def mongo_real(session: nox.Session) -> None:
+    """The Mongo tests against a real server (INTAKE_BLUESKY_TEST_MONGO_URI)."""
+    if not os.environ.get("INTAKE_BLUESKY_TEST_MONGO_URI"):
+        session.skip("INTAKE_BLUESKY_TEST_MONGO_URI is not set; no real MongoDB to test against")
+    _install(session, ["intake-bluesky-mongo"])
+    session.run("pytest", str(PACKAGES_DIR / "intake-bluesky-mongo" / "tests"), *session.posargs)

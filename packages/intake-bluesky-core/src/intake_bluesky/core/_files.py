@@ -1,0 +1,303 @@
+"""What every file backend shares: finding run files, indexing their start and
+stop documents once per file version, and re-reading a run whose file grew.
+
+A file format implements :class:`FileFormat` (reading documents out of one
+file); :class:`FileDriver` turns it into a complete
+:class:`~intake_bluesky.core.driver.Driver`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+
+from ._documents import DocumentRunSource
+from ._index import search_starts
+from .driver import DEFAULT_SORT, RunSourceBase
+
+__all__ = ["FileFormat", "FileDriver", "FileRunSource", "expand_paths", "Location"]
+
+#: Where one run is stored: a file, or a tuple of files.
+Location = str | tuple[str, ...]
+
+
+def _files_of(location: Location) -> tuple[str, ...]:
+    return (location,) if isinstance(location, str) else tuple(location)
+
+
+class FileFormat:
+    """How to read bluesky documents out of one file of a format.
+
+    Subclasses set :attr:`suffixes` and implement :meth:`read_documents`;
+    they should override :meth:`read_header` to read only the first and last
+    records. Instances must be picklable (no open handles).
+    """
+
+    #: File name endings this format claims inside a directory.
+    suffixes: tuple[str, ...] = ()
+    #: Short name for messages.
+    name: str = "file"
+    #: Whether directories are searched recursively.
+    recursive: bool = False
+
+    def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
+        """Every ``(name, doc)`` in the file, stored order.
+
+        A truncated last record is a run being written: stop there silently.
+        A corrupt record before the end raises ``ValueError`` naming the file
+        and the (1-based) line or byte offset.
+        """
+        raise NotImplementedError
+
+    def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
+        """``(start, stop)`` of a run file; ``stop`` is None while running.
+
+        The default reads every document; formats should read the first and
+        last records only.
+        """
+        start = stop = None
+        for name, doc in self.read_documents(location):
+            if name == "start" and start is None:
+                start = doc
+            elif name == "stop":
+                stop = doc
+        return start, stop
+
+    def split_runs(self, paths: Sequence[str]) -> list[Location]:
+        """Group the listed files into runs.
+
+        A location is one path (one file per run, the default) or a tuple of
+        paths (a run made of several files, e.g. a TIFF series); it is what
+        :meth:`read_header` and :meth:`read_documents` receive.
+        """
+        return list(paths)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+def expand_paths(paths, suffixes: Sequence[str], recursive: bool = False) -> list[str]:
+    """Files named by a path, a glob, a directory, or a list of them.
+
+    Directories contribute the files ending in ``suffixes`` (case-insensitive;
+    with ``recursive``, in subdirectories too); explicit files are taken
+    whatever their name.
+    """
+    suffixes = tuple(s.lower() for s in suffixes)
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    found: dict[str, None] = {}
+    for entry in paths:
+        entry = os.fspath(entry)
+        if glob.has_magic(entry):
+            matches = sorted(glob.glob(entry))
+        else:
+            matches = [entry]
+        for match in matches:
+            if os.path.isdir(match):
+                for path in _walk(match, suffixes, recursive):
+                    found[path] = None
+            elif os.path.isfile(match):
+                found[os.path.abspath(match)] = None
+    return list(found)
+
+
+def _walk(directory: str, suffixes: tuple[str, ...], recursive: bool) -> Iterator[str]:
+    with os.scandir(directory) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for item in entries:
+        if item.is_file() and item.name.lower().endswith(suffixes):
+            yield os.path.abspath(item.path)
+        elif recursive and item.is_dir() and not item.name.startswith("."):
+            yield from _walk(item.path, suffixes, recursive)
+
+
+def _version(location: Location) -> tuple | None:
+    """Size and mtime of every file of a location; None if one is gone."""
+    out = []
+    for path in _files_of(location):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        out.append((st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+# Headers of file versions already read in this process: a warm re-open of a
+# catalog reads no file. Keyed by format and path; valid for one (size, mtime).
+_HEADERS: dict[tuple[type, Location], tuple[tuple, dict | None, dict | None]] = {}
+_HEADERS_LOCK = threading.Lock()
+
+
+def _header(fmt: FileFormat, location: Location, version: tuple):
+    key = (type(fmt), location)
+    cached = _HEADERS.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1], cached[2]
+    start, stop = fmt.read_header(location)
+    if start is None:
+        warnings.warn(
+            f"Skipping {location}: it holds no start document, so it is not a bluesky run "
+            f"({fmt.name}). If a run is being written to it, it will appear once its start "
+            "document is written.",
+            stacklevel=4,
+        )
+    with _HEADERS_LOCK:
+        _HEADERS[key] = (version, start, stop)
+    return start, stop
+
+
+class FileDriver:
+    """A :class:`~intake_bluesky.core.driver.Driver` over run files.
+
+    Parameters
+    ----------
+    paths : str, path, glob, directory, or list of them
+        Where the run files are. Listed again on every search, so new,
+        changed and deleted files are noticed.
+    fmt : FileFormat
+        How to read one file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from intake_bluesky.core import FileFormat
+    >>> FileDriver(tempfile.mkdtemp(), FileFormat()).count({})
+    0
+    """
+
+    def __init__(self, paths, fmt: FileFormat):
+        self.paths = paths
+        self.fmt = fmt
+        self._runs: dict[str, tuple[Location, dict, dict | None]] = {}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.paths!r}, {self.fmt.name})"
+
+    def __getstate__(self):
+        return {"paths": self.paths, "fmt": self.fmt}
+
+    def __setstate__(self, state):
+        self.__init__(state["paths"], state["fmt"])
+
+    def refresh(self) -> None:
+        """List the files again; read headers of new or changed ones only."""
+        files = expand_paths(self.paths, self.fmt.suffixes, self.fmt.recursive)
+        runs: dict[str, tuple[Location, dict, dict | None]] = {}
+        for location in self.fmt.split_runs(files):
+            version = _version(location)
+            if version is None:
+                continue  # deleted between listing and stat
+            start, stop = _header(self.fmt, location, version)
+            if start is None:
+                continue
+            runs[start["uid"]] = (location, start, stop)
+        self._runs = runs
+
+    def search(self, query, *, sort=DEFAULT_SORT, skip=0, limit=None) -> Iterator[dict]:
+        self.refresh()
+        return search_starts(
+            (start for _, start, _ in self._runs.values()),
+            query,
+            sort=sort,
+            skip=skip,
+            limit=limit,
+        )
+
+    def count(self, query) -> int:
+        if not query:
+            self.refresh()
+            return len(self._runs)
+        return sum(1 for _ in self.search(query))
+
+    def run(self, uid: str) -> FileRunSource:
+        entry = self._runs.get(uid)
+        if entry is None or _version(entry[0]) is None:
+            self.refresh()
+            entry = self._runs.get(uid)
+        if entry is None:
+            raise KeyError(uid)
+        return FileRunSource(entry[0], self.fmt, uid)
+
+    def location(self, uid: str) -> Location:
+        """Where a run is stored (for messages and tools)."""
+        return self.run(uid).location
+
+
+class FileRunSource(RunSourceBase):
+    """A run stored in files; re-read whenever a file's size or mtime changes.
+
+    So a live run's new events and its stop show up on the next access.
+    """
+
+    def __init__(self, location: Location, fmt: FileFormat, uid: str):
+        self.location = location
+        self.fmt = fmt
+        self.uid = uid
+        self._version = None
+        self._source: DocumentRunSource | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {"location": self.location, "fmt": self.fmt, "uid": self.uid}
+
+    def __setstate__(self, state):
+        self.__init__(state["location"], state["fmt"], state["uid"])
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.location!r}, uid={self.uid!r})"
+
+    @property
+    def _current(self) -> DocumentRunSource:
+        version = _version(self.location)
+        if version is None:
+            raise FileNotFoundError(
+                f"Run {self.uid!r}: its file(s) {self.location} were removed after the catalog "
+                "was opened."
+            )
+        with self._lock:
+            if self._source is None or version != self._version:
+                docs = self.fmt.read_documents(self.location)
+                self._source = DocumentRunSource(docs, uid=self.uid)
+                self._version = version
+            return self._source
+
+    def start(self):
+        return self._current.start()
+
+    def stop(self):
+        return self._current.stop()
+
+    def descriptors(self):
+        return self._current.descriptors()
+
+    def event_pages(self, descriptor_uid, fields=None, rows=None):
+        return self._current.event_pages(descriptor_uid, fields, rows)
+
+    def event_count(self, descriptor_uid):
+        return self._current.event_count(descriptor_uid)
+
+    def resources(self):
+        return self._current.resources()
+
+    def datum_pages(self, resource_uid=None):
+        return self._current.datum_pages(resource_uid)
+
+    def datums(self, datum_ids):
+        return self._current.datums(datum_ids)
+
+    def stream_resources(self):
+        return self._current.stream_resources()
+
+    def stream_datums(self, descriptor_uid=None):
+        return self._current.stream_datums(descriptor_uid)
+
+    def documents(self):
+        return self._current.documents()

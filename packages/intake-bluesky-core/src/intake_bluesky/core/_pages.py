@@ -1,0 +1,117 @@
+"""Packing, unpacking and slicing event and datum pages.
+
+Columnar pages are the unit every layer exchanges; these helpers are the only
+place that walks documents row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+__all__ = [
+    "pack_events",
+    "pack_datums",
+    "unpack_event_page",
+    "unpack_datum_page",
+    "page_length",
+    "select_fields",
+    "slice_page",
+    "slice_pages",
+]
+
+_EVENT_COLUMNS = ("time", "uid", "seq_num")
+
+
+def page_length(page: dict) -> int:
+    return len(page["seq_num"])
+
+
+def pack_events(events: Sequence[dict]) -> dict:
+    """One event_page from events of one descriptor (same keys assumed)."""
+    first = events[0]
+    keys = list(first["data"])
+    ts_keys = list(first.get("timestamps", {}))
+    filled_keys = list(first.get("filled", {}))
+    return {
+        "descriptor": first["descriptor"],
+        "time": [e["time"] for e in events],
+        "uid": [e["uid"] for e in events],
+        "seq_num": [e["seq_num"] for e in events],
+        "data": {k: [e["data"][k] for e in events] for k in keys},
+        "timestamps": {k: [e["timestamps"][k] for e in events] for k in ts_keys},
+        "filled": {k: [e["filled"].get(k, False) for e in events] for k in filled_keys},
+    }
+
+
+def unpack_event_page(page: dict) -> Iterator[dict]:
+    """The events of one event_page, as ``event`` documents."""
+    data, timestamps = page["data"], page.get("timestamps", {})
+    filled = page.get("filled", {})
+    for i in range(page_length(page)):
+        yield {
+            "descriptor": page["descriptor"],
+            "time": page["time"][i],
+            "uid": page["uid"][i],
+            "seq_num": page["seq_num"][i],
+            "data": {k: v[i] for k, v in data.items()},
+            "timestamps": {k: v[i] for k, v in timestamps.items()},
+            "filled": {k: v[i] for k, v in filled.items()},
+        }
+
+
+def pack_datums(datums: Sequence[dict]) -> dict:
+    """One datum_page from datums of one resource."""
+    keys = list(datums[0]["datum_kwargs"])
+    return {
+        "resource": datums[0]["resource"],
+        "datum_id": [d["datum_id"] for d in datums],
+        "datum_kwargs": {k: [d["datum_kwargs"][k] for d in datums] for k in keys},
+    }
+
+
+def unpack_datum_page(page: dict) -> Iterator[dict]:
+    kwargs = page["datum_kwargs"]
+    for i, datum_id in enumerate(page["datum_id"]):
+        yield {
+            "resource": page["resource"],
+            "datum_id": datum_id,
+            "datum_kwargs": {k: v[i] for k, v in kwargs.items()},
+        }
+
+
+def select_fields(page: dict, fields: Iterable[str] | None) -> dict:
+    """The page with only ``fields`` in data/timestamps/filled."""
+    if fields is None:
+        return page
+    fields = set(fields)
+    out = dict(page)
+    for part in ("data", "timestamps", "filled"):
+        out[part] = {k: v for k, v in page.get(part, {}).items() if k in fields}
+    return out
+
+
+def slice_page(page: dict, start: int, stop: int) -> dict:
+    """Rows ``start:stop`` of one page (lists and numpy arrays alike)."""
+    out = dict(page)
+    for key in _EVENT_COLUMNS:
+        out[key] = page[key][start:stop]
+    for part in ("data", "timestamps", "filled"):
+        out[part] = {k: v[start:stop] for k, v in page.get(part, {}).items()}
+    return out
+
+
+def slice_pages(pages: Iterable[dict], rows: tuple[int, int] | None) -> Iterator[dict]:
+    """Apply a ``(start, stop)`` row window over consecutive pages."""
+    if rows is None:
+        yield from pages
+        return
+    start, stop = rows
+    offset = 0
+    for page in pages:
+        n = page_length(page)
+        lo, hi = max(start - offset, 0), min(stop - offset, n)
+        if lo < hi:
+            yield page if (lo, hi) == (0, n) else slice_page(page, lo, hi)
+        offset += n
+        if offset >= stop:
+            return

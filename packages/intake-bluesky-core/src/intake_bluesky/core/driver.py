@@ -1,0 +1,186 @@
+"""The driver protocol: what a storage backend implements.
+
+A backend answers two kinds of questions and nothing else; everything about
+bluesky semantics (ordering, filling, xarray assembly, getitem sugar, nested
+search) lives once in the core model.
+
+* A :class:`Driver` finds runs: ``search(query, sort=..., skip=..., limit=...)``
+  yields start documents, ``count(query)`` counts them, ``run(uid)`` opens one.
+  A database backend pushes all of that to the server. A file backend gets it
+  for free from :class:`~intake_bluesky.core.FileDriver`, which keeps a shared
+  in-memory index of start/stop documents refreshed by file size and mtime.
+* A :class:`RunSource` reads one run: start, stop, descriptors, event pages per
+  descriptor (optionally only some fields and some rows), resources, datums,
+  stream resources, stream datums, and the raw documents in stored order.
+  :class:`RunSourceBase` derives most methods from a few; a file backend that
+  can list a run's documents gets a complete one from
+  :class:`~intake_bluesky.core.DocumentRunSource`.
+
+How to write a backend, in a dozen lines (a file format)::
+
+    from intake_bluesky.core import BlueskyCatalog, FileDriver, FileFormat
+
+    class MyFormat(FileFormat):
+        suffixes = (".myfmt",)
+
+        def read_documents(self, path):   # every (name, doc), stored order;
+            ...                           # tolerate a truncated last record
+
+    class MyCatalog(BlueskyCatalog):
+        def __init__(self, paths, **common):
+            super().__init__(FileDriver(paths, MyFormat()), **common)
+
+then subclass :class:`intake_bluesky.core.testing.ConformanceTests` with a
+fixture that writes the example runs in that format, and register ``MyCatalog``
+in the ``intake.drivers`` and ``intake_bluesky.backends`` entry point groups.
+A database backend implements :class:`Driver` and :class:`RunSource` directly.
+
+Queries reaching a driver have been validated (see
+:func:`intake_bluesky.core.validate_query`): operators are known, server-side
+JavaScript is refused. Sorting is a list of ``(key, direction)`` pairs on start
+document keys, as in pymongo.
+
+Example
+-------
+>>> from intake_bluesky.core import BlueskyInMemoryCatalog
+>>> from intake_bluesky.core.driver import Driver
+>>> isinstance(BlueskyInMemoryCatalog().driver, Driver)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Driver", "RunSource", "RunSourceBase", "Sort"]
+
+#: ``[(key, direction), ...]`` with direction ``1`` (ascending) or ``-1``.
+Sort = Sequence[tuple[str, int]]
+
+#: Runs are listed oldest first unless a caller asks otherwise.
+DEFAULT_SORT: Sort = (("time", 1),)
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """Finds runs in one store. Must be picklable (dask graphs carry it)."""
+
+    def search(
+        self,
+        query: Mapping[str, Any],
+        *,
+        sort: Sort = DEFAULT_SORT,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[dict]:
+        """Yield the start documents matching ``query``, sorted, paged."""
+
+    def count(self, query: Mapping[str, Any]) -> int:
+        """Number of runs whose start document matches ``query``."""
+
+    def run(self, uid: str) -> RunSource:
+        """The run with this full uid; ``KeyError`` if there is none."""
+
+
+@runtime_checkable
+class RunSource(Protocol):
+    """Reads one run. Must be picklable (dask graphs carry it).
+
+    Documents come back as stored; the core applies transforms and filling.
+    """
+
+    uid: str
+
+    def start(self) -> dict:
+        """The start document."""
+
+    def stop(self) -> dict | None:
+        """The stop document, ``None`` while the run is in progress.
+
+        Called again on every access, so a live run's stop shows up.
+        """
+
+    def descriptors(self) -> list[dict]:
+        """Every event descriptor of the run, oldest first."""
+
+    def event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[dict]:
+        """Event pages of one descriptor, in seq_num order.
+
+        ``fields`` limits ``data``/``timestamps``/``filled`` to those keys
+        (``[]``: none, only time/seq_num/uid); ``rows=(start, stop)`` limits
+        to that slice of the descriptor's events (0-based, stop exclusive).
+        Columns may be lists or numpy arrays.
+        """
+
+    def event_count(self, descriptor_uid: str) -> int:
+        """Number of events of one descriptor."""
+
+    def resources(self) -> list[dict]:
+        """Every resource document of the run, stored order."""
+
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[dict]:
+        """Datum pages (of one resource, or all), stored order."""
+
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
+        """``datum_id -> datum document`` for those ids (missing ids absent)."""
+
+    def stream_resources(self) -> list[dict]:
+        """Every stream_resource document of the run."""
+
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[dict]:
+        """stream_datum documents (of one descriptor, or all), stored order."""
+
+    def documents(self) -> Iterator[tuple[str, dict]]:
+        """Every stored ``(name, doc)`` pair in stored order."""
+
+
+class RunSourceBase:
+    """Defaults for a :class:`RunSource`, derived from fewer primitives.
+
+    A subclass must implement ``start``, ``stop``, ``descriptors``,
+    ``event_pages``, ``resources``, ``datum_pages``, ``stream_resources``,
+    ``stream_datums``. ``event_count``, ``datums`` and ``documents`` are
+    derived here; a database backend overrides them with cheaper queries.
+    """
+
+    uid: str
+
+    def event_count(self, descriptor_uid: str) -> int:
+        return sum(len(page["seq_num"]) for page in self.event_pages(descriptor_uid, fields=[]))
+
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
+        from ._pages import unpack_datum_page
+
+        wanted = set(datum_ids)
+        found: dict[str, dict] = {}
+        for page in self.datum_pages():
+            for datum in unpack_datum_page(page):
+                if datum["datum_id"] in wanted:
+                    found[datum["datum_id"]] = datum
+        return found
+
+    def documents(self) -> Iterator[tuple[str, dict]]:
+        # Not the emission order, but a valid one: the canonical generator in
+        # core re-orders anyway; a file backend overrides this with its own.
+        yield "start", self.start()
+        for doc in self.stream_resources():
+            yield "stream_resource", doc
+        for doc in self.resources():
+            yield "resource", doc
+        for page in self.datum_pages():
+            yield "datum_page", page
+        for descriptor in self.descriptors():
+            yield "descriptor", descriptor
+            for doc in self.stream_datums(descriptor["uid"]):
+                yield "stream_datum", doc
+            for page in self.event_pages(descriptor["uid"]):
+                yield "event_page", page
+        stop = self.stop()
+        if stop is not None:
+            yield "stop", stop
