@@ -1,35 +1,53 @@
 """intake-bluesky core: bluesky runs as intake catalogs.
 
-The run/stream model, the driver protocol every storage backend implements,
+The run/stream model, the driver protocol every storage backend implements
+(:mod:`intake_bluesky.core.driver`), the shared machinery of file backends,
 and the in-memory driver.
 
 Examples
 --------
 >>> from intake_bluesky.core import BlueskyInMemoryCatalog
->>> from intake_bluesky.core.testing import example_runs
->>> cat = BlueskyInMemoryCatalog()
->>> for name, doc in example_runs()[0]:
+>>> from intake_bluesky.core.testing import example_runs, example_registry
+>>> cat = BlueskyInMemoryCatalog(**example_registry("/tmp/intake-bluesky-doctest"))
+>>> for name, doc in example_runs("/tmp/intake-bluesky-doctest")[0]:
 ...     cat(name, doc)
 >>> run = cat[-1]
->>> ds = run.primary.read()
+>>> run.primary.read()["det"].values.tolist()
+[1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
 """
 
+from ._catalog import BlueskyCatalog
 from ._documents import BadDocumentError, DocumentRunSource
+from ._faces import BlueskyEventStream, BlueskyRun
 from ._files import FileDriver, FileFormat, FileRunSource, Location, expand_paths
+from ._filling import FillError, HandlerRegistry, MissingHandlerError
+from ._memory import BlueskyInMemoryCatalog, MemoryDriver
+from ._plugins import backends
 from ._query import and_queries, compile_query, validate_query
 from .driver import Driver, RunSource, RunSourceBase
 
+__version__ = "0.1.0"
+
 __all__ = [
     "BadDocumentError",
+    "BlueskyCatalog",
+    "BlueskyEventStream",
+    "BlueskyInMemoryCatalog",
+    "BlueskyRun",
     "DocumentRunSource",
     "Driver",
     "FileDriver",
     "FileFormat",
     "FileRunSource",
+    "FillError",
+    "HandlerRegistry",
     "Location",
+    "MemoryDriver",
+    "MissingHandlerError",
     "RunSource",
     "RunSourceBase",
     "and_queries",
+    "backends",
     "compile_query",
     "expand_paths",
     "validate_query",

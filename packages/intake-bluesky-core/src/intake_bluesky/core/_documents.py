@@ -7,7 +7,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 
-from ._pages import pack_datums, pack_events, select_fields, slice_pages
+from ._pages import pack_datums, pack_events, select_fields, slice_pages, unpack_datum_page
 from .driver import RunSourceBase
 
 __all__ = ["DocumentRunSource", "BadDocumentError"]
@@ -29,6 +29,7 @@ class _Organized:
         self.datum_pages: list[dict] = []
         self.stream_resources: list[dict] = []
         self.stream_datums: list[dict] = []
+        self.datum_index: dict[str, dict] | None = None
         pending_events: list[dict] = []
         pending_datums: list[dict] = []
 
@@ -171,6 +172,16 @@ class DocumentRunSource(RunSourceBase):
         for page in self._organized.datum_pages:
             if resource_uid is None or page["resource"] == resource_uid:
                 yield page
+
+    def datums(self, datum_ids) -> dict[str, dict]:
+        org = self._organized
+        index = getattr(org, "datum_index", None)
+        if index is None:
+            # Built once per organized view: filling looks datums up per chunk.
+            index = org.datum_index = {
+                d["datum_id"]: d for page in org.datum_pages for d in unpack_datum_page(page)
+            }
+        return {i: index[i] for i in datum_ids if i in index}
 
     def stream_resources(self) -> list[dict]:
         return list(self._organized.stream_resources)

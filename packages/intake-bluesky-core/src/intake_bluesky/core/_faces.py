@@ -1,0 +1,282 @@
+"""The intake faces: a run as an intake Catalog of streams, a stream as an
+intake DataSource of container ``xarray``. Thin: the model does the work.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator, Sequence
+
+import xarray as xr
+from intake.catalog.base import Catalog
+from intake.source.base import DataSource, Schema
+
+from ._model import RunModel, Settings, StreamModel
+from .driver import RunSource
+
+__all__ = ["BlueskyRun", "BlueskyEventStream"]
+
+
+class BlueskyEventStream(DataSource):
+    """One event stream of a run, e.g. ``run.primary``.
+
+    ``read()`` gives an ``xarray.Dataset``, ``to_dask()`` the same backed by
+    dask (no data read until compute). Call it to select fields before
+    anything is read: ``run.primary(include=["det"])``,
+    ``run.primary(exclude=["img"])``.
+
+    Attributes
+    ----------
+    timestamps : BlueskyEventStream
+        The per-field timestamps, as a stream of the same shape.
+    config : dict of BlueskyEventStream
+        Per device (object name), its configuration readings, one row per
+        descriptor.
+
+    Examples
+    --------
+    >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+    >>> from intake_bluesky.core.testing import example_runs
+    >>> cat = BlueskyInMemoryCatalog()
+    >>> cat.ingest(example_runs()[1])
+    >>> ds = cat[-1].primary(include=["det"]).read()
+    >>> list(ds.data_vars)
+    ['det']
+    """
+
+    container = "xarray"
+    name = "bluesky_event_stream"
+    version = "0.1.0"
+    partition_access = False
+
+    def __init__(
+        self,
+        run: RunModel,
+        stream_name: str,
+        *,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        part: str = "data",
+        object_name: str | None = None,
+        metadata: dict | None = None,
+    ):
+        if not isinstance(run, RunModel):
+            raise TypeError(
+                "BlueskyEventStream is made by a run (run.primary, run['baseline']); "
+                f"it takes a RunModel, not {type(run).__name__}."
+            )
+        self._model = StreamModel(run, stream_name, include, exclude)
+        self._part = part
+        self._object_name = object_name
+        super().__init__(metadata=metadata)
+        self.name = stream_name
+
+    @property
+    def metadata(self) -> dict:
+        return {**self._extra_metadata, "descriptors": self._model.descriptors(),
+                "stream_name": self._model.name}  # fmt: skip
+
+    @metadata.setter
+    def metadata(self, value):
+        self._extra_metadata = dict(value or {})
+
+    def __call__(self, *, include=None, exclude=None) -> BlueskyEventStream:
+        """The same stream with only some fields (applied before reading)."""
+        return type(self)(self._model.run, self._model.name, include=include, exclude=exclude,
+                          part=self._part, object_name=self._object_name)  # fmt: skip
+
+    get = configure_new = __call__
+
+    def __repr__(self):
+        what = {"data": "", "timestamps": " timestamps"}.get(self._part, f" config {self._object_name!r}")
+        return (
+            f"<BlueskyEventStream {self._model.name!r}{what} of run {self._model.run.uid[:8]!r}: "
+            f"fields {self._model.fields()}>"
+        )
+
+    def _dataset(self, lazy: bool) -> xr.Dataset:
+        if self._part == "timestamps":
+            return self._model.timestamps(lazy=lazy)
+        if self._part == "config":
+            ds = self._model.config(self._object_name)
+            return ds.chunk() if lazy else ds
+        return self._model.dataset(lazy=lazy)
+
+    def read(self) -> xr.Dataset:
+        """The stream as an ``xarray.Dataset`` (external data filled)."""
+        return self._dataset(lazy=False)
+
+    def to_dask(self) -> xr.Dataset:
+        """The stream as a dask-backed ``xarray.Dataset``; nothing read until compute."""
+        return self._dataset(lazy=True)
+
+    def _get_schema(self):
+        return Schema(
+            datashape=None,
+            dtype=None,
+            shape=None,
+            npartitions=1,
+            extra_metadata={},
+        )
+
+    def _get_partition(self, i):
+        return self.read()
+
+    def _close(self):
+        pass
+
+    @property
+    def timestamps(self) -> BlueskyEventStream:
+        return type(self)(self._model.run, self._model.name, include=self._model.include,
+                          exclude=self._model.exclude, part="timestamps")  # fmt: skip
+
+    @property
+    def config(self) -> dict[str, BlueskyEventStream]:
+        return {
+            obj: type(self)(self._model.run, self._model.name, part="config", object_name=obj)
+            for obj in self._model.config_objects()
+        }
+
+
+class BlueskyRun(Catalog):
+    """One bluesky run: an intake catalog of its event streams.
+
+    ``run.metadata['start']`` / ``['stop']`` (``None`` while in progress),
+    ``list(run)`` the stream names, ``run.primary`` or ``run['primary']`` a
+    :class:`BlueskyEventStream`, ``run.canonical()`` the document stream.
+
+    Parameters
+    ----------
+    source : RunSource
+        The run's storage, from a driver.
+    settings : Settings, optional
+        Handlers, root_map, transforms (given by the catalog).
+    """
+
+    container = "catalog"
+    name = "bluesky_run"
+    version = "0.1.0"
+
+    def __init__(self, source: RunSource, settings: Settings | None = None, **kwargs):
+        if not isinstance(source, RunSource):
+            raise TypeError(
+                "BlueskyRun is made by a catalog (cat[uid]); it takes a RunSource, "
+                f"not {type(source).__name__}."
+            )
+        self._run = RunModel(source, settings)
+        super().__init__(**kwargs)
+        self.name = source.uid
+
+    # --- metadata -----------------------------------------------------------
+    @property
+    def metadata(self) -> dict:
+        return {**self._extra_metadata, "start": self._run.start(), "stop": self._run.stop()}
+
+    @metadata.setter
+    def metadata(self, value):
+        self._extra_metadata = {
+            k: v for k, v in dict(value or {}).items() if k not in ("start", "stop")
+        }
+
+    @property
+    def uid(self) -> str:
+        return self._run.uid
+
+    # --- entries ------------------------------------------------------------
+    def _load(self):
+        pass
+
+    def reload(self):
+        pass
+
+    def _get_entries(self):
+        return {name: self[name] for name in self}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._run.stream_names())
+
+    def __len__(self) -> int:
+        return len(self._run.stream_names())
+
+    def __contains__(self, name) -> bool:
+        return name in self._run.stream_names()
+
+    def keys(self):
+        return list(self)
+
+    def items(self):
+        for name in self:
+            yield name, self[name]
+
+    def values(self):
+        for name in self:
+            yield self[name]
+
+    def __getitem__(self, name: str) -> BlueskyEventStream:
+        self._run.stream(name)  # raises KeyError naming the streams
+        return BlueskyEventStream(self._run, name)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute or stream {name!r}"
+            ) from None
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | {n for n in self if n.isidentifier()})
+
+    # --- documents ----------------------------------------------------------
+    def canonical(self, *, fill: str = "yes") -> Iterator[tuple[str, dict]]:
+        """The run's ``(name, doc)`` stream in canonical order.
+
+        Parameters
+        ----------
+        fill : {'yes', 'no'}
+            ``'yes'`` replaces external references in events with the loaded
+            data (``filled[key]`` true); ``'no'`` yields documents as stored.
+        """
+        return self._run.canonical(fill)
+
+    def read_canonical(self) -> Iterator[tuple[str, dict]]:
+        """Same as :meth:`canonical` with ``fill='yes'``."""
+        return self.canonical()
+
+    def documents(self, *, fill: str = "yes"):
+        """Alias of :meth:`canonical` (databroker 1.x name)."""
+        return self.canonical(fill=fill)
+
+    def read(self):
+        raise NotImplementedError(
+            "A run holds several streams; read one of them: "
+            f"run.{self._default_stream()}.read() (streams: {list(self)})."
+        )
+
+    def to_dask(self):
+        raise NotImplementedError(
+            "A run holds several streams; pick one: "
+            f"run.{self._default_stream()}.to_dask() (streams: {list(self)})."
+        )
+
+    def _default_stream(self) -> str:
+        names = list(self)
+        return "primary" if "primary" in names or not names else names[0]
+
+    def __repr__(self):
+        start = self._run.start()
+        stop = self._run.stop()
+        when = start.get("time")
+        when = (
+            datetime.datetime.fromtimestamp(when).isoformat(sep=" ", timespec="seconds")
+            if isinstance(when, int | float)
+            else "?"
+        )
+        status = "in progress" if stop is None else stop.get("exit_status", "?")
+        return (
+            f"<BlueskyRun uid={start.get('uid')!r} scan_id={start.get('scan_id')!r} "
+            f"plan_name={start.get('plan_name')!r} time={when} ({status}) "
+            f"streams={list(self)}>"
+        )

@@ -1,0 +1,36 @@
+"""The conformance kit: example runs and backend-neutral tests.
+
+A backend subclasses :class:`ConformanceTests` with a ``store`` fixture that
+returns a :class:`RunStore` writing documents in its format; the kit feeds it
+:func:`example_runs` and asserts values, dtypes and ordering.
+
+Examples
+--------
+>>> from intake_bluesky.core.testing import example_runs
+>>> [name for name, _ in example_runs()[1]]
+['start', 'descriptor', 'event_page', 'stop']
+"""
+
+from ._examples import (
+    EXTERNAL_ROOT,
+    NPY_STACK_MIMETYPE,
+    UIDS,
+    NpyStackReader,
+    NumpySeqHandler,
+    example_registry,
+    example_runs,
+)
+from ._suite import ConformanceTests, RunStore, normalize_documents
+
+__all__ = [
+    "EXTERNAL_ROOT",
+    "NPY_STACK_MIMETYPE",
+    "UIDS",
+    "ConformanceTests",
+    "NpyStackReader",
+    "NumpySeqHandler",
+    "RunStore",
+    "example_registry",
+    "example_runs",
+    "normalize_documents",
+]
