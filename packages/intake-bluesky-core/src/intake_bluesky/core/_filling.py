@@ -205,9 +205,13 @@ class Filler:
             try:
                 out.append(handler(**datum.get("datum_kwargs", {})))
             except Exception as err:
+                hint = ""
+                if isinstance(err, FileNotFoundError):
+                    hint = (" The file is not where the resource says; if the data moved, "
+                            "pass root_map={old_root: new_root}.")  # fmt: skip
                 raise FillError(
                     f"Run {self.source.uid!r}: handler {type(handler).__name__} failed to load "
-                    f"datum {datum_id!r} (kwargs {datum.get('datum_kwargs')}): {err!r}"
+                    f"datum {datum_id!r} (kwargs {datum.get('datum_kwargs')}): {err!r}.{hint}"
                 ) from err
         return out
 
