@@ -6,7 +6,6 @@ this class with its own driver.
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator, Mapping
 
@@ -117,7 +116,9 @@ class BlueskyCatalog(Catalog):
         if kwargs:
             raise TypeError(f"search() takes one query mapping, not {sorted(kwargs)}.")
         query = validate_query(query, server=getattr(self.driver, "server_side_queries", False))
-        new = copy.copy(self)
+        # Not copy.copy: intake's pickling hooks would re-create the driver.
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
         new._query = and_queries(self._query, query)
         return new
 

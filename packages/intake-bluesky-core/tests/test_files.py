@@ -1,0 +1,151 @@
+"""The shared machinery of file backends, with a minimal test format."""
+
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from intake_bluesky.core import BlueskyCatalog, FileDriver, FileFormat, expand_paths
+from intake_bluesky.core.testing import (
+    UIDS,
+    ConformanceTests,
+    RunStore,
+    example_runs,
+)
+
+
+def _default(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(obj)
+
+
+class LinesFormat(FileFormat):
+    """One JSON document per line; counts what it reads (class attributes)."""
+
+    suffixes = (".lines",)
+    name = "test lines"
+    headers_read = 0
+    documents_read = 0
+
+    def read_documents(self, location):
+        type(self).documents_read += 1
+        with open(location) as f:
+            for line in f:
+                if line.strip():
+                    yield tuple(json.loads(line))
+
+    def read_header(self, location):
+        type(self).headers_read += 1
+        return super().read_header(location)
+
+
+def write(path, docs):
+    with open(path, "w") as f:
+        for name, doc in docs:
+            f.write(json.dumps([name, doc], default=_default) + "\n")
+    return path
+
+
+class LinesStore(RunStore):
+    def __init__(self, directory):
+        self.directory = directory
+
+    def write_run(self, documents):
+        path = self.directory / f"{documents[0][1]['uid']}.lines"
+        # Bump mtime even within the clock's resolution: a rewrite must be seen.
+        before = os.stat(path).st_mtime_ns if path.exists() else 0
+        write(path, documents)
+        if os.stat(path).st_mtime_ns <= before:
+            os.utime(path, ns=(before + 1000, before + 1000))
+
+    def delete_run(self, uid):
+        (self.directory / f"{uid}.lines").unlink()
+
+    def catalog(self, **common):
+        return BlueskyCatalog(FileDriver(self.directory, LinesFormat()), **common)
+
+
+class TestFileDriverConformance(ConformanceTests):
+    @pytest.fixture
+    def store(self, tmp_path):
+        (tmp_path / "runs").mkdir()
+        return LinesStore(tmp_path / "runs")
+
+
+def test_expand_paths_forms(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sub").mkdir()
+    for name in ("a/x.lines", "a/y.LINES", "a/z.txt", "a/sub/w.lines", "v.lines"):
+        (tmp_path / name).write_text("")
+    a = str(tmp_path / "a")
+    assert [os.path.basename(p) for p in expand_paths(a, (".lines",))] == ["x.lines", "y.LINES"]
+    assert len(expand_paths(a, (".lines",), recursive=True)) == 3
+    globbed = expand_paths(str(tmp_path / "*.lines"), (".lines",))
+    assert [os.path.basename(p) for p in globbed] == ["v.lines"]
+    # An explicit file is taken whatever its suffix; duplicates collapse.
+    both = expand_paths([a + "/z.txt", a, a + "/x.lines"], (".lines",))
+    assert [os.path.basename(p) for p in both] == ["z.txt", "x.lines", "y.LINES"]
+
+
+def test_headers_read_once_per_file_version(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    for docs in runs[:3]:
+        write(tmp_path / f"{docs[0][1]['uid']}.lines", docs)
+    LinesFormat.headers_read = 0
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    assert len(cat) == 3
+    assert LinesFormat.headers_read == 3
+    list(cat.search({"plan_name": "count"}))
+    cat[-1]
+    # A warm re-open of the same files reads none of them again.
+    cat2 = BlueskyCatalog(FileDriver(str(tmp_path), LinesFormat()))
+    assert len(cat2) == 3
+    assert LinesFormat.headers_read == 3
+    # A changed file is read again, and only that one.
+    path = tmp_path / f"{UIDS['count']}.lines"
+    write(path, runs[1][:-1])
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**6))
+    assert cat[UIDS["count"]].metadata["stop"] is None
+    len(cat)
+    assert LinesFormat.headers_read == 4
+
+
+def test_file_without_start_is_skipped_with_a_warning(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    write(tmp_path / "good.lines", runs[1])
+    bad = write(tmp_path / "bad.lines", runs[1][1:])
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    with pytest.warns(UserWarning, match="bad.lines") as record:
+        assert list(cat) == [UIDS["count"]]
+    assert "no start document" in str(record[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        len(cat)  # warned once per file version, not on every access
+    assert os.path.exists(bad)
+
+
+def test_run_object_sees_its_file_grow(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    path = tmp_path / "run.lines"
+    write(path, runs[1][:2])
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    run = cat[-1]
+    assert run.metadata["stop"] is None and run.primary.read()["det"].size == 0
+    time.sleep(0.01)
+    write(path, runs[1])
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert run.primary.read()["det"].values.tolist() == [201.0, 202.0, 203.0, 204.0, 205.0]
+
+
+def test_removed_file_gives_clear_error(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    path = write(tmp_path / "run.lines", runs[1])
+    run = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))[-1]
+    os.remove(path)
+    with pytest.raises(FileNotFoundError, match="removed"):
+        run.metadata

@@ -1,0 +1,100 @@
+"""The in-memory catalog as a document callback, and what core owns of bad input."""
+
+import numpy as np
+import pytest
+
+from intake_bluesky.core import BadDocumentError, BlueskyInMemoryCatalog, DocumentRunSource
+from intake_bluesky.core.testing import UIDS, example_registry, example_runs
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return example_runs(tmp_path)
+
+
+def test_run_visible_from_its_start_document(runs, tmp_path):
+    cat = BlueskyInMemoryCatalog(**example_registry(tmp_path))
+    docs = runs[0]
+    cat(*docs[0])
+    assert list(cat) == [UIDS["scan"]]
+    assert cat[-1].metadata["stop"] is None
+    assert list(cat[-1]) == []
+    for name, doc in docs[1:-1]:
+        cat(name, doc)
+    assert cat[-1].metadata["stop"] is None
+    assert cat[-1].primary.read()["det"].values.tolist() == [1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
+    cat(*docs[-1])
+    assert cat[-1].metadata["stop"]["exit_status"] == "success"
+
+
+def test_interleaved_runs_are_routed(runs):
+    # Documents of two runs, interleaved, as from two RunEngines.
+    cat = BlueskyInMemoryCatalog()
+    a, b = runs[1], runs[2]
+    for pair in zip(a, b):
+        for name, doc in pair:
+            cat(name, doc)
+    assert list(cat) == [UIDS["count"], UIDS["failed"]]
+    assert cat[UIDS["count"]].primary.read()["det"].size == 5
+    assert cat[UIDS["failed"]].primary.read()["det"].size == 2
+
+
+def test_event_with_unknown_descriptor_is_an_error(runs):
+    cat = BlueskyInMemoryCatalog()
+    start, _descriptor, page, _stop = runs[1]
+    cat(*start)
+    with pytest.raises(BadDocumentError, match=page[1]["descriptor"]):
+        cat(*page)
+
+
+def test_datum_with_unknown_resource_is_an_error(runs):
+    cat = BlueskyInMemoryCatalog()
+    cat(*runs[0][0])
+    datum = next(doc for name, doc in runs[0] if name == "datum")
+    with pytest.raises(BadDocumentError, match="resource"):
+        cat("datum", datum)
+
+
+def test_stored_run_with_missing_descriptor_names_run_and_descriptor(runs):
+    docs = [(n, d) for n, d in runs[1] if n != "descriptor"]
+    source = DocumentRunSource(docs)
+    with pytest.raises(BadDocumentError) as info:
+        source.descriptors()
+    assert UIDS["count"] in str(info.value) and "descriptor" in str(info.value)
+
+
+def test_upsert_is_lazy_and_delete(runs):
+    calls = []
+
+    def gen(docs, tag=None):
+        calls.append(tag)
+        yield from docs
+
+    cat = BlueskyInMemoryCatalog()
+    docs = runs[1]
+    cat.upsert(docs[0][1], docs[-1][1], gen, (docs,), {"tag": "x"})
+    assert list(cat) == [UIDS["count"]]
+    assert cat[-1].metadata["stop"]["exit_status"] == "success"
+    assert calls == []
+    np.testing.assert_array_equal(cat[-1].primary.read()["det"].values, [201, 202, 203, 204, 205])
+    assert calls == ["x"]
+    assert len(cat.search({"plan_name": "count"})) == 1
+    del cat[UIDS["count"][:8]]
+    assert len(cat) == 0
+
+
+def test_search_of_live_catalog_sees_new_runs(runs):
+    cat = BlueskyInMemoryCatalog()
+    counts = cat.search({"plan_name": "count"})
+    assert len(counts) == 0
+    for docs in runs:
+        cat.ingest(docs)
+    assert list(counts) == [UIDS["count"], UIDS["failed"]]
+    assert counts[-1].metadata["start"]["uid"] == UIDS["failed"]
+
+
+def test_getitem_rejects_other_types(runs):
+    cat = BlueskyInMemoryCatalog()
+    cat.ingest(runs[0])
+    with pytest.raises(TypeError):
+        cat[1.5]
