@@ -64,22 +64,36 @@ def build(session: nox.Session) -> None:
     session.install("build")
     out = pathlib.Path(session.create_tmp()) / "dist"
     for package in PACKAGES:
-        session.run("python", "-m", "build", "--outdir", str(out / package), str(PACKAGES_DIR / package))
+        session.run(
+            "python", "-m", "build", "--outdir", str(out / package), str(PACKAGES_DIR / package)
+        )
     session.run("python", str(ROOT / "tools" / "check_dists.py"), str(out), *PACKAGES)
 
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks, reported as ratios to the floor and to databroker 1.2.5."""
-    session.install(*[str(PACKAGES_DIR / p) for p in PACKAGES], "-r", "benchmarks/requirements.txt")
+    session.install(
+        *[str(PACKAGES_DIR / p) for p in PACKAGES], "-r", "benchmarks/requirements.txt"
+    )
     anchor = ROOT / ".nox" / "_databroker_1_2_5"
     anchor_python = anchor / "bin" / "python"
     if not anchor_python.exists():
         # databroker 1.2.5 needs old pins (intake<=0.6.4, numpy<2): its own venv.
         session.run(sys.executable, "-m", "venv", str(anchor), external=True)
-        session.run(str(anchor_python), "-m", "pip", "install", "-q", "-r",
-                    "benchmarks/anchor-requirements.txt", external=True)
-    session.run("python", "benchmarks/run.py", "--anchor-python", str(anchor_python), *session.posargs)
+        session.run(
+            str(anchor_python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-r",
+            "benchmarks/anchor-requirements.txt",
+            external=True,
+        )
+    session.run(
+        "python", "benchmarks/run.py", "--anchor-python", str(anchor_python), *session.posargs
+    )
 
 
 @nox.session(default=False)

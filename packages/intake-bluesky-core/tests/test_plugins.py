@@ -25,10 +25,11 @@ def fake_entry_points(monkeypatch):
 
 def test_backends_lists_installed_and_warns_on_broken(fake_entry_points):
     fake_entry_points["intake_bluesky.backends"] = [
-        EntryPoint("in_memory", "intake_bluesky.core:BlueskyInMemoryCatalog",
-                   "intake_bluesky.backends"),
+        EntryPoint(
+            "in_memory", "intake_bluesky.core:BlueskyInMemoryCatalog", "intake_bluesky.backends"
+        ),
         EntryPoint("broken", "no_such_module_xyz:Catalog", "intake_bluesky.backends"),
-    ]  # fmt: skip
+    ]
     with pytest.warns(UserWarning, match="'broken'.*no_such_module_xyz"):
         found = backends()
     assert found == {"in_memory": BlueskyInMemoryCatalog}
@@ -45,14 +46,17 @@ class OtherHandler(NumpySeqHandler):
 
 def test_handler_discovered_from_entry_points_and_explicit_wins(fake_entry_points, tmp_path):
     fake_entry_points["databroker.handlers"] = [
-        EntryPoint("NPY_SEQ", "intake_bluesky.core.testing:NumpySeqHandler",
-                   "databroker.handlers"),
-    ]  # fmt: skip
+        EntryPoint(
+            "NPY_SEQ", "intake_bluesky.core.testing:NumpySeqHandler", "databroker.handlers"
+        ),
+    ]
     assert HandlerRegistry().resolve("NPY_SEQ") is NumpySeqHandler
     assert HandlerRegistry({"NPY_SEQ": OtherHandler}).resolve("NPY_SEQ") is OtherHandler
     root_map = example_registry(tmp_path)["root_map"]
     discovered = BlueskyInMemoryCatalog(root_map=root_map)
-    explicit = BlueskyInMemoryCatalog(root_map=root_map, handler_registry={"NPY_SEQ": OtherHandler})
+    explicit = BlueskyInMemoryCatalog(
+        root_map=root_map, handler_registry={"NPY_SEQ": OtherHandler}
+    )
     for docs in example_runs(tmp_path):
         discovered.ingest(docs)
         explicit.ingest(docs)

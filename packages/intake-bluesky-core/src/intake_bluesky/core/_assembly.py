@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.highlevelgraph import HighLevelGraph
 
 from ._filling import Filler
 from .driver import RunSource
@@ -27,8 +29,17 @@ __all__ = ["CHUNK_BYTES", "FieldSpec", "build_dataset"]
 CHUNK_BYTES = 100 * 2**20
 
 _JSON_DTYPES = {"integer": np.dtype("int64"), "boolean": np.dtype("bool")}
-_ATTR_KEYS = ("source", "units", "precision", "object_name", "dtype", "dtype_numpy", "external",
-              "shape", "limits")  # fmt: skip
+_ATTR_KEYS = (
+    "source",
+    "units",
+    "precision",
+    "object_name",
+    "dtype",
+    "dtype_numpy",
+    "external",
+    "shape",
+    "limits",
+)
 
 
 @dataclass
@@ -190,11 +201,9 @@ def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part):
             spec.dims = tuple(f"{spec.key}_dim_{i}" for i in range(len(spec.shape)))
 
 
-def _pick(columns: dict, key: str):
-    return columns[key]
-
-
-def _lazy_descriptor(source, filler, descriptor_uid, specs, part, n, times):
+def _lazy_descriptor(source, filler, descriptor_uid, specs, part, n):
+    """Dask arrays for fields of one descriptor: one load task per chunk of
+    rows (shared by the fields of a group), one getitem task per field."""
     _resolve_lazy_meta(source, filler, descriptor_uid, specs, part)
     arrays: dict[str, da.Array] = {}
     # Group fields by rows-per-chunk so small fields share a task.
@@ -204,27 +213,29 @@ def _lazy_descriptor(source, filler, descriptor_uid, specs, part, n, times):
         per_chunk = max(1, CHUNK_BYTES // row_bytes)
         groups.setdefault(min(per_chunk, max(n, 1)), []).append(spec)
     for per_chunk, group in groups.items():
-        parts: dict[str, list] = {s.key: [] for s in group}
-        for r0 in range(0, n, per_chunk):
-            rows = (r0, min(n, r0 + per_chunk))
-            task = dask.delayed(load_columns, pure=False)(
-                source, filler, descriptor_uid, group, rows, part
-            )
-            for spec in group:
-                dtype = np.dtype("float64") if part == "timestamps" else spec.dtype
-                shape = () if part == "timestamps" else spec.shape
-                piece = dask.delayed(_pick, pure=True)(task, spec.key)
-                parts[spec.key].append(
-                    da.from_delayed(piece, shape=(rows[1] - rows[0], *shape), dtype=dtype)
-                )
+        windows = [(r0, min(n, r0 + per_chunk)) for r0 in range(0, n, per_chunk)]
+        load_name = f"load-{part}-{uuid.uuid4().hex}"
+        loads = {
+            (load_name, i): (load_columns, source, filler, descriptor_uid, group, rows, part)
+            for i, rows in enumerate(windows)
+        }
         for spec in group:
-            chunks = parts[spec.key]
-            if not chunks:
-                dtype = np.dtype("float64") if part == "timestamps" else spec.dtype
-                shape = () if part == "timestamps" else spec.shape
+            dtype = np.dtype("float64") if part == "timestamps" else spec.dtype
+            shape = () if part == "timestamps" else spec.shape
+            if not windows:
                 arrays[spec.key] = da.empty((0, *shape), dtype=dtype)
-            else:
-                arrays[spec.key] = chunks[0] if len(chunks) == 1 else da.concatenate(chunks)
+                continue
+            name = f"{spec.key}-{part}-{uuid.uuid4().hex}"
+            zeros = (0,) * len(shape)
+            layer = {
+                (name, i, *zeros): (operator.getitem, (load_name, i), spec.key)
+                for i in range(len(windows))
+            }
+            graph = HighLevelGraph(
+                {name: layer, load_name: loads}, {name: {load_name}, load_name: set()}
+            )
+            chunks = (tuple(hi - lo for lo, hi in windows), *((s,) for s in shape))
+            arrays[spec.key] = da.Array(graph, name, chunks, dtype=dtype)
     return arrays
 
 
@@ -258,8 +269,7 @@ def build_dataset(
         if lazy:
             index = load_columns(source, None, descriptor["uid"], [], None, part)
             n = len(index["time"])
-            columns = _lazy_descriptor(source, filler, descriptor["uid"], specs, part, n,
-                                       index["time"])  # fmt: skip
+            columns = _lazy_descriptor(source, filler, descriptor["uid"], specs, part, n)
         else:
             columns = load_columns(source, filler, descriptor["uid"], specs, None, part)
             index = columns
@@ -270,5 +280,6 @@ def build_dataset(
         return xr.Dataset(coords={"time": ("time", np.empty((0,), dtype="float64"))})
     if len(datasets) == 1:
         return datasets[0]
-    return xr.concat(datasets, dim="time", data_vars="all", coords="different", join="outer",
-                     compat="equals")  # fmt: skip
+    return xr.concat(
+        datasets, dim="time", data_vars="all", coords="different", join="outer", compat="equals"
+    )

@@ -35,8 +35,10 @@ def canonical(
 ) -> Iterator[tuple[str, dict]]:
     """Yield ``(name, doc)`` of a run in canonical order (see module docstring)."""
     transforms = transforms or {}
-    tf = {name: transforms.get(name, _identity) for name in ("start", "stop", "descriptor",
-                                                              "resource")}  # fmt: skip
+    tf = {
+        name: transforms.get(name, _identity)
+        for name in ("start", "stop", "descriptor", "resource")
+    }
     yield "start", tf["start"](source.start())
 
     descriptors = source.descriptors()
@@ -67,8 +69,9 @@ def canonical(
         if res_uid not in emitted_resources and res_uid in resources:
             emitted_resources.add(res_uid)
             yield "resource", tf["resource"](resources[res_uid])
-        yield ("datum_page" if len(page["datum_id"]) > 1 else "datum"), (
-            page if len(page["datum_id"]) > 1 else _single_datum(page)
+        yield (
+            ("datum_page" if len(page["datum_id"]) > 1 else "datum"),
+            (page if len(page["datum_id"]) > 1 else _single_datum(page)),
         )
 
     stream_resources = {sr["uid"]: sr for sr in source.stream_resources()}

@@ -73,8 +73,11 @@ class BlueskyEventStream(DataSource):
 
     @property
     def metadata(self) -> dict:
-        return {**self._extra_metadata, "descriptors": self._model.descriptors(),
-                "stream_name": self._model.name}  # fmt: skip
+        return {
+            **self._extra_metadata,
+            "descriptors": self._model.descriptors(),
+            "stream_name": self._model.name,
+        }
 
     @metadata.setter
     def metadata(self, value):
@@ -82,13 +85,21 @@ class BlueskyEventStream(DataSource):
 
     def __call__(self, *, include=None, exclude=None) -> BlueskyEventStream:
         """The same stream with only some fields (applied before reading)."""
-        return type(self)(self._model.run, self._model.name, include=include, exclude=exclude,
-                          part=self._part, object_name=self._object_name)  # fmt: skip
+        return type(self)(
+            self._model.run,
+            self._model.name,
+            include=include,
+            exclude=exclude,
+            part=self._part,
+            object_name=self._object_name,
+        )
 
     get = configure_new = __call__
 
     def __repr__(self):
-        what = {"data": "", "timestamps": " timestamps"}.get(self._part, f" config {self._object_name!r}")
+        what = {"data": "", "timestamps": " timestamps"}.get(
+            self._part, f" config {self._object_name!r}"
+        )
         return (
             f"<BlueskyEventStream {self._model.name!r}{what} of run {self._model.run.uid[:8]!r}: "
             f"fields {self._model.fields()}>"
@@ -127,8 +138,13 @@ class BlueskyEventStream(DataSource):
 
     @property
     def timestamps(self) -> BlueskyEventStream:
-        return type(self)(self._model.run, self._model.name, include=self._model.include,
-                          exclude=self._model.exclude, part="timestamps")  # fmt: skip
+        return type(self)(
+            self._model.run,
+            self._model.name,
+            include=self._model.include,
+            exclude=self._model.exclude,
+            part="timestamps",
+        )
 
     @property
     def config(self) -> dict[str, BlueskyEventStream]:

@@ -132,8 +132,9 @@ class Filler:
         Applied to every resource document before use.
     """
 
-    def __init__(self, source: RunSource, registry: HandlerRegistry, root_map=None,
-                 transform_resource=None):  # fmt: skip
+    def __init__(
+        self, source: RunSource, registry: HandlerRegistry, root_map=None, transform_resource=None
+    ):
         self.source = source
         self.registry = registry
         self.root_map = dict(root_map or {})
@@ -207,8 +208,10 @@ class Filler:
             except Exception as err:
                 hint = ""
                 if isinstance(err, FileNotFoundError):
-                    hint = (" The file is not where the resource says; if the data moved, "
-                            "pass root_map={old_root: new_root}.")  # fmt: skip
+                    hint = (
+                        " The file is not where the resource says; if the data moved, "
+                        "pass root_map={old_root: new_root}."
+                    )
                 raise FillError(
                     f"Run {self.source.uid!r}: handler {type(handler).__name__} failed to load "
                     f"datum {datum_id!r} (kwargs {datum.get('datum_kwargs')}): {err!r}.{hint}"

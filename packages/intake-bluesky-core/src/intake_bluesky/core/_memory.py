@@ -172,8 +172,9 @@ class MemoryDriver:
 
     def upsert(self, start, stop, gen_func, gen_args=(), gen_kwargs=None) -> None:
         with self._lock:
-            self._runs[start["uid"]] = _LazyRunSource(start, stop, gen_func, gen_args,
-                                                      gen_kwargs or {})  # fmt: skip
+            self._runs[start["uid"]] = _LazyRunSource(
+                start, stop, gen_func, gen_args, gen_kwargs or {}
+            )
 
     def remove(self, uid: str) -> None:
         with self._lock:
@@ -219,8 +220,9 @@ class BlueskyInMemoryCatalog(BlueskyCatalog):
         for name, doc in documents:
             self.driver.add(name, doc)
 
-    def upsert(self, start: dict, stop: dict | None, gen_func: Callable, gen_args=(),
-               gen_kwargs=None) -> None:  # fmt: skip
+    def upsert(
+        self, start: dict, stop: dict | None, gen_func: Callable, gen_args=(), gen_kwargs=None
+    ) -> None:
         """Add (or replace) a whole run lazily.
 
         ``gen_func(*gen_args, **gen_kwargs)`` yields the run's ``(name, doc)``

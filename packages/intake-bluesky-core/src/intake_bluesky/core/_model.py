@@ -140,13 +140,15 @@ class StreamModel:
         return [f for f in known if f not in self.exclude]
 
     def dataset(self, lazy: bool = False) -> xr.Dataset:
-        ds = build_dataset(self.run.source, self.run.filler, self.descriptors(), self.fields(),
-                           lazy=lazy)  # fmt: skip
+        ds = build_dataset(
+            self.run.source, self.run.filler, self.descriptors(), self.fields(), lazy=lazy
+        )
         return self._decorate(ds)
 
     def timestamps(self, lazy: bool = False) -> xr.Dataset:
-        ds = build_dataset(self.run.source, None, self.descriptors(), self.fields(), lazy=lazy,
-                           part="timestamps")  # fmt: skip
+        ds = build_dataset(
+            self.run.source, None, self.descriptors(), self.fields(), lazy=lazy, part="timestamps"
+        )
         return self._decorate(ds)
 
     def _decorate(self, ds: xr.Dataset) -> xr.Dataset:

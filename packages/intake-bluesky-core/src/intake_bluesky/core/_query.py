@@ -19,9 +19,24 @@ REFUSED_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
 
 _LOGICAL = {"$and", "$or", "$nor"}
 _FIELD_OPERATORS = {
-    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$type",
-    "$regex", "$options", "$mod", "$all", "$elemMatch", "$size", "$not",
-}  # fmt: skip
+    "$eq",
+    "$ne",
+    "$gt",
+    "$gte",
+    "$lt",
+    "$lte",
+    "$in",
+    "$nin",
+    "$exists",
+    "$type",
+    "$regex",
+    "$options",
+    "$mod",
+    "$all",
+    "$elemMatch",
+    "$size",
+    "$not",
+}
 _TOP_OPERATORS = _LOGICAL | {"$comment", "$text", "$expr"}
 # Understood by a MongoDB server but not by the in-process evaluator.
 _SERVER_ONLY = {"$text", "$expr"}
@@ -56,8 +71,8 @@ def validate_query(query: Any, *, server: bool = False) -> dict:
         return {}
     if not isinstance(query, Mapping):
         raise ValueError(
-            f"A query must be a mapping such as {{'plan_name': 'scan'}}, not {type(query).__name__}"
-            f" {query!r}."
+            "A query must be a mapping such as {'plan_name': 'scan'}, "
+            f"not {type(query).__name__} {query!r}."
         )
     _check_document(query, server=server, path="query")
     return dict(query)
@@ -118,7 +133,9 @@ def _check_condition(value: Any, *, server: bool, path: str) -> None:
             try:
                 re.compile(arg)
             except re.error as err:
-                raise ValueError(f"$regex {arg!r} at {path} is not a valid pattern: {err}") from None
+                raise ValueError(
+                    f"$regex {arg!r} at {path} is not a valid pattern: {err}"
+                ) from None
         if op == "$not":
             _check_condition(arg, server=server, path=f"{path}.$not")
         if op == "$elemMatch":

@@ -87,66 +87,125 @@ def _scan(directory: str) -> list:
     uid = _uid_factory("scan")
     docs = []
     run = event_model.compose_run(
-        uid=UIDS["scan"], time=T0,
-        metadata={"scan_id": 1, "plan_name": "scan", "sample": {"name": "Cu", "mass": 2.5},
-                  "operator": "alice", "motors": ["motor"], "num_points": 6},
-    )  # fmt: skip
+        uid=UIDS["scan"],
+        time=T0,
+        metadata={
+            "scan_id": 1,
+            "plan_name": "scan",
+            "sample": {"name": "Cu", "mass": 2.5},
+            "operator": "alice",
+            "motors": ["motor"],
+            "num_points": 6,
+        },
+    )
     docs.append(("start", run.start_doc))
     base = run.compose_descriptor(
         name="baseline",
         uid=uid(),
         time=T0 + 0.1,
         data_keys={
-            "motor_x": {"source": "SIM:x", "dtype": "number", "shape": [], "dtype_numpy": "<f8",
-                        "units": "mm", "object_name": "motor_x"},
+            "motor_x": {
+                "source": "SIM:x",
+                "dtype": "number",
+                "shape": [],
+                "dtype_numpy": "<f8",
+                "units": "mm",
+                "object_name": "motor_x",
+            },
             "temp": {"source": "SIM:t", "dtype": "integer", "shape": [], "object_name": "temp"},
-        },  # fmt: skip
+        },
         configuration={
             "motor_x": {
                 "data": {"motor_x_velocity": 2.0, "motor_x_mode": "fast"},
                 "timestamps": {"motor_x_velocity": T0, "motor_x_mode": T0},
                 "data_keys": {
-                    "motor_x_velocity": {"source": "SIM:v", "dtype": "number", "shape": [],
-                                         "units": "mm/s"},
+                    "motor_x_velocity": {
+                        "source": "SIM:v",
+                        "dtype": "number",
+                        "shape": [],
+                        "units": "mm/s",
+                    },
                     "motor_x_mode": {"source": "SIM:m", "dtype": "string", "shape": []},
-                },  # fmt: skip
+                },
             }
         },
         object_keys={"motor_x": ["motor_x"], "temp": ["temp"]},
     )
     docs.append(("descriptor", base.descriptor_doc))
-    docs.append(("event", base.compose_event(
-        data={"motor_x": 0.5, "temp": 290}, timestamps={"motor_x": T0 + 0.15, "temp": T0 + 0.15},
-        seq_num=1, uid=uid(), time=T0 + 0.2)))  # fmt: skip
+    docs.append(
+        (
+            "event",
+            base.compose_event(
+                data={"motor_x": 0.5, "temp": 290},
+                timestamps={"motor_x": T0 + 0.15, "temp": T0 + 0.15},
+                seq_num=1,
+                uid=uid(),
+                time=T0 + 0.2,
+            ),
+        )
+    )
     primary = run.compose_descriptor(
         name="primary",
         uid=uid(),
         time=T0 + 0.3,
         data_keys={
-            "det": {"source": "SIM:det", "dtype": "number", "shape": [], "dtype_numpy": "<f8",
-                    "units": "counts", "object_name": "det"},
-            "motor": {"source": "SIM:motor", "dtype": "number", "shape": [],
-                      "dtype_numpy": "<f8", "object_name": "motor"},
-            "img": {"source": "SIM:img", "dtype": "array", "shape": [4, 5], "dims": ["y", "x"],
-                    "dtype_numpy": "<u2", "object_name": "cam"},
-            "ext": {"source": "SIM:ext", "dtype": "array", "shape": [3, 2], "dtype_numpy": "<f8",
-                    "external": "FILESTORE:", "object_name": "ext"},
-        },  # fmt: skip
+            "det": {
+                "source": "SIM:det",
+                "dtype": "number",
+                "shape": [],
+                "dtype_numpy": "<f8",
+                "units": "counts",
+                "object_name": "det",
+            },
+            "motor": {
+                "source": "SIM:motor",
+                "dtype": "number",
+                "shape": [],
+                "dtype_numpy": "<f8",
+                "object_name": "motor",
+            },
+            "img": {
+                "source": "SIM:img",
+                "dtype": "array",
+                "shape": [4, 5],
+                "dims": ["y", "x"],
+                "dtype_numpy": "<u2",
+                "object_name": "cam",
+            },
+            "ext": {
+                "source": "SIM:ext",
+                "dtype": "array",
+                "shape": [3, 2],
+                "dtype_numpy": "<f8",
+                "external": "FILESTORE:",
+                "object_name": "ext",
+            },
+        },
         configuration={
             "det": {
                 "data": {"det_exposure": 0.1},
                 "timestamps": {"det_exposure": T0},
-                "data_keys": {"det_exposure": {"source": "SIM:e", "dtype": "number",
-                                               "shape": [], "units": "s"}},
+                "data_keys": {
+                    "det_exposure": {
+                        "source": "SIM:e",
+                        "dtype": "number",
+                        "shape": [],
+                        "units": "s",
+                    }
+                },
             }
-        },  # fmt: skip
+        },
         object_keys={"det": ["det"], "motor": ["motor"], "cam": ["img"], "ext": ["ext"]},
     )
     docs.append(("descriptor", primary.descriptor_doc))
     resource = run.compose_resource(
-        spec="NPY_SEQ", root=EXTERNAL_ROOT, resource_path="scan_ext", resource_kwargs={},
-        path_semantics="posix", uid=uid(),
-    )  # fmt: skip
+        spec="NPY_SEQ",
+        root=EXTERNAL_ROOT,
+        resource_path="scan_ext",
+        resource_kwargs={},
+        path_semantics="posix",
+        uid=uid(),
+    )
     docs.append(("resource", resource.resource_doc))
 
     def values(seq):
@@ -160,9 +219,19 @@ def _scan(directory: str) -> list:
         datum = resource.compose_datum(datum_kwargs={"index": seq - 1})
         docs.append(("datum", datum))
         data = {**values(seq), "ext": datum["datum_id"]}
-        docs.append(("event", primary.compose_event(
-            data=data, timestamps={k: T0 + seq - 0.01 for k in data}, seq_num=seq,
-            filled={"ext": False}, uid=uid(), time=T0 + seq)))  # fmt: skip
+        docs.append(
+            (
+                "event",
+                primary.compose_event(
+                    data=data,
+                    timestamps={k: T0 + seq - 0.01 for k in data},
+                    seq_num=seq,
+                    filled={"ext": False},
+                    uid=uid(),
+                    time=T0 + seq,
+                ),
+            )
+        )
     # Events 3-6: one page, with one datum page.
     seqs = [3, 4, 5, 6]
     dpage = resource.compose_datum_page(datum_kwargs={"index": [s - 1 for s in seqs]})
@@ -170,13 +239,31 @@ def _scan(directory: str) -> list:
     rows = [values(s) for s in seqs]
     data = {k: [r[k] for r in rows] for k in rows[0]}
     data["ext"] = list(dpage["datum_id"])
-    docs.append(("event_page", primary.compose_event_page(
-        data=data, timestamps={k: [T0 + s - 0.01 for s in seqs] for k in data}, seq_num=seqs,
-        filled={"ext": [False] * 4}, uid=[uid() for _ in seqs],
-        time=[T0 + s for s in seqs])))  # fmt: skip
-    docs.append(("event", base.compose_event(
-        data={"motor_x": 0.75, "temp": 291}, timestamps={"motor_x": T0 + 7, "temp": T0 + 7},
-        seq_num=2, uid=uid(), time=T0 + 7.0)))  # fmt: skip
+    docs.append(
+        (
+            "event_page",
+            primary.compose_event_page(
+                data=data,
+                timestamps={k: [T0 + s - 0.01 for s in seqs] for k in data},
+                seq_num=seqs,
+                filled={"ext": [False] * 4},
+                uid=[uid() for _ in seqs],
+                time=[T0 + s for s in seqs],
+            ),
+        )
+    )
+    docs.append(
+        (
+            "event",
+            base.compose_event(
+                data={"motor_x": 0.75, "temp": 291},
+                timestamps={"motor_x": T0 + 7, "temp": T0 + 7},
+                seq_num=2,
+                uid=uid(),
+                time=T0 + 7.0,
+            ),
+        )
+    )
     docs.append(("stop", run.compose_stop(uid=uid(), time=T0 + 8.0)))
     return docs
 
@@ -185,10 +272,15 @@ def _simple(key: str, scan_id: int, t: float, n: int, exit_status: str | None, s
     """A count of one scalar (no dtype_numpy) and one string field, as one page."""
     uid = _uid_factory(key)
     run = event_model.compose_run(
-        uid=UIDS[key], time=t,
-        metadata={"scan_id": scan_id, "plan_name": "count", "sample": {"name": sample},
-                  "operator": "bob" if key != "live" else "carol"},
-    )  # fmt: skip
+        uid=UIDS[key],
+        time=t,
+        metadata={
+            "scan_id": scan_id,
+            "plan_name": "count",
+            "sample": {"name": sample},
+            "operator": "bob" if key != "live" else "carol",
+        },
+    )
     if key == "live":
         run.start_doc["plan_name"] = "scan"
     docs = [("start", run.start_doc)]
@@ -198,21 +290,37 @@ def _simple(key: str, scan_id: int, t: float, n: int, exit_status: str | None, s
         time=t + 0.1,
         data_keys={
             "det": {"source": "SIM:det", "dtype": "number", "shape": [], "object_name": "det"},
-            "label": {"source": "SIM:label", "dtype": "string", "shape": [],
-                      "object_name": "det"},
-        },  # fmt: skip
+            "label": {"source": "SIM:label", "dtype": "string", "shape": [], "object_name": "det"},
+        },
         object_keys={"det": ["det", "label"]},
     )
     docs.append(("descriptor", desc.descriptor_doc))
     seqs = list(range(1, n + 1))
-    docs.append(("event_page", desc.compose_event_page(
-        data={"det": [float(scan_id * 100 + s) for s in seqs], "label": [f"p{s}" for s in seqs]},
-        timestamps={"det": [t + s for s in seqs], "label": [t + s for s in seqs]},
-        seq_num=seqs, uid=[uid() for _ in seqs], time=[t + s for s in seqs])))  # fmt: skip
+    docs.append(
+        (
+            "event_page",
+            desc.compose_event_page(
+                data={
+                    "det": [float(scan_id * 100 + s) for s in seqs],
+                    "label": [f"p{s}" for s in seqs],
+                },
+                timestamps={"det": [t + s for s in seqs], "label": [t + s for s in seqs]},
+                seq_num=seqs,
+                uid=[uid() for _ in seqs],
+                time=[t + s for s in seqs],
+            ),
+        )
+    )
     if exit_status is not None:
         reason = "detector timeout" if exit_status == "fail" else ""
-        docs.append(("stop", run.compose_stop(
-            exit_status=exit_status, reason=reason, uid=uid(), time=t + n + 1)))  # fmt: skip
+        docs.append(
+            (
+                "stop",
+                run.compose_stop(
+                    exit_status=exit_status, reason=reason, uid=uid(), time=t + n + 1
+                ),
+            )
+        )
     return docs
 
 
@@ -221,9 +329,10 @@ def _stream(directory: str) -> list:
     uid = _uid_factory("stream")
     t = T0 + 400
     run = event_model.compose_run(
-        uid=UIDS["stream"], time=t,
+        uid=UIDS["stream"],
+        time=t,
         metadata={"scan_id": 4, "plan_name": "fly", "sample": {"name": "Au"}, "operator": "alice"},
-    )  # fmt: skip
+    )
     docs = [("start", run.start_doc)]
     desc = run.compose_descriptor(
         name="primary",
@@ -231,27 +340,51 @@ def _stream(directory: str) -> list:
         time=t + 0.1,
         data_keys={
             "x": {"source": "SIM:x", "dtype": "number", "shape": [], "dtype_numpy": "<f8"},
-            "frames": {"source": "SIM:frames", "dtype": "array", "shape": [2, 3],
-                       "dtype_numpy": "<i4", "external": "STREAM:"},
-        },  # fmt: skip
+            "frames": {
+                "source": "SIM:frames",
+                "dtype": "array",
+                "shape": [2, 3],
+                "dtype_numpy": "<i4",
+                "external": "STREAM:",
+            },
+        },
         object_keys={"cam": ["x", "frames"]},
     )
     docs.append(("descriptor", desc.descriptor_doc))
     frames = np.arange(4 * 6, dtype="<i4").reshape(4, 2, 3)
     np.save(os.path.join(directory, "stream_frames.npy"), frames)
     sres = run.compose_stream_resource(
-        mimetype=NPY_STACK_MIMETYPE, uri=f"file://localhost{EXTERNAL_ROOT}/stream_frames.npy",
-        data_key="frames", parameters={"chunk_shape": [1, 2, 3]}, uid=uid(),
-    )  # fmt: skip
+        mimetype=NPY_STACK_MIMETYPE,
+        uri=f"file://localhost{EXTERNAL_ROOT}/stream_frames.npy",
+        data_key="frames",
+        parameters={"chunk_shape": [1, 2, 3]},
+        uid=uid(),
+    )
     docs.append(("stream_resource", sres.stream_resource_doc))
     for lo, hi in ((0, 2), (2, 4)):
-        docs.append(("stream_datum", sres.compose_stream_datum(
-            indices={"start": lo, "stop": hi}, seq_nums={"start": lo + 1, "stop": hi + 1},
-            descriptor=desc.descriptor_doc)))  # fmt: skip
+        docs.append(
+            (
+                "stream_datum",
+                sres.compose_stream_datum(
+                    indices={"start": lo, "stop": hi},
+                    seq_nums={"start": lo + 1, "stop": hi + 1},
+                    descriptor=desc.descriptor_doc,
+                ),
+            )
+        )
     seqs = [1, 2, 3, 4]
-    docs.append(("event_page", desc.compose_event_page(
-        data={"x": [0.1 * s for s in seqs]}, timestamps={"x": [t + s for s in seqs]},
-        seq_num=seqs, uid=[uid() for _ in seqs], time=[t + s for s in seqs])))  # fmt: skip
+    docs.append(
+        (
+            "event_page",
+            desc.compose_event_page(
+                data={"x": [0.1 * s for s in seqs]},
+                timestamps={"x": [t + s for s in seqs]},
+                seq_num=seqs,
+                uid=[uid() for _ in seqs],
+                time=[t + s for s in seqs],
+            ),
+        )
+    )
     docs.append(("stop", run.compose_stop(uid=uid(), time=t + 5)))
     return docs
 

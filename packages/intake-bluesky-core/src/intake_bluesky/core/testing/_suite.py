@@ -101,9 +101,10 @@ def _check_order(documents):
     for name, doc in documents:
         if name == "descriptor":
             external[doc["uid"]] = [
-                k for k, v in doc["data_keys"].items()
+                k
+                for k, v in doc["data_keys"].items()
                 if v.get("external") and not v["external"].startswith("STREAM")
-            ]  # fmt: skip
+            ]
         elif name in ("datum", "datum_page"):
             ids = doc["datum_id"]
             seen_datums.update([ids] if isinstance(ids, str) else ids)
@@ -204,9 +205,13 @@ class ConformanceTests:
         assert uids(cat.search({"sample.mass": {"$exists": True}})) == [UIDS["scan"]]
         assert uids(cat.search({"operator": {"$regex": "^al"}})) == [UIDS["scan"], UIDS["stream"]]
         assert uids(cat.search({"$or": [{"scan_id": 1}, {"plan_name": "fly"}]})) == [
-            UIDS["scan"], UIDS["stream"]]  # fmt: skip
+            UIDS["scan"],
+            UIDS["stream"],
+        ]
         assert uids(cat.search({"time": {"$gte": T0 + 150, "$lt": T0 + 350}})) == [
-            UIDS["failed"], UIDS["live"]]  # fmt: skip
+            UIDS["failed"],
+            UIDS["live"],
+        ]
         assert uids(cat.search({"plan_name": "nothing"})) == []
 
     def test_search_nests_and_keeps_kind(self, cat):
@@ -223,12 +228,21 @@ class ConformanceTests:
             sub[1]
 
     def test_search_bad_queries(self, cat):
-        for bad in ({"$where": "this.scan_id > 1"}, {"scan_id": {"$where": "1"}},
-                    {"$or": [{"$function": {}}]}, {"$accumulator": {}}):  # fmt: skip
+        for bad in (
+            {"$where": "this.scan_id > 1"},
+            {"scan_id": {"$where": "1"}},
+            {"$or": [{"$function": {}}]},
+            {"$accumulator": {}},
+        ):
             with pytest.raises(ValueError, match="refused"):
                 cat.search(bad)
-        for bad in ({"scan_id": {"$bogus": 1}}, {"$and": "scan_id"}, "plan_name=scan",
-                    {"scan_id": {"$in": 3}}, {"sample": {"$regex": "("}}):  # fmt: skip
+        for bad in (
+            {"scan_id": {"$bogus": 1}},
+            {"$and": "scan_id"},
+            "plan_name=scan",
+            {"scan_id": {"$in": 3}},
+            {"sample": {"$regex": "("}},
+        ):
             with pytest.raises(ValueError):
                 cat.search(bad)
 
@@ -374,9 +388,7 @@ class ConformanceTests:
     def test_canonical_fill_yes(self, cat, runs):
         docs = list(cat[UIDS["scan"]].canonical(fill="yes"))
         _check_order(docs)
-        assert normalize_documents(docs) == normalize_documents(
-            cat[UIDS["scan"]].read_canonical()
-        )
+        assert normalize_documents(docs) == normalize_documents(cat[UIDS["scan"]].read_canonical())
         seen = 0
         for name, doc in docs:
             if name not in ("event", "event_page") or "ext" not in doc["data"]:
@@ -419,8 +431,10 @@ class ConformanceTests:
             cat[UIDS["scan"]].primary.read()
         # Dotted names work as well as classes.
         dotted = {"NPY_SEQ": "intake_bluesky.core.testing.NumpySeqHandler"}
-        cat = store.catalog(handler_registry=dotted, root_map={
-            "/intake-bluesky-examples/external": str(external_dir)})  # fmt: skip
+        cat = store.catalog(
+            handler_registry=dotted,
+            root_map={"/intake-bluesky-examples/external": str(external_dir)},
+        )
         assert cat[UIDS["scan"]].primary(include=["ext"]).read()["ext"].shape == (6, 3, 2)
 
     def test_missing_handler_names_spec(self, store, runs, external_dir):
@@ -466,8 +480,9 @@ class ConformanceTests:
                 doc["data_keys"]["det"]["units"] = "cps"
             return doc
 
-        cat = store.catalog(transforms={"start": fix_start, "descriptor": fix_descriptor},
-                            **common)  # fmt: skip
+        cat = store.catalog(
+            transforms={"start": fix_start, "descriptor": fix_descriptor}, **common
+        )
         run = cat[UIDS["scan"]]
         assert run.metadata["start"]["sample"]["name"] == "CU"
         assert run.primary.read()["det"].attrs["units"] == "cps"
