@@ -265,7 +265,7 @@ class FileRunSource(RunSourceBase):
         with self._lock:
             if self._source is None or version != self._version:
                 docs = self.fmt.read_documents(self.location)
-                self._source = DocumentRunSource(docs, uid=self.uid)
+                self._source = DocumentRunSource(docs, uid=self.uid, keep_documents=False)
                 self._version = version
             return self._source
 
@@ -300,4 +300,5 @@ class FileRunSource(RunSourceBase):
         return self._current.stream_datums(descriptor_uid)
 
     def documents(self):
-        return self._current.documents()
+        # Streamed from the file: the organized view keeps no raw documents.
+        return self.fmt.read_documents(self.location)

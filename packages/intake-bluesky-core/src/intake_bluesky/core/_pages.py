@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+import numpy as np
+
 __all__ = [
+    "as_column",
+    "merge_event_pages",
+    "merge_datum_pages",
     "pack_events",
     "pack_datums",
     "unpack_event_page",
@@ -115,3 +120,56 @@ def slice_pages(pages: Iterable[dict], rows: tuple[int, int] | None) -> Iterator
         offset += n
         if offset >= stop:
             return
+
+
+def as_column(values):
+    """A numpy array for a column when it has a regular numeric/str shape,
+    else the values unchanged (ragged or mixed data stays a list)."""
+    if isinstance(values, np.ndarray):
+        return values
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError):
+        return values
+    return values if arr.dtype == object else arr
+
+
+def _concat(columns: list):
+    if len(columns) == 1:
+        return columns[0]
+    if all(isinstance(c, np.ndarray) for c in columns):
+        try:
+            return np.concatenate(columns)
+        except ValueError:  # differing shapes
+            pass
+    out: list = []
+    for c in columns:
+        out.extend(c)
+    return out
+
+
+def merge_event_pages(pages: Sequence[dict]) -> dict:
+    """One event_page from consecutive pages of one descriptor."""
+    if len(pages) == 1:
+        return pages[0]
+    first = pages[0]
+    merged = {"descriptor": first["descriptor"]}
+    for key in _EVENT_COLUMNS:
+        merged[key] = _concat([p[key] for p in pages])
+    for part in ("data", "timestamps", "filled"):
+        keys = first.get(part, {})
+        merged[part] = {k: _concat([p[part][k] for p in pages]) for k in keys}
+    return merged
+
+
+def merge_datum_pages(pages: Sequence[dict]) -> dict:
+    """One datum_page from consecutive pages of one resource."""
+    if len(pages) == 1:
+        return pages[0]
+    return {
+        "resource": pages[0]["resource"],
+        "datum_id": _concat([list(p["datum_id"]) for p in pages]),
+        "datum_kwargs": {
+            k: _concat([p["datum_kwargs"][k] for p in pages]) for k in pages[0]["datum_kwargs"]
+        },
+    }
