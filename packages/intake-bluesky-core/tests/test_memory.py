@@ -98,3 +98,25 @@ def test_getitem_rejects_other_types(runs):
     cat.ingest(runs[0])
     with pytest.raises(TypeError):
         cat[1.5]
+
+
+def test_stored_datum_without_resource_is_named(runs, tmp_path):
+    from intake_bluesky.core import FillError
+
+    docs = [(n, d) for n, d in runs[0] if n != "resource"]
+    cat = BlueskyInMemoryCatalog(**example_registry(tmp_path))
+    cat.upsert(docs[0][1], docs[-1][1], iter, (docs,))
+    with pytest.raises(FillError, match="resource") as info:
+        cat[-1].primary(include=["ext"]).read()
+    assert UIDS["scan"] in str(info.value)
+
+
+def test_event_referring_to_missing_datum_is_named(runs, tmp_path):
+    from intake_bluesky.core import FillError
+
+    docs = [(n, d) for n, d in runs[0] if n not in ("datum", "datum_page")]
+    cat = BlueskyInMemoryCatalog(**example_registry(tmp_path))
+    cat.upsert(docs[0][1], docs[-1][1], iter, (docs,))
+    with pytest.raises(FillError, match="datum") as info:
+        list(cat[-1].canonical(fill="yes"))
+    assert UIDS["scan"] in str(info.value)

@@ -49,12 +49,6 @@ class _LazyRunSource(RunSourceBase):
     def stop(self):
         return self._stop
 
-    def __getattr__(self, name):
-        # Everything else (descriptors, event_pages, ...) from the documents.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._docs, name)
-
     def descriptors(self):
         return self._docs.descriptors()
 

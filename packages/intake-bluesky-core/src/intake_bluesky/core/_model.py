@@ -5,7 +5,7 @@ The intake faces (:mod:`._faces`) delegate everything here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import xarray as xr
@@ -185,8 +185,3 @@ class StreamModel:
         ds = xr.Dataset(variables, coords={"time": ("time", times)})
         ds.attrs.update(stream_name=self.name, run_uid=self.run.uid, object_name=object_name)
         return ds
-
-
-def _check_mapping(value, name):
-    if value is not None and not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a mapping, not {type(value).__name__}.")
