@@ -8,7 +8,13 @@ import warnings
 import numpy as np
 import pytest
 
-from intake_bluesky.core import BlueskyCatalog, FileDriver, FileFormat, expand_paths
+from intake_bluesky.core import (
+    BlueskyCatalog,
+    FileDriver,
+    FileFormat,
+    RunChangedError,
+    expand_paths,
+)
 from intake_bluesky.core.testing import (
     UIDS,
     ConformanceTests,
@@ -149,3 +155,59 @@ def test_removed_file_gives_clear_error(tmp_path):
     os.remove(path)
     with pytest.raises(FileNotFoundError, match="removed"):
         run.metadata
+
+
+def test_duplicate_runs_are_warned_not_silently_dropped(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    write(tmp_path / "a.lines", runs[1])
+    write(tmp_path / "b.lines", runs[1])
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    with pytest.warns(UserWarning, match="stored twice") as record:
+        assert list(cat) == [UIDS["count"]]
+    assert "a.lines" in str(record[0].message) and "b.lines" in str(record[0].message)
+
+
+class ShoutingFormat(LinesFormat):
+    """The same files read with an option that changes the start document."""
+
+    def __init__(self, shout):
+        self.shout = shout
+
+    def read_header(self, location):
+        start, stop = super().read_header(location)
+        if self.shout:
+            start = {**start, "plan_name": start["plan_name"].upper()}
+        return start, stop
+
+
+def test_header_cache_distinguishes_format_options(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    write(tmp_path / "a.lines", runs[1])
+    quiet = BlueskyCatalog(FileDriver(tmp_path, ShoutingFormat(False)))
+    loud = BlueskyCatalog(FileDriver(tmp_path, ShoutingFormat(True)))
+    assert len(quiet.search({"plan_name": "count"})) == 1
+    assert len(loud.search({"plan_name": "COUNT"})) == 1
+    assert len(quiet.search({"plan_name": "COUNT"})) == 0
+
+
+def test_metadata_from_the_index_without_reading_the_run(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    write(tmp_path / "a.lines", runs[1])
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    len(cat)
+    before = LinesFormat.documents_read
+    run = cat[-1]
+    assert run.metadata["stop"]["exit_status"] == "success"
+    assert LinesFormat.documents_read == before
+    assert run.primary.read()["det"].size == 5
+    assert LinesFormat.documents_read == before + 1
+
+
+def test_file_rewritten_with_another_run_is_not_served_under_the_old_uid(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    path = write(tmp_path / "a.lines", runs[1])
+    run = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))[-1]
+    time.sleep(0.01)
+    write(path, runs[2])
+    with pytest.raises(RunChangedError, match="no longer exists"):
+        run.primary.read()

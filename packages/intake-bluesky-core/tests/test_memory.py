@@ -120,3 +120,17 @@ def test_event_referring_to_missing_datum_is_named(runs, tmp_path):
     with pytest.raises(FillError, match="datum") as info:
         list(cat[-1].canonical(fill="yes"))
     assert UIDS["scan"] in str(info.value)
+
+
+def test_canonical_documents_are_schema_valid(runs, tmp_path):
+    import event_model
+
+    cat = BlueskyInMemoryCatalog(**example_registry(tmp_path))
+    for docs in runs:
+        cat.ingest(docs)
+    for uid in cat:
+        for fill in ("no", "yes"):
+            for name, doc in cat[uid].canonical(fill=fill):
+                if fill == "yes" and name in ("event", "event_page"):
+                    continue  # filled data is numpy, by design
+                event_model.schema_validators[event_model.DocumentNames[name]].validate(doc)

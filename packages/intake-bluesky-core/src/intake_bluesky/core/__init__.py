@@ -19,7 +19,14 @@ Examples
 from ._catalog import BlueskyCatalog
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
-from ._files import FileDriver, FileFormat, FileRunSource, Location, expand_paths
+from ._files import (
+    FileDriver,
+    FileFormat,
+    FileRunSource,
+    Location,
+    RunChangedError,
+    expand_paths,
+)
 from ._filling import FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
@@ -44,6 +51,7 @@ __all__ = [
     "Location",
     "MemoryDriver",
     "MissingHandlerError",
+    "RunChangedError",
     "RunSource",
     "RunSourceBase",
     "and_queries",

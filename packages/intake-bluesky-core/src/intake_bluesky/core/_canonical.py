@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 
 from ._filling import Filler
-from ._pages import page_length, slice_page, unpack_event_page
+from ._pages import page_length, plain_page, slice_page, unpack_event_page
 from .driver import RunSource
 
 __all__ = ["canonical"]
@@ -129,6 +129,7 @@ def canonical(
                 i = page_of.get(datum_id)
                 if i is not None and i not in emitted_pages:
                     yield from emit_datum_page(i)
+        piece = plain_page(piece)
         if fill and filler is not None and external[uid]:
             piece = _fill_page(piece, external[uid], filler)
         if end - offset == 1:

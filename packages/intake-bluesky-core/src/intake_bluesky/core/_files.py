@@ -12,16 +12,28 @@ import glob
 import os
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 from ._documents import DocumentRunSource
 from ._index import search_starts
 from .driver import DEFAULT_SORT, RunSourceBase
 
-__all__ = ["FileFormat", "FileDriver", "FileRunSource", "expand_paths", "Location"]
+__all__ = [
+    "FileFormat",
+    "FileDriver",
+    "FileRunSource",
+    "RunChangedError",
+    "expand_paths",
+    "Location",
+]
 
 #: Where one run is stored: a file, or a tuple of files.
 Location = str | tuple[str, ...]
+
+
+class RunChangedError(RuntimeError):
+    """A run's files now hold another run (e.g. rewritten in place)."""
 
 
 def _files_of(location: Location) -> tuple[str, ...]:
@@ -42,6 +54,9 @@ class FileFormat:
     name: str = "file"
     #: Whether directories are searched recursively.
     recursive: bool = False
+    #: True if :meth:`read_header` warns itself about files it cannot use
+    #: (returning ``(None, None)``); otherwise the core warns for it.
+    reports_skipped_files: bool = False
 
     def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
         """Every ``(name, doc)`` in the file, stored order.
@@ -79,7 +94,7 @@ class FileFormat:
         return type(self) is type(other) and vars(self) == vars(other)
 
     def __hash__(self):
-        return hash(type(self))
+        return hash((type(self), tuple(sorted((k, repr(v)) for k, v in vars(self).items()))))
 
 
 def expand_paths(paths, suffixes: Sequence[str], recursive: bool = False) -> list[str]:
@@ -131,18 +146,25 @@ def _version(location: Location) -> tuple | None:
 
 
 # Headers of file versions already read in this process: a warm re-open of a
-# catalog reads no file. Keyed by format and path; valid for one (size, mtime).
-_HEADERS: dict[tuple[type, Location], tuple[tuple, dict | None, dict | None]] = {}
+# catalog reads no file. Keyed by format (with its options) and location; valid
+# for one version (sizes and mtimes). Bounded, least recently used dropped, so
+# a long session over growing directories does not grow without limit.
+_HEADERS: OrderedDict[tuple[FileFormat, Location], tuple[tuple, dict | None, dict | None]] = (
+    OrderedDict()
+)
+_HEADERS_MAX = 200_000
 _HEADERS_LOCK = threading.Lock()
 
 
 def _header(fmt: FileFormat, location: Location, version: tuple):
-    key = (type(fmt), location)
-    cached = _HEADERS.get(key)
-    if cached is not None and cached[0] == version:
-        return cached[1], cached[2]
+    key = (fmt, location)
+    with _HEADERS_LOCK:
+        cached = _HEADERS.get(key)
+        if cached is not None and cached[0] == version:
+            _HEADERS.move_to_end(key)
+            return cached[1], cached[2]
     start, stop = fmt.read_header(location)
-    if start is None:
+    if start is None and not fmt.reports_skipped_files:
         warnings.warn(
             f"Skipping {location}: it holds no start document, so it is not a bluesky run "
             f"({fmt.name}). If a run is being written to it, it will appear once its start "
@@ -151,6 +173,9 @@ def _header(fmt: FileFormat, location: Location, version: tuple):
         )
     with _HEADERS_LOCK:
         _HEADERS[key] = (version, start, stop)
+        _HEADERS.move_to_end(key)
+        while len(_HEADERS) > _HEADERS_MAX:
+            _HEADERS.popitem(last=False)
     return start, stop
 
 
@@ -176,7 +201,8 @@ class FileDriver:
     def __init__(self, paths, fmt: FileFormat):
         self.paths = paths
         self.fmt = fmt
-        self._runs: dict[str, tuple[Location, dict, dict | None]] = {}
+        self._runs: dict[str, tuple[Location, dict, dict | None, tuple]] = {}
+        self._warned: set = set()
 
     def __repr__(self):
         return f"{type(self).__name__}({self.paths!r}, {self.fmt.name})"
@@ -190,7 +216,7 @@ class FileDriver:
     def refresh(self) -> None:
         """List the files again; read headers of new or changed ones only."""
         files = expand_paths(self.paths, self.fmt.suffixes, self.fmt.recursive)
-        runs: dict[str, tuple[Location, dict, dict | None]] = {}
+        runs: dict[str, tuple[Location, dict, dict | None, tuple]] = {}
         for location in self.fmt.split_runs(files):
             version = _version(location)
             if version is None:
@@ -198,13 +224,28 @@ class FileDriver:
             start, stop = _header(self.fmt, location, version)
             if start is None:
                 continue
-            runs[start["uid"]] = (location, start, stop)
+            uid = start["uid"]
+            if uid in runs:
+                self._warn_duplicate(uid, runs[uid][0], location)
+                continue
+            runs[uid] = (location, start, stop, version)
         self._runs = runs
+
+    def _warn_duplicate(self, uid, kept, skipped):
+        key = (uid, skipped)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        warnings.warn(
+            f"Run {uid!r} is stored twice: in {kept} and in {skipped}. Only the first is "
+            "listed; remove the copy, or open the two places as separate catalogs.",
+            stacklevel=4,
+        )
 
     def search(self, query, *, sort=DEFAULT_SORT, skip=0, limit=None) -> Iterator[dict]:
         self.refresh()
         return search_starts(
-            (start for _, start, _ in self._runs.values()),
+            (entry[1] for entry in self._runs.values()),
             query,
             sort=sort,
             skip=skip,
@@ -224,7 +265,8 @@ class FileDriver:
             entry = self._runs.get(uid)
         if entry is None:
             raise KeyError(uid)
-        return FileRunSource(entry[0], self.fmt, uid)
+        location, start, stop, version = entry
+        return FileRunSource(location, self.fmt, uid, header=(version, start, stop))
 
     def location(self, uid: str) -> Location:
         """Where a run is stored (for messages and tools)."""
@@ -237,10 +279,13 @@ class FileRunSource(RunSourceBase):
     So a live run's new events and its stop show up on the next access.
     """
 
-    def __init__(self, location: Location, fmt: FileFormat, uid: str):
+    def __init__(self, location: Location, fmt: FileFormat, uid: str, header=None):
         self.location = location
         self.fmt = fmt
         self.uid = uid
+        # (version, start, stop) from the index: start/stop without reading
+        # the whole file while the file is unchanged.
+        self._header = header
         self._version = None
         self._source: DocumentRunSource | None = None
         self._lock = threading.Lock()
@@ -251,29 +296,47 @@ class FileRunSource(RunSourceBase):
     def __setstate__(self, state):
         self.__init__(state["location"], state["fmt"], state["uid"])
 
-    def __repr__(self):
-        return f"{type(self).__name__}({self.location!r}, uid={self.uid!r})"
-
-    @property
-    def _current(self) -> DocumentRunSource:
+    def _check_version(self):
         version = _version(self.location)
         if version is None:
             raise FileNotFoundError(
                 f"Run {self.uid!r}: its file(s) {self.location} were removed after the catalog "
                 "was opened."
             )
+        return version
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.location!r}, uid={self.uid!r})"
+
+    @property
+    def _current(self) -> DocumentRunSource:
+        version = self._check_version()
         with self._lock:
             if self._source is None or version != self._version:
                 docs = self.fmt.read_documents(self.location)
-                self._source = DocumentRunSource(docs, uid=self.uid, keep_documents=False)
-                self._version = version
+                source = DocumentRunSource(docs, uid=self.uid, keep_documents=False)
+                if source.start()["uid"] != self.uid:
+                    raise RunChangedError(
+                        f"Run {self.uid!r} no longer exists: its file(s) {self.location} changed "
+                        f"and now hold run {source.start()['uid']!r}. Look it up again."
+                    )
+                self._source, self._version = source, version
             return self._source
 
+    def _valid_header(self):
+        header = self._header
+        if header is not None and header[0] == self._check_version():
+            return header
+        self._header = None
+        return None
+
     def start(self):
-        return self._current.start()
+        header = self._valid_header()
+        return header[1] if header is not None else self._current.start()
 
     def stop(self):
-        return self._current.stop()
+        header = self._valid_header()
+        return header[2] if header is not None else self._current.stop()
 
     def descriptors(self):
         return self._current.descriptors()

@@ -15,6 +15,7 @@ __all__ = [
     "merge_event_pages",
     "merge_datum_pages",
     "pack_events",
+    "plain_page",
     "pack_datums",
     "unpack_event_page",
     "unpack_datum_page",
@@ -123,15 +124,33 @@ def slice_pages(pages: Iterable[dict], rows: tuple[int, int] | None) -> Iterator
 
 
 def as_column(values):
-    """A numpy array for a column when it has a regular numeric/str shape,
-    else the values unchanged (ragged or mixed data stays a list)."""
-    if isinstance(values, np.ndarray):
+    """A 1-D numpy array for a column of scalars; anything else unchanged.
+
+    Array-valued columns stay as they came (nested lists, or numpy from a
+    binary format) so that :func:`plain_page` can give them back unmodified.
+    """
+    if isinstance(values, np.ndarray) or not values or isinstance(values[0], list | dict):
         return values
     try:
         arr = np.asarray(values)
     except (ValueError, TypeError):
         return values
-    return values if arr.dtype == object else arr
+    return arr if arr.ndim == 1 and arr.dtype != object else values
+
+
+def _plain(column):
+    return column.tolist() if isinstance(column, np.ndarray) and column.ndim == 1 else column
+
+
+def plain_page(page: dict) -> dict:
+    """An event page whose scalar columns are lists again (JSON-schema valid)."""
+    out = dict(page)
+    for key in _EVENT_COLUMNS:
+        out[key] = _plain(page[key])
+    for part in ("data", "timestamps", "filled"):
+        if part in page:
+            out[part] = {k: _plain(v) for k, v in page[part].items()}
+    return out
 
 
 def _concat(columns: list):

@@ -1,0 +1,46 @@
+"""intake-bluesky-tiff: a bucket of TIFF files as bluesky runs.
+
+Data not produced by bluesky (a directory of detector or microscope TIFFs) is
+retrofitted into the bluesky data model: each group of files (a directory, or
+a file-name series) is a run whose every page is an event of stream
+``primary``, data key ``image``, with the pixels read lazily through
+tifffile. Start and stop documents are synthesized from file names, mtimes and
+TIFF tags; uids are deterministic.
+
+Examples
+--------
+>>> import os, tempfile, numpy as np, tifffile
+>>> from intake_bluesky.tiff import BlueskyTiffCatalog
+>>> bucket = tempfile.mkdtemp()
+>>> for i in (1, 2, 10):
+...     tifffile.imwrite(os.path.join(bucket, f"ni_{i}.tif"), np.full((2, 3), i, "uint8"))
+>>> cat = BlueskyTiffCatalog(bucket, group_by="series")
+>>> run = cat[-1]
+>>> run.metadata["start"]["files"]
+['ni_1.tif', 'ni_2.tif', 'ni_10.tif']
+>>> run.primary.read()["image"].values[:, 0, 0].tolist()
+[1, 2, 10]
+>>> [name for name, doc in run.canonical(fill="no")][:4]
+['start', 'descriptor', 'resource', 'datum']
+"""
+
+from ._catalog import BlueskyTiffCatalog
+from ._format import MixedFramesError, TiffFormat, TiffSkippedWarning, run_uid
+from ._grouping import SERIES_PATTERN, Grouping, natural_key
+from ._handler import SPEC, TiffPagesHandler, TiffReadError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SERIES_PATTERN",
+    "SPEC",
+    "BlueskyTiffCatalog",
+    "Grouping",
+    "MixedFramesError",
+    "TiffFormat",
+    "TiffPagesHandler",
+    "TiffReadError",
+    "TiffSkippedWarning",
+    "natural_key",
+    "run_uid",
+]
