@@ -211,3 +211,40 @@ def test_file_rewritten_with_another_run_is_not_served_under_the_old_uid(tmp_pat
     write(path, runs[2])
     with pytest.raises(RunChangedError, match="no longer exists"):
         run.primary.read()
+
+
+class Catalog(BlueskyCatalog):
+    """A file catalog as backends define them: constructed from paths."""
+
+    def __init__(self, paths, **common):
+        super().__init__(FileDriver(paths, LinesFormat()), **common)
+
+
+def test_searched_catalog_pickles_as_the_subset(tmp_path):
+    import pickle
+
+    for docs in example_runs(tmp_path / "ext"):
+        write(tmp_path / f"{docs[0][1]['uid']}.lines", docs)
+    sub = Catalog(str(tmp_path)).search({"plan_name": "count"}).search({"scan_id": 2})
+    clone = pickle.loads(pickle.dumps(sub))
+    assert list(clone) == list(sub) == [UIDS["count"], UIDS["failed"]]
+    assert "plan_name" in sub.yaml() and "scan_id" in sub.yaml()
+
+
+def test_unreadable_header_is_skipped_with_a_warning_naming_it(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    write(tmp_path / "good.lines", runs[1])
+    (tmp_path / "bad.lines").write_text("this is not json\n")
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    with pytest.warns(UserWarning, match="bad.lines"):
+        assert list(cat) == [UIDS["count"]]
+
+
+def test_looking_a_run_up_twice_parses_it_once(tmp_path):
+    write(tmp_path / "a.lines", example_runs(tmp_path / "ext")[1])
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    len(cat)  # index first: this test format reads headers with read_documents
+    before = LinesFormat.documents_read
+    assert cat[-1].primary.read()["det"].size == 5
+    assert cat[-1].primary.read()["det"].size == 5
+    assert LinesFormat.documents_read == before + 1

@@ -120,6 +120,9 @@ class BlueskyCatalog(Catalog):
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new._query = and_queries(self._query, query)
+        # intake pickles and exports (yaml) from the constructor arguments:
+        # the subset must be re-created as a subset.
+        new._captured_init_kwargs = {**self._captured_init_kwargs, "query": new._query}
         return new
 
     def _search(self, query=None, **kwargs) -> Iterator[dict]:

@@ -163,14 +163,21 @@ def _header(fmt: FileFormat, location: Location, version: tuple):
         if cached is not None and cached[0] == version:
             _HEADERS.move_to_end(key)
             return cached[1], cached[2]
-    start, stop = fmt.read_header(location)
-    if start is None and not fmt.reports_skipped_files:
-        warnings.warn(
-            f"Skipping {location}: it holds no start document, so it is not a bluesky run "
-            f"({fmt.name}). If a run is being written to it, it will appear once its start "
-            "document is written.",
-            stacklevel=4,
-        )
+    try:
+        start, stop = fmt.read_header(location)
+    except ValueError as err:
+        # One damaged file must not make every other run unlistable; it is
+        # named (once per file version), never silently dropped.
+        warnings.warn(f"Skipping {location}: {err}", stacklevel=4)
+        start = stop = None
+    else:
+        if start is None and not fmt.reports_skipped_files:
+            warnings.warn(
+                f"Skipping {location}: it holds no start document, so it is not a bluesky "
+                f"run ({fmt.name}). If a run is being written to it, it will appear once its "
+                "start document is written.",
+                stacklevel=4,
+            )
     with _HEADERS_LOCK:
         _HEADERS[key] = (version, start, stop)
         _HEADERS.move_to_end(key)
@@ -273,6 +280,13 @@ class FileDriver:
         return self.run(uid).location
 
 
+# Organized runs recently read in this process, so that looking a run up
+# again (``cat[-1]`` twice) does not parse its file again. Small: each entry
+# holds a run's columns.
+_SOURCES: OrderedDict[tuple[FileFormat, Location], tuple[tuple, DocumentRunSource]] = OrderedDict()
+_SOURCES_MAX = 8
+
+
 class FileRunSource(RunSourceBase):
     """A run stored in files; re-read whenever a file's size or mtime changes.
 
@@ -313,8 +327,7 @@ class FileRunSource(RunSourceBase):
         version = self._check_version()
         with self._lock:
             if self._source is None or version != self._version:
-                docs = self.fmt.read_documents(self.location)
-                source = DocumentRunSource(docs, uid=self.uid, keep_documents=False)
+                source = self._read(version)
                 if source.start()["uid"] != self.uid:
                     raise RunChangedError(
                         f"Run {self.uid!r} no longer exists: its file(s) {self.location} changed "
@@ -322,6 +335,21 @@ class FileRunSource(RunSourceBase):
                     )
                 self._source, self._version = source, version
             return self._source
+
+    def _read(self, version) -> DocumentRunSource:
+        key = (self.fmt, self.location)
+        with _HEADERS_LOCK:
+            cached = _SOURCES.get(key)
+            if cached is not None and cached[0] == version:
+                _SOURCES.move_to_end(key)
+                return cached[1]
+        docs = self.fmt.read_documents(self.location)
+        source = DocumentRunSource(docs, uid=self.uid, keep_documents=False)
+        with _HEADERS_LOCK:
+            _SOURCES[key] = (version, source)
+            while len(_SOURCES) > _SOURCES_MAX:
+                _SOURCES.popitem(last=False)
+        return source
 
     def _valid_header(self):
         header = self._header

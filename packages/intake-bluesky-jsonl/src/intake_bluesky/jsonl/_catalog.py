@@ -1,0 +1,63 @@
+"""The catalog of runs stored as JSONL files."""
+
+from __future__ import annotations
+
+from intake_bluesky.core import BlueskyCatalog, FileDriver
+
+from ._format import JSONLFormat
+
+__all__ = ["BlueskyJSONLCatalog"]
+
+
+class BlueskyJSONLCatalog(BlueskyCatalog):
+    """A catalog of bluesky runs saved as JSONL files (suitcase-jsonl).
+
+    Parameters
+    ----------
+    paths : str, path, glob, directory, or list of them
+        Where the ``.jsonl`` run files are: a file, a glob such as
+        ``"data/*.jsonl"``, a directory (its ``*.jsonl`` files), or a list of
+        those. Listed again on every access, so runs written, changed or
+        deleted after opening are noticed.
+    handler_registry : dict, optional
+        Resource spec -> handler class (or its dotted name), for external
+        data; wins over handlers discovered in the ``databroker.handlers``
+        entry point group.
+    root_map : dict, optional
+        Old root -> new root, for external files that moved.
+    query : dict, optional
+        A MongoDB query on start documents that pre-filters the catalog.
+    transforms : dict, optional
+        ``start``/``stop``/``descriptor``/``resource`` -> callable that
+        patches those documents on read.
+    **kwargs
+        Passed to intake's ``Catalog`` (``name``, ``metadata``, ...).
+
+    See Also
+    --------
+    intake_bluesky.core.BlueskyCatalog : search, lookup and the run model.
+
+    Notes
+    -----
+    Opening reads only the first and last line of each file, once per file
+    version (size and modification time); a run being written (no stop line
+    yet, possibly a partial last line) is listed with ``stop`` None and shows
+    its new events when read again.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cat = BlueskyJSONLCatalog(tempfile.mkdtemp())
+    >>> len(cat)
+    0
+    """
+
+    # The public path, which intake writes as ``driver:`` in YAML exports and
+    # pickle records; the class is re-exported there.
+    __module__ = "intake_bluesky.jsonl"
+
+    def __init__(self, paths, **common):
+        # Kept for intake: its YAML export and pickling rebuild the catalog
+        # from the constructor arguments.
+        self.paths = paths
+        super().__init__(FileDriver(paths, JSONLFormat()), **common)

@@ -1,0 +1,456 @@
+"""JSONLFormat against real suitcase-jsonl files and against damaged ones."""
+
+import gc
+import json
+import math
+import os
+import pickle
+
+import event_model
+import pytest
+
+from intake_bluesky.core import FileDriver
+from intake_bluesky.jsonl import JSONLFormat
+from intake_bluesky.jsonl import _format as format_module
+
+fmt = JSONLFormat()
+
+RUN0_UID = "1b3384cd-9ab9-46c0-8a0a-1b686127ce29"
+RUN1_UID = "e263406e-e0d7-4e17-9c66-1e01c44c4b14"
+FLY_UID = "42f7726d-25d1-4a57-88fb-fab48dea2de1"
+STREAM_UID = "4de19bbf-4131-4734-9f10-a0fd5c996689"
+
+
+def dump_line(name, doc):
+    return json.dumps([name, doc]) + "\n"  # as suitcase-jsonl writes it
+
+
+def read(path):
+    return list(fmt.read_documents(str(path)))
+
+
+# --- ground truth: files written by suitcase-jsonl ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("uid", "emitted_file"),
+    [(RUN0_UID, "docs/run0_documents.json"), (RUN1_UID, "docs/run1_documents.json")],
+)
+def test_sample_reads_back_exactly_what_was_emitted(samples, emitted, uid, emitted_file):
+    docs = read(samples / "jsonl" / f"{uid}.jsonl")
+    expected = emitted(emitted_file)
+    assert docs == expected
+    assert all(type(pair) is tuple for pair in docs)
+
+
+def test_sample_with_pages_holds_the_same_documents_packed(samples, emitted):
+    docs = read(samples / "jsonl_pages" / f"{RUN0_UID}.jsonl")
+    expected = []
+    for name, doc in emitted("docs/run0_documents.json"):
+        if name == "event":
+            expected.append(("event_page", dict(event_model.pack_event_page(doc))))
+        elif name == "datum":
+            expected.append(("datum_page", dict(event_model.pack_datum_page(doc))))
+        else:
+            expected.append((name, doc))
+    assert [n for n, _ in docs] == [n for n, _ in expected]
+    assert docs == expected
+    first_primary = docs[6][1]
+    assert first_primary["data"]["direct_img"] == [
+        [[85, 63, 51, 26, 30], [4, 7, 1, 17, 81], [64, 91, 50, 60, 97], [72, 63, 54, 55, 93]]
+    ]
+    assert first_primary["data"]["img"] == [f"{docs[4][1]['uid']}/0"]
+
+
+def test_sample_fly_scan_is_one_page_of_ten_rows(samples):
+    docs = read(samples / "jsonl_fly" / f"{FLY_UID}.jsonl")
+    assert [n for n, _ in docs] == ["start", "descriptor", "event_page", "stop"]
+    start, descriptor, page, stop = (d for _, d in docs)
+    assert start["uid"] == FLY_UID and start["plan_name"] == "fly"
+    assert page["descriptor"] == descriptor["uid"]
+    assert page["seq_num"] == list(range(1, 11))
+    assert page["time"] == sorted(page["time"]) and len(set(page["time"])) == 10
+    assert set(page["data"]) == set(descriptor["data_keys"])
+    assert all(len(column) == 10 for column in page["data"].values())
+    assert stop["run_start"] == FLY_UID
+    assert stop["num_events"] == {descriptor["name"]: 10}
+
+
+def test_sample_stream_documents_are_kept(samples, emitted):
+    docs = read(samples / "stream_docs" / "jsonl" / f"{STREAM_UID}.jsonl")
+    assert docs == emitted("stream_docs/composed_documents.json")
+    names = [n for n, _ in docs]
+    assert names == [
+        "start",
+        "descriptor",
+        "stream_resource",
+        "stream_datum",
+        "event_page",
+        "stop",
+    ]
+    stream_datum = docs[3][1]
+    assert stream_datum["seq_nums"] == {"start": 1, "stop": 4}
+
+
+@pytest.mark.parametrize(
+    ("folder", "uid"),
+    [("jsonl", RUN0_UID), ("jsonl", RUN1_UID), ("jsonl_pages", RUN0_UID), ("jsonl_fly", FLY_UID)],
+)
+def test_sample_header_is_first_and_last_document(samples, folder, uid):
+    path = str(samples / folder / f"{uid}.jsonl")
+    docs = read(path)
+    start, stop = fmt.read_header(path)
+    assert start == docs[0][1] and start["uid"] == uid
+    assert stop == docs[-1][1] and stop["run_start"] == uid
+    assert stop["exit_status"] == "success"
+
+
+# --- non-finite floats --------------------------------------------------------
+
+
+def test_bare_nan_and_infinities_are_read(tmp_path, make_run, write_jsonl):
+    docs = make_run(values=[1.0, float("nan"), float("inf"), float("-inf"), 2.0])
+    docs[0][1]["threshold"] = float("nan")  # in the start document too
+    path = write_jsonl(tmp_path / "run.jsonl", docs)
+    text = open(path).read()
+    assert "NaN" in text and "-Infinity" in text  # really the bare tokens
+
+    out = read(path)
+    values = [d["data"]["det"] for n, d in out if n == "event"]
+    assert values[0] == 1.0 and values[4] == 2.0
+    assert math.isnan(values[1])
+    assert values[2] == math.inf and values[3] == -math.inf
+    assert [d["seq_num"] for n, d in out if n == "event"] == [1, 2, 3, 4, 5]
+    start, stop = fmt.read_header(path)
+    assert math.isnan(start["threshold"]) and stop == out[-1][1]
+
+
+def test_nan_inside_page_arrays(tmp_path, make_run, write_jsonl):
+    docs = make_run(values=[1.0, 2.0])
+    events = [d for n, d in docs if n == "event"]
+    page = dict(event_model.pack_event_page(*events))
+    page["data"]["det"] = [[1.0, float("nan")], [float("-inf"), 4.0]]
+    path = write_jsonl(tmp_path / "run.jsonl", [docs[0], docs[1], ("event_page", page), docs[-1]])
+    name, got = read(path)[2]
+    assert name == "event_page"
+    column = got["data"]["det"]
+    assert column[0][0] == 1.0 and math.isnan(column[0][1])
+    assert column[1] == [-math.inf, 4.0]
+
+
+def test_the_string_nan_stays_a_string(tmp_path, make_run, write_jsonl):
+    docs = make_run(values=[1.0])
+    docs[0][1]["sample"] = "NaN"
+    docs[0][1]["note"] = "Infinity, -Infinity"
+    path = write_jsonl(tmp_path / "run.jsonl", docs)
+    start = read(path)[0][1]
+    assert start["sample"] == "NaN" and start["note"] == "Infinity, -Infinity"
+
+
+def test_numbers_keep_their_type(tmp_path, make_run, write_jsonl):
+    docs = make_run(values=[1, 2])
+    docs[0][1]["big"] = 2**63 - 1
+    path = write_jsonl(tmp_path / "run.jsonl", docs)
+    out = read(path)
+    assert [type(d["data"]["det"]) for n, d in out if n == "event"] == [int, int]
+    assert out[0][1]["big"] == 2**63 - 1
+
+
+# --- blank lines, line endings -------------------------------------------------
+
+
+def test_blank_lines_and_crlf_are_ignored(tmp_path, make_run):
+    docs = make_run(3)
+    path = tmp_path / "run.jsonl"
+    body = "\n".join(json.dumps([n, d]) for n, d in docs).replace("\n", "\r\n")
+    path.write_text("\n  \n" + body.replace("\r\n", "\r\n\r\n", 1) + "\r\n\n \t\n")
+    assert read(path) == docs
+    assert fmt.read_header(str(path)) == (docs[0][1], docs[-1][1])
+
+
+def test_last_line_without_newline_is_read(tmp_path, make_run):
+    docs = make_run(2)
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(dump_line(n, d) for n, d in docs).rstrip("\n"))
+    assert read(path) == docs
+    assert fmt.read_header(str(path))[1] == docs[-1][1]
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    assert read(path) == []
+    assert fmt.read_header(str(path)) == (None, None)
+
+
+# --- a run being written --------------------------------------------------------
+
+
+def _cut_inside_last_line(docs, cut):
+    """The file's bytes, cut ``cut`` bytes into its last line (negative: from its end)."""
+    text = "".join(dump_line(n, d) for n, d in docs).encode()
+    last_start = text.rstrip(b"\n").rfind(b"\n") + 1
+    end = last_start + cut if cut > 0 else len(text) + cut
+    assert last_start < end < len(text) - 1
+    return text[:end]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 9, 40, -3, -2])
+def test_partial_last_line_is_a_run_in_progress(tmp_path, make_run, cut):
+    docs = make_run(4, stop=False)
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(_cut_inside_last_line(docs, cut))
+    out = read(path)
+    assert out == docs[:-1]
+    assert [d["seq_num"] for n, d in out if n == "event"] == [1, 2, 3]
+    assert fmt.read_header(str(path)) == (docs[0][1], None)
+
+
+@pytest.mark.parametrize("cut", [1, 17, -3, -2])
+def test_partial_stop_line_means_no_stop_yet(tmp_path, make_run, cut):
+    docs = make_run(2)
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(_cut_inside_last_line(docs, cut))
+    assert read(path) == docs[:-1]
+    assert fmt.read_header(str(path)) == (docs[0][1], None)
+
+
+def test_growing_file_shows_new_events_and_stop(tmp_path, make_run, write_jsonl):
+    docs = make_run(5)
+    path = tmp_path / "run.jsonl"
+    write_jsonl(path, docs[:4])
+    with open(path, "a") as f:
+        f.write(dump_line(*docs[4])[:25])  # half an event
+    assert [d["seq_num"] for n, d in read(path) if n == "event"] == [1, 2]
+    assert fmt.read_header(str(path))[1] is None
+    with open(path, "a") as f:
+        f.write(dump_line(*docs[4])[25:])
+        for name, doc in docs[5:]:
+            f.write(dump_line(name, doc))
+    assert read(path) == docs
+    assert fmt.read_header(str(path))[1] == docs[-1][1]
+
+
+def test_only_a_partial_start_line(tmp_path, make_run):
+    docs = make_run(1)
+    path = tmp_path / "run.jsonl"
+    path.write_text(dump_line(*docs[0])[:30])
+    assert read(path) == []
+    assert fmt.read_header(str(path)) == (None, None)
+
+
+# --- corrupt files -----------------------------------------------------------------
+
+
+def test_corrupt_middle_line_names_file_and_line(tmp_path, make_run):
+    docs = make_run(4)
+    lines = [dump_line(n, d) for n, d in docs]
+    lines[3] = lines[3][:30] + "\n"  # line 4: an event cut short, then more lines
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(lines))
+    with pytest.raises(ValueError, match="line 4") as info:
+        read(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert "not valid JSON" in message and "Repair or delete" in message
+    # The header is still found: only the first and last lines are read.
+    assert fmt.read_header(str(path)) == (docs[0][1], docs[-1][1])
+
+
+def test_corrupt_complete_last_line_is_an_error(tmp_path, make_run):
+    # Ended by a newline, so not a line still being written.
+    docs = make_run(2)
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(dump_line(n, d) for n, d in docs[:-1]) + '["stop", {"uid": x}]\n')
+    with pytest.raises(ValueError, match=f"{path}, line {len(docs)}: not valid JSON"):
+        read(path)
+    assert fmt.read_header(str(path)) == (docs[0][1], None)
+
+
+def test_invalid_utf8_in_a_middle_line(tmp_path, make_run):
+    docs = make_run(2)
+    data = "".join(dump_line(n, d) for n, d in docs).encode()
+    lines = data.split(b"\n")
+    lines[2] = lines[2][:20] + b"\xff\xfe" + lines[2][22:]
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ValueError, match=r"line 3: not valid JSON"):
+        read(path)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['{"name": "event"}', '["event"]', '["event", {}, {}]', "[1, {}]", '["event", []]', "3"],
+)
+def test_line_that_is_not_name_and_document(tmp_path, make_run, line):
+    docs = make_run(1)
+    text = [dump_line(n, d) for n, d in docs]
+    text.insert(2, line + "\n")
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(text))
+    with pytest.raises(ValueError, match=r"line 3: expected \[name, document\]") as info:
+        read(path)
+    assert str(path) in str(info.value)
+
+
+def test_corrupt_first_line_is_an_error_in_the_header(tmp_path, make_run):
+    docs = make_run(1)
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n" + '["start", {"uid": \n' + "".join(dump_line(n, d) for n, d in docs))
+    with pytest.raises(ValueError, match=f"{path}, line 2: not valid JSON"):
+        fmt.read_header(str(path))
+
+
+def test_header_without_start_document(tmp_path, make_run, write_jsonl):
+    docs = make_run(2)
+    path = write_jsonl(tmp_path / "run.jsonl", docs[1:])
+    assert fmt.read_header(path) == (None, None)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"level": "info", "msg": "not bluesky"}\n')
+    assert fmt.read_header(str(other)) == (None, None)
+
+
+# --- read_header reads only the ends ------------------------------------------------
+
+
+class _CountingFile:
+    def __init__(self, f, log):
+        self._f, self._log = f, log
+
+    def read(self, n=-1):
+        data = self._f.read(n)
+        self._log.append(len(data))
+        return data
+
+    def readline(self, n=-1):
+        data = self._f.readline(n)
+        self._log.append(len(data))
+        return data
+
+    def seek(self, *args):
+        return self._f.seek(*args)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+@pytest.fixture
+def bytes_read(monkeypatch):
+    log = []
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        return _CountingFile(open(path, mode, *args, **kwargs), log)
+
+    monkeypatch.setattr(format_module, "open", counting_open, raising=False)
+    return log
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_header_of_a_big_file_reads_only_its_ends(
+    tmp_path, make_run, write_jsonl, stop, bytes_read
+):
+    docs = make_run(10_000, stop=stop)
+    path = write_jsonl(tmp_path / "run.jsonl", docs)
+    size = os.path.getsize(path)
+    assert size > 2_000_000
+
+    start, found_stop = fmt.read_header(path)
+    assert start == docs[0][1]
+    assert found_stop == (docs[-1][1] if stop else None)
+    first_line = len(dump_line(*docs[0]))
+    assert sum(bytes_read) <= first_line + 8 * 1024 + 1
+    assert sum(bytes_read) < size / 200
+
+
+def test_header_finds_stop_after_a_huge_last_event(tmp_path, make_run, write_jsonl, bytes_read):
+    docs = make_run(2)
+    events = [d for n, d in docs if n == "event"]
+    page = dict(event_model.pack_event_page(*events))
+    page["data"]["det"] = [[0.5] * 300_000, [0.25] * 300_000]  # a ~3 MB line
+    no_stop = docs[:2] + [("event_page", page)]
+    path = write_jsonl(tmp_path / "run.jsonl", no_stop)
+    assert fmt.read_header(path) == (docs[0][1], None)
+    # The whole last line had to be read to learn it is not a stop: it was,
+    # in a few reads (blocks double), and nothing before it was.
+    assert len(bytes_read) < 20
+    assert sum(bytes_read) < os.path.getsize(path) + 64 * 1024
+
+    bytes_read.clear()
+    write_jsonl(path, [docs[-1]], mode="a")
+    assert fmt.read_header(path) == (docs[0][1], docs[-1][1])
+    assert sum(bytes_read) < 30_000
+
+
+# --- the format as a FileDriver sees it -----------------------------------------------
+
+
+def test_file_without_start_is_skipped_with_a_warning(tmp_path, make_run, write_jsonl):
+    good = make_run(1)
+    write_jsonl(tmp_path / f"{good[0][1]['uid']}.jsonl", good)
+    headless = write_jsonl(tmp_path / "headless.jsonl", make_run(2)[1:])
+    driver = FileDriver(str(tmp_path), JSONLFormat())
+    with pytest.warns(UserWarning, match="headless.jsonl") as record:
+        assert driver.count({}) == 1
+    assert headless in str(record[0].message)
+    assert [s["uid"] for s in driver.search({})] == [good[0][1]["uid"]]
+
+
+def test_driver_notices_new_changed_and_deleted_files(tmp_path, make_run, write_jsonl):
+    driver = FileDriver(str(tmp_path), JSONLFormat())
+    assert driver.count({}) == 0
+
+    first = make_run(2, start_time=1000.0, scan_id=1)
+    second = make_run(3, start_time=2000.0, scan_id=2, stop=False)
+    p1 = write_jsonl(tmp_path / f"{first[0][1]['uid']}.jsonl", first)
+    assert [s["scan_id"] for s in driver.search({})] == [1]
+
+    p2 = write_jsonl(tmp_path / f"{second[0][1]['uid']}.jsonl", second)
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert driver.count({}) == 2
+    assert [s["scan_id"] for s in driver.search({}, sort=[("time", -1)])] == [2, 1]
+    uid2 = second[0][1]["uid"]
+    assert driver.run(uid2).stop() is None
+
+    # The run in progress ends: its file grows by the stop line.
+    bundle_stop = {"uid": "s2", "time": 2100.0, "run_start": uid2, "exit_status": "success"}
+    with open(p2, "a") as f:
+        f.write(dump_line("stop", bundle_stop))
+    assert driver.run(uid2).stop() == bundle_stop
+    assert driver.count({"scan_id": 2}) == 1
+
+    os.remove(p1)
+    assert driver.count({}) == 1
+    with pytest.raises(KeyError):
+        driver.run(first[0][1]["uid"])
+
+
+def test_format_is_picklable_and_comparable():
+    clone = pickle.loads(pickle.dumps(fmt))
+    assert clone == fmt and hash(clone) == hash(fmt)
+    assert clone.suffixes == (".jsonl",)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_garbage_collector_state_is_restored(tmp_path, make_run, write_jsonl, enabled):
+    def set_gc(on):
+        if on:
+            gc.enable()
+        else:
+            gc.disable()
+
+    good = write_jsonl(tmp_path / "good.jsonl", make_run(3))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('["start", {"uid": "x"}]\n{oops\n["stop", {}]\n')
+    was = gc.isenabled()
+    try:
+        set_gc(enabled)
+        assert len(read(good)) == 6
+        assert gc.isenabled() is enabled
+        with pytest.raises(ValueError, match="line 2"):
+            read(bad)
+        assert gc.isenabled() is enabled
+    finally:
+        set_gc(was)
