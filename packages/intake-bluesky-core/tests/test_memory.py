@@ -134,3 +134,19 @@ def test_canonical_documents_are_schema_valid(runs, tmp_path):
                 if fill == "yes" and name in ("event", "event_page"):
                     continue  # filled data is numpy, by design
                 event_model.schema_validators[event_model.DocumentNames[name]].validate(doc)
+
+
+def test_describe_and_repr_of_catalog_run_stream(runs):
+    cat = BlueskyInMemoryCatalog()
+    cat.ingest(runs[1])
+    sub = cat.search({"plan_name": "count"})
+    assert sub.describe()["args"] == {"query": {"plan_name": "count"}}
+    assert sub.describe()["container"] == "catalog"
+    assert "1 runs" in repr(sub) and "plan_name" in repr(sub)
+    run = cat[-1]
+    assert run.describe()["args"] == {"uid": UIDS["count"]}
+    assert run.describe()["metadata"]["start"]["scan_id"] == 2
+    stream = run.primary(include=["det"])
+    assert stream.describe()["container"] == "xarray"
+    assert stream.describe()["args"] == {"include": ["det"], "exclude": []}
+    assert "'primary'" in repr(stream) and "['det']" in repr(stream)

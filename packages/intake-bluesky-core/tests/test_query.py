@@ -12,11 +12,14 @@ from intake_bluesky.core import and_queries, compile_query, validate_query
         {"$or": [{"$accumulator": {}}]},
         {"a": {"$not": {"$where": "1"}}},
         {"a": {"$elemMatch": {"$where": "1"}}},
+        {"$expr": {"$function": {"body": "x", "args": [], "lang": "js"}}},
+        {"$expr": {"$and": [{"$gt": ["$a", 1]}, {"$accumulator": {}}]}},
     ],
 )
 def test_javascript_operators_refused_anywhere(query):
-    with pytest.raises(ValueError, match="refused"):
-        validate_query(query)
+    for server in (False, True):
+        with pytest.raises(ValueError, match="refused"):
+            validate_query(query, server=server)
 
 
 @pytest.mark.parametrize(

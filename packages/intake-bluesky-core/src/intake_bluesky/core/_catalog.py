@@ -18,7 +18,6 @@ from .driver import Driver
 
 __all__ = ["BlueskyCatalog"]
 
-_PAGE = 1000  # runs fetched per driver call while iterating
 _NEWEST_FIRST = [("time", -1)]
 
 
@@ -94,7 +93,24 @@ class BlueskyCatalog(Catalog):
 
     def __repr__(self):
         query = f" query={self._query!r}" if self._query else ""
-        return f"<{type(self).__name__} {self.driver!r}{query}: {len(self)} runs>"
+        try:
+            count = f"{len(self)} runs"
+        except Exception as err:  # a repr must not raise (e.g. a server down)
+            count = f"runs unknown: {type(err).__name__}"
+        return f"<{type(self).__name__} {self.driver!r}{query}: {count}>"
+
+    def describe(self) -> dict:
+        """What this catalog is, for intake's GUI and listings."""
+        return {
+            "name": self.name,
+            "container": self.container,
+            "plugin": [type(self).__name__],
+            "description": self.description or (type(self).__doc__ or "").split("\n")[0],
+            "direct_access": "forbid",
+            "user_parameters": [],
+            "metadata": dict(self.metadata or {}),
+            "args": {"query": self.query},
+        }
 
     # --- search -------------------------------------------------------------
     @property
@@ -130,13 +146,10 @@ class BlueskyCatalog(Catalog):
 
     # --- listing ------------------------------------------------------------
     def __iter__(self) -> Iterator[str]:
-        skip = 0
-        while True:
-            page = [start["uid"] for start in self._search(skip=skip, limit=_PAGE)]
-            yield from page
-            if len(page) < _PAGE:
-                return
-            skip += len(page)
+        # One lazy driver call (a server cursor streams in batches); paging
+        # with skip would cost the server quadratically over many runs.
+        for start in self._search():
+            yield start["uid"]
 
     def keys(self):
         return iter(self)

@@ -274,3 +274,45 @@ class DocumentRunSource(RunSourceBase):
         if self._docs is None:
             raise TypeError("This DocumentRunSource did not keep its documents.")
         yield from list(self._docs)
+
+
+class DelegatingRunSource(RunSourceBase):
+    """A run source that reads through a :class:`DocumentRunSource` it makes
+    on demand (:attr:`_current`): from a file, a generator, ..."""
+
+    @property
+    def _current(self) -> DocumentRunSource:
+        raise NotImplementedError
+
+    def start(self):
+        return self._current.start()
+
+    def stop(self):
+        return self._current.stop()
+
+    def descriptors(self):
+        return self._current.descriptors()
+
+    def event_pages(self, descriptor_uid, fields=None, rows=None):
+        return self._current.event_pages(descriptor_uid, fields, rows)
+
+    def event_count(self, descriptor_uid):
+        return self._current.event_count(descriptor_uid)
+
+    def resources(self):
+        return self._current.resources()
+
+    def datum_pages(self, resource_uid=None):
+        return self._current.datum_pages(resource_uid)
+
+    def datums(self, datum_ids):
+        return self._current.datums(datum_ids)
+
+    def stream_resources(self):
+        return self._current.stream_resources()
+
+    def stream_datums(self, descriptor_uid=None):
+        return self._current.stream_datums(descriptor_uid)
+
+    def documents(self):
+        return self._current.documents()

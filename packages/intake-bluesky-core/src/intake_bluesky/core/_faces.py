@@ -121,6 +121,19 @@ class BlueskyEventStream(DataSource):
         """The stream as a dask-backed ``xarray.Dataset``; nothing read until compute."""
         return self._dataset(lazy=True)
 
+    def describe(self) -> dict:
+        """What this stream is, for intake's GUI and listings."""
+        return {
+            "name": self.name,
+            "container": self.container,
+            "plugin": [type(self).__name__],
+            "description": repr(self),
+            "direct_access": "forbid",
+            "user_parameters": [],
+            "metadata": {"stream_name": self._model.name},
+            "args": {"include": self._model.include, "exclude": self._model.exclude},
+        }
+
     def _get_schema(self):
         return Schema(
             datashape=None,
@@ -244,6 +257,19 @@ class BlueskyRun(Catalog):
 
     def __dir__(self):
         return sorted(set(super().__dir__()) | {n for n in self if n.isidentifier()})
+
+    def describe(self) -> dict:
+        """What this run is, for intake's GUI and listings."""
+        return {
+            "name": self.name,
+            "container": self.container,
+            "plugin": [type(self).__name__],
+            "description": repr(self),
+            "direct_access": "forbid",
+            "user_parameters": [],
+            "metadata": self.metadata,
+            "args": {"uid": self.uid},
+        }
 
     # --- documents ----------------------------------------------------------
     def canonical(self, *, fill: str = "yes") -> Iterator[tuple[str, dict]]:

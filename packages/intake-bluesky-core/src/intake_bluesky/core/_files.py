@@ -15,9 +15,9 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
-from ._documents import DocumentRunSource
+from ._documents import DelegatingRunSource, DocumentRunSource
 from ._index import search_starts
-from .driver import DEFAULT_SORT, RunSourceBase
+from .driver import DEFAULT_SORT
 
 __all__ = [
     "FileFormat",
@@ -287,7 +287,7 @@ _SOURCES: OrderedDict[tuple[FileFormat, Location], tuple[tuple, DocumentRunSourc
 _SOURCES_MAX = 8
 
 
-class FileRunSource(RunSourceBase):
+class FileRunSource(DelegatingRunSource):
     """A run stored in files; re-read whenever a file's size or mtime changes.
 
     So a live run's new events and its stop show up on the next access.
@@ -365,30 +365,6 @@ class FileRunSource(RunSourceBase):
     def stop(self):
         header = self._valid_header()
         return header[2] if header is not None else self._current.stop()
-
-    def descriptors(self):
-        return self._current.descriptors()
-
-    def event_pages(self, descriptor_uid, fields=None, rows=None):
-        return self._current.event_pages(descriptor_uid, fields, rows)
-
-    def event_count(self, descriptor_uid):
-        return self._current.event_count(descriptor_uid)
-
-    def resources(self):
-        return self._current.resources()
-
-    def datum_pages(self, resource_uid=None):
-        return self._current.datum_pages(resource_uid)
-
-    def datums(self, datum_ids):
-        return self._current.datums(datum_ids)
-
-    def stream_resources(self):
-        return self._current.stream_resources()
-
-    def stream_datums(self, descriptor_uid=None):
-        return self._current.stream_datums(descriptor_uid)
 
     def documents(self):
         # Streamed from the file: the organized view keeps no raw documents.

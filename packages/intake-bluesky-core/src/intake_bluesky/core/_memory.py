@@ -11,14 +11,14 @@ import threading
 from collections.abc import Callable, Iterable
 
 from ._catalog import BlueskyCatalog
-from ._documents import BadDocumentError, DocumentRunSource
+from ._documents import BadDocumentError, DelegatingRunSource, DocumentRunSource
 from ._index import search_starts
 from .driver import DEFAULT_SORT, RunSourceBase
 
 __all__ = ["MemoryDriver", "BlueskyInMemoryCatalog"]
 
 
-class _LazyRunSource(RunSourceBase):
+class _LazyRunSource(DelegatingRunSource):
     """A run whose documents come from a generator function on first use."""
 
     def __init__(self, start, stop, gen_func, gen_args, gen_kwargs):
@@ -36,7 +36,7 @@ class _LazyRunSource(RunSourceBase):
         self.__init__(state["start"], state["stop"], func, args, kwargs)
 
     @property
-    def _docs(self) -> DocumentRunSource:
+    def _current(self) -> DocumentRunSource:
         with self._lock:
             if self._source is None:
                 func, args, kwargs = self._gen
@@ -48,30 +48,6 @@ class _LazyRunSource(RunSourceBase):
 
     def stop(self):
         return self._stop
-
-    def descriptors(self):
-        return self._docs.descriptors()
-
-    def event_pages(self, descriptor_uid, fields=None, rows=None):
-        return self._docs.event_pages(descriptor_uid, fields, rows)
-
-    def resources(self):
-        return self._docs.resources()
-
-    def datum_pages(self, resource_uid=None):
-        return self._docs.datum_pages(resource_uid)
-
-    def datums(self, datum_ids):
-        return self._docs.datums(datum_ids)
-
-    def stream_resources(self):
-        return self._docs.stream_resources()
-
-    def stream_datums(self, descriptor_uid=None):
-        return self._docs.stream_datums(descriptor_uid)
-
-    def documents(self):
-        return self._docs.documents()
 
 
 class MemoryDriver:

@@ -74,8 +74,22 @@ def validate_query(query: Any, *, server: bool = False) -> dict:
             "A query must be a mapping such as {'plan_name': 'scan'}, "
             f"not {type(query).__name__} {query!r}."
         )
+    _refuse_anywhere(query)
     _check_document(query, server=server, path="query")
     return dict(query)
+
+
+def _refuse_anywhere(value) -> None:
+    # Refused operators hide in places no other check descends into
+    # (``$expr`` expressions, ``$elemMatch`` arrays): look everywhere.
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            if key in REFUSED_OPERATORS:
+                _refuse(key)
+            _refuse_anywhere(sub)
+    elif isinstance(value, list | tuple):
+        for sub in value:
+            _refuse_anywhere(sub)
 
 
 def _refuse(op: str) -> None:

@@ -1,0 +1,182 @@
+"""The intake catalogs of the two layouts: the core catalog over a Mongo driver."""
+
+from __future__ import annotations
+
+from intake_bluesky.core import BlueskyCatalog
+
+from ._connect import DatabaseRef, redact_uri
+from ._embedded import EmbeddedDriver
+from ._normalized import NormalizedDriver
+
+__all__ = ["BlueskyMongoCatalog", "BlueskyMongoEmbeddedCatalog"]
+
+
+class _MongoCatalogMixin:
+    """Pickling and display without database objects or passwords.
+
+    intake pickles, copies (``search`` makes a copy) and displays a catalog
+    from its constructor arguments: a ``Database`` cannot be pickled and a URI
+    may hold a password. Pickles carry the driver's :class:`DatabaseRef`
+    instead (reconnects where it lands); YAML and describe show redacted URIs.
+    """
+
+    #: Constructor parameters holding a database, in positional order.
+    _db_params: tuple[str, ...] = ()
+
+    def _db_refs(self) -> dict[str, DatabaseRef]:
+        raise NotImplementedError
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        refs = self._db_refs()
+        args = list(state["args"])
+        for i, param in enumerate(self._db_params[: len(args)]):
+            args[i] = refs[param]
+        kwargs = dict(state["kwargs"])
+        for param in self._db_params[len(state["args"]) :]:
+            if param in kwargs and kwargs[param] is not None:
+                kwargs[param] = refs[param]
+        # A searched catalog is a copy whose query was narrowed after
+        # construction: carry the current one.
+        if self._query:
+            kwargs["query"] = dict(self._query)
+        state["args"], state["kwargs"] = args, type(state["kwargs"])(kwargs)
+        return state
+
+    def _yaml(self):
+        data = super()._yaml()
+        for source in data.get("sources", {}).values():
+            args = source.get("args", {})
+            for param in self._db_params:
+                if param in args and args[param] is not None:
+                    args[param] = _shown(args[param])
+        return data
+
+
+def _shown(value) -> str:
+    if isinstance(value, DatabaseRef):
+        return value.describe()
+    if isinstance(value, str):
+        return redact_uri(value)
+    try:
+        return DatabaseRef(value).describe()
+    except (TypeError, ValueError):
+        return f"<{type(value).__name__}>"
+
+
+class BlueskyMongoCatalog(_MongoCatalogMixin, BlueskyCatalog):
+    """A catalog of bluesky runs in MongoDB, normalized layout (suitcase-mongo).
+
+    Parameters
+    ----------
+    metadatastore_db : str or pymongo.database.Database
+        The database holding ``run_start``, ``run_stop``, ``event_descriptor``
+        and ``event``: a URI that names it (``mongodb://host:27017/mds``) or a
+        ``Database``. Prefer a URI when runs are read by dask.distributed
+        workers in other processes: they reconnect with it.
+    asset_registry_db : str or pymongo.database.Database, optional
+        The database holding ``resource`` and ``datum`` (and
+        ``stream_resource``/``stream_datum``); default: ``metadatastore_db``.
+    server_selection_timeout_ms : int, optional
+        How long to wait for a reachable server before failing with a clear
+        error (default 5000 ms for URIs, unless the URI sets
+        ``serverSelectionTimeoutMS``).
+    handler_registry : dict, optional
+        Resource spec -> handler class (or its dotted name); wins over handlers
+        discovered in the ``databroker.handlers`` entry point group.
+    root_map : dict, optional
+        Old root -> new root, for external files that moved.
+    query : dict, optional
+        A MongoDB query on start documents that pre-filters the catalog.
+    transforms : dict, optional
+        ``start``/``stop``/``descriptor``/``resource`` -> callable that patches
+        those documents on read.
+    **kwargs
+        Passed to intake's ``Catalog`` (``name``, ``metadata``, ...).
+
+    See Also
+    --------
+    intake_bluesky.core.BlueskyCatalog : search, lookup and the run model.
+    create_indexes : the indexes that make these reads fast.
+
+    Notes
+    -----
+    Searching, counting, sorting and paging run on the server; so do field
+    selection (``include``/``exclude``) and row windows of ``to_dask()``
+    chunks. Passwords in URIs never appear in reprs, YAML or errors.
+
+    Examples
+    --------
+    >>> import mongomock
+    >>> cat = BlueskyMongoCatalog(mongomock.MongoClient()["mds"])
+    >>> len(cat)
+    0
+    """
+
+    _db_params = ("metadatastore_db", "asset_registry_db")
+
+    def __init__(
+        self,
+        metadatastore_db,
+        asset_registry_db=None,
+        *,
+        server_selection_timeout_ms: int | None = None,
+        **common,
+    ):
+        driver = NormalizedDriver(
+            metadatastore_db,
+            asset_registry_db,
+            server_selection_timeout_ms=server_selection_timeout_ms,
+        )
+        super().__init__(driver, **common)
+
+    def _db_refs(self):
+        return {"metadatastore_db": self.driver.mds, "asset_registry_db": self.driver.assets}
+
+
+class BlueskyMongoEmbeddedCatalog(_MongoCatalogMixin, BlueskyCatalog):
+    """A catalog of bluesky runs in MongoDB, embedded layout (suitcase-mongo).
+
+    Parameters
+    ----------
+    datastore_db : str or pymongo.database.Database
+        The database holding ``header``, ``event`` and ``datum``: a URI that
+        names it (``mongodb://host:27017/datastore``) or a ``Database``.
+        Prefer a URI when runs are read by dask.distributed workers.
+    server_selection_timeout_ms : int, optional
+        How long to wait for a reachable server before failing with a clear
+        error (default 5000 ms for URIs, unless the URI sets
+        ``serverSelectionTimeoutMS``).
+    **common
+        ``handler_registry``, ``root_map``, ``query``, ``transforms`` and
+        intake's ``Catalog`` arguments, as for :class:`BlueskyMongoCatalog`.
+
+    See Also
+    --------
+    intake_bluesky.core.BlueskyCatalog : search, lookup and the run model.
+    create_embedded_indexes : the indexes that make these reads fast.
+
+    Notes
+    -----
+    Queries address start documents as on every backend (``{"scan_id": 3}``);
+    they are rewritten to the ``header.start`` array (``start.scan_id``) for
+    every operator, including inside ``$and``/``$or``/``$nor``.
+
+    Examples
+    --------
+    >>> import mongomock
+    >>> cat = BlueskyMongoEmbeddedCatalog(mongomock.MongoClient()["datastore"])
+    >>> len(cat.search({"plan_name": "scan"}))
+    0
+    """
+
+    _db_params = ("datastore_db",)
+
+    def __init__(self, datastore_db, *, server_selection_timeout_ms: int | None = None, **common):
+        driver = EmbeddedDriver(
+            datastore_db, server_selection_timeout_ms=server_selection_timeout_ms
+        )
+        super().__init__(driver, **common)
+
+    def _db_refs(self):
+        return {"datastore_db": self.driver.db}

@@ -1,0 +1,187 @@
+"""What both layouts share: query checks, sort/paging arguments, lazy cursors,
+and building columnar pages from single documents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from intake_bluesky.core import validate_query
+
+from ._connect import DatabaseRef, translate_errors
+
+__all__ = [
+    "EVENT_PAGE_SIZE",
+    "IN_BATCH",
+    "check_paging",
+    "check_query",
+    "chunks",
+    "event_projection",
+    "iterate",
+    "pack_datum_docs",
+    "pack_event_docs",
+]
+
+#: Server-side JavaScript: never sent to a server.
+REFUSED_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
+
+#: Events per event page built from single event documents (normalized
+#: layout). Large enough that per-page overhead vanishes for scalar streams,
+#: small enough that a page of detector frames stays a manageable size.
+EVENT_PAGE_SIZE = 1000
+
+#: Ids per ``$in`` query: keeps each query far below MongoDB's 16 MB limit
+#: (uuids are ~40 bytes) while fetching in few round trips.
+IN_BATCH = 10_000
+
+# Every document this package reads is projected without _id: the protocol
+# returns documents as bluesky emitted them.
+NO_ID = {"_id": False}
+
+
+def check_query(query: Mapping[str, Any] | None) -> dict:
+    """Validate a query for a MongoDB server; refused operators raise here.
+
+    The core validates too, but a driver can be called directly, so server-side
+    JavaScript (``$where``, ``$function``, ``$accumulator``) is refused here as
+    well, before anything is sent, and at any depth: ``$function`` is an
+    aggregation expression, valid inside ``$expr``, where the core's
+    validation does not look.
+    """
+    query = validate_query(query, server=True)
+    _refuse_javascript(query)
+    return query
+
+
+def _refuse_javascript(value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            if key in REFUSED_OPERATORS:
+                raise ValueError(
+                    f"Query operator {key!r} is refused: server-side JavaScript is never run "
+                    "(it could execute arbitrary code on the database server). Express the "
+                    "condition with MongoDB query operators instead."
+                )
+            _refuse_javascript(sub)
+    elif isinstance(value, list | tuple):
+        for sub in value:
+            _refuse_javascript(sub)
+
+
+def check_paging(sort, skip, limit) -> tuple[list[tuple[str, int]], int, int | None]:
+    """Validate ``sort``/``skip``/``limit`` and add a deterministic tiebreaker.
+
+    Runs with equal sort keys (same start time) would come back in an
+    unspecified, possibly different order on every query, so paging with
+    skip/limit could repeat or miss runs; ``_id`` (insertion order) breaks
+    ties, in the direction of the last key so that an index on
+    ``(time, _id)`` (suitcase-mongo creates ``time_-1__id_-1``) serves both
+    directions.
+    """
+    pairs: list[tuple[str, int]] = []
+    for item in sort or ():
+        try:
+            key, direction = item
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"sort must be a list of (key, direction) pairs, not {sort!r}."
+            ) from None
+        if not isinstance(key, str) or direction not in (1, -1):
+            raise ValueError(f"sort entry {item!r} must be (key: str, direction: 1 or -1).")
+        pairs.append((key, int(direction)))
+    if not any(key == "_id" for key, _ in pairs):
+        pairs.append(("_id", pairs[-1][1] if pairs else 1))
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ValueError(f"skip must be an integer >= 0, not {skip!r}.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be None or an integer >= 0, not {limit!r}.")
+    return pairs, skip, limit
+
+
+def iterate(refs: Sequence[DatabaseRef], open_cursor: Callable[[], Any], convert=None):
+    """Yield documents from a cursor opened lazily, with errors translated.
+
+    The cursor is opened on first ``next()``, so building a generator costs
+    nothing, and it is closed when the generator is closed or collected.
+    """
+    with translate_errors(*refs):
+        cursor = open_cursor()
+        try:
+            if convert is None:
+                yield from cursor
+            else:
+                for doc in cursor:
+                    yield convert(doc)
+        finally:
+            close = getattr(cursor, "close", None)
+            if close is not None:
+                close()
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def event_projection(fields: Iterable[str] | None, extra: Iterable[str] = ()) -> dict:
+    """A projection keeping the event columns and only ``fields`` of the data.
+
+    ``None`` keeps everything (but ``_id``); ``[]`` keeps only
+    ``descriptor``/``uid``/``time``/``seq_num`` (and ``extra``).
+    """
+    if fields is None:
+        return dict(NO_ID)
+    projection: dict[str, Any] = {
+        "_id": False,
+        "descriptor": True,
+        "uid": True,
+        "time": True,
+        "seq_num": True,
+    }
+    for key in extra:
+        projection[key] = True
+    for name in fields:
+        for part in ("data", "timestamps", "filled"):
+            projection[f"{part}.{name}"] = True
+    return projection
+
+
+def pack_event_docs(events: Sequence[dict], fields: Iterable[str] | None = None) -> dict:
+    """One ``event_page`` from single event documents of one descriptor.
+
+    Tolerant of what a projection leaves out: keys absent from an event (e.g.
+    no ``filled`` entry) are taken from the union over the batch, with
+    ``None`` for data/timestamps and ``False`` for ``filled`` where missing.
+    """
+    first = events[0]
+    parts: dict[str, dict[str, list]] = {}
+    for part, missing in (("data", None), ("timestamps", None), ("filled", False)):
+        keys: dict[str, None] = {}
+        for event in events:
+            keys.update(dict.fromkeys(event.get(part) or ()))
+        if fields is not None:
+            wanted = set(fields)
+            keys = {k: None for k in keys if k in wanted}
+        columns = {}
+        for key in keys:
+            columns[key] = [(event.get(part) or {}).get(key, missing) for event in events]
+        parts[part] = columns
+    return {
+        "descriptor": first["descriptor"],
+        "time": [event["time"] for event in events],
+        "uid": [event["uid"] for event in events],
+        "seq_num": [event["seq_num"] for event in events],
+        **parts,
+    }
+
+
+def pack_datum_docs(datums: Sequence[dict]) -> dict:
+    """One ``datum_page`` from single datum documents of one resource."""
+    keys: dict[str, None] = {}
+    for datum in datums:
+        keys.update(dict.fromkeys(datum.get("datum_kwargs") or ()))
+    return {
+        "resource": datums[0]["resource"],
+        "datum_id": [d["datum_id"] for d in datums],
+        "datum_kwargs": {k: [(d.get("datum_kwargs") or {}).get(k) for d in datums] for k in keys},
+    }

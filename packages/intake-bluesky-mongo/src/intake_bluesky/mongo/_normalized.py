@@ -1,0 +1,342 @@
+"""The normalized layout (``suitcase.mongo_normalized``).
+
+Metadatastore database: ``run_start``, ``run_stop``, ``event_descriptor``,
+``event`` (one document per event). Asset registry database (the same
+database unless given): ``resource``, ``datum`` (one document per datum), and
+``stream_resource``, ``stream_datum`` (one document each; suitcase-mongo does
+not write these, but runs that carry them can be stored there and are read
+back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import groupby
+from typing import Any
+
+from intake_bluesky.core.driver import DEFAULT_SORT, RunSourceBase
+
+from ._common import (
+    EVENT_PAGE_SIZE,
+    IN_BATCH,
+    NO_ID,
+    check_paging,
+    check_query,
+    chunks,
+    event_projection,
+    iterate,
+    pack_datum_docs,
+    pack_event_docs,
+)
+from ._connect import DatabaseRef, translate_errors
+
+__all__ = ["NormalizedDriver", "NormalizedRunSource"]
+
+
+class NormalizedDriver:
+    """The :class:`~intake_bluesky.core.driver.Driver` of the normalized layout.
+
+    Searches, counts, sorting and paging run on the server, against
+    ``run_start``.
+
+    Parameters
+    ----------
+    metadatastore_db : str or Database
+        A URI naming the database or a ``pymongo`` ``Database``.
+    asset_registry_db : str or Database, optional
+        Where ``resource``/``datum`` live; default: ``metadatastore_db``.
+    server_selection_timeout_ms : int, optional
+        How long to wait for a server before failing (URIs; default 5000 ms
+        unless the URI sets ``serverSelectionTimeoutMS``).
+    event_page_size : int
+        Events per event page assembled from single event documents.
+
+    Examples
+    --------
+    >>> import mongomock
+    >>> driver = NormalizedDriver(mongomock.MongoClient()["mds"])
+    >>> driver.count({})
+    0
+    """
+
+    #: Tells the core catalog that queries run on a MongoDB server ($text, $expr).
+    server_side_queries = True
+
+    def __init__(
+        self,
+        metadatastore_db,
+        asset_registry_db=None,
+        *,
+        server_selection_timeout_ms: int | None = None,
+        event_page_size: int = EVENT_PAGE_SIZE,
+    ):
+        self.mds = _ref(metadatastore_db, server_selection_timeout_ms, "metadatastore_db")
+        if asset_registry_db is None:
+            self.assets = self.mds
+        else:
+            self.assets = _ref(asset_registry_db, server_selection_timeout_ms, "asset_registry_db")
+        self.event_page_size = int(event_page_size)
+
+    def __repr__(self):
+        where = self.mds.describe()
+        if self.assets is not self.mds:
+            where += f", assets={self.assets.describe()}"
+        return f"{type(self).__name__}({where})"
+
+    def __getstate__(self):
+        return {"mds": self.mds, "assets": self.assets, "event_page_size": self.event_page_size}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    # --- the protocol -------------------------------------------------------
+    def search(
+        self,
+        query: Mapping[str, Any],
+        *,
+        sort=DEFAULT_SORT,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[dict]:
+        query = check_query(query)
+        sort, skip, limit = check_paging(sort, skip, limit)
+        if limit == 0:
+            return iter(())
+        collection = self.mds["run_start"]
+
+        def open_cursor():
+            # limit=0 is "no limit" to pymongo.
+            return collection.find(query, NO_ID, sort=sort, skip=skip, limit=limit or 0)
+
+        return iterate([self.mds], open_cursor)
+
+    def count(self, query: Mapping[str, Any]) -> int:
+        query = check_query(query)
+        with translate_errors(self.mds):
+            collection = self.mds["run_start"]
+            if not query:
+                # O(1) from collection metadata: len(catalog) on a facility
+                # database must not scan millions of documents.
+                return collection.estimated_document_count()
+            return collection.count_documents(query)
+
+    def run(self, uid: str) -> NormalizedRunSource:
+        if not isinstance(uid, str):
+            raise KeyError(uid)
+        with translate_errors(self.mds):
+            start = self.mds["run_start"].find_one({"uid": uid}, NO_ID)
+        if start is None:
+            raise KeyError(uid)
+        return NormalizedRunSource(
+            self.mds, self.assets, uid, start=start, event_page_size=self.event_page_size
+        )
+
+
+class NormalizedRunSource(RunSourceBase):
+    """One run in the normalized layout; every read is a server query.
+
+    Parameters
+    ----------
+    mds, assets : DatabaseRef
+        The metadatastore and asset registry databases.
+    uid : str
+        The run's start uid.
+    start : dict, optional
+        The start document, if already fetched.
+    event_page_size : int
+        Events per event page.
+    """
+
+    def __init__(
+        self,
+        mds: DatabaseRef,
+        assets: DatabaseRef,
+        uid: str,
+        *,
+        start: dict | None = None,
+        event_page_size: int = EVENT_PAGE_SIZE,
+    ):
+        self.mds = mds
+        self.assets = assets
+        self.uid = uid
+        self.event_page_size = event_page_size
+        self._start = start
+        # A stop document and, once the run is over, its descriptors never
+        # change: cached then, re-read while the run is live.
+        self._stop: dict | None = None
+        self._descriptors: list[dict] | None = None
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.mds.describe()}, uid={self.uid!r})"
+
+    def __getstate__(self):
+        return {
+            "mds": self.mds,
+            "assets": self.assets,
+            "uid": self.uid,
+            "start": self._start,
+            "event_page_size": self.event_page_size,
+        }
+
+    def __setstate__(self, state):
+        self.__init__(
+            state["mds"],
+            state["assets"],
+            state["uid"],
+            start=state["start"],
+            event_page_size=state["event_page_size"],
+        )
+
+    def _errors(self):
+        return translate_errors(self.mds, self.assets)
+
+    # --- run-level documents ------------------------------------------------
+    def start(self) -> dict:
+        if self._start is None:
+            with self._errors():
+                start = self.mds["run_start"].find_one({"uid": self.uid}, NO_ID)
+            if start is None:
+                raise KeyError(f"Run {self.uid!r} is no longer in {self.mds.describe()}.")
+            self._start = start
+        return self._start
+
+    def stop(self) -> dict | None:
+        if self._stop is None:
+            with self._errors():
+                self._stop = self.mds["run_stop"].find_one({"run_start": self.uid}, NO_ID)
+        return self._stop
+
+    def descriptors(self) -> list[dict]:
+        if self._descriptors is not None:
+            return list(self._descriptors)
+        finished = self._stop is not None
+        with self._errors():
+            cursor = self.mds["event_descriptor"].find(
+                {"run_start": self.uid}, NO_ID, sort=[("time", 1), ("_id", 1)]
+            )
+            descriptors = list(cursor)
+        if finished:
+            self._descriptors = descriptors
+        return list(descriptors)
+
+    # --- events -------------------------------------------------------------
+    def event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[dict]:
+        skip, limit = 0, 0
+        if rows is not None:
+            start, stop = (max(int(r), 0) for r in rows)
+            if stop <= start:
+                return iter(())
+            skip, limit = start, stop - start
+        fields = None if fields is None else list(fields)
+        projection = event_projection(fields)
+        collection = self.mds["event"]
+
+        def open_cursor():
+            # Sorted by time alone, which suitcase-mongo's (descriptor, time)
+            # index serves without a blocking sort (a tiebreaker key would
+            # defeat it); allow_disk_use so that a big run without that index
+            # still sorts instead of failing on the server's sort memory limit.
+            return collection.find(
+                {"descriptor": descriptor_uid},
+                projection,
+                sort=[("time", 1)],
+                skip=skip,
+                limit=limit,
+                batch_size=self.event_page_size,
+                allow_disk_use=True,
+            )
+
+        return self._pages(iterate([self.mds], open_cursor), fields)
+
+    def _pages(self, events: Iterator[dict], fields) -> Iterator[dict]:
+        batch: list[dict] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) >= self.event_page_size:
+                yield pack_event_docs(_in_seq_order(batch), fields)
+                batch = []
+        if batch:
+            yield pack_event_docs(_in_seq_order(batch), fields)
+
+    def event_count(self, descriptor_uid: str) -> int:
+        with self._errors():
+            return self.mds["event"].count_documents({"descriptor": descriptor_uid})
+
+    # --- assets -------------------------------------------------------------
+    def resources(self) -> list[dict]:
+        with self._errors():
+            return list(
+                self.assets["resource"].find({"run_start": self.uid}, NO_ID, sort=[("_id", 1)])
+            )
+
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[dict]:
+        if resource_uid is None:
+            resource_uids = [r["uid"] for r in self.resources()]
+            if not resource_uids:
+                return iter(())
+            query = {"resource": {"$in": resource_uids}}
+        else:
+            query = {"resource": resource_uid}
+        collection = self.assets["datum"]
+
+        def open_cursor():
+            return collection.find(query, NO_ID, sort=[("_id", 1)])
+
+        return self._datum_pages(iterate([self.assets], open_cursor))
+
+    def _datum_pages(self, datums: Iterator[dict]) -> Iterator[dict]:
+        # Consecutive datums of one resource become one page (stored order).
+        for _, group in groupby(datums, key=lambda d: d["resource"]):
+            group = list(group)
+            for part in chunks(group, self.event_page_size):
+                yield pack_datum_docs(part)
+
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
+        ids = list(dict.fromkeys(datum_ids))
+        found: dict[str, dict] = {}
+        with self._errors():
+            for batch in chunks(ids, IN_BATCH):
+                for doc in self.assets["datum"].find({"datum_id": {"$in": list(batch)}}, NO_ID):
+                    found[doc["datum_id"]] = doc
+        return found
+
+    def stream_resources(self) -> list[dict]:
+        # stream_resource.run_start is optional in event-model: also find the
+        # ones this run's stream_datums point at.
+        with self._errors():
+            referenced = self.assets["stream_datum"].distinct(
+                "stream_resource", {"descriptor": {"$in": self._descriptor_uids()}}
+            )
+            query = {"$or": [{"run_start": self.uid}, {"uid": {"$in": list(referenced)}}]}
+            return list(self.assets["stream_resource"].find(query, NO_ID, sort=[("_id", 1)]))
+
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[dict]:
+        if descriptor_uid is None:
+            query = {"descriptor": {"$in": self._descriptor_uids()}}
+        else:
+            query = {"descriptor": descriptor_uid}
+        with self._errors():
+            return list(self.assets["stream_datum"].find(query, NO_ID, sort=[("_id", 1)]))
+
+    def _descriptor_uids(self) -> list[str]:
+        return [d["uid"] for d in self.descriptors()]
+
+
+def _ref(target, timeout, role) -> DatabaseRef:
+    if isinstance(target, DatabaseRef):
+        return target
+    return DatabaseRef(target, server_selection_timeout_ms=timeout, role=role)
+
+
+def _in_seq_order(events: list[dict]) -> list[dict]:
+    # Sorted by time on the server; events with equal or out-of-order times
+    # (a clock step) are put back in seq_num order within the batch.
+    seq = [e.get("seq_num", 0) for e in events]
+    if all(a <= b for a, b in zip(seq, seq[1:])):
+        return events
+    return sorted(events, key=lambda e: e.get("seq_num", 0))

@@ -1,0 +1,311 @@
+"""Fixtures: a fresh database per test (a real server or mongomock), the
+queries sent to it, and writers of suitcase-mongo's two layouts.
+
+With ``INTAKE_BLUESKY_TEST_MONGO_URI`` set (``nox -s mongo_real``), databases
+are created on that server (uniquely named, dropped afterwards) and queries are
+observed with pymongo command monitoring; otherwise each database is a
+mongomock one whose collections are wrapped by a spy recording every read.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mongomock
+import pymongo
+import pytest
+from pymongo import monitoring
+
+HERE = Path(__file__).parent
+SAMPLES = HERE / "samples"
+URI_ENV = "INTAKE_BLUESKY_TEST_MONGO_URI"
+REAL_URI = os.environ.get(URI_ENV)
+
+
+def _load_helpers():
+    # Loaded by path: tests run with --import-mode=importlib, so this folder
+    # is not on sys.path, and a unique name avoids clashes with other packages.
+    name = "intake_bluesky_mongo_tests_suitcase"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / "_suitcase.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+suitcase = _load_helpers()
+
+
+# --- observing queries ------------------------------------------------------
+@dataclass
+class Op:
+    """One read sent to the server, in a form common to mongomock and pymongo."""
+
+    collection: str
+    op: str  # find | count_documents | estimated_document_count | distinct
+    filter: Any = None
+    projection: Any = None
+    sort: list | None = None
+    skip: int = 0
+    limit: int = 0
+
+
+class QueryLog(list):
+    """The reads sent to one database, oldest first."""
+
+    def of(self, collection: str | None = None, op: str | None = None) -> list[Op]:
+        return [
+            o
+            for o in self
+            if (collection is None or o.collection == collection) and (op is None or o.op == op)
+        ]
+
+
+def _sort_list(sort) -> list | None:
+    if sort is None:
+        return None
+    if isinstance(sort, dict):
+        return [(k, int(v)) for k, v in sort.items()]
+    if isinstance(sort, str):
+        return [(sort, 1)]
+    return [(k, int(v)) for k, v in sort]
+
+
+class _SpyCollection:
+    """A mongomock collection that records reads before performing them."""
+
+    def __init__(self, collection, log: QueryLog):
+        self._collection = collection
+        self._log = log
+
+    def __getattr__(self, name):
+        return getattr(self._collection, name)
+
+    def _find_args(self, args, kwargs):
+        names = ("filter", "projection", "skip", "limit")
+        merged = {**dict(zip(names, args)), **kwargs}
+        return merged
+
+    def find(self, *args, **kwargs):
+        a = self._find_args(args, kwargs)
+        self._log.append(
+            Op(
+                self._collection.name,
+                "find",
+                copy.deepcopy(a.get("filter")),
+                a.get("projection"),
+                _sort_list(a.get("sort")),
+                a.get("skip") or 0,
+                a.get("limit") or 0,
+            )
+        )
+        return self._collection.find(*args, **kwargs)
+
+    def find_one(self, *args, **kwargs):
+        a = self._find_args(args, kwargs)
+        self._log.append(
+            Op(
+                self._collection.name,
+                "find",
+                copy.deepcopy(a.get("filter")),
+                a.get("projection"),
+                _sort_list(a.get("sort")),
+                0,
+                1,
+            )
+        )
+        return self._collection.find_one(*args, **kwargs)
+
+    def count_documents(self, filter, *args, **kwargs):
+        self._log.append(Op(self._collection.name, "count_documents", copy.deepcopy(filter)))
+        return self._collection.count_documents(filter, *args, **kwargs)
+
+    def estimated_document_count(self, *args, **kwargs):
+        self._log.append(Op(self._collection.name, "estimated_document_count"))
+        return self._collection.estimated_document_count(*args, **kwargs)
+
+    def distinct(self, key, filter=None, *args, **kwargs):
+        self._log.append(Op(self._collection.name, "distinct", copy.deepcopy(filter)))
+        return self._collection.distinct(key, filter, *args, **kwargs)
+
+
+class _SpyDatabase(mongomock.Database):
+    """mongomock's Database whose collections are spies (set by class swap)."""
+
+    def get_collection(self, name, *args, **kwargs):
+        collection = super().get_collection(name, *args, **kwargs)
+        return _SpyCollection(collection, self._spy_log)
+
+    def __getitem__(self, name):
+        return self.get_collection(name)
+
+
+class _Listener(monitoring.CommandListener):
+    """Records reads sent to a real server, per database."""
+
+    def __init__(self):
+        self.logs: dict[str, QueryLog] = {}
+
+    def started(self, event):
+        log = self.logs.get(event.database_name)
+        if log is None:
+            return
+        cmd = event.command
+        name = event.command_name
+        if name == "find":
+            limit = cmd.get("limit", 0)
+            log.append(
+                Op(
+                    cmd["find"],
+                    "find",
+                    cmd.get("filter", {}),
+                    cmd.get("projection"),
+                    _sort_list(cmd.get("sort")),
+                    cmd.get("skip", 0),
+                    abs(limit),
+                )
+            )
+        elif name == "aggregate":
+            pipeline = cmd.get("pipeline", [])
+            match = next((s["$match"] for s in pipeline if "$match" in s), {})
+            log.append(Op(cmd["aggregate"], "count_documents", match))
+        elif name == "count":
+            log.append(Op(cmd["count"], "estimated_document_count", cmd.get("query")))
+        elif name == "distinct":
+            log.append(Op(cmd["distinct"], "distinct", cmd.get("query")))
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+@pytest.fixture(scope="session")
+def _server():
+    if not REAL_URI:
+        yield None
+        return
+    listener = _Listener()
+    client = pymongo.MongoClient(
+        REAL_URI, serverSelectionTimeoutMS=5000, event_listeners=[listener]
+    )
+    yield client, listener
+    client.close()
+
+
+def uri_with_database(uri: str, name: str) -> str:
+    """``uri`` with its database path replaced by ``name`` (options kept)."""
+    scheme, rest = uri.split("://", 1)
+    rest, question, options = rest.partition("?")
+    at = rest.rfind("@")
+    slash = rest.find("/", at + 1)
+    authority = rest if slash < 0 else rest[:slash]
+    return f"{scheme}://{authority}/{name}{question}{options}"
+
+
+class MongoEnv:
+    """Fresh databases for one test; dropped when the test ends."""
+
+    def __init__(self, server):
+        self.real = server is not None
+        self._server = server
+        self._created: list = []
+        self._logs: dict[str, QueryLog] = {}
+
+    def database(self, tag: str = "db"):
+        name = f"ibtest_{uuid.uuid4().hex[:10]}_{tag}"
+        log = QueryLog()
+        if self.real:
+            client, listener = self._server
+            listener.logs[name] = log
+            db = client[name]
+        else:
+            db = mongomock.MongoClient()[name]
+            db._spy_log = log
+            db.__class__ = _SpyDatabase
+        self._logs[name] = log
+        self._created.append(db)
+        return db
+
+    def log(self, db) -> QueryLog:
+        return self._logs[db.name]
+
+    def uri(self, db) -> str | None:
+        """A URI naming ``db`` on the real server (None with mongomock)."""
+        return uri_with_database(REAL_URI, db.name) if self.real else None
+
+    def cleanup(self):
+        for db in self._created:
+            try:
+                db.client.drop_database(db.name)
+            except Exception:  # a test that broke the connection on purpose
+                pass
+        if self.real:
+            for db in self._created:
+                self._server[1].logs.pop(db.name, None)
+
+
+@pytest.fixture
+def mongo(_server):
+    env = MongoEnv(_server)
+    yield env
+    env.cleanup()
+
+
+@pytest.fixture(scope="session")
+def layouts():
+    """Writers of suitcase-mongo's layouts (module ``_suitcase``)."""
+    return suitcase
+
+
+# --- sample data ------------------------------------------------------------
+def _read_json(name):
+    with open(SAMPLES / name) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def dumps() -> dict:
+    """The sample dumps written by suitcase-mongo: mds, assets, embedded."""
+    return {name: _read_json(f"{name}.json") for name in ("mds", "assets", "embedded")}
+
+
+@pytest.fixture(scope="session")
+def emitted() -> list[list[tuple[str, dict]]]:
+    """What the RunEngine emitted for the two sample runs (ground truth)."""
+    return [[(n, d) for n, d in _read_json(f"run{i}_documents.json")] for i in (0, 1)]
+
+
+@pytest.fixture
+def samples_dir() -> Path:
+    return SAMPLES
+
+
+@pytest.fixture
+def normalized_samples(mongo, dumps):
+    """(mds, assets) databases holding the normalized sample dump."""
+    mds, assets = mongo.database("mds"), mongo.database("assets")
+    suitcase.load_dump(mds, dumps["mds"])
+    suitcase.load_dump(assets, dumps["assets"])
+    mongo.log(mds).clear()
+    mongo.log(assets).clear()
+    return mds, assets
+
+
+@pytest.fixture
+def embedded_samples(mongo, dumps):
+    """A database holding the embedded sample dump."""
+    db = mongo.database("embedded")
+    suitcase.load_dump(db, dumps["embedded"])
+    mongo.log(db).clear()
+    return db

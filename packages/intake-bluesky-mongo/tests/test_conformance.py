@@ -1,0 +1,63 @@
+"""The core's conformance kit over both Mongo layouts, stored as
+suitcase-mongo stores documents (see ``_suitcase.py``)."""
+
+import pytest
+
+from intake_bluesky.core.testing import ConformanceTests, RunStore
+from intake_bluesky.mongo import BlueskyMongoCatalog, BlueskyMongoEmbeddedCatalog
+
+
+class NormalizedStore(RunStore):
+    """Normalized layout, metadatastore and asset registry in two databases."""
+
+    def __init__(self, writer):
+        self.mds, self.assets = writer.mds, writer.assets
+        self.writer = writer
+
+    def write_run(self, documents):
+        self.writer.write(documents)
+
+    def delete_run(self, uid):
+        self.writer.delete(uid)
+
+    def catalog(self, **common):
+        return BlueskyMongoCatalog(self.mds, self.assets, **common)
+
+
+class EmbeddedStore(RunStore):
+    """Embedded layout (header, event pages, datum pages)."""
+
+    def __init__(self, writer):
+        self.db = writer.db
+        self.writer = writer
+
+    def write_run(self, documents):
+        self.writer.write(documents)
+
+    def delete_run(self, uid):
+        self.writer.delete(uid)
+
+    def catalog(self, **common):
+        return BlueskyMongoEmbeddedCatalog(self.db, **common)
+
+
+class TestNormalizedConformance(ConformanceTests):
+    @pytest.fixture
+    def store(self, mongo, layouts):
+        return NormalizedStore(
+            layouts.NormalizedWriter(mongo.database("mds"), mongo.database("assets"))
+        )
+
+
+class TestEmbeddedConformance(ConformanceTests):
+    @pytest.fixture
+    def store(self, mongo, layouts):
+        return EmbeddedStore(layouts.EmbeddedWriter(mongo.database("datastore")))
+
+
+class TestEmbeddedSmallPagesConformance(ConformanceTests):
+    """Pages of 4 rows: descriptors span several pages, windows cut them."""
+
+    @pytest.fixture
+    def store(self, mongo, layouts):
+        return EmbeddedStore(layouts.EmbeddedWriter(mongo.database("datastore"), page_size=4))
