@@ -155,6 +155,12 @@ def _stream_column(source, filler, descriptor_uid, spec, columns, rows):
         raise ValueError(f"Field {spec.key!r} is stream data; it can only be read filled.")
     sds = _stream_datums_for(source, filler, descriptor_uid, spec.key)
     seq = columns["seq_num"]
+    if len(seq) and not sds:
+        raise ValueError(
+            f"Run {source.uid!r}: field {spec.key!r} of descriptor {descriptor_uid!r} is stream "
+            "data, but the run's storage holds no stream_datum documents for it (some "
+            "serializers drop them). Read the other fields with exclude=[...]."
+        )
     if len(seq) == 0:
         return np.empty((0, *spec.shape), dtype=spec.dtype or float)
     lo, hi = int(seq.min()), int(seq.max()) + 1

@@ -1,0 +1,553 @@
+"""Reading runs written by suitcase-msgpack.
+
+A run file is a concatenation of msgpack records ``[name, doc]`` in emission
+order. suitcase-msgpack writes every event as a 1-row ``event_page`` and every
+datum as a 1-row ``datum_page``; numpy values are msgpack-numpy maps::
+
+    {b"nd": True, b"type": "<u2", b"kind": b"", b"shape": [4, 5], b"data": <bytes>}
+    {b"nd": False, b"type": "<i8", b"data": <bytes>}          # a numpy scalar
+    {b"complex": True, b"data": "(1+2j)"}                      # a Python complex
+
+Reading merges consecutive 1-row pages back into big pages: a 100,000-event
+run is then a handful of pages instead of 100,000, which is what makes every
+later (columnar) step fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import msgpack
+import numpy as np
+
+from intake_bluesky.core import FileFormat, Location
+
+__all__ = ["MsgpackFormat", "decode_numpy"]
+
+#: How much of a file's end :meth:`MsgpackFormat.read_header` reads to find
+#: the stop record; a stop document is a few hundred bytes.
+TAIL_BYTES = 64 * 2**10
+#: A second, larger look at the end before concluding there is no stop record.
+TAIL_BYTES_MAX = 4 * 2**20
+#: Bytes asked of the file per read while streaming records.
+READ_SIZE = 2**20
+
+# The msgpack prefix of a stop record: fixarray of 2, fixstr "stop".
+_STOP_PREFIX = b"\x92\xa4stop"
+# Record beginnings worth looking for after an undecodable stretch.
+_RECORD_PREFIXES = tuple(
+    b"\x92" + bytes([0xA0 | len(name)]) + name.encode()
+    for name in ("event_page", "datum_page", "descriptor", "resource", "stop", "event", "datum")
+)
+# Values that cannot hold a msgpack-numpy map.
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def decode_numpy(obj: dict):
+    """Decode a msgpack-numpy map; any other map is returned unchanged.
+
+    Arrays are views of the msgpack bytes (no copy), so they are read-only.
+    Object arrays, which msgpack-numpy stores as pickles, are refused: loading
+    a pickle from a data file can run arbitrary code.
+
+    Parameters
+    ----------
+    obj : dict
+        A map as decoded by msgpack.
+
+    Returns
+    -------
+    numpy.ndarray, numpy scalar, complex, or the map itself
+
+    Examples
+    --------
+    >>> a = decode_numpy({b"nd": True, b"type": "<u2", b"kind": b"", b"shape": [2],
+    ...                   b"data": b"\\x01\\x00\\x02\\x00"})
+    >>> a.tolist(), a.dtype
+    ([1, 2], dtype('uint16'))
+    """
+    if b"nd" in obj:
+        if obj[b"nd"] is True:
+            if obj.get(b"kind", b"") == b"O":
+                raise ValueError(
+                    "it holds an object array, which msgpack-numpy stores as a pickle; "
+                    "intake-bluesky does not load pickles from data files (it could run "
+                    "arbitrary code). Re-write the run with numeric or string dtypes."
+                )
+            dtype = _dtype(obj[b"type"])
+            return np.frombuffer(obj[b"data"], dtype=dtype).reshape(tuple(obj[b"shape"]))
+        return np.frombuffer(obj[b"data"], dtype=_dtype(obj[b"type"]))[0]
+    if b"complex" in obj:
+        data = obj[b"data"]
+        return complex(data.decode() if isinstance(data, bytes) else data)
+    return obj
+
+
+def _dtype(descr) -> np.dtype:
+    """A dtype from an array-protocol string or a structured description."""
+    if isinstance(descr, bytes):
+        descr = descr.decode()
+    if isinstance(descr, list | tuple):
+        # Structured: [[name, type, *shape], ...] (types nest).
+        fields = []
+        for field in descr:
+            name = field[0].decode() if isinstance(field[0], bytes) else field[0]
+            fields.append((name, _dtype(field[1]), *(tuple(s) for s in field[2:])))
+        return np.dtype(fields)
+    return np.dtype(descr)
+
+
+def _decode_tree(obj):
+    """``obj`` with every msgpack-numpy map inside it decoded (in place).
+
+    Decoding after the fact instead of in a msgpack ``object_hook`` saves a
+    Python call per map: most maps (every event's data, timestamps, filled)
+    are plain, and whole columns are checked at once (see :func:`_column`).
+    """
+    kind = type(obj)
+    if kind is dict:
+        if b"nd" in obj or b"complex" in obj:
+            return decode_numpy(obj)
+        for key, value in obj.items():
+            if type(value) not in _PLAIN:
+                new = _decode_tree(value)
+                if new is not value:
+                    obj[key] = new
+    elif kind is list:
+        for i, value in enumerate(obj):
+            if type(value) not in _PLAIN:
+                new = _decode_tree(value)
+                if new is not value:
+                    obj[i] = new
+    return obj
+
+
+def _unpacker(file, read_size: int = READ_SIZE) -> msgpack.Unpacker:
+    # max_buffer_size=0 lifts msgpack's 100 MiB default (and the string, bin,
+    # array and map limits derived from it) to 2**32-1, so records holding
+    # 2048x2048 float64 frames, or pages of millions of rows, decode.
+    return msgpack.Unpacker(
+        file, read_size=read_size, max_buffer_size=0, raw=False, strict_map_key=False
+    )
+
+
+class MsgpackFormat(FileFormat):
+    """Run files written by suitcase-msgpack (``<start uid>.msgpack``).
+
+    Examples
+    --------
+    >>> fmt = MsgpackFormat()
+    >>> fmt.name, fmt.suffixes
+    ('msgpack', ('.msgpack',))
+    """
+
+    suffixes = (".msgpack",)
+    name = "msgpack"
+
+    def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
+        """Every ``(name, doc)`` of one run file, in stored order.
+
+        Consecutive event pages of one descriptor and datum pages of one
+        resource are merged into one page each; any other document ends a
+        merge, and merged datum pages come before merged event pages, so
+        every datum still precedes the events that refer to it. Columns of
+        merged pages are lists, except array data of one shape and dtype,
+        which is stacked into one numpy array (rows first).
+
+        A truncated last record (a run being written) ends the documents
+        silently; a corrupt record before the end raises ``ValueError``
+        naming the file and the record's byte offset.
+        """
+        path = os.fspath(location)
+        with open(path, "rb") as file:
+            # Read eagerly: the file is closed before the first document is
+            # handed out, however long the caller takes.
+            documents = _read(path, file)
+        yield from documents
+
+    def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
+        """``(start, stop)`` of a run file from its first and last records.
+
+        The stop record is found by reading only the end of the file: the
+        last occurrence of the bytes that begin a ``["stop", {...}]`` record
+        from which exactly one record decodes, ending at the end of the file.
+        ``stop`` is None while the run is being written.
+        """
+        path = os.fspath(location)
+        with open(path, "rb") as file:
+            start = _first_start(file)
+            if start is None:
+                return None, None
+            size = os.fstat(file.fileno()).st_size
+            stop = _last_stop(file, size, start.get("uid"))
+        return start, stop
+
+
+# ---------------------------------------------------------------------------
+# Headers.
+
+
+def _first_start(file) -> dict | None:
+    unpacker = _unpacker(file, read_size=TAIL_BYTES)
+    try:
+        record = unpacker.unpack()
+    except msgpack.OutOfData:
+        return None  # empty, or the start record is still being written
+    except Exception:
+        return None  # not msgpack: the caller warns that there is no start
+    if _is_record(record) and record[0] == "start" and "uid" in record[1]:
+        return _decode_tree(record[1])
+    return None
+
+
+def _last_stop(file, size: int, start_uid) -> dict | None:
+    seen = 0  # bytes at the end already searched
+    for window in (TAIL_BYTES, TAIL_BYTES_MAX):
+        window = min(window, size)
+        if window <= seen:
+            break
+        file.seek(size - window)
+        tail = file.read(window)
+        # Only candidates not already tried in the smaller window.
+        end = len(tail) - seen + len(_STOP_PREFIX) - 1 if seen else len(tail)
+        pos = tail.rfind(_STOP_PREFIX, 0, end)
+        while pos >= 0:
+            stop = _stop_at(tail, pos, start_uid)
+            if stop is not None:
+                return stop
+            pos = tail.rfind(_STOP_PREFIX, 0, pos)
+        seen = window
+    return None
+
+
+def _stop_at(tail: bytes, pos: int, start_uid) -> dict | None:
+    """The stop document if exactly one record spans ``tail[pos:]``."""
+    unpacker = _unpacker(None)
+    unpacker.feed(memoryview(tail)[pos:])
+    try:
+        record = unpacker.unpack()
+    except Exception:
+        return None
+    if unpacker.tell() != len(tail) - pos or not _is_record(record):
+        return None
+    doc = record[1]
+    if start_uid is not None and doc.get("run_start", start_uid) != start_uid:
+        return None
+    return _decode_tree(doc)
+
+
+def _is_record(record) -> bool:
+    return (
+        type(record) is list
+        and len(record) == 2
+        and type(record[0]) is str
+        and type(record[1]) is dict
+    )
+
+
+# ---------------------------------------------------------------------------
+# Documents.
+
+
+class _NotARecord(Exception):
+    pass
+
+
+def _read(path: str, file) -> list[tuple[str, dict]]:
+    """Decode and merge the records of an open file (see ``read_documents``).
+
+    Pages are merged while streaming: each page's rows are appended to the
+    columns of its descriptor (or resource) as soon as it is decoded, so the
+    decoded records die young instead of piling up.
+    """
+    out: list[tuple[str, dict]] = []
+    stretch = _Stretch()
+    unpacker = _unpacker(file)
+    tell = unpacker.tell
+    # End of the last complete record. (After an incomplete record, tell()
+    # has moved past the parts already parsed, so it is kept per record.)
+    offset = 0
+    # (key, add) of the columns that took the last event page and the last
+    # datum page: the next page of the same descriptor or resource goes
+    # straight there. Reset at every flush, which ends those columns.
+    last_event = last_datum = (None, None)
+    try:
+        for record in unpacker:
+            if type(record) is not list or len(record) != 2:
+                raise _NotARecord
+            name, doc = record
+            if type(doc) is not dict or type(name) is not str:
+                raise _NotARecord
+            if name == "event_page":
+                key = doc.get("descriptor")
+                if last_event[1] is None or key != last_event[0] or not last_event[1](doc):
+                    last_event = stretch.add(stretch.events, key, doc, _EventColumns)
+            elif name == "datum_page":
+                key = doc.get("resource")
+                if last_datum[1] is None or key != last_datum[0] or not last_datum[1](doc):
+                    last_datum = stretch.add(stretch.datums, key, doc, _DatumColumns)
+            else:
+                if stretch:
+                    stretch.flush(path, out)
+                    last_event = last_datum = (None, None)
+                out.append((name, _decode_document(path, name, doc)))
+            offset = tell()
+    except _NotARecord:
+        raise _corrupt(path, offset, "it is not a [name, document] pair") from None
+    except _ReadError:
+        raise
+    except Exception as exc:
+        why = f"it is not valid msgpack ({type(exc).__name__}: {exc})"
+        raise _corrupt(path, offset, why) from exc
+    stretch.flush(path, out)
+    _check_tail(path, file, offset, file.tell())
+    return out
+
+
+class _ReadError(ValueError):
+    """A ValueError that already names the file."""
+
+
+def _decode_document(path: str, name: str, doc: dict) -> dict:
+    try:
+        return _decode_tree(doc)
+    except ValueError as exc:
+        uid = doc.get("uid", doc.get("datum_id"))
+        raise _ReadError(f"{path}: the {name} document {uid!r} cannot be read: {exc}") from exc
+
+
+def _check_tail(path: str, file, offset: int, end: int) -> None:
+    """Bytes after the last complete record must be the start of one record.
+
+    A writer appends whole records, so an incomplete last record is a run
+    being written. But a corrupt length in the middle of a file also makes
+    msgpack wait for more bytes: a complete record further on tells the two
+    apart. Only the bytes msgpack saw (up to ``end``) are searched, so a
+    record appended meanwhile by a writer is not taken for one.
+    """
+    if end <= offset:
+        return
+    file.seek(offset)
+    rest = file.read(end - offset)
+    view = memoryview(rest)
+    for prefix in _RECORD_PREFIXES:
+        pos = rest.find(prefix, 1)
+        while pos > 0:
+            unpacker = _unpacker(None)
+            unpacker.feed(view[pos:])
+            try:
+                record = unpacker.unpack()
+            except Exception:
+                record = None
+            if _is_record(record):
+                raise _corrupt(
+                    path,
+                    offset,
+                    f"it cannot be decoded, yet a complete {record[0]!r} record follows at "
+                    f"byte offset {offset + pos}",
+                )
+            pos = rest.find(prefix, pos + 1)
+
+
+def _corrupt(path: str, offset: int, why: str) -> ValueError:
+    return _ReadError(
+        f"{path}: the msgpack record at byte offset {offset} is corrupt: {why}. The run "
+        "cannot be read past this point; restore the file from a copy, or truncate it at "
+        "this offset to read the documents before it."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Merging the pages of one stretch.
+
+
+class _Stretch:
+    """The event and datum pages between two other documents, merged.
+
+    At the end of a stretch the merged datum pages are emitted first, then
+    the merged event pages, each in the order of first appearance: every
+    datum still precedes the events that refer to it, and the pages of one
+    descriptor keep their order.
+    """
+
+    def __init__(self):
+        # key -> [_Columns or a page kept as stored, ...], in stored order
+        self.events: dict = {}
+        self.datums: dict = {}
+
+    def __bool__(self):
+        return bool(self.events or self.datums)
+
+    @staticmethod
+    def add(groups: dict, key, doc: dict, columns_type) -> tuple:
+        """Add a page; ``(key, add)`` of the columns that took it, if any."""
+        try:
+            entries = groups.get(key)
+        except TypeError:  # an unhashable uid: keep the page as stored
+            groups[id(doc)] = [doc]
+            return None, None
+        if entries is None:
+            entries = groups[key] = []
+        elif type(entries[-1]) is columns_type and entries[-1].add(doc):
+            return key, entries[-1].add
+        columns = columns_type(doc)
+        if columns.add(doc):
+            entries.append(columns)
+            return key, columns.add
+        # A page that cannot start columns (laid out unlike bluesky's) is
+        # kept as stored.
+        entries.append(doc)
+        return None, None
+
+    def flush(self, path: str, out: list) -> None:
+        try:
+            for name, groups in (("datum_page", self.datums), ("event_page", self.events)):
+                for entries in groups.values():
+                    for entry in entries:
+                        page = entry.page() if isinstance(entry, _Columns) else _decode_tree(entry)
+                        out.append((name, page))
+        except ValueError as exc:
+            raise _ReadError(f"{path}: an event or datum page cannot be read: {exc}") from exc
+        self.events.clear()
+        self.datums.clear()
+
+
+class _Columns:
+    """Columns of consecutive pages laid out alike (same keys, list columns).
+
+    :meth:`add` checks a page entirely before appending any of its rows, so
+    a page that does not fit leaves the columns as they were.
+    """
+
+    #: The page key whose length is the number of rows, the other row
+    #: columns, and the parts holding one column per key.
+    rows_key: str
+    row_keys: tuple[str, ...]
+    part_keys: tuple[str, ...]
+
+    def __init__(self, doc: dict):
+        known = {self.rows_key, *self.row_keys, *self.part_keys}
+        # Keys outside the schema: merged only while every page agrees.
+        self.extra = {k: v for k, v in doc.items() if k not in known}
+        self.rows: list = []
+        self.row_columns = {k: [] for k in self.row_keys}
+        self.part_columns: dict[str, dict] = {
+            part: {k: [] for k in doc[part]}
+            for part in self.part_keys
+            if type(doc.get(part)) is dict
+        }
+        self.add = _adder(
+            len(doc),
+            (self.rows_key, self.rows),
+            list(self.row_columns.items()),
+            [(part, list(cols.items())) for part, cols in self.part_columns.items()],
+            self.extra,
+        )
+
+    def _finish(self, column: list, part: str | None) -> list:
+        if not set(map(type, column)) <= _PLAIN:
+            _decode_tree(column)
+        return _stack(column) if part == "data" else column
+
+    def page(self) -> dict:
+        page = {self.rows_key: self._finish(self.rows, None)}
+        for key, column in self.row_columns.items():
+            page[key] = self._finish(column, None)
+        for part, columns in self.part_columns.items():
+            page[part] = {k: self._finish(c, part) for k, c in columns.items()}
+        for key, value in self.extra.items():
+            page[key] = _decode_tree(value)
+        return page
+
+
+def _adder(size: int, rows: tuple, row_columns: list, parts: list, extra: dict):
+    """A function ``add(page) -> bool`` for pages of one layout.
+
+    It is called once per stored page (100,000 times for 100,000 events), so
+    it is generated as straight-line code for the layout: a lookup, a type
+    check and a length check per column, then one ``extend`` per column. The
+    generated source holds only names made here; keys, columns and values
+    from the file reach it through its namespace, never as source text.
+    """
+    namespace: dict = {"list": list}
+    fetch: list[str] = []  # statements that look values up
+    lists: list[str] = []  # names of values that must be lists of n rows
+    sized: list[str] = []  # "name, length" of parts
+    extend: list[str] = []
+    checks: list[str] = []
+
+    def name(prefix, value):
+        label = f"{prefix}{len(namespace)}"
+        namespace[label] = value
+        return label
+
+    rows_key, rows_column = rows
+    fetch.append(f"r = doc[{name('k', rows_key)}]")
+    extend.append(f"{name('x', rows_column.extend)}(r)")
+    for i, (key, column) in enumerate(row_columns):
+        fetch.append(f"a{i} = doc[{name('k', key)}]")
+        lists.append(f"a{i}")
+        extend.append(f"{name('x', column.extend)}(a{i})")
+    j = 0
+    for i, (part, columns) in enumerate(parts):
+        fetch.append(f"p{i} = doc[{name('k', part)}]")
+        sized.append((f"p{i}", len(columns)))
+        for key, column in columns:
+            fetch.append(f"v{j} = p{i}[{name('k', key)}]")
+            lists.append(f"v{j}")
+            extend.append(f"{name('x', column.extend)}(v{j})")
+            j += 1
+    for key, value in extra.items():
+        checks.append(f"if doc[{name('k', key)}] != {name('e', value)}: return False")
+    type_check = " or ".join(f"type({v}) is not list" for v in ["r", *lists])
+    part_check = " or ".join(f"type({p}) is not dict or len({p}) != {n}" for p, n in sized)
+    length_check = " or ".join(f"len({v}) != n" for v in lists)
+    lines = [
+        "def add(doc):",
+        f"    if len(doc) != {int(size)}:",
+        "        return False",
+        "    try:",
+        *(f"        {line}" for line in (*fetch, *checks)),
+        "    except (KeyError, TypeError):",
+        "        return False",
+        f"    if {type_check}:",
+        "        return False",
+        *([f"    if {part_check}:", "        return False"] if part_check else []),
+        "    n = len(r)",
+        *([f"    if {length_check}:", "        return False"] if length_check else []),
+        *(f"    {line}" for line in extend),
+        "    return True",
+    ]
+    # Safe: the source is built from names made above only.
+    exec("\n".join(lines), namespace)
+    return namespace["add"]
+
+
+class _EventColumns(_Columns):
+    rows_key = "seq_num"
+    row_keys = ("time", "uid")
+    part_keys = ("data", "timestamps", "filled")
+
+
+class _DatumColumns(_Columns):
+    rows_key = "datum_id"
+    row_keys = ()
+    part_keys = ("datum_kwargs",)
+
+
+def _stack(column: list):
+    """Rows that are arrays of one shape and dtype become one array."""
+    if not column or type(column[0]) is not np.ndarray:
+        return column
+    if set(map(type, column)) != {np.ndarray}:
+        return column
+    first = column[0]
+    shape, dtype = first.shape, first.dtype
+    for row in column:
+        if row.shape != shape or row.dtype != dtype:
+            return column
+    # One copy out of the msgpack bytes (which are freed with the pages),
+    # into exactly the stored dtype: np.stack alone would turn a non-native
+    # byte order into the native one.
+    return np.stack(column, out=np.empty((len(column), *shape), dtype=dtype))

@@ -1,0 +1,45 @@
+"""The core's conformance kit, over run files written like suitcase-msgpack."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from msgpack_testing import write_run
+
+from intake_bluesky.core.testing import ConformanceTests, RunStore
+from intake_bluesky.msgpack import BlueskyMsgpackCatalog
+
+
+class MsgpackStore(RunStore):
+    """One ``<start uid>.msgpack`` file per run, as suitcase-msgpack names it.
+
+    Every event is written as a 1-row event_page, every datum as a 1-row
+    datum_page, numpy values with msgpack-numpy.
+    """
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def _path(self, uid: str) -> str:
+        return os.path.join(self.directory, f"{uid}.msgpack")
+
+    def write_run(self, documents):
+        path = self._path(documents[0][1]["uid"])
+        # Written aside and renamed: a reader never sees a half-replaced file.
+        write_run(path + ".part", documents)
+        os.replace(path + ".part", path)
+
+    def delete_run(self, uid):
+        os.remove(self._path(uid))
+
+    def catalog(self, **common):
+        return BlueskyMsgpackCatalog(self.directory, **common)
+
+
+class TestMsgpackConformance(ConformanceTests):
+    @pytest.fixture
+    def store(self, tmp_path):
+        directory = tmp_path / "runs"
+        directory.mkdir()
+        return MsgpackStore(str(directory))

@@ -1,0 +1,669 @@
+"""MsgpackFormat: reading run files as suitcase-msgpack writes them."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import event_model
+import msgpack
+import msgpack_numpy
+import numpy as np
+import pytest
+from msgpack_testing import (
+    FLY,
+    RUN0,
+    RUN1,
+    SAMPLES,
+    STREAM_RUN,
+    assert_same_run,
+    pack_record,
+    write_run,
+)
+
+import intake_bluesky.msgpack
+from intake_bluesky.msgpack import MsgpackFormat, _format, decode_numpy
+
+FMT = MsgpackFormat()
+
+
+def read(path):
+    return list(FMT.read_documents(str(path)))
+
+
+def scalar_run(n=5, *, stop=True):
+    """A run with a scalar stream (det, motor) of n events."""
+    bundle = event_model.compose_run(metadata={"plan_name": "count", "scan_id": 7})
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "det": {"source": "sim", "dtype": "number", "shape": []},
+            "motor": {"source": "sim", "dtype": "integer", "shape": []},
+        },
+    )
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i in range(n):
+        docs.append(
+            (
+                "event",
+                desc.compose_event(
+                    data={"det": i * 1.5, "motor": i},
+                    timestamps={"det": 100.0 + i, "motor": 100.0 + i},
+                    seq_num=i + 1,
+                ),
+            )
+        )
+    if stop:
+        docs.append(("stop", bundle.compose_stop()))
+    return docs
+
+
+def array_run(arrays: dict[str, list[np.ndarray]]):
+    """A run whose events carry the given arrays, one per event per key."""
+    bundle = event_model.compose_run()
+    first = {k: v[0] for k, v in arrays.items()}
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            k: {
+                "source": "sim",
+                "dtype": "array",
+                "shape": list(a.shape),
+                "dtype_numpy": a.dtype.str,
+            }
+            for k, a in first.items()
+        },
+    )
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    n = len(next(iter(arrays.values())))
+    for i in range(n):
+        data = {k: v[i] for k, v in arrays.items()}
+        docs.append(
+            (
+                "event",
+                desc.compose_event(
+                    data=data, timestamps=dict.fromkeys(data, 1.0 + i), seq_num=i + 1
+                ),
+            )
+        )
+    docs.append(("stop", bundle.compose_stop()))
+    return docs
+
+
+def pages(documents, name="event_page"):
+    return [doc for n, doc in documents if n == name]
+
+
+# --- the real sample files -------------------------------------------------
+
+
+@pytest.mark.parametrize("uid, expected", [(RUN0, "run0"), (RUN1, "run1")])
+def test_samples_read_back_as_emitted(uid, expected):
+    documents = read(SAMPLES / "msgpack" / f"{uid}.msgpack")
+    emitted = json.loads((SAMPLES / "docs" / f"{expected}_documents.json").read_text())
+    assert_same_run(documents, emitted)
+    assert documents[0][0] == "start" and documents[0][1]["uid"] == uid
+    assert documents[-1][0] == "stop"
+
+
+def test_sample_run0_arrays_keep_dtype_and_shape():
+    documents = read(SAMPLES / "msgpack" / f"{RUN0}.msgpack")
+    emitted = json.loads((SAMPLES / "docs" / "run0_documents.json").read_text())
+    primary = next(d for n, d in documents if n == "descriptor" and d["name"] == "primary")
+    (page,) = [p for p in pages(documents) if p["descriptor"] == primary["uid"]]
+    # The three 1-row pages of primary are one page; the 4x5 frames one array.
+    direct = page["data"]["direct_img"]
+    assert isinstance(direct, np.ndarray)
+    assert direct.dtype == np.dtype("<u2") and direct.shape == (3, 4, 5)
+    expected = [
+        d["data"]["direct_img"] for n, d in emitted if n == "event" and "direct_img" in d["data"]
+    ]
+    assert direct.tolist() == expected
+    assert page["seq_num"] == [1, 2, 3]
+    assert page["data"]["det"] == [0.6065306597126334, 1.0, 0.6065306597126334]
+    assert page["data"]["img"] == [f"cdfdbf8a-121d-4c25-b69d-9e31bb598e84/{i}" for i in range(3)]
+    assert page["filled"] == {"img": [False, False, False]}
+    # Datums of the resource: one page, before the events that use them.
+    names = [n for n, _ in documents]
+    (datum_page,) = pages(documents, "datum_page")
+    assert datum_page["datum_kwargs"] == {"index": [0, 1, 2]}
+    assert names.index("resource") < names.index("datum_page") < names.index("event_page", 3)
+
+
+def test_sample_fly_run():
+    documents = read(SAMPLES / "msgpack_fly" / f"{FLY}.msgpack")
+    assert [n for n, _ in documents] == ["start", "descriptor", "event_page", "stop"]
+    (page,) = pages(documents)
+    assert page["seq_num"] == list(range(1, 11))
+    assert len(page["data"]["motor"]) == 10 and len(page["time"]) == 10
+    assert documents[-1][1]["num_events"] == {"flyer2": 10}
+
+
+def test_sample_stream_docs():
+    documents = read(SAMPLES / "stream_docs" / "msgpack" / f"{STREAM_RUN}.msgpack")
+    composed = json.loads((SAMPLES / "stream_docs" / "composed_documents.json").read_text())
+    # suitcase-msgpack 0.3.0 wrote no stream_resource/stream_datum: the file
+    # holds the others, exactly.
+    kept = [(n, d) for n, d in composed if n not in ("stream_resource", "stream_datum")]
+    assert_same_run(documents, kept)
+    (page,) = pages(documents)
+    assert page["data"] == {"x": [1.0, 2.0, 3.0]}
+
+
+def test_sample_header():
+    start, stop = FMT.read_header(str(SAMPLES / "msgpack" / f"{RUN0}.msgpack"))
+    assert start["uid"] == RUN0 and start["plan_name"] == "scan"
+    assert stop["run_start"] == RUN0 and stop["num_events"] == {"baseline": 2, "primary": 3}
+
+
+# --- arrays ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dtype", ["uint16", "float32", "int64", "bool", "complex128", ">i4", "uint8", "float64"]
+)
+def test_arrays_round_trip_with_dtype_and_shape(tmp_path, dtype):
+    rng = np.random.default_rng(1)
+    frames = [(rng.random((3, 4)) * 100).astype(dtype) for _ in range(3)]
+    path = write_run(tmp_path / "run.msgpack", array_run({"frame": frames}))
+    (page,) = pages(read(path))
+    column = page["data"]["frame"]
+    assert column.dtype == np.dtype(dtype)
+    assert column.shape == (3, 3, 4)
+    np.testing.assert_array_equal(column, np.stack(frames))
+
+
+def test_single_event_array_is_a_view_of_the_bytes(tmp_path):
+    frame = np.arange(12, dtype="<u2").reshape(3, 4)
+    path = write_run(tmp_path / "run.msgpack", array_run({"frame": [frame]}))
+    (page,) = pages(read(path))
+    column = page["data"]["frame"]
+    assert column.shape == (1, 3, 4) and column.dtype == np.dtype("<u2")
+    np.testing.assert_array_equal(column[0], frame)
+
+
+def test_arrays_of_differing_shapes_stay_a_list(tmp_path):
+    frames = [np.zeros((2, 2), "f4"), np.ones((3, 2), "f4")]
+    path = write_run(tmp_path / "run.msgpack", array_run({"frame": frames}))
+    (page,) = pages(read(path))
+    column = page["data"]["frame"]
+    assert isinstance(column, list) and [a.shape for a in column] == [(2, 2), (3, 2)]
+    assert all(a.dtype == np.dtype("f4") for a in column)
+
+
+def test_numpy_scalars_and_complex(tmp_path):
+    bundle = event_model.compose_run(metadata={"gain": np.float32(2.5), "z": 1 + 2j})
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={"n": {"source": "s", "dtype": "integer", "shape": []}}
+    )
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i in range(3):
+        docs.append(
+            (
+                "event",
+                desc.compose_event(data={"n": np.int64(i)}, timestamps={"n": 0.0}, seq_num=i + 1),
+            )
+        )
+    path = write_run(tmp_path / "run.msgpack", docs)
+    documents = read(path)
+    start = documents[0][1]
+    assert start["gain"] == 2.5 and isinstance(start["gain"], np.float32)
+    assert start["z"] == 1 + 2j
+    (page,) = pages(documents)
+    assert page["data"]["n"] == [0, 1, 2]
+    assert all(isinstance(v, np.int64) for v in page["data"]["n"])
+
+
+def test_structured_array(tmp_path):
+    dtype = np.dtype([("x", "<f8"), ("y", "<i2", (2,))])
+    value = np.zeros(3, dtype=dtype)
+    value["x"] = [1, 2, 3]
+    value["y"] = [[1, 2], [3, 4], [5, 6]]
+    path = write_run(tmp_path / "run.msgpack", array_run({"s": [value, value]}))
+    (page,) = pages(read(path))
+    column = page["data"]["s"]
+    assert column.dtype == dtype and column.shape == (2, 3)
+    assert column["y"][1].tolist() == [[1, 2], [3, 4], [5, 6]]
+
+
+def test_object_arrays_are_refused(tmp_path):
+    # msgpack-numpy stores object arrays as pickles: never loaded.
+    docs = scalar_run(1)
+    page = {
+        "descriptor": docs[1][1]["uid"],
+        "uid": ["u"],
+        "time": [1.0],
+        "seq_num": [2],
+        "data": {"det": [np.array([1, "a"], object)], "motor": [1]},
+        "timestamps": {"det": [1.0], "motor": [1.0]},
+        "filled": {},
+    }
+    path = write_run(tmp_path / "run.msgpack", [*docs[:-1], ("event_page", page)])
+    with pytest.raises(ValueError, match="pickle") as info:
+        read(path)
+    assert str(path) in str(info.value)
+
+
+def test_big_frame_2048x2048_float64(tmp_path):
+    frames = [np.full((2048, 2048), float(i)) for i in range(2)]
+    frames[1][7, 9] = -1.0
+    path = write_run(tmp_path / "run.msgpack", array_run({"frame": frames}))
+    (page,) = pages(read(path))
+    column = page["data"]["frame"]
+    assert column.shape == (2, 2048, 2048) and column.dtype == np.float64
+    assert column[0].sum() == 0.0 and column[1, 7, 9] == -1.0 and column[1, 0, 0] == 1.0
+
+
+@pytest.mark.slow
+def test_record_bigger_than_msgpack_default_buffer(tmp_path):
+    # 128 MiB in one record: beyond msgpack's 100 MiB default limit.
+    frame = np.zeros((4096, 4096), "float64")
+    frame[-1, -1] = 3.0
+    path = write_run(tmp_path / "run.msgpack", array_run({"frame": [frame]}))
+    (page,) = pages(read(path))
+    assert page["data"]["frame"].shape == (1, 4096, 4096)
+    assert page["data"]["frame"][0, -1, -1] == 3.0
+
+
+# --- merging pages -----------------------------------------------------------
+
+
+def test_one_row_pages_merge_into_columns(tmp_path):
+    docs = scalar_run(5)
+    path = write_run(tmp_path / "run.msgpack", docs)
+    documents = read(path)
+    assert [n for n, _ in documents] == ["start", "descriptor", "event_page", "stop"]
+    (page,) = pages(documents)
+    assert page["seq_num"] == [1, 2, 3, 4, 5]
+    assert page["data"] == {"det": [0.0, 1.5, 3.0, 4.5, 6.0], "motor": [0, 1, 2, 3, 4]}
+    assert page["timestamps"]["det"] == [100.0, 101.0, 102.0, 103.0, 104.0]
+    assert page["uid"] == [d["uid"] for n, d in docs if n == "event"]
+    assert page["time"] == [d["time"] for n, d in docs if n == "event"]
+    assert_same_run(documents, docs)
+
+
+def test_interleaved_streams_and_datums(tmp_path):
+    bundle = event_model.compose_run()
+    resource = bundle.compose_resource(
+        spec="NPY_SEQ", root="/r", resource_path="p", resource_kwargs={}
+    )
+    a = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "img": {"source": "s", "dtype": "array", "shape": [2], "external": "FILESTORE:"}
+        },
+    )
+    b = bundle.compose_descriptor(
+        name="monitor", data_keys={"m": {"source": "s", "dtype": "number", "shape": []}}
+    )
+    docs = [
+        ("start", bundle.start_doc),
+        ("descriptor", a.descriptor_doc),
+        ("descriptor", b.descriptor_doc),
+        ("resource", resource.resource_doc),
+    ]
+    for i in range(4):
+        datum = resource.compose_datum(datum_kwargs={"index": i})
+        docs.append(("datum", datum))
+        docs.append(
+            (
+                "event",
+                a.compose_event(
+                    data={"img": datum["datum_id"]},
+                    timestamps={"img": i},
+                    filled={"img": False},
+                    seq_num=i + 1,
+                ),
+            )
+        )
+        docs.append(
+            ("event", b.compose_event(data={"m": float(i)}, timestamps={"m": i}, seq_num=i + 1))
+        )
+    docs.append(("stop", bundle.compose_stop()))
+    path = write_run(tmp_path / "run.msgpack", docs)
+    documents = read(path)
+    assert [n for n, _ in documents] == [
+        "start",
+        "descriptor",
+        "descriptor",
+        "resource",
+        "datum_page",
+        "event_page",
+        "event_page",
+        "stop",
+    ]
+    assert_same_run(documents, docs)
+    datum_page = documents[4][1]
+    assert datum_page["datum_kwargs"] == {"index": [0, 1, 2, 3]}
+    primary = next(p for p in pages(documents) if p["descriptor"] == a.descriptor_doc["uid"])
+    assert primary["data"]["img"] == datum_page["datum_id"]
+    assert primary["filled"] == {"img": [False] * 4}
+
+
+def test_other_documents_end_a_merge(tmp_path):
+    # A second resource in the middle (a detector rolling over to a new
+    # file): its datums must not move before it.
+    bundle = event_model.compose_run()
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "img": {"source": "s", "dtype": "array", "shape": [2], "external": "FILESTORE:"}
+        },
+    )
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    seq = 0
+    for _ in range(2):
+        resource = bundle.compose_resource(
+            spec="X", root="/", resource_path="f", resource_kwargs={}
+        )
+        docs.append(("resource", resource.resource_doc))
+        for i in range(3):
+            seq += 1
+            datum = resource.compose_datum(datum_kwargs={"i": i})
+            docs.append(("datum", datum))
+            docs.append(
+                (
+                    "event",
+                    desc.compose_event(
+                        data={"img": datum["datum_id"]},
+                        timestamps={"img": 0},
+                        seq_num=seq,
+                        filled={"img": False},
+                    ),
+                )
+            )
+    path = write_run(tmp_path / "run.msgpack", docs)
+    documents = read(path)
+    assert [n for n, _ in documents] == [
+        "start",
+        "descriptor",
+        "resource",
+        "datum_page",
+        "event_page",
+        "resource",
+        "datum_page",
+        "event_page",
+    ]
+    assert_same_run(documents, docs)
+    assert [p["seq_num"] for p in pages(documents)] == [[1, 2, 3], [4, 5, 6]]
+
+
+def test_pages_of_differing_layout_are_not_merged_together(tmp_path):
+    desc_uid = "d1"
+    docs = [
+        ("start", {"uid": "s1", "time": 0.0}),
+        (
+            "descriptor",
+            {
+                "uid": desc_uid,
+                "run_start": "s1",
+                "time": 0.0,
+                "name": "primary",
+                "data_keys": {"a": {"source": "s", "dtype": "number", "shape": []}},
+            },
+        ),
+    ]
+    for i, keys in enumerate([("a",), ("a",), ("a", "b"), ("a", "b")]):
+        docs.append(
+            (
+                "event_page",
+                {
+                    "descriptor": desc_uid,
+                    "uid": [f"e{i}"],
+                    "time": [float(i)],
+                    "seq_num": [i + 1],
+                    "data": {k: [i] for k in keys},
+                    "timestamps": {k: [0.0] for k in keys},
+                    "filled": {},
+                },
+            )
+        )
+    path = write_run(tmp_path / "run.msgpack", docs)
+    got = pages(read(path))
+    assert [p["seq_num"] for p in got] == [[1, 2], [3, 4]]
+    assert got[1]["data"] == {"a": [2, 3], "b": [2, 3]}
+
+
+def test_multi_row_pages_merge(tmp_path):
+    bundle = event_model.compose_run()
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={"x": {"source": "s", "dtype": "number", "shape": []}}
+    )
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    seq = 0
+    for n in (3, 1, 2):
+        events = []
+        for _ in range(n):
+            seq += 1
+            events.append(
+                desc.compose_event(data={"x": seq * 10.0}, timestamps={"x": 0.0}, seq_num=seq)
+            )
+        docs.append(("event_page", event_model.pack_event_page(*events)))
+    path = write_run(tmp_path / "run.msgpack", docs)
+    (page,) = pages(read(path))
+    assert page["seq_num"] == [1, 2, 3, 4, 5, 6]
+    assert page["data"]["x"] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+
+
+def test_misaligned_page_is_kept_as_stored(tmp_path):
+    docs = [("start", {"uid": "s1", "time": 0.0})]
+    good = {
+        "descriptor": "d",
+        "uid": ["u1"],
+        "time": [1.0],
+        "seq_num": [1],
+        "data": {"x": [1.0]},
+        "timestamps": {"x": [1.0]},
+        "filled": {},
+    }
+    bad = {
+        "descriptor": "d",
+        "uid": ["u2"],
+        "time": [2.0],
+        "seq_num": [2],
+        "data": {"x": [2.0, 3.0]},
+        "timestamps": {"x": [2.0]},
+        "filled": {},
+    }
+    docs += [("event_page", good), ("event_page", bad)]
+    path = write_run(tmp_path / "run.msgpack", docs)
+    assert pages(read(path)) == [good, bad]
+
+
+# --- runs being written, corrupt files -------------------------------------
+
+
+def test_truncated_last_record_is_a_run_in_progress(tmp_path):
+    docs = scalar_run(4, stop=False)
+    path = write_run(tmp_path / "run.msgpack", docs)
+    whole = path.read_bytes()
+    partial = pack_record(*scalar_run(1)[2])
+    for cut in (1, 7, len(partial) - 1):
+        path.write_bytes(whole + partial[:cut])
+        documents = read(path)
+        assert_same_run(documents, docs)
+        start, stop = FMT.read_header(str(path))
+        assert start["uid"] == docs[0][1]["uid"] and stop is None
+
+
+def test_run_without_stop_has_no_stop(tmp_path):
+    docs = scalar_run(3, stop=False)
+    path = write_run(tmp_path / "run.msgpack", docs)
+    assert FMT.read_header(str(path))[1] is None
+    assert [n for n, _ in read(path)] == ["start", "descriptor", "event_page"]
+
+
+def test_corrupt_record_in_the_middle_names_file_and_offset(tmp_path):
+    docs = scalar_run(5)
+    records = [pack_record(n, d) for n, d in docs]
+    offset = sum(map(len, records[:3]))
+    broken = bytearray(records[3])
+    broken[0] = 0xC1  # "never used" in msgpack
+    path = tmp_path / "run.msgpack"
+    path.write_bytes(b"".join(records[:3]) + bytes(broken) + b"".join(records[4:]))
+    with pytest.raises(ValueError) as info:
+        read(path)
+    message = str(info.value)
+    assert str(path) in message and f"byte offset {offset}" in message
+    assert "restore" in message or "truncate" in message
+
+
+def test_record_that_is_not_a_pair_names_its_offset(tmp_path):
+    docs = scalar_run(2)
+    records = [pack_record(n, d) for n, d in docs]
+    offset = sum(map(len, records[:2]))
+    path = tmp_path / "run.msgpack"
+    path.write_bytes(b"".join(records[:2]) + msgpack.packb(42) + b"".join(records[2:]))
+    with pytest.raises(ValueError, match=f"byte offset {offset}.*not a \\[name, document\\]"):
+        read(path)
+
+
+def test_corrupt_length_in_the_middle_is_not_mistaken_for_truncation(tmp_path):
+    docs = scalar_run(5)
+    records = [pack_record(n, d) for n, d in docs]
+    offset = sum(map(len, records[:3]))
+    broken = bytearray(records[3])
+    # fixarray(2) -> array32 of a huge length: msgpack waits for more bytes.
+    broken[0:1] = b"\xdd\x7f\xff\xff\xff"
+    path = tmp_path / "run.msgpack"
+    path.write_bytes(b"".join(records[:3]) + bytes(broken) + b"".join(records[4:]))
+    with pytest.raises(ValueError, match=f"byte offset {offset}.*record follows"):
+        read(path)
+
+
+def test_file_without_start_is_skipped_with_a_warning(tmp_path):
+    docs = scalar_run(2)
+    write_run(tmp_path / "nostart.msgpack", docs[1:])
+    assert FMT.read_header(str(tmp_path / "nostart.msgpack")) == (None, None)
+    (tmp_path / "garbage.msgpack").write_bytes(b"\xc1\xc1 not msgpack")
+    assert FMT.read_header(str(tmp_path / "garbage.msgpack")) == (None, None)
+    (tmp_path / "empty.msgpack").write_bytes(b"")
+    assert FMT.read_header(str(tmp_path / "empty.msgpack")) == (None, None)
+
+
+def test_header_finds_stop_without_decoding_big_payloads(tmp_path, monkeypatch):
+    frames = [np.full((512, 512), i, "float64") for i in range(4)]  # 8 MiB
+    docs = array_run({"frame": frames})
+    path = write_run(tmp_path / "run.msgpack", docs)
+    reads = []
+    real_open = open
+
+    class Spy:
+        def __init__(self, file):
+            self.file = file
+
+        def read(self, n=-1):
+            data = self.file.read(n)
+            reads.append(len(data))
+            return data
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    monkeypatch.setattr(_format, "open", lambda *a: Spy(real_open(*a)), raising=False)
+    start, stop = FMT.read_header(str(path))
+    assert start == docs[0][1] and stop == docs[-1][1]
+    assert sum(reads) <= 2 * _format.TAIL_BYTES
+
+
+def test_stop_in_a_large_tail_is_found(tmp_path):
+    docs = scalar_run(2)
+    stop = dict(docs[-1][1], reason="x" * (_format.TAIL_BYTES + 100))
+    path = write_run(tmp_path / "run.msgpack", [*docs[:-1], ("stop", stop)])
+    assert FMT.read_header(str(path))[1] == stop
+
+
+def test_stop_bytes_inside_a_payload_are_not_a_stop(tmp_path):
+    docs = scalar_run(2, stop=False)
+    trap = msgpack.packb(["stop", {"run_start": docs[0][1]["uid"], "uid": "fake"}])
+    # The last event carries the exact bytes of a stop record in a frame.
+    frame = np.frombuffer(trap + b"\x00" * (-len(trap) % 8), dtype="u1")
+    bundle_desc = docs[1][1]
+    page = {
+        "descriptor": bundle_desc["uid"],
+        "uid": ["x"],
+        "time": [1.0],
+        "seq_num": [3],
+        "data": {"blob": [frame]},
+        "timestamps": {"blob": [1.0]},
+        "filled": {},
+    }
+    path = write_run(tmp_path / "run.msgpack", docs)
+    with open(path, "ab") as file:
+        file.write(msgpack.packb(["event_page", page], default=msgpack_numpy.encode))
+    assert FMT.read_header(str(path))[1] is None
+
+
+def test_docstrings_run():
+    for module in (intake_bluesky.msgpack, _format):
+        assert doctest.testmod(module).failed == 0
+
+
+def test_decode_numpy_leaves_plain_maps_alone():
+    doc = {"a": 1}
+    assert decode_numpy(doc) is doc
+    scalar = decode_numpy({b"nd": False, b"type": "<i8", b"data": np.int64(5).tobytes()})
+    assert scalar == 5 and isinstance(scalar, np.int64)
+
+
+def test_format_is_picklable_and_comparable():
+    import pickle
+
+    assert pickle.loads(pickle.dumps(FMT)) == FMT
+
+
+def test_page_with_whole_array_columns(tmp_path):
+    # A writer may store a multi-row page's column as one array (5 rows, as
+    # many as a msgpack-numpy map has keys: the map must not be taken for rows).
+    docs = scalar_run(0, stop=False)
+    desc_uid = docs[1][1]["uid"]
+    seq = 0
+    for rows in (5, 5):
+        page = {
+            "descriptor": desc_uid,
+            "uid": [f"u{seq + i}" for i in range(rows)],
+            "time": np.arange(seq, seq + rows, dtype="f8"),
+            "seq_num": list(range(seq + 1, seq + rows + 1)),
+            "data": {"det": np.arange(seq, seq + rows, dtype="f4"), "motor": [0] * rows},
+            "timestamps": {"det": [0.0] * rows, "motor": [0.0] * rows},
+            "filled": {},
+        }
+        docs.append(("event_page", page))
+        seq += rows
+    path = write_run(tmp_path / "run.msgpack", docs)
+    got = pages(read(path))
+    # Kept as stored (not merged), the arrays decoded with their dtype.
+    assert [p["seq_num"] for p in got] == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    for i, page in enumerate(got):
+        assert isinstance(page["data"]["det"], np.ndarray)
+        assert page["data"]["det"].dtype == np.float32
+        assert page["data"]["det"].tolist() == [float(5 * i + j) for j in range(5)]
+        assert page["time"].dtype == np.float64 and page["time"].tolist()[0] == 5.0 * i
+
+
+def test_keys_that_look_like_code_merge_as_data(tmp_path):
+    # Page layouts are compiled into a small function; keys from the file
+    # must only ever be data.
+    keys = ["x'] ; raise SystemExit #", 'y"\n    return True', "z\\", "with space"]
+    docs = [("start", {"uid": "s1", "time": 0.0})]
+    for i in range(3):
+        page = {
+            "descriptor": "d",
+            "uid": [f"u{i}"],
+            "time": [float(i)],
+            "seq_num": [i + 1],
+            "data": {k: [i * 10 + j] for j, k in enumerate(keys)},
+            "timestamps": {k: [0.5] for k in keys},
+            "filled": {},
+        }
+        docs.append(("event_page", page))
+    path = write_run(tmp_path / "run.msgpack", docs)
+    (page,) = pages(read(path))
+    assert page["data"] == {k: [j, 10 + j, 20 + j] for j, k in enumerate(keys)}
+    assert page["timestamps"] == {k: [0.5, 0.5, 0.5] for k in keys}
