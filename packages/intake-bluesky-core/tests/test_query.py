@@ -1,6 +1,9 @@
+import re
+
 import pytest
 
 from intake_bluesky.core import and_queries, compile_query, validate_query
+from intake_bluesky.core._index import search_starts
 
 
 @pytest.mark.parametrize(
@@ -35,6 +38,15 @@ def test_javascript_operators_refused_anywhere(query):
         ({"a": {"$in": "abc"}}, "list"),
         ({"a": {"$regex": "(unclosed"}}, "not a valid pattern"),
         ({"a": {"$regex": 3}}, "string"),
+        ({"a": {"$regex": "x", "$options": "q"}}, "imsx"),
+        ({"a": {"$options": "i"}}, r"needs a \$regex"),
+        ({"a": {"$mod": [2]}}, "divisor"),
+        ({"a": {"$mod": [0, 1]}}, "divisor"),
+        ({"a": {"$type": "foo"}}, "unknown type"),
+        ({"a": {"$size": "3"}}, "integer"),
+        ({"a": {"$not": 3}}, "operator expression"),
+        ({"a": {"$gt": 1, "b": 2}}, "mixes operators"),
+        ({"a": {"$elemMatch": 3}}, "mapping"),
         ({"$text": {"$search": "x"}}, "server"),
         ({1: 2}, "string"),
     ],
@@ -48,24 +60,66 @@ def test_server_only_operators_allowed_for_servers():
     assert validate_query({"$text": {"$search": "x"}}, server=True) == {"$text": {"$search": "x"}}
 
 
-def test_compile_query_semantics():
-    docs = [
-        {"uid": "a", "scan_id": 1, "sample": {"name": "Cu"}, "tags": ["x", "y"]},
-        {"uid": "b", "scan_id": 2, "sample": {"name": "Fe"}},
-        {"uid": "c", "scan_id": "three"},
-    ]
+DOCS = [
+    {"uid": "a", "scan_id": 1, "plan_name": "scan", "sample": {"name": "Cu"},
+     "tags": ["x", "y"], "det": [{"name": "d1", "exp": 0.1}, {"name": "d2", "exp": 2.0}]},
+    {"uid": "b", "scan_id": 2, "plan_name": "count", "sample": {"name": "Fe"}, "empty": None},
+    {"uid": "c", "scan_id": "three", "plan_name": "Scan", "flag": True},
+]  # fmt: skip
 
-    def match(q):
-        pred = compile_query(q)
-        return [d["uid"] for d in docs if pred(d)]
 
-    assert match({}) == ["a", "b", "c"]
-    assert match({"sample.name": "Fe"}) == ["b"]
-    assert match({"scan_id": {"$gt": 1}}) == ["b"]  # "three" is not comparable: no match
-    assert match({"tags": "y"}) == ["a"]
-    assert match({"sample": {"$exists": False}}) == ["c"]
-    assert match({"$nor": [{"scan_id": 1}, {"scan_id": 2}]}) == ["c"]
-    assert match({"uid": {"$not": {"$regex": "^a"}}}) == ["b", "c"]
+def match(q):
+    pred = compile_query(q)
+    return [d["uid"] for d in DOCS if pred(d)]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({}, ["a", "b", "c"]),
+        ({"sample.name": "Fe"}, ["b"]),
+        ({"scan_id": {"$gt": 1}}, ["b"]),  # "three" is a string: not comparable
+        ({"scan_id": {"$gte": "a"}}, ["c"]),
+        ({"tags": "y"}, ["a"]),  # an element of the array
+        ({"tags": ["x", "y"]}, ["a"]),  # the whole array
+        ({"tags": {"$size": 2}}, ["a"]),
+        ({"tags": {"$all": ["y", "x"]}}, ["a"]),
+        ({"det.name": "d2"}, ["a"]),  # across an array of documents
+        ({"det": {"$elemMatch": {"name": "d2", "exp": {"$gt": 1}}}}, ["a"]),
+        ({"det": {"$elemMatch": {"name": "d1", "exp": {"$gt": 1}}}}, []),
+        ({"det.1.name": "d2"}, ["a"]),
+        ({"sample": {"$exists": False}}, ["c"]),
+        ({"sample": {"$exists": "yes"}}, ["a", "b"]),  # any truthy value
+        ({"empty": None}, ["a", "b", "c"]),  # null matches missing too
+        ({"empty": {"$ne": None}}, []),
+        ({"empty": {"$exists": True}}, ["b"]),
+        ({"empty": {"$in": [None]}}, ["a", "b", "c"]),
+        ({"flag": 1}, []),  # booleans are not numbers
+        ({"flag": True}, ["c"]),
+        ({"scan_id": {}}, []),  # equality with an empty document
+        ({"$nor": [{"scan_id": 1}, {"scan_id": 2}]}, ["c"]),
+        ({"plan_name": {"$regex": "SC", "$options": "i"}}, ["a", "c"]),
+        ({"plan_name": re.compile("^sc")}, ["a"]),
+        ({"plan_name": {"$not": re.compile("^sc")}}, ["b", "c"]),
+        ({"plan_name": {"$not": {"$regex": "^s", "$options": "i"}}}, ["b"]),
+        ({"plan_name": {"$in": [re.compile("^co"), "Scan"]}}, ["b", "c"]),
+        ({"scan_id": {"$mod": [2, 0]}}, ["b"]),
+        ({"scan_id": {"$type": "string"}}, ["c"]),
+        ({"scan_id": {"$type": ["int", "string"]}}, ["a", "b", "c"]),
+        ({"scan_id": {"$nin": [1, 2]}}, ["c"]),
+        ({"$comment": "why", "scan_id": 1}, ["a"]),
+    ],
+)
+def test_mongodb_semantics(query, expected):
+    assert match(query) == expected
+
+
+def test_descending_order_is_ascending_reversed_with_ties():
+    docs = [{"uid": u, "time": 100.0} for u in "abc"] + [{"uid": "d", "time": 50.0}]
+    asc = [d["uid"] for d in search_starts(docs, {})]
+    desc = [d["uid"] for d in search_starts(docs, {}, sort=[("time", -1)])]
+    assert asc == ["d", "a", "b", "c"]
+    assert desc == asc[::-1]
 
 
 def test_and_queries():

@@ -62,8 +62,13 @@ def search_starts(
     """
     predicate = compile_query(query)
     matched = [doc for doc in starts if predicate(doc)]
-    # Stable multi-key sort: apply keys from least to most significant.
+    # Stable multi-key sort, keys applied from least to most significant. A
+    # descending key reverses ties too (reverse, then a stable reverse sort),
+    # so that newest-first is exactly oldest-first backwards: cat[-1] is
+    # always list(cat)[-1], even when start times tie.
     for key, direction in reversed(list(sort)):
+        if direction < 0:
+            matched.reverse()
         matched.sort(key=_sort_key(key), reverse=direction < 0)
     stop = None if limit is None else skip + limit
     return islice(iter(matched), skip, stop)

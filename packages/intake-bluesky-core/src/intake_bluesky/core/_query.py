@@ -1,7 +1,20 @@
 """The MongoDB query language on start documents: validation and evaluation.
 
-Every backend receives only queries that passed :func:`validate_query`; file
-and in-memory backends evaluate them with :func:`compile_query`.
+:func:`validate_query` checks a query completely (operators, argument
+types, regexes) so that ``search()`` fails at once on a malformed query, and
+refuses server-side JavaScript anywhere in it. :func:`compile_query` turns a
+query into a predicate with MongoDB's semantics, so that file and in-memory
+backends answer exactly what a MongoDB server would:
+
+* a dotted path descends into sub-documents and across arrays;
+* a condition on an array field matches if the array or any element does;
+* ``{"f": None}`` matches documents where ``f`` is null *or missing*, and
+  ``$ne: None`` only those where it exists and is not null;
+* comparisons only compare within a type class (numbers, strings, ...):
+  ``{"scan_id": {"$gt": 1}}`` never matches a string scan_id; booleans are
+  not numbers;
+* ``$regex`` honours ``$options`` (``i``, ``m``, ``s``, ``x``) and compiled
+  patterns are accepted wherever MongoDB accepts them.
 """
 
 from __future__ import annotations
@@ -10,36 +23,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import mongoquery
-
 __all__ = ["validate_query", "compile_query", "and_queries", "REFUSED_OPERATORS"]
 
 #: Server-side JavaScript: never sent anywhere, never evaluated.
 REFUSED_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
-
-_LOGICAL = {"$and", "$or", "$nor"}
-_FIELD_OPERATORS = {
-    "$eq",
-    "$ne",
-    "$gt",
-    "$gte",
-    "$lt",
-    "$lte",
-    "$in",
-    "$nin",
-    "$exists",
-    "$type",
-    "$regex",
-    "$options",
-    "$mod",
-    "$all",
-    "$elemMatch",
-    "$size",
-    "$not",
-}
-_TOP_OPERATORS = _LOGICAL | {"$comment", "$text", "$expr"}
 # Understood by a MongoDB server but not by the in-process evaluator.
-_SERVER_ONLY = {"$text", "$expr"}
+_SERVER_ONLY = frozenset({"$text", "$expr"})
+
+Predicate = Callable[[Any], bool]
+_MISSING: list = []  # no values at a path
 
 
 def validate_query(query: Any, *, server: bool = False) -> dict:
@@ -50,13 +42,14 @@ def validate_query(query: Any, *, server: bool = False) -> dict:
     query : mapping
         A MongoDB query on start documents.
     server : bool
-        True when a MongoDB server will evaluate it (allows ``$text``/``$expr``).
+        True when a MongoDB server will evaluate it (allows ``$text`` and
+        ``$expr``, whose contents are only checked for refused operators).
 
     Raises
     ------
     ValueError
         Naming the offending part: not a mapping, an unknown or refused
-        operator, a logical operator without a list, a bad ``$regex``.
+        operator, an argument of the wrong type, a bad ``$regex``.
 
     Examples
     --------
@@ -75,8 +68,45 @@ def validate_query(query: Any, *, server: bool = False) -> dict:
             f"not {type(query).__name__} {query!r}."
         )
     _refuse_anywhere(query)
-    _check_document(query, server=server, path="query")
+    _compile_document(query, "query", server)
     return dict(query)
+
+
+def compile_query(query: Mapping[str, Any] | None) -> Callable[[dict], bool]:
+    """A predicate ``start_doc -> bool`` with MongoDB semantics.
+
+    Examples
+    --------
+    >>> match = compile_query({"sample.name": {"$regex": "^cu", "$options": "i"}})
+    >>> match({"sample": {"name": "Cu-foil"}}), match({"sample": "Cu"})
+    (True, False)
+    """
+    if not query:
+        return lambda doc: True
+    if not isinstance(query, Mapping):
+        validate_query(query)  # raises the explanatory error
+    _refuse_anywhere(query)
+    return _compile_document(query, "query", server=False)
+
+
+def and_queries(*queries: Mapping[str, Any] | None) -> dict:
+    """Combine queries with AND, dropping empty ones."""
+    parts = [dict(q) for q in queries if q]
+    if not parts:
+        return {}
+    if len(parts) == 1:
+        return parts[0]
+    return {"$and": parts}
+
+
+# --- refusal ----------------------------------------------------------------
+
+
+def _refuse(op: str) -> None:
+    raise ValueError(
+        f"Query operator {op!r} is refused: server-side JavaScript is never run (it could execute"
+        " arbitrary code). Express the condition with MongoDB query operators instead."
+    )
 
 
 def _refuse_anywhere(value) -> None:
@@ -92,100 +122,316 @@ def _refuse_anywhere(value) -> None:
             _refuse_anywhere(sub)
 
 
-def _refuse(op: str) -> None:
-    raise ValueError(
-        f"Query operator {op!r} is refused: server-side JavaScript is never run (it could execute"
-        " arbitrary code). Express the condition with MongoDB query operators instead."
+# --- values: paths, types, equality -----------------------------------------
+
+
+def _resolve(doc: Any, parts: list[str]) -> list:
+    """Every value at a dotted path (arrays traversed), [] if missing."""
+    if not parts:
+        return [doc]
+    head, rest = parts[0], parts[1:]
+    if isinstance(doc, Mapping):
+        return _resolve(doc[head], rest) if head in doc else _MISSING
+    if isinstance(doc, list):
+        out = []
+        if head.isdigit() and int(head) < len(doc):
+            out.extend(_resolve(doc[int(head)], rest))
+        for item in doc:
+            if isinstance(item, Mapping | list):
+                out.extend(_resolve(item, parts))
+        return out
+    return _MISSING
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _type_class(v) -> int:
+    # MongoDB's comparison order of BSON types, coarsely.
+    if v is None:
+        return 1
+    if _is_number(v):
+        return 2
+    if isinstance(v, str):
+        return 3
+    if isinstance(v, Mapping):
+        return 4
+    if isinstance(v, list | tuple):
+        return 5
+    if isinstance(v, bool):
+        return 8
+    return 9
+
+
+def _equal(a, b) -> bool:
+    if _type_class(a) != _type_class(b):
+        return False
+    if isinstance(a, Mapping):
+        return list(a.keys()) == list(b.keys()) and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _candidates(values: list) -> list:
+    """Values a condition is tried on: each value, and each element of arrays."""
+    out = []
+    for v in values:
+        out.append(v)
+        if isinstance(v, list):
+            out.extend(v)
+    return out
+
+
+def _eq_predicate(target) -> Predicate:
+    if isinstance(target, re.Pattern):
+        return _regex_predicate(target)
+    if target is None:
+        return lambda values: not values or any(v is None for v in _candidates(values))
+    return lambda values: any(_equal(v, target) for v in _candidates(values))
+
+
+def _regex_predicate(pattern: re.Pattern) -> Predicate:
+    return lambda values: any(
+        isinstance(v, str) and pattern.search(v) for v in _candidates(values)
     )
 
 
-def _check_document(query: Mapping, *, server: bool, path: str) -> None:
+_COMPARE = {
+    "$gt": lambda a, b: a > b,
+    "$gte": lambda a, b: a >= b,
+    "$lt": lambda a, b: a < b,
+    "$lte": lambda a, b: a <= b,
+}
+
+_TYPES: dict[str | int, Callable[[Any], bool]] = {
+    "double": lambda v: isinstance(v, float),
+    "string": lambda v: isinstance(v, str),
+    "object": lambda v: isinstance(v, Mapping),
+    "array": lambda v: isinstance(v, list),
+    "bool": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31,
+    "long": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": _is_number,
+}
+for _alias, _name in {1: "double", 2: "string", 3: "object", 4: "array", 8: "bool", 10: "null",
+                      16: "int", 18: "long"}.items():  # fmt: skip
+    _TYPES[_alias] = _TYPES[_name]
+
+_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
+
+
+# --- compiling ----------------------------------------------------------------
+
+
+def _compile_document(query: Mapping, path: str, server: bool) -> Predicate:
+    parts: list[Predicate] = []
     for key, value in query.items():
         if not isinstance(key, str):
             raise ValueError(f"Query key {key!r} at {path} must be a string.")
-        if key in REFUSED_OPERATORS:
-            _refuse(key)
-        if key.startswith("$"):
-            if key not in _TOP_OPERATORS:
-                raise ValueError(
-                    f"Unknown query operator {key!r} at {path}; top-level operators are "
-                    f"{sorted(_TOP_OPERATORS)}, field operators go inside a field: "
-                    "{'scan_id': {'$gt': 1}}."
-                )
-            if key in _SERVER_ONLY and not server:
+        where = f"{path}.{key}"
+        if key in ("$and", "$or", "$nor"):
+            if not isinstance(value, list | tuple) or not value:
+                raise ValueError(f"{key} at {path} needs a non-empty list of queries.")
+            subs = []
+            for i, sub in enumerate(value):
+                if not isinstance(sub, Mapping):
+                    raise ValueError(f"{key}[{i}] at {path} must be a mapping, not {sub!r}.")
+                subs.append(_compile_document(sub, f"{path}.{key}[{i}]", server))
+            parts.append(_logical(key, subs))
+        elif key == "$comment":
+            continue
+        elif key in _SERVER_ONLY:
+            if not server:
                 raise ValueError(
                     f"Query operator {key!r} at {path} needs a MongoDB server; this catalog "
                     "evaluates queries in Python."
                 )
-            if key in _LOGICAL:
-                if not isinstance(value, list | tuple) or not value:
-                    raise ValueError(f"{key} at {path} needs a non-empty list of queries.")
-                for i, sub in enumerate(value):
-                    if not isinstance(sub, Mapping):
-                        raise ValueError(f"{key}[{i}] at {path} must be a mapping, not {sub!r}.")
-                    _check_document(sub, server=server, path=f"{path}.{key}[{i}]")
-            continue
-        _check_condition(value, server=server, path=f"{path}.{key}")
-
-
-def _check_condition(value: Any, *, server: bool, path: str) -> None:
-    if not isinstance(value, Mapping) or not any(str(k).startswith("$") for k in value):
-        return  # equality with a literal (possibly a sub-document)
-    for op, arg in value.items():
-        if op in REFUSED_OPERATORS:
-            _refuse(op)
-        if not str(op).startswith("$") or op not in _FIELD_OPERATORS:
+            parts.append(_server_only(key))
+        elif key.startswith("$"):
             raise ValueError(
-                f"Unknown query operator {op!r} at {path}; known field operators are "
-                f"{sorted(_FIELD_OPERATORS)}."
+                f"Unknown query operator {key!r} at {path}; top-level operators are $and, $or, "
+                "$nor, $comment; field operators go inside a field: {'scan_id': {'$gt': 1}}."
             )
-        if op in ("$in", "$nin", "$all") and not isinstance(arg, list | tuple):
-            raise ValueError(f"{op} at {path} needs a list, not {arg!r}.")
-        if op == "$regex":
-            if not isinstance(arg, str | re.Pattern):
-                raise ValueError(f"$regex at {path} needs a string, not {arg!r}.")
-            try:
-                re.compile(arg)
-            except re.error as err:
-                raise ValueError(
-                    f"$regex {arg!r} at {path} is not a valid pattern: {err}"
-                ) from None
-        if op == "$not":
-            _check_condition(arg, server=server, path=f"{path}.$not")
-        if op == "$elemMatch":
-            if not isinstance(arg, Mapping):
-                raise ValueError(f"$elemMatch at {path} needs a mapping.")
-            if any(str(k).startswith("$") for k in arg):
-                _check_condition(arg, server=server, path=f"{path}.$elemMatch")
-            else:
-                _check_document(arg, server=server, path=f"{path}.$elemMatch")
+        else:
+            test = _compile_condition(value, where, server)
+            steps = key.split(".")
+            parts.append(lambda doc, steps=steps, test=test: test(_resolve(doc, steps)))
+    if len(parts) == 1:
+        return parts[0]
+    return lambda doc: all(p(doc) for p in parts)
 
 
-def compile_query(query: Mapping[str, Any]) -> Callable[[dict], bool]:
-    """A predicate ``start_doc -> bool`` for a validated query."""
-    query = validate_query(query)
-    if not query:
-        return lambda doc: True
-    matcher = mongoquery.Query(query)
+def _logical(op: str, subs: list[Predicate]) -> Predicate:
+    if op == "$and":
+        return lambda doc: all(s(doc) for s in subs)
+    if op == "$or":
+        return lambda doc: any(s(doc) for s in subs)
+    return lambda doc: not any(s(doc) for s in subs)
 
-    def predicate(doc: dict) -> bool:
-        try:
-            return matcher.match(doc)
-        except mongoquery.QueryError as err:
-            raise ValueError(f"Malformed query {query!r}: {err}") from None
-        except TypeError:
-            # Comparing incomparable types (e.g. $gt on a string field)
-            # does not match, as on a MongoDB server.
-            return False
+
+def _server_only(op: str) -> Predicate:
+    def predicate(doc):
+        raise ValueError(f"Query operator {op!r} can only be evaluated by a MongoDB server.")
 
     return predicate
 
 
-def and_queries(*queries: Mapping[str, Any] | None) -> dict:
-    """Combine queries with AND, dropping empty ones."""
-    parts = [dict(q) for q in queries if q]
-    if not parts:
-        return {}
-    if len(parts) == 1:
-        return parts[0]
-    return {"$and": parts}
+def _is_operator_document(value) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and bool(value)
+        and all(isinstance(k, str) and k.startswith("$") for k in value)
+    )
+
+
+def _compile_condition(value: Any, path: str, server: bool) -> Predicate:
+    """A predicate over the list of values found at a path."""
+    if isinstance(value, Mapping) and any(isinstance(k, str) and k.startswith("$") for k in value):
+        if not _is_operator_document(value):
+            raise ValueError(
+                f"Condition at {path} mixes operators and field names: {dict(value)!r}."
+            )
+        return _compile_operators(value, path, server)
+    return _eq_predicate(value)
+
+
+def _compile_operators(ops: Mapping, path: str, server: bool) -> Predicate:
+    tests: list[Predicate] = []
+    if "$options" in ops and "$regex" not in ops:
+        raise ValueError(f"$options at {path} needs a $regex beside it.")
+    for op, arg in ops.items():
+        where = f"{path}.{op}"
+        if op in ("$eq", "$ne"):
+            if isinstance(arg, re.Pattern):
+                raise ValueError(f"{op} at {path} takes a value, not a regular expression.")
+            eq = _eq_predicate(arg)
+            tests.append(eq if op == "$eq" else (lambda values, eq=eq: not eq(values)))
+        elif op in _COMPARE:
+            tests.append(_comparison(_COMPARE[op], arg))
+        elif op in ("$in", "$nin"):
+            if not isinstance(arg, list | tuple):
+                raise ValueError(f"{op} at {path} needs a list, not {arg!r}.")
+            eqs = [_eq_predicate(a) for a in arg]
+            any_eq = lambda values, eqs=eqs: any(e(values) for e in eqs)  # noqa: E731
+            tests.append(any_eq if op == "$in" else (lambda values, f=any_eq: not f(values)))
+        elif op == "$exists":
+            wanted = bool(arg)
+            tests.append(lambda values, wanted=wanted: bool(values) == wanted)
+        elif op == "$type":
+            tests.append(_type_test(arg, path))
+        elif op == "$regex":
+            tests.append(_regex_predicate(_pattern(arg, ops.get("$options", ""), path)))
+        elif op == "$options":
+            continue
+        elif op == "$not":
+            if isinstance(arg, re.Pattern):
+                inner = _regex_predicate(arg)
+            elif _is_operator_document(arg):
+                inner = _compile_operators(arg, where, server)
+            else:
+                raise ValueError(
+                    f"$not at {path} needs an operator expression or a regular expression, "
+                    f"not {arg!r}."
+                )
+            tests.append(lambda values, inner=inner: not inner(values))
+        elif op == "$all":
+            if not isinstance(arg, list | tuple):
+                raise ValueError(f"$all at {path} needs a list, not {arg!r}.")
+            eqs = [_eq_predicate(a) for a in arg]
+            tests.append(lambda values, eqs=eqs: bool(eqs) and all(e(values) for e in eqs))
+        elif op == "$elemMatch":
+            tests.append(_elem_match(arg, path, server))
+        elif op == "$size":
+            if not isinstance(arg, int) or isinstance(arg, bool) or arg < 0:
+                raise ValueError(f"$size at {path} needs a non-negative integer, not {arg!r}.")
+            tests.append(
+                lambda values, n=arg: any(isinstance(v, list) and len(v) == n for v in values)
+            )
+        elif op == "$mod":
+            if (
+                not isinstance(arg, list | tuple)
+                or len(arg) != 2
+                or not all(_is_number(a) for a in arg)
+                or arg[0] == 0
+            ):
+                raise ValueError(
+                    f"$mod at {path} needs [divisor, remainder], two numbers with a non-zero "
+                    f"divisor, not {arg!r}."
+                )
+            d, r = int(arg[0]), int(arg[1])
+            tests.append(
+                lambda values, d=d, r=r: any(
+                    _is_number(v) and int(v) % d == r for v in _candidates(values)
+                )
+            )
+        elif op in REFUSED_OPERATORS:
+            _refuse(op)
+        else:
+            raise ValueError(
+                f"Unknown query operator {op!r} at {path}; field operators are $eq, $ne, $gt, "
+                "$gte, $lt, $lte, $in, $nin, $exists, $type, $regex, $options, $not, $all, "
+                "$elemMatch, $size, $mod."
+            )
+    return lambda values: all(t(values) for t in tests)
+
+
+def _comparison(compare, arg) -> Predicate:
+    cls = _type_class(arg)
+
+    def test(values):
+        for v in _candidates(values):
+            if _type_class(v) == cls and cls in (2, 3):
+                if compare(v, arg):
+                    return True
+            elif _type_class(v) == cls and cls == 1:
+                # null compares equal to null: $gte/$lte match, $gt/$lt do not.
+                if compare(0, 0):
+                    return True
+        return False
+
+    return test
+
+
+def _type_test(arg, path) -> Predicate:
+    names = arg if isinstance(arg, list) else [arg]
+    checks = []
+    for name in names:
+        if name not in _TYPES:
+            raise ValueError(
+                f"$type at {path}: unknown type {name!r}; known are "
+                f"{sorted(k for k in _TYPES if isinstance(k, str))} or their numbers."
+            )
+        checks.append(_TYPES[name])
+    return lambda values: any(c(v) for v in _candidates(values) for c in checks)
+
+
+def _pattern(arg, options, path) -> re.Pattern:
+    if not isinstance(options, str) or any(o not in _REGEX_FLAGS for o in options):
+        raise ValueError(f"$options at {path} must be letters among 'imsx', not {options!r}.")
+    flags = 0
+    for o in options:
+        flags |= _REGEX_FLAGS[o]
+    if isinstance(arg, re.Pattern):
+        return re.compile(arg.pattern, arg.flags | flags) if flags else arg
+    if not isinstance(arg, str):
+        raise ValueError(f"$regex at {path} needs a string, not {arg!r}.")
+    try:
+        return re.compile(arg, flags)
+    except re.error as err:
+        raise ValueError(f"$regex {arg!r} at {path} is not a valid pattern: {err}") from None
+
+
+def _elem_match(arg, path, server) -> Predicate:
+    if not isinstance(arg, Mapping) or not arg:
+        raise ValueError(f"$elemMatch at {path} needs a non-empty mapping, not {arg!r}.")
+    if _is_operator_document(arg):
+        cond = _compile_operators(arg, f"{path}.$elemMatch", server)
+        element = lambda item, cond=cond: cond([item])  # noqa: E731
+    else:
+        element = _compile_document(arg, f"{path}.$elemMatch", server)
+    return lambda values: any(
+        isinstance(v, list) and any(element(item) for item in v) for v in values
+    )
