@@ -86,3 +86,33 @@ def test_computes_on_a_distributed_cluster(tmp_path):
         with distributed.Client(cluster) as client:
             result = client.compute(lazy).result()
     assert result.identical(expected)
+
+
+def test_computing_a_scalar_loads_no_external_data(tmp_path):
+    cat = BlueskyInMemoryCatalog(**example_registry(tmp_path))
+    for docs in example_runs(tmp_path):
+        cat.ingest(docs)
+    lazy = cat[UIDS["scan"]].primary.to_dask()
+    before = NumpySeqHandler.calls
+    np.testing.assert_array_equal(lazy["det"].values, np.arange(1, 7) * 1.5)
+    assert NumpySeqHandler.calls == before
+    np.testing.assert_array_equal(lazy["ext"][0].values, [[10, 11], [12, 13], [14, 15]])
+
+
+def test_to_dask_without_handler_fails_at_compute_not_before(tmp_path):
+    from intake_bluesky.core import MissingHandlerError
+
+    cat = BlueskyInMemoryCatalog()  # no handler for NPY_SEQ
+    docs = example_runs(tmp_path)[0]
+    for name, doc in docs:
+        if name == "descriptor" and "ext" in doc["data_keys"]:
+            doc = {**doc, "data_keys": {**doc["data_keys"]}}
+            doc["data_keys"]["ext"] = {
+                k: v for k, v in doc["data_keys"]["ext"].items() if k != "dtype_numpy"
+            }
+        cat(name, doc)
+    lazy = cat[-1].primary.to_dask()  # dtype unknown, handler missing: no error yet
+    assert lazy["ext"].dtype == np.float64 and lazy["ext"].shape == (6, 3, 2)
+    np.testing.assert_array_equal(lazy["det"].values, np.arange(1, 7) * 1.5)
+    with pytest.raises(MissingHandlerError, match="NPY_SEQ"):
+        lazy["ext"].values

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from intake_bluesky.core import BadDocumentError, BlueskyInMemoryCatalog, DocumentRunSource
-from intake_bluesky.core.testing import UIDS, example_registry, example_runs
+from intake_bluesky.core.testing import UIDS, example_registry, example_runs, normalize_documents
 
 
 @pytest.fixture
@@ -150,3 +150,74 @@ def test_describe_and_repr_of_catalog_run_stream(runs):
     assert stream.describe()["container"] == "xarray"
     assert stream.describe()["args"] == {"include": ["det"], "exclude": []}
     assert "'primary'" in repr(stream) and "['det']" in repr(stream)
+
+
+def _count_run(n=4, drop=None, extra=None):
+    import event_model
+
+    run = event_model.compose_run(uid="odd-run", time=0.0, metadata={"scan_id": 9})
+    desc = run.compose_descriptor(
+        name="primary",
+        time=0.0,
+        data_keys={
+            "det": {"source": "s", "dtype": "number", "shape": []},
+            "temp": {"source": "s", "dtype": "number", "shape": []},
+        },
+    )
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i in range(1, n + 1):
+        data = {"det": float(i), "temp": None if i % 2 else 20.0 + i}
+        if i == drop:
+            del data["det"]
+        ts = {k: float(i) for k in data}
+        event = desc.compose_event(data=data, timestamps=ts, time=float(i), validate=False)
+        docs.append(("event", event))
+    docs.append(("stop", run.compose_stop(time=10.0)))
+    return docs
+
+
+def test_event_missing_a_reading_is_named_and_kept():
+    cat = BlueskyInMemoryCatalog()
+    cat.ingest(_count_run(drop=3))
+    run = cat[-1]
+    assert list(run) == ["primary"] and hasattr(run, "primary")
+    with pytest.raises(BadDocumentError, match=r"seq_num 3.*lacks the data of 'det'") as info:
+        run.primary.read()
+    assert "odd-run" in str(info.value)
+    assert run.primary(exclude=["det"]).read()["temp"].size == 4
+    # Stored documents come back unmodified: the short event keeps its keys.
+    by_seq = {
+        e["seq_num"]: e for e in normalize_documents(run.canonical(fill="no"))["events"].values()
+    }
+    assert set(by_seq[3]["data"]) == {"temp"} and set(by_seq[2]["data"]) == {"det", "temp"}
+
+
+def test_null_numbers_become_nan():
+    cat = BlueskyInMemoryCatalog()
+    cat.ingest(_count_run())
+    temp = cat[-1].primary.read()["temp"]
+    assert temp.dtype == np.float64
+    np.testing.assert_array_equal(temp.values, [np.nan, 22.0, np.nan, 24.0])
+
+
+def test_unknown_document_names_are_warned_not_silently_dropped():
+    cat = BlueskyInMemoryCatalog()
+    docs = _count_run()
+    cat.ingest(docs[:2])
+    cat("bogus", {"x": 1})
+    cat.ingest(docs[2:])
+    with pytest.warns(UserWarning, match="'bogus' is not an event-model document"):
+        cat[-1].primary.read()
+
+
+def test_live_run_read_after_every_event_is_incremental():
+    cat = BlueskyInMemoryCatalog()
+    docs = _count_run(n=50)
+    cat.ingest(docs[:2])
+    run = cat[-1]
+    for i, (name, doc) in enumerate(docs[2:-1], start=1):
+        cat(name, doc)
+        assert run.primary.read()["det"].size == i
+    source = cat.driver.run("odd-run")
+    # One organized view, updated in place, not rebuilt per event.
+    assert source._org is not None and len(source._org.pages[docs[1][1]["uid"]]) == 50

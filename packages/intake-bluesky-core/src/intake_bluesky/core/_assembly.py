@@ -20,7 +20,9 @@ import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 
+from ._documents import BadDocumentError
 from ._filling import Filler
+from ._pages import first_of
 from .driver import RunSource
 
 __all__ = ["CHUNK_BYTES", "FieldSpec", "build_dataset"]
@@ -86,15 +88,18 @@ class FieldSpec:
         return max(1, itemsize * math.prod(self.shape))
 
 
-def _column(pieces: Sequence, dtype=None) -> np.ndarray:
+def _column(pieces: Sequence, dtype=None, numeric: bool = False) -> np.ndarray:
     if pieces and all(isinstance(p, np.ndarray) for p in pieces):
         out = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     else:
         flat = list(itertools.chain.from_iterable(pieces))
         out = np.asarray(flat) if flat else np.empty((0,))
-        if out.dtype == object and dtype is not None and dtype.kind in "fc":
-            # JSON null for a missing float reading.
-            out = np.asarray([np.nan if v is None else v for v in flat])
+        if out.dtype == object and (numeric or (dtype is not None and dtype.kind in "fc")):
+            # JSON null for a missing numeric reading becomes NaN.
+            try:
+                out = np.asarray([np.nan if v is None else v for v in flat], dtype=float)
+            except (TypeError, ValueError):
+                pass
     if dtype is not None and out.dtype != dtype:
         out = out.astype(dtype)
     return out
@@ -122,9 +127,12 @@ def load_columns(
     for spec in event_specs:
         pieces = [p.get(part, {}).get(spec.key) for p in pages]
         if any(piece is None for piece in pieces):
-            raise KeyError(
-                f"Run {source.uid!r}: events of descriptor {descriptor_uid!r} lack the "
-                f"{part} of {spec.key!r}, which the descriptor declares."
+            bad = next(p for p in pages if p.get(part, {}).get(spec.key) is None)
+            raise BadDocumentError(
+                f"Run {source.uid!r}: event {first_of(bad['uid'])!r} (seq_num "
+                f"{first_of(list(bad['seq_num']))}) of descriptor {descriptor_uid!r} lacks "
+                f"the {part} of {spec.key!r}, which the descriptor declares. Read the other "
+                f"fields with exclude=[{spec.key!r}]."
             )
         if part == "timestamps":
             out[spec.key] = _column(pieces, np.dtype("float64"))
@@ -134,7 +142,7 @@ def load_columns(
         elif spec.kind == "datum":
             out[spec.key] = _column(pieces)
         else:
-            out[spec.key] = _column(pieces, spec.dtype)
+            out[spec.key] = _column(pieces, spec.dtype, spec.data_key.get("dtype") == "number")
     if part == "data":
         for spec in specs:
             if spec.kind == "stream":
@@ -198,9 +206,17 @@ def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part):
     unknown = [s for s in specs if s.dtype is None and part == "data"]
     if not unknown:
         return
-    first = load_columns(source, filler, descriptor_uid, unknown, (0, 1), part)
+    try:
+        first = load_columns(source, filler, descriptor_uid, unknown, (0, 1), part)
+    except Exception:
+        # E.g. no handler yet: declare float64 with the descriptor's shape;
+        # the error, if any, comes at compute time, where data is read.
+        first = {}
     for spec in unknown:
-        sample = first[spec.key]
+        sample = first.get(spec.key)
+        if sample is None or len(sample) == 0:
+            spec.dtype = np.dtype("float64")
+            continue
         spec.dtype = sample.dtype
         spec.shape = sample.shape[1:]
         if len(spec.dims) != len(spec.shape):
@@ -213,12 +229,15 @@ def _lazy_descriptor(source, filler, descriptor_uid, specs, part, n):
     _resolve_lazy_meta(source, filler, descriptor_uid, specs, part)
     arrays: dict[str, da.Array] = {}
     # Group fields by rows-per-chunk so small fields share a task.
-    groups: dict[int, list[FieldSpec]] = {}
+    groups: dict[tuple, list[FieldSpec]] = {}
     for spec in specs:
         row_bytes = 8 if part == "timestamps" else spec.row_bytes
-        per_chunk = max(1, CHUNK_BYTES // row_bytes)
-        groups.setdefault(min(per_chunk, max(n, 1)), []).append(spec)
-    for per_chunk, group in groups.items():
+        per_chunk = min(max(1, CHUNK_BYTES // row_bytes), max(n, 1))
+        # External data gets tasks of its own: computing a scalar column
+        # must not load images.
+        own = spec.key if part == "data" and spec.kind != "inline" else None
+        groups.setdefault((per_chunk, own), []).append(spec)
+    for (per_chunk, _), group in groups.items():
         windows = [(r0, min(n, r0 + per_chunk)) for r0 in range(0, n, per_chunk)]
         load_name = f"load-{part}-{uuid.uuid4().hex}"
         loads = {
@@ -286,6 +305,19 @@ def build_dataset(
         return xr.Dataset(coords={"time": ("time", np.empty((0,), dtype="float64"))})
     if len(datasets) == 1:
         return datasets[0]
-    return xr.concat(
-        datasets, dim="time", data_vars="all", coords="different", join="outer", compat="equals"
-    )
+    try:
+        return xr.concat(
+            datasets,
+            dim="time",
+            data_vars="all",
+            coords="different",
+            join="outer",
+            compat="equals",
+        )
+    except (ValueError, TypeError) as err:
+        names = {d.get("name") for d in descriptors}
+        raise ValueError(
+            f"Run {source.uid!r}: the {len(descriptors)} descriptors of stream {names} do not "
+            f"concatenate along time ({err}). A field changed shape between descriptors; read "
+            "it separately with include=[...] or exclude=[...]."
+        ) from err

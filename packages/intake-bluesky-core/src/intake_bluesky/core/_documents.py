@@ -4,11 +4,13 @@ of the in-memory driver."""
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from ._pages import (
     as_column,
+    first_of,
     merge_datum_pages,
     merge_event_pages,
     pack_datums,
@@ -39,7 +41,8 @@ class _Organized:
     events costs 25 column conversions per field, not 100,000 dicts.
     """
 
-    def __init__(self, uid: str, documents: Iterable[tuple[str, dict]]):
+    def __init__(self, uid: str, documents: Iterable[tuple[str, dict]] = ()):
+        self.uid = uid
         self.start: dict | None = None
         self.stop: dict | None = None
         self.descriptors: dict[str, dict] = {}
@@ -49,86 +52,95 @@ class _Organized:
         self.stream_resources: list[dict] = []
         self.stream_datums: list[dict] = []
         self.datum_index: dict[str, dict] | None = None
-        # Pending rows: ("event", [events]) or ("page", [pages]) of one descriptor.
-        pending: list = [None, []]
-        pending_rows = [0]
-        pending_datums: list[dict] = []
-
-        def flush_events():
-            kind, items = pending
-            if not items:
-                return
-            page = pack_events(items) if kind == "event" else merge_event_pages(items)
-            self.pages[page["descriptor"]].append(_columnar(page))
-            pending[0], pending[1] = None, []
-            pending_rows[0] = 0
-
-        def add_rows(kind, doc, rows):
-            kind_now, items = pending
-            if items and (kind_now != kind or items[0]["descriptor"] != doc["descriptor"]):
-                flush_events()
-            pending[0] = kind
-            pending[1].append(doc)
-            pending_rows[0] += rows
-            if pending_rows[0] >= _PAGE_ROWS:
-                flush_events()
-
-        def flush_datums():
-            if not pending_datums:
-                return
-            if all(isinstance(d["datum_id"], str) for d in pending_datums):
-                page = pack_datums(pending_datums)
-            else:
-                page = merge_datum_pages(
-                    [
-                        pack_datums([d]) if isinstance(d["datum_id"], str) else d
-                        for d in pending_datums
-                    ]
-                )
-            self.datum_pages.append(page)
-            pending_datums.clear()
-
+        # Rows waiting to become one page: single events or small pages of one
+        # descriptor with one set of keys.
+        self._pending: list[dict] = []
+        self._pending_key: tuple | None = None
+        self._pending_rows = 0
+        self._pending_datums: list[dict] = []
+        self._unknown: set[str] = set()
         for name, doc in documents:
-            if name == "event":
-                self._check_descriptor(uid, doc, "event")
-                add_rows("event", doc, 1)
-                continue
-            if name == "event_page":
-                self._check_descriptor(uid, doc, "event_page")
-                n = len(doc["seq_num"])
-                if n >= _PAGE_ROWS:
-                    flush_events()
-                    self.pages[doc["descriptor"]].append(_columnar(doc))
-                else:
-                    add_rows("page", doc, n)
-                continue
-            if name in ("datum", "datum_page"):
-                if pending_datums and pending_datums[0]["resource"] != doc["resource"]:
-                    flush_datums()
-                pending_datums.append(doc)
-                continue
-            flush_events()
-            flush_datums()
-            if name == "descriptor":
-                self.descriptors[doc["uid"]] = doc
-            elif name == "resource":
-                self.resources[doc["uid"]] = doc
-            elif name == "start":
-                self.start = doc
-            elif name == "stop":
-                self.stop = doc
-            elif name == "stream_resource":
-                self.stream_resources.append(doc)
-            elif name == "stream_datum":
-                self.stream_datums.append(doc)
-            # Unknown names are kept in the raw list (documents()) only.
-        flush_events()
-        flush_datums()
+            self.add(name, doc)
+        self.flush()
+
+    def add(self, name: str, doc: dict) -> None:
+        """Take one more document (call :meth:`flush` before reading)."""
+        if name in ("event", "event_page"):
+            self._check_descriptor(self.uid, doc, name)
+            rows = 1 if name == "event" else len(doc["seq_num"])
+            if name == "event_page" and rows >= _PAGE_ROWS:
+                self._flush_events()
+                self.pages[doc["descriptor"]].append(_columnar(doc))
+                return
+            # Events whose keys differ (a reading missing from one event) are
+            # never packed together: each page stays rectangular.
+            key = (name, doc["descriptor"], frozenset(doc["data"]), frozenset(doc["timestamps"]))
+            if self._pending and key != self._pending_key:
+                self._flush_events()
+            self._pending_key = key
+            self._pending.append(doc)
+            self._pending_rows += rows
+            if self._pending_rows >= _PAGE_ROWS:
+                self._flush_events()
+            return
+        if name in ("datum", "datum_page"):
+            if self._pending_datums and self._pending_datums[0]["resource"] != doc["resource"]:
+                self._flush_datums()
+            self._pending_datums.append(doc)
+            return
+        self.flush()
+        if name == "descriptor":
+            self.descriptors[doc["uid"]] = doc
+        elif name == "resource":
+            self.resources[doc["uid"]] = doc
+        elif name == "start":
+            self.start = doc
+        elif name == "stop":
+            self.stop = doc
+        elif name == "stream_resource":
+            self.stream_resources.append(doc)
+        elif name == "stream_datum":
+            self.stream_datums.append(doc)
+        elif name not in self._unknown:
+            self._unknown.add(name)
+            warnings.warn(
+                f"Run {self.uid!r}: document name {name!r} is not an event-model document; "
+                "such documents are ignored by reading and by canonical().",
+                stacklevel=2,
+            )
+
+    def flush(self) -> None:
+        self._flush_events()
+        self._flush_datums()
+
+    def _flush_events(self) -> None:
+        if not self._pending:
+            return
+        if self._pending_key[0] == "event":
+            page = pack_events(self._pending)
+        else:
+            page = merge_event_pages(self._pending)
+        self.pages[page["descriptor"]].append(_columnar(page))
+        self._pending, self._pending_key, self._pending_rows = [], None, 0
+
+    def _flush_datums(self) -> None:
+        pending = self._pending_datums
+        if not pending:
+            return
+        if all(isinstance(d["datum_id"], str) for d in pending):
+            page = pack_datums(pending)
+        else:
+            page = merge_datum_pages(
+                [pack_datums([d]) if isinstance(d["datum_id"], str) else d for d in pending]
+            )
+        self.datum_pages.append(page)
+        self.datum_index = None
+        self._pending_datums = []
 
     def _check_descriptor(self, uid: str, doc: dict, name: str) -> None:
         if doc["descriptor"] not in self.descriptors:
             raise BadDocumentError(
-                f"Run {uid!r}: {name} {_first(doc.get('uid'))!r} refers to descriptor "
+                f"Run {uid!r}: {name} {first_of(doc.get('uid'))!r} refers to descriptor "
                 f"{doc['descriptor']!r}, which is not in the run (it must come before "
                 "its events). The run's storage is incomplete or corrupt."
             )
@@ -141,10 +153,6 @@ def _columnar(page: dict) -> dict:
     for part in ("data", "timestamps"):
         out[part] = {k: as_column(v) for k, v in page.get(part, {}).items()}
     return out
-
-
-def _first(value):
-    return value[0] if isinstance(value, list) and value else value
 
 
 class DocumentRunSource(RunSourceBase):
@@ -182,6 +190,7 @@ class DocumentRunSource(RunSourceBase):
     ):
         self._lock = threading.Lock()
         self._org: _Organized | None = None
+        self._dirty = False
         self._docs: list[tuple[str, dict]] | None = None
         if keep_documents:
             self._docs = list(documents)
@@ -211,14 +220,22 @@ class DocumentRunSource(RunSourceBase):
             raise TypeError("This DocumentRunSource did not keep its documents; cannot append.")
         with self._lock:
             self._docs.append((name, doc))
-            self._org = None
+            if self._org is not None:
+                # Incremental: a live run read after every event stays O(N).
+                self._org.add(name, doc)
+                self._dirty = True
 
     @property
     def _organized(self) -> _Organized:
         org = self._org
-        if org is None:
+        if org is None or self._dirty:
             with self._lock:
-                org = self._org = _Organized(self.uid, self._docs)
+                if self._org is None:
+                    self._org = _Organized(self.uid, self._docs)
+                elif self._dirty:
+                    self._org.flush()
+                self._dirty = False
+                org = self._org
         return org
 
     # --- the protocol -------------------------------------------------------

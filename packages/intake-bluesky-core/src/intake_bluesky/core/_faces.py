@@ -246,17 +246,13 @@ class BlueskyRun(Catalog):
         return BlueskyEventStream(self._run, name)
 
     def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(
-                f"{type(self).__name__} has no attribute or stream {name!r}"
-            ) from None
+        if name.startswith("_") or name not in self:
+            raise AttributeError(f"{type(self).__name__} has no attribute or stream {name!r}")
+        return self[name]
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | {n for n in self if n.isidentifier()})
+        # Not intake's Catalog.__dir__, which lists entries but hides methods.
+        return sorted(set(object.__dir__(self)) | {n for n in self if n.isidentifier()})
 
     def describe(self) -> dict:
         """What this run is, for intake's GUI and listings."""

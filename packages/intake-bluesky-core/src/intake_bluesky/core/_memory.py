@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from ._catalog import BlueskyCatalog
 from ._documents import BadDocumentError, DelegatingRunSource, DocumentRunSource
 from ._index import search_starts
+from ._pages import first_of
 from .driver import DEFAULT_SORT, RunSourceBase
 
 __all__ = ["MemoryDriver", "BlueskyInMemoryCatalog"]
@@ -116,7 +117,7 @@ class MemoryDriver:
             found = self._descriptor_run.get(doc["descriptor"])
             if found is None:
                 raise BadDocumentError(
-                    f"{name} {_first(doc.get('uid'))!r} refers to descriptor "
+                    f"{name} {first_of(doc.get('uid'))!r} refers to descriptor "
                     f"{doc['descriptor']!r}, which this catalog never received. Feed the "
                     "descriptor before its events."
                 )
@@ -125,7 +126,7 @@ class MemoryDriver:
             found = self._resource_run.get(doc["resource"])
             if found is None:
                 raise BadDocumentError(
-                    f"{name} {_first(doc.get('datum_id'))!r} refers to resource "
+                    f"{name} {first_of(doc.get('datum_id'))!r} refers to resource "
                     f"{doc['resource']!r}, which this catalog never received. Feed the "
                     "resource before its datums."
                 )
@@ -149,10 +150,6 @@ class MemoryDriver:
     def remove(self, uid: str) -> None:
         with self._lock:
             del self._runs[uid]
-
-
-def _first(value):
-    return value[0] if isinstance(value, list) and value else value
 
 
 class BlueskyInMemoryCatalog(BlueskyCatalog):

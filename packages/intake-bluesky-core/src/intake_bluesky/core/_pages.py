@@ -12,6 +12,7 @@ import numpy as np
 
 __all__ = [
     "as_column",
+    "first_of",
     "merge_event_pages",
     "merge_datum_pages",
     "pack_events",
@@ -28,16 +29,22 @@ __all__ = [
 _EVENT_COLUMNS = ("time", "uid", "seq_num")
 
 
+def first_of(value):
+    """The first item of a page column, or the value of a single document."""
+    return value[0] if isinstance(value, list) and value else value
+
+
 def page_length(page: dict) -> int:
     return len(page["seq_num"])
 
 
 def pack_events(events: Sequence[dict]) -> dict:
-    """One event_page from events of one descriptor (same keys assumed)."""
+    """One event_page from events of one descriptor with the same data keys."""
     first = events[0]
     keys = list(first["data"])
     ts_keys = list(first.get("timestamps", {}))
-    filled_keys = list(first.get("filled", {}))
+    # 'filled' may be given for some events only; absent means not filled.
+    filled_keys = list(dict.fromkeys(k for e in events for k in e.get("filled", {})))
     return {
         "descriptor": first["descriptor"],
         "time": [e["time"] for e in events],
@@ -45,7 +52,7 @@ def pack_events(events: Sequence[dict]) -> dict:
         "seq_num": [e["seq_num"] for e in events],
         "data": {k: [e["data"][k] for e in events] for k in keys},
         "timestamps": {k: [e["timestamps"][k] for e in events] for k in ts_keys},
-        "filled": {k: [e["filled"].get(k, False) for e in events] for k in filled_keys},
+        "filled": {k: [e.get("filled", {}).get(k, False) for e in events] for k in filled_keys},
     }
 
 
