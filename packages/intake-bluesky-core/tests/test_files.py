@@ -248,3 +248,8 @@ def test_looking_a_run_up_twice_parses_it_once(tmp_path):
     assert cat[-1].primary.read()["det"].size == 5
     assert cat[-1].primary.read()["det"].size == 5
     assert LinesFormat.documents_read == before + 1
+
+
+def test_a_path_that_does_not_exist_is_warned(tmp_path):
+    with pytest.warns(UserWarning, match="names no file or directory"):
+        assert len(BlueskyCatalog(FileDriver(str(tmp_path / "nope"), LinesFormat()))) == 0

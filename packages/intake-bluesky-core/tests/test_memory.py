@@ -221,3 +221,59 @@ def test_live_run_read_after_every_event_is_incremental():
     source = cat.driver.run("odd-run")
     # One organized view, updated in place, not rebuilt per event.
     assert source._org is not None and len(source._org.pages[docs[1][1]["uid"]]) == 50
+
+
+def test_in_memory_catalog_pickles_and_copies_with_its_runs(runs):
+    import copy
+    import pickle
+
+    cat = BlueskyInMemoryCatalog()
+    for docs in runs[1:3]:
+        cat.ingest(docs)
+    sub = cat.search({"plan_name": "count"}).search({"scan_id": 2})
+    for clone in (pickle.loads(pickle.dumps(cat)), copy.copy(cat), copy.deepcopy(cat)):
+        assert list(clone) == [UIDS["count"], UIDS["failed"]]
+    clone = pickle.loads(pickle.dumps(sub))
+    assert clone.query == sub.query and len(clone) == 2
+    assert type(clone).__module__ == "intake_bluesky.core"
+    assert "intake_bluesky.core.BlueskyInMemoryCatalog" in cat.yaml()
+
+
+def test_yaml_names_handlers_by_import_path(tmp_path):
+    from intake_bluesky.core.testing import NumpySeqHandler
+
+    cat = BlueskyInMemoryCatalog(handler_registry={"NPY_SEQ": NumpySeqHandler})
+    text = cat.yaml()
+    assert "intake_bluesky.core.testing._examples.NumpySeqHandler" in text
+    assert "!!python" not in text
+
+
+def test_root_map_keys_with_trailing_slash(runs, tmp_path):
+    registry = example_registry(tmp_path)
+    root = next(iter(registry["root_map"]))
+    cat = BlueskyInMemoryCatalog(
+        handler_registry=registry["handler_registry"], root_map={root + "/": str(tmp_path) + "/"}
+    )
+    for docs in example_runs(tmp_path):
+        cat.ingest(docs)
+    assert cat[UIDS["scan"]].primary.read()["ext"].shape == (6, 3, 2)
+
+
+def test_helpful_errors_for_config_include_and_handlers(runs, tmp_path):
+    from intake_bluesky.core import MissingHandlerError
+
+    cat = BlueskyInMemoryCatalog()
+    cat.ingest(runs[0])
+    with pytest.raises(KeyError, match="has no configuration for 'nope'.*motor_x"):
+        cat[-1].baseline.config["nope"]
+    assert list(cat[-1].primary(include="det").read().data_vars) == ["det"]
+    with pytest.raises(KeyError, match="no field"):
+        cat[-1].primary(include=["nope"])
+    bad = BlueskyInMemoryCatalog(handler_registry={"NPY_SEQ": "no_such_pkg.Handler"})
+    bad.ingest(runs[0])
+    with pytest.raises(MissingHandlerError, match="'NPY_SEQ'.*cannot be imported"):
+        bad[-1].primary.read()
+    with pytest.raises(IndexError, match=r"cat\[-3\] is out of range: the catalog holds 1 run "):
+        cat[-3]
+    assert "1 run>" in repr(cat) and "streams=" in repr(cat[-1])
+    assert "canonical" in dir(cat[-1]) and "primary" in dir(cat[-1]) and "search" in dir(cat)

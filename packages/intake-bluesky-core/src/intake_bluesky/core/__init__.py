@@ -35,6 +35,12 @@ from .driver import Driver, RunSource, RunSourceBase
 
 __version__ = "0.1.0"
 
+# Public classes carry their public module, so that yaml(), pickles and reprs
+# name intake_bluesky.core.X and not the private module that defines it.
+for _cls in (BlueskyCatalog, BlueskyRun, BlueskyEventStream, BlueskyInMemoryCatalog):
+    _cls.__module__ = __name__
+del _cls
+
 __all__ = [
     "BadDocumentError",
     "BlueskyCatalog",

@@ -25,7 +25,7 @@ from ._filling import Filler
 from ._pages import first_of
 from .driver import RunSource
 
-__all__ = ["CHUNK_BYTES", "FieldSpec", "build_dataset"]
+__all__ = ["CHUNK_BYTES", "FieldSpec", "build_dataset", "data_kind"]
 
 #: Target size of one dask chunk.
 CHUNK_BYTES = 100 * 2**20
@@ -44,6 +44,15 @@ _ATTR_KEYS = (
 )
 
 
+def data_kind(data_key: dict) -> str:
+    """Where a field's data is: ``"inline"`` in events, ``"datum"`` behind
+    datum ids in events, ``"stream"`` in stream_datum documents."""
+    external = data_key.get("external")
+    if not external:
+        return "inline"
+    return "stream" if str(external).upper().startswith("STREAM") else "datum"
+
+
 @dataclass
 class FieldSpec:
     """How one data key of one descriptor becomes a variable."""
@@ -60,13 +69,7 @@ class FieldSpec:
 
     @classmethod
     def from_data_key(cls, key: str, data_key: dict) -> FieldSpec:
-        external = data_key.get("external")
-        if external is None:
-            kind = "inline"
-        elif str(external).upper().startswith("STREAM"):
-            kind = "stream"
-        else:
-            kind = "datum"
+        kind = data_kind(data_key)
         shape = tuple(int(s) for s in (data_key.get("shape") or ()) if s is not None)
         dims = data_key.get("dims")
         if not dims or len(dims) != len(shape):

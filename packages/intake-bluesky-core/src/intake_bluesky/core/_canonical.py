@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
+from ._assembly import data_kind
 from ._filling import Filler
 from ._pages import page_length, plain_page, slice_page, unpack_event_page
 from .driver import RunSource
@@ -41,13 +42,10 @@ def canonical(
     }
     yield "start", tf["start"](source.start())
 
-    descriptors = source.descriptors()
+    # Transformed once: what is emitted is also what decides what to fill.
+    descriptors = [tf["descriptor"](d) for d in source.descriptors()]
     external = {
-        d["uid"]: [
-            k
-            for k, v in d.get("data_keys", {}).items()
-            if v.get("external") and not str(v["external"]).upper().startswith("STREAM")
-        ]
+        d["uid"]: [k for k, v in d.get("data_keys", {}).items() if data_kind(v) == "datum"]
         for d in descriptors
     }
 
@@ -78,7 +76,7 @@ def canonical(
     emitted_stream_resources: set[str] = set()
 
     def emit_descriptor(d):
-        yield "descriptor", tf["descriptor"](d)
+        yield "descriptor", d
         for sd in source.stream_datums(d["uid"]):
             sr_uid = sd["stream_resource"]
             if sr_uid not in emitted_stream_resources and sr_uid in stream_resources:

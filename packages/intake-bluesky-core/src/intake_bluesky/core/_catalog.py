@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 
 from intake.catalog.base import Catalog
 
-from ._faces import BlueskyRun
+from ._faces import BlueskyRun, EntriesMixin
 from ._model import Settings
 from ._query import and_queries, validate_query
 from .driver import Driver
@@ -21,7 +21,7 @@ __all__ = ["BlueskyCatalog"]
 _NEWEST_FIRST = [("time", -1)]
 
 
-class BlueskyCatalog(Catalog):
+class BlueskyCatalog(EntriesMixin, Catalog):
     """A catalog of bluesky runs.
 
     Parameters
@@ -37,7 +37,8 @@ class BlueskyCatalog(Catalog):
         A MongoDB query on start documents that pre-filters the catalog.
     transforms : dict, optional
         ``start``/``stop``/``descriptor``/``resource`` -> callable that patches
-        those documents on read.
+        those documents on read. Searches see the stored start documents,
+        not the transformed ones (a database evaluates them where they are).
     **kwargs
         Passed to ``intake.catalog.Catalog`` (``name``, ``metadata``, ...).
 
@@ -76,7 +77,13 @@ class BlueskyCatalog(Catalog):
         if not isinstance(driver, Driver):
             raise TypeError(f"{type(driver).__name__} does not implement the Driver protocol.")
         self.driver = driver
-        self._query = validate_query(query)
+        self._query = validate_query(query, server=getattr(driver, "server_side_queries", False))
+        given = self._captured_init_kwargs.get("handler_registry")
+        if given:
+            # Written by yaml()/pickle as importable names, not Python objects.
+            self._captured_init_kwargs["handler_registry"] = {
+                k: _dotted(v) for k, v in given.items()
+            }
         self._settings = Settings(handler_registry, root_map, transforms)
         kwargs.setdefault("name", type(self).__name__)
         super().__init__(**kwargs)
@@ -88,13 +95,15 @@ class BlueskyCatalog(Catalog):
     def reload(self):
         pass
 
-    def _get_entries(self):
-        return {uid: self[uid] for uid in self}
+    def __dir__(self):
+        # Not intake's Catalog.__dir__: it would list every run.
+        return sorted(object.__dir__(self))
 
     def __repr__(self):
         query = f" query={self._query!r}" if self._query else ""
         try:
-            count = f"{len(self)} runs"
+            n = len(self)
+            count = f"{n} run{'s' if n != 1 else ''}"
         except Exception as err:  # a repr must not raise (e.g. a server down)
             count = f"runs unknown: {type(err).__name__}"
         return f"<{type(self).__name__} {self.driver!r}{query}: {count}>"
@@ -151,17 +160,6 @@ class BlueskyCatalog(Catalog):
         for start in self._search():
             yield start["uid"]
 
-    def keys(self):
-        return iter(self)
-
-    def items(self):
-        for uid in self:
-            yield uid, self[uid]
-
-    def values(self):
-        for uid in self:
-            yield self[uid]
-
     def __len__(self) -> int:
         return self.driver.count(self._query)
 
@@ -187,8 +185,10 @@ class BlueskyCatalog(Catalog):
         if key < 0:
             found = list(self._search(sort=_NEWEST_FIRST, skip=-key - 1, limit=1))
             if not found:
+                count = len(self)
                 raise IndexError(
-                    f"Catalog has {len(self)} runs; there is no {-key}-th most recent run."
+                    f"cat[{key}] is out of range: the catalog holds {count} "
+                    f"run{'s' if count != 1 else ''} (cat[-1] is the most recent)."
                 )
             return found[0]
         found = list(self._search({"scan_id": key}, sort=_NEWEST_FIRST, limit=1))
@@ -220,3 +220,13 @@ class BlueskyCatalog(Catalog):
         # intake falls back to __getitem__ for attributes; runs are not
         # attributes (uids are not identifiers), so fail fast and clearly.
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+
+def _dotted(obj):
+    """An importable name for a class when there is one, else the object."""
+    if isinstance(obj, str):
+        return obj
+    module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if module and name and "<" not in name and module != "__main__":
+        return f"{module}.{name}"
+    return obj

@@ -17,6 +17,18 @@ from .driver import RunSource
 __all__ = ["BlueskyRun", "BlueskyEventStream"]
 
 
+class _ConfigMapping(dict):
+    def __init__(self, streams, model):
+        super().__init__(streams)
+        self._model = model
+
+    def __missing__(self, key):
+        raise KeyError(
+            f"Stream {self._model.name!r} of run {self._model.run.uid!r} has no configuration "
+            f"for {key!r}; it has {sorted(self)}."
+        )
+
+
 class BlueskyEventStream(DataSource):
     """One event stream of a run, e.g. ``run.primary``.
 
@@ -65,7 +77,12 @@ class BlueskyEventStream(DataSource):
                 "BlueskyEventStream is made by a run (run.primary, run['baseline']); "
                 f"it takes a RunModel, not {type(run).__name__}."
             )
+        if isinstance(include, str):
+            include = [include]
+        if isinstance(exclude, str):
+            exclude = [exclude]
         self._model = StreamModel(run, stream_name, include, exclude)
+        self._model.fields()  # an unknown field in include= fails here, not later
         self._part = part
         self._object_name = object_name
         super().__init__(metadata=metadata)
@@ -160,14 +177,40 @@ class BlueskyEventStream(DataSource):
         )
 
     @property
-    def config(self) -> dict[str, BlueskyEventStream]:
-        return {
-            obj: type(self)(self._model.run, self._model.name, part="config", object_name=obj)
-            for obj in self._model.config_objects()
-        }
+    def config(self) -> _ConfigMapping:
+        """Per device (object name), its configuration readings as a stream."""
+        return _ConfigMapping(
+            {
+                obj: type(self)(self._model.run, self._model.name, part="config", object_name=obj)
+                for obj in self._model.config_objects()
+            },
+            self._model,
+        )
 
 
-class BlueskyRun(Catalog):
+class EntriesMixin:
+    """Mapping-style access for catalogs whose entries are computed, not stored."""
+
+    def keys(self):
+        """Entry names (run uids, or stream names)."""
+        return iter(self)
+
+    def items(self):
+        """``(name, entry)`` pairs, computed one at a time."""
+        for name in self:
+            yield name, self[name]
+
+    def values(self):
+        """Entries, computed one at a time."""
+        for name in self:
+            yield self[name]
+
+    def _get_entries(self):
+        # intake's walk()/GUI ask for all entries at once.
+        return dict(self.items())
+
+
+class BlueskyRun(EntriesMixin, Catalog):
     """One bluesky run: an intake catalog of its event streams.
 
     ``run.metadata['start']`` / ``['stop']`` (``None`` while in progress),
@@ -218,9 +261,6 @@ class BlueskyRun(Catalog):
     def reload(self):
         pass
 
-    def _get_entries(self):
-        return {name: self[name] for name in self}
-
     def __iter__(self) -> Iterator[str]:
         return iter(self._run.stream_names())
 
@@ -229,17 +269,6 @@ class BlueskyRun(Catalog):
 
     def __contains__(self, name) -> bool:
         return name in self._run.stream_names()
-
-    def keys(self):
-        return list(self)
-
-    def items(self):
-        for name in self:
-            yield name, self[name]
-
-    def values(self):
-        for name in self:
-            yield self[name]
 
     def __getitem__(self, name: str) -> BlueskyEventStream:
         self._run.stream(name)  # raises KeyError naming the streams
@@ -308,7 +337,9 @@ class BlueskyRun(Catalog):
         stop = self._run.stop()
         when = start.get("time")
         when = (
-            datetime.datetime.fromtimestamp(when).isoformat(sep=" ", timespec="seconds")
+            datetime.datetime.fromtimestamp(when)
+            .astimezone()
+            .isoformat(sep=" ", timespec="seconds")
             if isinstance(when, int | float)
             else "?"
         )

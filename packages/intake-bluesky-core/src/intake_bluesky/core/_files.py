@@ -113,7 +113,13 @@ def expand_paths(paths, suffixes: Sequence[str], recursive: bool = False) -> lis
         if glob.has_magic(entry):
             matches = sorted(glob.glob(entry))
         else:
-            matches = [entry]
+            matches = [entry] if os.path.exists(entry) else []
+        if not matches:
+            warnings.warn(
+                f"{entry!r} names no file or directory (nothing matches it); the catalog "
+                "lists no runs from it. Check the path.",
+                stacklevel=3,
+            )
         for match in matches:
             if os.path.isdir(match):
                 for path in _walk(match, suffixes, recursive):
@@ -284,7 +290,7 @@ class FileDriver:
 # again (``cat[-1]`` twice) does not parse its file again. Small: each entry
 # holds a run's columns.
 _SOURCES: OrderedDict[tuple[FileFormat, Location], tuple[tuple, DocumentRunSource]] = OrderedDict()
-_SOURCES_MAX = 8
+_SOURCES_MAX = 2
 
 
 class FileRunSource(DelegatingRunSource):

@@ -78,7 +78,13 @@ class HandlerRegistry:
     def resolve(self, key: str):
         is_mimetype = "/" in key
         if key in self.explicit:
-            return _import(self.explicit[key])
+            try:
+                return _import(self.explicit[key])
+            except (ImportError, AttributeError, ValueError) as err:
+                raise MissingHandlerError(
+                    f"The handler given for {key!r}, {self.explicit[key]!r}, cannot be "
+                    f"imported: {err}. Give a class or a dotted name 'package.module.Class'."
+                ) from err
         group = READER_GROUP if is_mimetype else HANDLER_GROUP
         discovered = entry_point_objects(group)
         if key in discovered:
@@ -94,8 +100,9 @@ class HandlerRegistry:
 def _map_root(path: str, root_map: Mapping[str, str]) -> str:
     # Longest matching prefix wins, so nested roots can be remapped separately.
     for old in sorted(root_map, key=len, reverse=True):
-        if path == old or path.startswith(old.rstrip("/") + "/"):
-            return root_map[old] + path[len(old) :]
+        bare = old.rstrip("/") or "/"
+        if path == bare or path.startswith(bare.rstrip("/") + "/"):
+            return root_map[old].rstrip("/") + path[len(bare.rstrip("/")) :]
     return path
 
 
@@ -145,7 +152,7 @@ class Filler:
         self._handlers: dict[str, Any] = {}
         self._resources: dict[str, dict] | None = None
         self._stream_resources: dict[str, dict] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -174,20 +181,25 @@ class Filler:
 
     def _handler(self, resource_uid: str):
         handler = self._handlers.get(resource_uid)
-        if handler is None:
-            resource = self._resource(resource_uid)
-            cls = self.registry.resolve(resource["spec"])
-            path = resource_path(resource, self.root_map)
-            try:
-                handler = cls(path, **resource.get("resource_kwargs", {}))
-            except Exception as err:
-                raise FillError(
-                    f"Run {self.source.uid!r}: handler {cls.__name__} for resource "
-                    f"{resource_uid!r} (spec {resource['spec']!r}, path {path!r}) failed to "
-                    f"open: {err!r}. If the data moved, pass root_map={{old_root: new_root}}."
-                ) from err
-            with self._lock:
-                self._handlers[resource_uid] = handler
+        if handler is not None:
+            return handler
+        # One handler per resource even under a threaded dask compute.
+        with self._lock:
+            return self._handlers.get(resource_uid) or self._open_handler(resource_uid)
+
+    def _open_handler(self, resource_uid: str):
+        resource = self._resource(resource_uid)
+        cls = self.registry.resolve(resource["spec"])
+        path = resource_path(resource, self.root_map)
+        try:
+            handler = cls(path, **resource.get("resource_kwargs", {}))
+        except Exception as err:
+            raise FillError(
+                f"Run {self.source.uid!r}: handler {cls.__name__} for resource "
+                f"{resource_uid!r} (spec {resource['spec']!r}, path {path!r}) failed to "
+                f"open: {err!r}. If the data moved, pass root_map={{old_root: new_root}}."
+            ) from err
+        self._handlers[resource_uid] = handler
         return handler
 
     def fill(self, datum_ids: Sequence[str]) -> list:

@@ -178,6 +178,11 @@ class BlueskyInMemoryCatalog(BlueskyCatalog):
     def __init__(self, **common):
         super().__init__(MemoryDriver(), **common)
 
+    def __reduce__(self):
+        # The runs live in the driver, not in the constructor arguments that
+        # intake pickles by default: carry the driver along.
+        return (_restore, (self.driver, dict(self._captured_init_kwargs)))
+
     def __call__(self, name: str, doc: dict) -> None:
         """Ingest one document (the RunEngine callback signature)."""
         self.driver.add(name, doc)
@@ -199,3 +204,9 @@ class BlueskyInMemoryCatalog(BlueskyCatalog):
 
     def __delitem__(self, uid: str) -> None:
         self.driver.remove(self._start_for_uid(uid)["uid"])
+
+
+def _restore(driver: MemoryDriver, kwargs: dict) -> BlueskyInMemoryCatalog:
+    cat = BlueskyInMemoryCatalog(**kwargs)
+    cat.driver = driver
+    return cat
