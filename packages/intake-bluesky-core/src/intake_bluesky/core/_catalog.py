@@ -129,8 +129,19 @@ class BlueskyCatalog(EntriesMixin, Catalog):
     def search(self, query: Mapping, **kwargs) -> BlueskyCatalog:
         """The runs whose start document matches ``query`` (MongoDB language).
 
-        Searches nest (AND); ``search({})`` is the same catalog. Returns a
-        catalog of the same kind, same order.
+        Parameters
+        ----------
+        query : dict
+            A MongoDB query on start documents: dotted keys, ``$gt``, ``$in``,
+            ``$regex``, ``$and``, ``$or``, ``$exists``, ... (see
+            :func:`~intake_bluesky.core.validate_query`).
+
+        Returns
+        -------
+        BlueskyCatalog
+            A catalog of the same kind over the matching runs, same order.
+            Searches nest (AND); ``search({})`` is the same catalog; the
+            subset stays live (new matching runs appear in it).
 
         Raises
         ------

@@ -37,6 +37,19 @@ class BlueskyEventStream(DataSource):
     anything is read: ``run.primary(include=["det"])``,
     ``run.primary(exclude=["img"])``.
 
+    Parameters
+    ----------
+    run : RunModel
+        The run's model (given by the run; streams are not made directly).
+    stream_name : str
+    include, exclude : list of str, optional
+        Fields to keep / to drop, applied before any data is read.
+    part : {'data', 'timestamps', 'config'}
+        What the stream's Dataset holds.
+    object_name : str, optional
+        The device, for ``part='config'``.
+    metadata : dict, optional
+
     Attributes
     ----------
     timestamps : BlueskyEventStream
@@ -90,6 +103,7 @@ class BlueskyEventStream(DataSource):
 
     @property
     def metadata(self) -> dict:
+        """The stream's descriptors and name (read from storage on each access)."""
         return {
             **self._extra_metadata,
             "descriptors": self._model.descriptors(),
@@ -168,6 +182,7 @@ class BlueskyEventStream(DataSource):
 
     @property
     def timestamps(self) -> BlueskyEventStream:
+        """The per-field timestamps, as a stream: ``stream.timestamps.read()``."""
         return type(self)(
             self._model.run,
             self._model.name,
@@ -242,6 +257,10 @@ class BlueskyRun(EntriesMixin, Catalog):
     # --- metadata -----------------------------------------------------------
     @property
     def metadata(self) -> dict:
+        """``{'start': ..., 'stop': ...}``; ``stop`` is None while the run is in progress.
+
+        Read from storage on each access, so a live run's stop shows up.
+        """
         return {**self._extra_metadata, "start": self._run.start(), "stop": self._run.stop()}
 
     @metadata.setter
@@ -252,6 +271,7 @@ class BlueskyRun(EntriesMixin, Catalog):
 
     @property
     def uid(self) -> str:
+        """The run's uid (its start document's)."""
         return self._run.uid
 
     # --- entries ------------------------------------------------------------
@@ -305,6 +325,16 @@ class BlueskyRun(EntriesMixin, Catalog):
         fill : {'yes', 'no'}
             ``'yes'`` replaces external references in events with the loaded
             data (``filled[key]`` true); ``'no'`` yields documents as stored.
+
+        Yields
+        ------
+        name : str
+            ``'start'``, ``'descriptor'``, ``'event'``/``'event_page'``, ... ,
+            ``'stop'``.
+        doc : dict
+            The document. ``start`` comes first, every descriptor before its
+            events, every resource/datum before the events that reference it,
+            events in time order across streams, ``stop`` last.
         """
         return self._run.canonical(fill)
 
@@ -317,12 +347,26 @@ class BlueskyRun(EntriesMixin, Catalog):
         return self.canonical(fill=fill)
 
     def read(self):
+        """Not for a run: read one of its streams, e.g. ``run.primary.read()``.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, naming the streams.
+        """
         raise NotImplementedError(
             "A run holds several streams; read one of them: "
             f"run.{self._default_stream()}.read() (streams: {list(self)})."
         )
 
     def to_dask(self):
+        """Not for a run: use one of its streams, e.g. ``run.primary.to_dask()``.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, naming the streams.
+        """
         raise NotImplementedError(
             "A run holds several streams; pick one: "
             f"run.{self._default_stream()}.to_dask() (streams: {list(self)})."
