@@ -253,3 +253,21 @@ def test_looking_a_run_up_twice_parses_it_once(tmp_path):
 def test_a_path_that_does_not_exist_is_warned(tmp_path):
     with pytest.warns(UserWarning, match="names no file or directory"):
         assert len(BlueskyCatalog(FileDriver(str(tmp_path / "nope"), LinesFormat()))) == 0
+
+
+def test_lookup_by_full_uid_does_not_relist_the_directory(tmp_path, monkeypatch):
+    from intake_bluesky.core import _files
+
+    for docs in example_runs(tmp_path / "ext"):
+        write(tmp_path / f"{docs[0][1]['uid']}.lines", docs)
+    cat = Catalog(str(tmp_path)).search({"plan_name": "count"})
+    assert len(cat) == 2
+
+    def no_listing(*args, **kwargs):
+        raise AssertionError("listed the directory for a known uid")
+
+    monkeypatch.setattr(_files, "expand_paths", no_listing)
+    assert cat[UIDS["count"]].metadata["start"]["scan_id"] == 2
+    assert cat[UIDS["failed"]].metadata["stop"]["exit_status"] == "fail"
+    with pytest.raises(AssertionError, match="listed"):
+        cat[-1]  # "the newest" must look for new files

@@ -277,3 +277,13 @@ def test_helpful_errors_for_config_include_and_handlers(runs, tmp_path):
         cat[-3]
     assert "1 run>" in repr(cat) and "streams=" in repr(cat[-1])
     assert "canonical" in dir(cat[-1]) and "primary" in dir(cat[-1]) and "search" in dir(cat)
+
+
+def test_single_events_are_packed_into_big_pages():
+    # Decoded documents carry equal but distinct name strings, as from a file.
+    docs = [("".join(["ev", "ent"]) if n == "event" else n, d) for n, d in _count_run(n=5000)]
+    source = DocumentRunSource(docs, keep_documents=False)
+    pages = list(source.event_pages(docs[1][1]["uid"]))
+    assert [len(p["seq_num"]) for p in pages] == [4096, 904]
+    assert isinstance(pages[0]["data"]["det"], np.ndarray)
+    assert pages[0]["data"]["det"][:3].tolist() == [1.0, 2.0, 3.0]

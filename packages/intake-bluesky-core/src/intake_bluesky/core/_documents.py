@@ -65,16 +65,34 @@ class _Organized:
 
     def add(self, name: str, doc: dict) -> None:
         """Take one more document (call :meth:`flush` before reading)."""
-        if name in ("event", "event_page"):
+        if name == "event":
+            # The hot path of runs stored as single events: kept minimal.
+            pending = self._pending
+            if pending and (
+                self._pending_key != "event"
+                or doc["descriptor"] != pending[0]["descriptor"]
+                # Events whose keys differ (a reading missing from one
+                # event) are never packed together: pages stay rectangular.
+                or doc["data"].keys() != pending[0]["data"].keys()
+                or doc["timestamps"].keys() != pending[0]["timestamps"].keys()
+            ):
+                self._flush_events()
+                pending = self._pending
+            if not pending:
+                self._check_descriptor(self.uid, doc, name)
+                self._pending_key = "event"
+            pending.append(doc)
+            if len(pending) >= _PAGE_ROWS:
+                self._flush_events()
+            return
+        if name == "event_page":
             self._check_descriptor(self.uid, doc, name)
-            rows = 1 if name == "event" else len(doc["seq_num"])
-            if name == "event_page" and rows >= _PAGE_ROWS:
+            rows = len(doc["seq_num"])
+            if rows >= _PAGE_ROWS:
                 self._flush_events()
                 self.pages[doc["descriptor"]].append(_columnar(doc))
                 return
-            # Events whose keys differ (a reading missing from one event) are
-            # never packed together: each page stays rectangular.
-            key = (name, doc["descriptor"], frozenset(doc["data"]), frozenset(doc["timestamps"]))
+            key = (doc["descriptor"], frozenset(doc["data"]), frozenset(doc["timestamps"]))
             if self._pending and key != self._pending_key:
                 self._flush_events()
             self._pending_key = key
@@ -116,7 +134,7 @@ class _Organized:
     def _flush_events(self) -> None:
         if not self._pending:
             return
-        if self._pending_key[0] == "event":
+        if self._pending_key == "event":
             page = pack_events(self._pending)
         else:
             page = merge_event_pages(self._pending)

@@ -256,6 +256,11 @@ class FileDriver:
         )
 
     def search(self, query, *, sort=DEFAULT_SORT, skip=0, limit=None) -> Iterator[dict]:
+        known = self._known_uid(query)
+        if known is not None:
+            # A lookup by full uid of an indexed, unchanged file: answered
+            # from the index after one stat, not a listing of every file.
+            return search_starts([known], query, sort=sort, skip=skip, limit=limit)
         self.refresh()
         return search_starts(
             (entry[1] for entry in self._runs.values()),
@@ -264,6 +269,13 @@ class FileDriver:
             skip=skip,
             limit=limit,
         )
+
+    def _known_uid(self, query) -> dict | None:
+        uid = _uid_of(query)
+        entry = self._runs.get(uid) if uid is not None else None
+        if entry is None or _version(entry[0]) != entry[3]:
+            return None
+        return entry[1]
 
     def count(self, query) -> int:
         if not query:
@@ -291,6 +303,21 @@ class FileDriver:
 # holds a run's columns.
 _SOURCES: OrderedDict[tuple[FileFormat, Location], tuple[tuple, DocumentRunSource]] = OrderedDict()
 _SOURCES_MAX = 2
+
+
+def _uid_of(query) -> str | None:
+    """The full uid a query pins, if it has ``{'uid': <str>}`` at its top
+    level or in a top-level ``$and``."""
+    if not isinstance(query, dict):
+        return None
+    uid = query.get("uid")
+    if isinstance(uid, str):
+        return uid
+    for part in query.get("$and", ()):
+        uid = _uid_of(part)
+        if uid is not None:
+            return uid
+    return None
 
 
 class FileRunSource(DelegatingRunSource):
