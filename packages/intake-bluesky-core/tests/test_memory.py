@@ -287,3 +287,16 @@ def test_single_events_are_packed_into_big_pages():
     assert [len(p["seq_num"]) for p in pages] == [4096, 904]
     assert isinstance(pages[0]["data"]["det"], np.ndarray)
     assert pages[0]["data"]["det"][:3].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_events_with_swapped_keys_are_not_packed_together():
+    docs = _count_run(n=4)
+    # Same number of keys, other names: must not be packed with the others.
+    event = docs[4][1]
+    docs[4] = ("event", {**event, "data": {"det": 3.0, "other": 1.0},
+                         "timestamps": {"det": 3.0, "other": 3.0}})  # fmt: skip
+    source = DocumentRunSource(docs, keep_documents=False)
+    pages = list(source.event_pages(docs[1][1]["uid"]))
+    assert [sorted(p["data"]) for p in pages] == [
+        ["det", "temp"], ["det", "other"], ["det", "temp"]]  # fmt: skip
+    assert [list(p["seq_num"]) for p in pages] == [[1, 2], [3], [4]]

@@ -65,42 +65,52 @@ class _Organized:
     def _add_all(self, documents: Iterable[tuple[str, dict]]) -> None:
         # The same as add() for each document, with the single-event path
         # inlined on local variables: for runs stored as 100,000 single
-        # events this loop is the cost of reading beyond decoding.
+        # events this loop is the cost of reading beyond decoding. Key sets
+        # are compared by size here; _flush_group() checks the names.
         add = self.add
         group: list[dict] = []
-        descriptor = data_keys = ts_keys = None
+        descriptor = None
+        n_data = n_ts = -1
         for name, doc in documents:
             if name == "event":
                 if (
-                    group
-                    and doc["descriptor"] == descriptor
-                    and doc["data"].keys() == data_keys
-                    and doc["timestamps"].keys() == ts_keys
+                    doc["descriptor"] == descriptor
+                    and len(doc["data"]) == n_data
+                    and len(doc["timestamps"]) == n_ts
+                    and group
                 ):
                     group.append(doc)
-                    if len(group) < _PAGE_ROWS:
-                        continue
-                    self._pending, self._pending_key = group, "event"
-                    self._flush_events()
-                    group = []
+                    if len(group) >= _PAGE_ROWS:
+                        self._flush_group(group)
+                        group = []
                     continue
-                if group:
-                    self._pending, self._pending_key = group, "event"
-                    self._flush_events()
+                self._flush_group(group)
                 self._flush_events()  # pages pending from add()
                 self._check_descriptor(self.uid, doc, name)
                 group = [doc]
                 descriptor = doc["descriptor"]
-                data_keys, ts_keys = doc["data"].keys(), doc["timestamps"].keys()
+                n_data, n_ts = len(doc["data"]), len(doc["timestamps"])
                 continue
             if group:
-                self._pending, self._pending_key = group, "event"
-                self._flush_events()
+                self._flush_group(group)
                 group = []
             add(name, doc)
-        if group:
-            self._pending, self._pending_key = group, "event"
+        self._flush_group(group)
+
+    def _flush_group(self, group: list[dict]) -> None:
+        """Pack events of one descriptor whose key sets have equal sizes."""
+        if not group:
+            return
+        try:
+            page = pack_events(group)
+        except KeyError:
+            # Rare: an event has other keys than the first (same count).
+            # Split where the key sets change, through add().
+            for doc in group:
+                self.add("event", doc)
             self._flush_events()
+            return
+        self.pages[page["descriptor"]].append(_columnar(page))
 
     def add(self, name: str, doc: dict) -> None:
         """Take one more document (call :meth:`flush` before reading)."""
