@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 
 from intake.catalog.base import Catalog
 
-from ._faces import BlueskyRun, EntriesMixin
+from ._faces import BlueskyRun, EntriesMixin, describe
 from ._model import Settings
 from ._query import and_queries, validate_query
 from .driver import Driver
@@ -110,16 +110,8 @@ class BlueskyCatalog(EntriesMixin, Catalog):
 
     def describe(self) -> dict:
         """What this catalog is, for intake's GUI and listings."""
-        return {
-            "name": self.name,
-            "container": self.container,
-            "plugin": [type(self).__name__],
-            "description": self.description or (type(self).__doc__ or "").split("\n")[0],
-            "direct_access": "forbid",
-            "user_parameters": [],
-            "metadata": dict(self.metadata or {}),
-            "args": {"query": self.query},
-        }
+        text = self.description or (type(self).__doc__ or "").split("\n")[0]
+        return describe(self, text, dict(self.metadata or {}), {"query": self.query})
 
     # --- search -------------------------------------------------------------
     @property

@@ -17,6 +17,20 @@ from .driver import RunSource
 __all__ = ["BlueskyRun", "BlueskyEventStream"]
 
 
+def describe(source, description: str, metadata: dict, args: dict) -> dict:
+    """intake's description of a catalog, run or stream (GUI, listings)."""
+    return {
+        "name": source.name,
+        "container": source.container,
+        "plugin": [type(source).__name__],
+        "description": description,
+        "direct_access": "forbid",
+        "user_parameters": [],
+        "metadata": metadata,
+        "args": args,
+    }
+
+
 class _ConfigMapping(dict):
     def __init__(self, streams, model):
         super().__init__(streams)
@@ -154,16 +168,8 @@ class BlueskyEventStream(DataSource):
 
     def describe(self) -> dict:
         """What this stream is, for intake's GUI and listings."""
-        return {
-            "name": self.name,
-            "container": self.container,
-            "plugin": [type(self).__name__],
-            "description": repr(self),
-            "direct_access": "forbid",
-            "user_parameters": [],
-            "metadata": {"stream_name": self._model.name},
-            "args": {"include": self._model.include, "exclude": self._model.exclude},
-        }
+        args = {"include": self._model.include, "exclude": self._model.exclude}
+        return describe(self, repr(self), {"stream_name": self._model.name}, args)
 
     def _get_schema(self):
         return Schema(
@@ -305,16 +311,7 @@ class BlueskyRun(EntriesMixin, Catalog):
 
     def describe(self) -> dict:
         """What this run is, for intake's GUI and listings."""
-        return {
-            "name": self.name,
-            "container": self.container,
-            "plugin": [type(self).__name__],
-            "description": repr(self),
-            "direct_access": "forbid",
-            "user_parameters": [],
-            "metadata": self.metadata,
-            "args": {"uid": self.uid},
-        }
+        return describe(self, repr(self), self.metadata, {"uid": self.uid})
 
     # --- documents ----------------------------------------------------------
     def canonical(self, *, fill: str = "yes") -> Iterator[tuple[str, dict]]:
