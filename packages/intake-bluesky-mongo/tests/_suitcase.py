@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 
-import numpy as np
+from intake_bluesky.core.testing import plain
 
 
 def unpack_event_page(page):
@@ -44,19 +44,6 @@ def unpack_datum_page(page):
             "datum_id": datum_id,
             "datum_kwargs": {k: v[i] for k, v in page["datum_kwargs"].items()},
         }
-
-
-def plain(value):
-    """numpy arrays and scalars -> lists and Python scalars, recursively."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def _events(documents):

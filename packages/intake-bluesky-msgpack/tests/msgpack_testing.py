@@ -8,7 +8,8 @@ import pathlib
 import event_model
 import msgpack
 import msgpack_numpy
-import numpy as np
+
+from intake_bluesky.core.testing import plain
 
 #: Copies of the shared sample files (see data/README.md).
 SAMPLES = pathlib.Path(__file__).parent / "data"
@@ -37,19 +38,6 @@ def write_run(path, documents) -> pathlib.Path:
         for name, doc in documents:
             file.write(pack_record(name, doc))
     return path
-
-
-def plain(value):
-    """numpy -> lists/scalars, tuples -> lists, recursively (for comparisons)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def unpacked(documents):

@@ -183,24 +183,33 @@ class Filler:
         handler = self._handlers.get(resource_uid)
         if handler is not None:
             return handler
-        # One handler per resource even under a threaded dask compute.
-        with self._lock:
-            return self._handlers.get(resource_uid) or self._open_handler(resource_uid)
-
-    def _open_handler(self, resource_uid: str):
         resource = self._resource(resource_uid)
-        cls = self.registry.resolve(resource["spec"])
-        path = resource_path(resource, self.root_map)
-        try:
-            handler = cls(path, **resource.get("resource_kwargs", {}))
-        except Exception as err:
-            raise FillError(
-                f"Run {self.source.uid!r}: handler {cls.__name__} for resource "
-                f"{resource_uid!r} (spec {resource['spec']!r}, path {path!r}) failed to "
-                f"open: {err!r}. If the data moved, pass root_map={{old_root: new_root}}."
-            ) from err
-        self._handlers[resource_uid] = handler
-        return handler
+        return self._open(
+            resource_uid,
+            resource["spec"],
+            resource_path(resource, self.root_map),
+            resource.get("resource_kwargs", {}),
+            f"handler for resource {resource_uid!r} (spec {resource['spec']!r}",
+        )
+
+    def _open(self, uid: str, key: str, path: str, kwargs: dict, what: str):
+        """The handler or reader of one (stream) resource, opened once."""
+        # One per resource even under a threaded dask compute.
+        with self._lock:
+            opened = self._handlers.get(uid)
+            if opened is not None:
+                return opened
+            cls = self.registry.resolve(key)
+            try:
+                opened = cls(path, **kwargs)
+            except Exception as err:
+                raise FillError(
+                    f"Run {self.source.uid!r}: {cls.__name__}, the {what}, path {path!r}) "
+                    f"failed to open: {err!r}. If the data moved, pass "
+                    "root_map={old_root: new_root}."
+                ) from err
+            self._handlers[uid] = opened
+            return opened
 
     def fill(self, datum_ids: Sequence[str]) -> list:
         """The loaded data of each datum id, in order."""
@@ -255,19 +264,15 @@ class Filler:
         for sd in stream_datums:
             sr_uid = sd["stream_resource"]
             reader = self._handlers.get(sr_uid)
-            sr = self._stream_resource(sr_uid)
             if reader is None:
-                cls = self.registry.resolve(sr["mimetype"])
-                path = stream_resource_path(sr, self.root_map)
-                try:
-                    reader = cls(path, **sr.get("parameters", {}))
-                except Exception as err:
-                    raise FillError(
-                        f"Run {self.source.uid!r}: reader {cls.__name__} for stream_resource "
-                        f"{sr_uid!r} (mimetype {sr['mimetype']!r}, {path!r}) failed to open: "
-                        f"{err!r}. If the data moved, pass root_map={{old_root: new_root}}."
-                    ) from err
-                self._handlers[sr_uid] = reader
+                sr = self._stream_resource(sr_uid)
+                reader = self._open(
+                    sr_uid,
+                    sr["mimetype"],
+                    stream_resource_path(sr, self.root_map),
+                    sr.get("parameters", {}),
+                    f"reader for stream_resource {sr_uid!r} (mimetype {sr['mimetype']!r}",
+                )
             start, stop = sd["indices"]["start"], sd["indices"]["stop"]
             try:
                 parts.append(np.asarray(reader(start, stop)))

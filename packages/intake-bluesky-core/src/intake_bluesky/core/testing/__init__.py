@@ -20,7 +20,7 @@ from ._examples import (
     example_registry,
     example_runs,
 )
-from ._suite import ConformanceTests, RunStore, normalize_documents
+from ._suite import ConformanceTests, RunStore, normalize_documents, plain
 
 __all__ = [
     "EXTERNAL_ROOT",
@@ -33,4 +33,5 @@ __all__ = [
     "example_registry",
     "example_runs",
     "normalize_documents",
+    "plain",
 ]

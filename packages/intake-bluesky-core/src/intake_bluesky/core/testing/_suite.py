@@ -12,7 +12,7 @@ from .._filling import FillError, MissingHandlerError
 from .._pages import unpack_datum_page, unpack_event_page
 from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
 
-__all__ = ["ConformanceTests", "RunStore", "normalize_documents"]
+__all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
 
 
 class RunStore:
@@ -34,15 +34,16 @@ class RunStore:
         raise NotImplementedError
 
 
-def _plain(value):
+def plain(value):
+    """numpy arrays and scalars -> lists and Python scalars, recursively."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -61,7 +62,7 @@ def normalize_documents(documents) -> dict:
         "stream_datums": {},
     }
     for name, doc in documents:
-        doc = _plain(doc)
+        doc = plain(doc)
         if name in ("start", "stop"):
             out[name] = doc
         elif name == "descriptor":
@@ -259,8 +260,8 @@ class ConformanceTests:
     # --- runs ---------------------------------------------------------------
     def test_run_metadata(self, cat, runs):
         run = cat[UIDS["scan"]]
-        assert run.metadata["start"] == _plain(runs[0][0][1])
-        assert run.metadata["stop"] == _plain(runs[0][-1][1])
+        assert run.metadata["start"] == plain(runs[0][0][1])
+        assert run.metadata["stop"] == plain(runs[0][-1][1])
         assert run.metadata["stop"]["exit_status"] == "success"
         assert cat[UIDS["live"]].metadata["stop"] is None
         failed = cat[UIDS["failed"]].metadata["stop"]
