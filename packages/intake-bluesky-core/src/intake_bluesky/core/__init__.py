@@ -27,7 +27,7 @@ from ._files import (
     RunChangedError,
     expand_paths,
 )
-from ._filling import FillError, HandlerRegistry, MissingHandlerError
+from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
 from ._query import and_queries, compile_query, validate_query
@@ -47,6 +47,7 @@ __all__ = [
     "BlueskyEventStream",
     "BlueskyInMemoryCatalog",
     "BlueskyRun",
+    "DataNotWrittenError",
     "DocumentRunSource",
     "Driver",
     "FileDriver",

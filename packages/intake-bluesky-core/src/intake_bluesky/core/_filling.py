@@ -30,7 +30,7 @@ import numpy as np
 from ._plugins import entry_point_objects
 from .driver import RunSource
 
-__all__ = ["Filler", "HandlerRegistry", "MissingHandlerError", "FillError"]
+__all__ = ["Filler", "HandlerRegistry", "MissingHandlerError", "FillError", "DataNotWrittenError"]
 
 HANDLER_GROUP = "databroker.handlers"
 READER_GROUP = "intake_bluesky.stream_readers"
@@ -45,6 +45,15 @@ class MissingHandlerError(KeyError):
 
 class FillError(RuntimeError):
     """External data could not be loaded; the message names run and document."""
+
+
+class DataNotWrittenError(FillError):
+    """Rows asked for are not on disk yet (a detector file still being written).
+
+    Stream readers raise it, naming the file and dataset and how many rows
+    are there, instead of returning zeros or fewer rows; it is worth
+    retrying once the writer has flushed more.
+    """
 
 
 def _import(obj):
