@@ -266,7 +266,7 @@ def test_lookup_by_full_uid_does_not_relist_the_directory(tmp_path, monkeypatch)
     def no_listing(*args, **kwargs):
         raise AssertionError("listed the directory for a known uid")
 
-    monkeypatch.setattr(_files, "expand_paths", no_listing)
+    monkeypatch.setattr(_files._Listing, "files", no_listing)
     assert cat[UIDS["count"]].metadata["start"]["scan_id"] == 2
     assert cat[UIDS["failed"]].metadata["stop"]["exit_status"] == "fail"
     with pytest.raises(AssertionError, match="listed"):
