@@ -25,8 +25,10 @@ from ._files import (
     FileRunSource,
     Location,
     RunChangedError,
+    absolute_paths,
     expand_paths,
 )
+from ._diskindex import IndexUnavailableWarning
 from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
@@ -65,5 +67,7 @@ __all__ = [
     "backends",
     "compile_query",
     "expand_paths",
+    "absolute_paths",
+    "IndexUnavailableWarning",
     "validate_query",
 ]

@@ -46,6 +46,7 @@ __all__ = [
     "FileRunSource",
     "RunChangedError",
     "expand_paths",
+    "absolute_paths",
     "Location",
 ]
 
@@ -328,6 +329,20 @@ def expand_paths(paths, suffixes: Sequence[str], recursive: bool = False) -> lis
     return list(_Listing(paths, suffixes, recursive).files())
 
 
+def absolute_paths(paths):
+    """``paths`` (a path, glob, or list of them) with each one made absolute.
+
+    Examples
+    --------
+    >>> import os
+    >>> absolute_paths(["a", "/b/*.jsonl"]) == [os.path.abspath("a"), "/b/*.jsonl"]
+    True
+    """
+    if isinstance(paths, str | os.PathLike):
+        return os.path.abspath(os.path.expanduser(os.fspath(paths)))
+    return [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+
+
 def _version(location: Location) -> tuple | None:
     """Size and mtime of every file of a location; None if one is gone."""
     out = []
@@ -455,6 +470,35 @@ class FileDriver:
         self._suspects: set[str] = set()
         self._warned: set = set()
         self._lock = threading.RLock()
+
+    @classmethod
+    def for_catalog(cls, catalog, paths, fmt: FileFormat, index_path=None) -> FileDriver:
+        """The driver of a file catalog, called from the catalog's ``__init__``.
+
+        ``paths`` are made absolute, in the driver and in the arguments intake
+        recorded for ``catalog.yaml()`` and pickling, so that the YAML opens
+        the same files from any working directory. Sets ``catalog.paths``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from intake_bluesky.core import BlueskyCatalog
+        >>> class MyCatalog(BlueskyCatalog):
+        ...     def __init__(self, paths, *, index_path=None, **common):
+        ...         driver = FileDriver.for_catalog(self, paths, FileFormat(), index_path)
+        ...         super().__init__(driver, **common)
+        >>> len(MyCatalog(tempfile.mkdtemp(), index_path=False))
+        0
+        """
+        paths = absolute_paths(paths)
+        args = getattr(catalog, "_captured_init_args", None)
+        kwargs = getattr(catalog, "_captured_init_kwargs", None)
+        if kwargs is not None and "paths" in kwargs:
+            kwargs["paths"] = paths
+        elif args:
+            catalog._captured_init_args = (paths, *args[1:])
+        catalog.paths = paths
+        return cls(paths, fmt, index_path=index_path)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.paths!r}, {self.fmt.name})"
