@@ -10,6 +10,7 @@ import pytest
 
 from .._filling import FillError, MissingHandlerError
 from .._pages import unpack_datum_page, unpack_event_page
+from ._suite_follow import FollowTests
 from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
 
 __all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
@@ -32,6 +33,11 @@ class RunStore:
     def catalog(self, **common):
         """Open a new catalog over the store with these keyword arguments."""
         raise NotImplementedError
+
+    def append_documents(self, documents: list, new: list) -> None:
+        """Add ``new`` documents to a stored run holding ``documents`` (a run
+        being written). By default the run is written again, longer."""
+        self.write_run(list(documents) + list(new))
 
 
 def plain(value):
@@ -127,7 +133,7 @@ def _check_order(documents):
     return names
 
 
-class ConformanceTests:
+class ConformanceTests(FollowTests):
     """Subclass with a ``store`` fixture returning a :class:`RunStore`."""
 
     # --- fixtures -----------------------------------------------------------
