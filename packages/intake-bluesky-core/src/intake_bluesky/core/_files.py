@@ -29,6 +29,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import stat
 import threading
 import time
 import warnings
@@ -193,6 +194,7 @@ class _Listing:
         self._dirs: dict[str, _Dir] = {}
         self.changed = True
         self._missing_warned: set[str] = set()
+        self._kinds: dict[str, str] = {}  # path entry -> "dir" or "file"
         # Per path entry: what else its directories hold (for the warning
         # when they hold only another format's files).
         self.others: dict[str, dict[str, int]] = {}
@@ -270,20 +272,34 @@ class _Listing:
 
     def _plain(self, entry: str, found: dict, others: dict) -> bool:
         path = os.path.abspath(entry)
-        parent, name = os.path.split(path)
-        if not name:  # the root directory
+        kind = self._kinds.get(path)
+        if kind is None:
+            # First time: one stat tells a directory from a file.
+            try:
+                kind = "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
+            except OSError:
+                return False
+            self._kinds[path] = kind
+        if kind == "dir":
+            before = path in self._dirs
             self._dir_files(path, found, others)
-            return True
+            if path in self._dirs or not before:
+                return path in self._dirs
+            self._kinds.pop(path, None)  # gone, or replaced by a file
+            return self._plain(entry, found, others)
+        # A file: its parent's listing says whether it is still there, so a
+        # list of files costs a stat per directory, not per file.
+        parent, name = os.path.split(path)
         listing = self._scan(parent)
         if listing is None:
             return False
         for item in listing.entries:
             if item[0] == name:
-                if item[1]:
-                    self._dir_files(path, found, others)
-                elif item[2]:
+                if item[2]:
                     found[path] = item[3]
-                return True
+                    return True
+                self._kinds.pop(path, None)
+                return self._plain(entry, found, others) if item[1] else True
         return False
 
     def _glob(self, entry: str, found: dict, others: dict) -> bool:
@@ -679,7 +695,7 @@ class FileDriver:
 
     def run(self, uid: str) -> FileRunSource:
         entry = self._runs.get(uid)
-        if entry is None or _version(entry.location) is None:
+        if entry is None:
             self.refresh()
             entry = self._runs.get(uid)
         if entry is None:
