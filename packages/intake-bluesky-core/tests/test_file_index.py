@@ -17,14 +17,14 @@ from intake_bluesky.core import (
     FileDriver,
     FileFormat,
     IndexUnavailableWarning,
+    _diskindex,
 )
-from intake_bluesky.core import _diskindex, _files
 from intake_bluesky.core.testing import UIDS, example_runs
 
 # A format in its own module, so that a subprocess can import it by name (its
 # index key is the same in both processes). It counts the files it opens.
 FORMAT_MODULE = textwrap.dedent(
-    '''
+    """
     import builtins, json, os
     from intake_bluesky.core import FileFormat
 
@@ -45,11 +45,11 @@ FORMAT_MODULE = textwrap.dedent(
         def read_documents(self, location):
             with open(location) as f:
                 return [tuple(json.loads(line)) for line in f if line.strip()]
-    '''
+    """
 )
 
 OPEN_SCRIPT = textwrap.dedent(
-    '''
+    """
     import sys, warnings
     sys.path.insert(0, sys.argv[1])
     import countfmt
@@ -57,7 +57,7 @@ OPEN_SCRIPT = textwrap.dedent(
     warnings.simplefilter("error")
     cat = BlueskyCatalog(FileDriver(sys.argv[2], countfmt.CountedLines(), index_path=sys.argv[3]))
     print(len(cat), len(set(countfmt.OPENED)), cat[-1].metadata["start"]["uid"])
-    '''
+    """
 )
 
 

@@ -17,6 +17,7 @@ Examples
 """
 
 from ._catalog import BlueskyCatalog
+from ._diskindex import IndexUnavailableWarning
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
 from ._files import (
@@ -28,7 +29,6 @@ from ._files import (
     absolute_paths,
     expand_paths,
 )
-from ._diskindex import IndexUnavailableWarning
 from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends

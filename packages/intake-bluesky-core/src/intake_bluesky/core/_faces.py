@@ -347,9 +347,7 @@ class BlueskyRun(EntriesMixin, Catalog):
         """
         from ._follow import follow
 
-        return follow(
-            self._run, poll_interval=poll_interval, idle_timeout=idle_timeout, fill=fill
-        )
+        return follow(self._run, poll_interval=poll_interval, idle_timeout=idle_timeout, fill=fill)
 
     def read_canonical(self) -> Iterator[tuple[str, dict]]:
         """Same as :meth:`canonical` with ``fill='yes'``."""

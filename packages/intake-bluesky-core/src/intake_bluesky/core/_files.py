@@ -316,9 +316,7 @@ class _Listing:
             if listing is None:
                 continue
             for name, is_dir, is_file, inode in listing.entries:
-                if (name.startswith(".") and not hidden_ok) or not fnmatch.fnmatch(
-                    name, pattern
-                ):
+                if (name.startswith(".") and not hidden_ok) or not fnmatch.fnmatch(name, pattern):
                     continue
                 matched = True
                 path = os.path.join(directory, name)

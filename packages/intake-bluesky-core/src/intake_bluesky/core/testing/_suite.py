@@ -10,8 +10,8 @@ import pytest
 
 from .._filling import FillError, MissingHandlerError
 from .._pages import unpack_datum_page, unpack_event_page
-from ._suite_follow import FollowTests
 from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
+from ._suite_follow import FollowTests
 
 __all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
 
