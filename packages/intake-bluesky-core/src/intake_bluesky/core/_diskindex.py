@@ -37,7 +37,9 @@ from collections.abc import Iterable
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
 #: Bumped when what is stored changes meaning: older entries are ignored.
-SCHEMA = 1
+SCHEMA = 2
+#: The table of this schema (older schemas' tables are dropped).
+_TABLE = f"headers_v{SCHEMA}"
 _FILE_NAME = "file-index.sqlite"
 _ENV = "INTAKE_BLUESKY_INDEX"
 _BUSY_MS = 10_000
@@ -96,12 +98,18 @@ def open_index(path: str | None) -> DiskIndex | None:
 def _encode(doc) -> str | None:
     if doc is None:
         return None
-    text = json.dumps(doc, allow_nan=True)
-    # Only documents that come back exactly are stored (numpy values, tuples
-    # or non-string keys would not): the others are indexed in memory only.
+    # The standard library's codec: the core does not depend on a faster one.
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    # Only documents that come back exactly are stored (NaN, tuples, numpy
+    # values would not): the others are indexed in memory only.
     if json.loads(text) != doc:
         raise TypeError("does not round-trip through JSON")
     return text
+
+
+def decode(text: bytes | str | None):
+    """A document stored by :meth:`DiskIndex.put` (None stays None)."""
+    return None if text is None else json.loads(text)
 
 
 class DiskIndex:
@@ -149,11 +157,16 @@ class DiskIndex:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS headers ("
+                f"CREATE TABLE IF NOT EXISTS {_TABLE} ("
                 " fmt TEXT NOT NULL, location TEXT NOT NULL, version TEXT NOT NULL,"
-                " start TEXT, stop TEXT, PRIMARY KEY (fmt, location))"
+                " uid TEXT, start TEXT, stop TEXT, PRIMARY KEY (fmt, location))"
             )
-            conn.execute("SELECT count(*) FROM headers WHERE fmt = ''").fetchone()
+            for (old,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'headers%'"
+            ).fetchall():
+                if old != _TABLE:
+                    conn.execute(f"DROP TABLE IF EXISTS {old}")
+            conn.execute(f"SELECT count(*) FROM {_TABLE} WHERE fmt = ''").fetchone()
         except BaseException:
             conn.close()
             raise
@@ -222,35 +235,34 @@ class DiskIndex:
     # --- the index ----------------------------------------------------------
     def get_all(self, fmt: str) -> dict[str, tuple]:
         """``location -> (version, start, stop)`` of every entry of a format."""
-        return self._select(
-            "SELECT location, version, start, stop FROM headers WHERE fmt = ?",
+        found = self._select(
+            f"SELECT location, version, start, stop FROM {_TABLE} WHERE fmt = ?",
             (f"{SCHEMA}:{fmt}",),
         )
+        return {loc: (_version(v), decode(a), decode(b)) for loc, v, a, b in found}
 
     def get_under(self, fmt: str, directory: str) -> dict[str, tuple]:
-        """Like :meth:`get_all`, for the locations under one directory."""
-        prefix = os.path.join(directory, "")
-        # Every string starting with prefix sorts in [prefix, prefix + U+10FFFF).
-        return self._select(
-            "SELECT location, version, start, stop FROM headers "
+        """``location -> (version, uid, has_stop)`` of the locations under a
+        directory: enough to list runs without decoding any document."""
+        found = self._select(
+            f"SELECT location, version, uid, stop IS NOT NULL FROM {_TABLE} "
             "WHERE fmt = ? AND location >= ? AND location < ?",
-            (f"{SCHEMA}:{fmt}", prefix, prefix + "\U0010ffff"),
+            (f"{SCHEMA}:{fmt}", *_prefix_range(directory)),
         )
+        return {loc: (_version(v), uid, bool(has_stop)) for loc, v, uid, has_stop in found}
 
-    def _select(self, sql: str, args: tuple) -> dict[str, tuple]:
-        def work(conn):
-            rows = conn.execute(sql, args).fetchall()
-            out = {}
-            loads = json.loads
-            for location, version, start, stop in rows:
-                out[location] = (
-                    _tuples(loads(version)),
-                    loads(start) if start is not None else None,
-                    loads(stop) if stop is not None else None,
-                )
-            return out
+    def documents_under(self, fmt: str, directory: str) -> dict[str, tuple]:
+        """``location -> (version, start, stop)`` under a directory, the
+        documents still encoded (see :func:`decode`)."""
+        found = self._select(
+            f"SELECT location, version, start, stop FROM {_TABLE} "
+            "WHERE fmt = ? AND location >= ? AND location < ?",
+            (f"{SCHEMA}:{fmt}", *_prefix_range(directory)),
+        )
+        return {loc: (_version(v), a, b) for loc, v, a, b in found}
 
-        return self._run(work, {})
+    def _select(self, sql: str, args: tuple) -> list[tuple]:
+        return self._run(lambda conn: conn.execute(sql, args).fetchall(), [])
 
     def put(self, fmt: str, entries: Iterable[tuple[str, tuple, dict | None, dict | None]]):
         """Store ``(location, version, start, stop)`` entries in one transaction."""
@@ -259,7 +271,10 @@ class DiskIndex:
         for location, version, start, stop in entries:
             try:
                 location.encode()  # a name that is not UTF-8 cannot be a TEXT key
-                rows.append((key, location, json.dumps(version), _encode(start), _encode(stop)))
+                uid = start.get("uid") if start is not None else None
+                rows.append(
+                    (key, location, json.dumps(version), uid, _encode(start), _encode(stop))
+                )
             except (TypeError, ValueError):
                 continue  # kept in memory only (see _encode)
         if not rows:
@@ -269,8 +284,8 @@ class DiskIndex:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO headers (fmt, location, version, start, stop) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO {_TABLE} (fmt, location, version, uid, start, stop) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             except BaseException:
@@ -289,7 +304,7 @@ class DiskIndex:
         def work(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("DELETE FROM headers WHERE fmt = ? AND location = ?", rows)
+                conn.executemany(f"DELETE FROM {_TABLE} WHERE fmt = ? AND location = ?", rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -298,10 +313,15 @@ class DiskIndex:
         self._run(work, None)
 
 
-def _tuples(value):
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
+def _version(text: str) -> tuple:
+    # Sizes and mtimes of a location's files: [[size, mtime], ...]
+    return tuple(tuple(pair) for pair in json.loads(text))
+
+
+def _prefix_range(directory: str) -> tuple[str, str]:
+    prefix = os.path.join(directory, "")
+    # Every string starting with prefix sorts in [prefix, prefix + U+10FFFF).
+    return prefix, prefix + "\U0010ffff"
 
 
 def _is_corrupt(err: BaseException) -> bool:

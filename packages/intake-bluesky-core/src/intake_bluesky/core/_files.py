@@ -36,7 +36,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
-from ._diskindex import open_index, resolve_index_path
+from ._diskindex import decode, open_index, resolve_index_path
 from ._documents import DelegatingRunSource, DocumentRunSource
 from ._index import search_starts
 from .driver import DEFAULT_SORT
@@ -429,21 +429,35 @@ def _header(fmt: FileFormat, location: Location, version: tuple):
 
 
 class _Entry:
-    """What the driver knows of one location."""
+    """What the driver knows of one location.
 
-    __slots__ = ("location", "inodes", "version", "start", "stop")
+    From the on-disk index, ``uid`` and ``has_stop`` come first; the start
+    and stop documents are decoded when first needed (``start`` is
+    ``_PENDING`` until then), so counting runs decodes nothing.
+    """
 
-    def __init__(self, location, inodes, version, start, stop):
+    __slots__ = ("location", "inodes", "version", "start", "stop", "uid", "has_stop")
+
+    def __init__(self, location, inodes, version):
         self.location = location
         self.inodes = inodes
         self.version = version
-        self.start = start
-        self.stop = stop
+        self.start = self.stop = None
+        self.uid = None
+        self.has_stop = False
+
+    def set_documents(self, start, stop) -> None:
+        self.start, self.stop = start, stop
+        self.uid = start.get("uid") if start is not None else None
+        self.has_stop = stop is not None
 
     @property
     def live(self) -> bool:
         # In progress (its stop may arrive) or not a run yet (its start may).
-        return self.start is None or self.stop is None
+        return self.uid is None or not self.has_stop
+
+
+_PENDING = object()
 
 
 class FileDriver:
@@ -480,6 +494,7 @@ class FileDriver:
         self._entries: dict[str, _Entry] = {}
         self._loaded_dirs: set[str] = set()
         self._disk: dict[str, tuple] = {}
+        self._pending: dict[str, _Entry] = {}
         self._runs: dict[str, _Entry] = {}
         self._suspects: set[str] = set()
         self._warned: set = set()
@@ -572,7 +587,7 @@ class FileDriver:
             version = _version(location)
             if version is None:
                 continue  # deleted between listing and stat
-            entry = _Entry(location, inodes, version, None, None)
+            entry = _Entry(location, inodes, version)
             self._fill_header(key, entry, updates)
             new[key] = entry
         gone = [k for k in old if k not in new]
@@ -591,18 +606,21 @@ class FileDriver:
         return True
 
     def _fill_header(self, key: str, entry: _Entry, updates: list) -> None:
+        self._pending.pop(key, None)
         cached = _cached_header(self.fmt, entry.location, entry.version)
-        if cached is None:
-            disk = self._disk.pop(key, None)
-            if disk is not None and disk[0] == entry.version:
-                cached = disk
-                _remember_header(self.fmt, entry.location, *disk)
         if cached is not None:
-            entry.start, entry.stop = cached[1], cached[2]
+            entry.set_documents(cached[1], cached[2])
             return
-        entry.start, entry.stop = _read_header(self.fmt, entry.location)
-        _remember_header(self.fmt, entry.location, entry.version, entry.start, entry.stop)
-        updates.append((key, entry.version, entry.start, entry.stop))
+        disk = self._disk.pop(key, None)
+        if disk is not None and disk[0] == entry.version:
+            entry.uid, entry.has_stop = disk[1], disk[2]
+            entry.start = entry.stop = _PENDING
+            self._pending[key] = entry
+            return
+        start, stop = _read_header(self.fmt, entry.location)
+        entry.set_documents(start, stop)
+        _remember_header(self.fmt, entry.location, entry.version, start, stop)
+        updates.append((key, entry.version, start, stop))
 
     def _load_disk(self, locations) -> None:
         """Entries of the on-disk index under the directories of these locations."""
@@ -614,12 +632,36 @@ class FileDriver:
                 self._loaded_dirs.add(directory)
                 self._disk.update(self._index.get_under(self._fmt_key, directory))
 
+    def _ensure_documents(self) -> None:
+        """Decode the start/stop documents of entries listed from the index."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            stored: dict[str, tuple] = {}
+            for directory in {os.path.dirname(_files_of(e.location)[0]) for e in pending.values()}:
+                stored.update(self._index.documents_under(self._fmt_key, directory))
+            updates = []
+            for key, entry in pending.items():
+                found = stored.get(key)
+                if found is not None and found[0] == entry.version:
+                    start, stop = decode(found[1]), decode(found[2])
+                else:  # changed in the index meanwhile (another process)
+                    start, stop = _read_header(self.fmt, entry.location)
+                    updates.append((key, entry.version, start, stop))
+                entry.set_documents(start, stop)
+                _remember_header(self.fmt, entry.location, entry.version, start, stop)
+            if updates:
+                self._index.put(self._fmt_key, updates)
+            if any(e.uid != (e.start or {}).get("uid") for e in pending.values()):
+                self._rebuild_runs()
+
     def _rebuild_runs(self) -> None:
         runs: dict[str, _Entry] = {}
         for entry in self._entries.values():
-            if entry.start is None:
+            uid = entry.uid
+            if uid is None:
                 continue
-            uid = entry.start["uid"]
             if uid in runs:
                 self._warn_duplicate(uid, runs[uid].location, entry.location)
                 continue
@@ -667,6 +709,7 @@ class FileDriver:
             # from the index after one stat, not a listing of every file.
             return search_starts([known], query, sort=sort, skip=skip, limit=limit)
         self.refresh()
+        self._ensure_documents()
         return search_starts(
             (entry.start for entry in self._runs.values()),
             query,
@@ -680,6 +723,7 @@ class FileDriver:
         entry = self._runs.get(uid) if uid is not None else None
         if entry is None:
             return None
+        self._ensure_documents()
         if _version(entry.location) != entry.version:
             self.suspect(entry.location)
             return None
@@ -698,6 +742,7 @@ class FileDriver:
             entry = self._runs.get(uid)
         if entry is None:
             raise KeyError(uid)
+        self._ensure_documents()
         return FileRunSource(
             entry.location,
             self.fmt,
