@@ -216,7 +216,7 @@ def test_corrupt_index_is_rebuilt(tmp_path):
         assert _open_in_new_process_or_here(directory, index) == 2
     # Rebuilt: a valid database holding the two runs' headers.
     with sqlite3.connect(index) as conn:
-        assert conn.execute("SELECT count(*) FROM headers_v2").fetchone()[0] == 2
+        assert conn.execute(f"SELECT count(*) FROM {_diskindex._TABLE}").fetchone()[0] == 2
 
 
 def _open_in_new_process_or_here(directory, index):

@@ -37,7 +37,7 @@ from collections.abc import Iterable
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
 #: Bumped when what is stored changes meaning: older entries are ignored.
-SCHEMA = 2
+SCHEMA = 3
 #: The table of this schema (older schemas' tables are dropped).
 _TABLE = f"headers_v{SCHEMA}"
 _FILE_NAME = "file-index.sqlite"
@@ -273,7 +273,7 @@ class DiskIndex:
                 location.encode()  # a name that is not UTF-8 cannot be a TEXT key
                 uid = start.get("uid") if start is not None else None
                 rows.append(
-                    (key, location, json.dumps(version), uid, _encode(start), _encode(stop))
+                    (key, location, _version_text(version), uid, _encode(start), _encode(stop))
                 )
             except (TypeError, ValueError):
                 continue  # kept in memory only (see _encode)
@@ -313,9 +313,16 @@ class DiskIndex:
         self._run(work, None)
 
 
-def _version(text: str) -> tuple:
-    # Sizes and mtimes of a location's files: [[size, mtime], ...]
-    return tuple(tuple(pair) for pair in json.loads(text))
+def _version_text(version: tuple) -> str:
+    # Sizes and mtimes of a location's files: "size,mtime;size,mtime"
+    return ";".join(f"{int(size)},{int(mtime)}" for size, mtime in version)
+
+
+def _version(text: str) -> tuple | None:
+    try:
+        return tuple(tuple(map(int, pair.split(","))) for pair in text.split(";"))
+    except (ValueError, AttributeError):
+        return None  # damaged: matches no file version, so the file is read
 
 
 def _prefix_range(directory: str) -> tuple[str, str]:

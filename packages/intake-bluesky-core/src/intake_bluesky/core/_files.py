@@ -35,10 +35,11 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from itertools import islice
 
 from ._diskindex import decode, open_index, resolve_index_path
 from ._documents import DelegatingRunSource, DocumentRunSource
-from ._index import search_starts
+from ._index import search_starts, sorted_matches
 from .driver import DEFAULT_SORT
 
 __all__ = [
@@ -172,13 +173,18 @@ def _incremental(fmt: FileFormat) -> bool:
 class _Dir:
     """One directory listing, valid while the directory's mtime is unchanged."""
 
-    __slots__ = ("mtime", "trusted", "entries")
+    __slots__ = ("mtime", "trusted", "entries", "files", "others", "subdirs")
 
     def __init__(self, mtime: int, trusted: bool, entries: list):
         self.mtime = mtime
         self.trusted = trusted
         # (name, is_dir, is_file, inode), sorted by name
         self.entries = entries
+        # Filled by the listing: path -> inode of the format's files, counts
+        # of other suffixes, subdirectories (for recursive listings).
+        self.files: dict[str, int] = {}
+        self.others: dict[str, int] = {}
+        self.subdirs: list[str] = []
 
 
 class _Listing:
@@ -230,22 +236,29 @@ class _Listing:
         if cached is None or cached.entries != entries:
             self.changed = True
         listing = self._dirs[directory] = _Dir(st.st_mtime_ns, trusted, entries)
+        join = os.path.join
+        for name, is_dir, is_file, inode in entries:
+            if is_file:
+                lower = name.lower()
+                if lower.endswith(self.suffixes):
+                    listing.files[join(directory, name)] = inode
+                else:
+                    ext = os.path.splitext(lower)[1]
+                    listing.others[ext] = listing.others.get(ext, 0) + 1
+            elif is_dir and not name.startswith("."):
+                listing.subdirs.append(join(directory, name))
         return listing
 
     def _dir_files(self, directory: str, found: dict, others: dict) -> None:
         listing = self._scan(directory)
         if listing is None:
             return
-        for name, is_dir, is_file, inode in listing.entries:
-            if is_file:
-                lower = name.lower()
-                if lower.endswith(self.suffixes):
-                    found[os.path.join(directory, name)] = inode
-                else:
-                    ext = os.path.splitext(lower)[1]
-                    others[ext] = others.get(ext, 0) + 1
-            elif is_dir and self.recursive and not name.startswith("."):
-                self._dir_files(os.path.join(directory, name), found, others)
+        found.update(listing.files)
+        for ext, n in listing.others.items():
+            others[ext] = others.get(ext, 0) + n
+        if self.recursive:
+            for sub in listing.subdirs:
+                self._dir_files(sub, found, others)
 
     def files(self) -> dict[str, int]:
         """``path -> inode`` of every listed file; sets :attr:`changed`."""
@@ -370,26 +383,25 @@ def _version(location: Location) -> tuple | None:
 
 
 # Headers of file versions already read in this process: a warm re-open of a
-# catalog reads no file. Keyed by format (with its options) and location; valid
+# catalog reads no file. Keyed by format (its index key) and location; valid
 # for one version (sizes and mtimes). Bounded, least recently used dropped, so
 # a long session over growing directories does not grow without limit.
-_HEADERS: OrderedDict[tuple[FileFormat, Location], tuple[tuple, dict | None, dict | None]] = (
-    OrderedDict()
-)
+_HEADERS: OrderedDict[tuple[str, Location], tuple[tuple, dict | None, dict | None]] = OrderedDict()
 _HEADERS_MAX = 200_000
 _HEADERS_LOCK = threading.Lock()
 
 
-def _cached_header(fmt: FileFormat, location: Location, version: tuple):
+def _cached_header(fmt: str, location: Location, version: tuple):
+    key = (fmt, location)
     with _HEADERS_LOCK:
-        cached = _HEADERS.get((fmt, location))
+        cached = _HEADERS.get(key)
         if cached is not None and cached[0] == version:
-            _HEADERS.move_to_end((fmt, location))
+            _HEADERS.move_to_end(key)
             return cached
     return None
 
 
-def _remember_header(fmt: FileFormat, location: Location, version, start, stop) -> None:
+def _remember_header(fmt: str, location: Location, version, start, stop) -> None:
     key = (fmt, location)
     with _HEADERS_LOCK:
         _HEADERS[key] = (version, start, stop)
@@ -415,16 +427,6 @@ def _read_header(fmt: FileFormat, location: Location):
             "start document is written.",
             stacklevel=5,
         )
-    return start, stop
-
-
-def _header(fmt: FileFormat, location: Location, version: tuple):
-    """``(start, stop)`` of one file version: from memory, else read."""
-    cached = _cached_header(fmt, location, version)
-    if cached is not None:
-        return cached[1], cached[2]
-    start, stop = _read_header(fmt, location)
-    _remember_header(fmt, location, version, start, stop)
     return start, stop
 
 
@@ -495,6 +497,10 @@ class FileDriver:
         self._loaded_dirs: set[str] = set()
         self._disk: dict[str, tuple] = {}
         self._pending: dict[str, _Entry] = {}
+        # Sorted matches per (query, sort), valid while nothing changed: a
+        # catalog asks the same search for len() and then for its entries.
+        self._generation = 0
+        self._matches: OrderedDict[tuple, tuple[int, list]] = OrderedDict()
         self._runs: dict[str, _Entry] = {}
         self._suspects: set[str] = set()
         self._warned: set = set()
@@ -564,6 +570,7 @@ class FileDriver:
             if updates and self._index is not None:
                 self._index.put(self._fmt_key, updates)
             if changed:
+                self._generation += 1
                 self._rebuild_runs()
                 self._warn_other_formats()
 
@@ -573,7 +580,10 @@ class FileDriver:
         fresh: list[tuple[str, Location, tuple]] = []
         for location in self.fmt.split_runs(list(files)):
             key = _location_key(location)
-            inodes = tuple(files.get(p) for p in _files_of(location))
+            if type(location) is str:
+                inodes = (files.get(location),)
+            else:
+                inodes = tuple(files.get(p) for p in location)
             entry = old.get(key)
             if entry is not None and entry.inodes == inodes:
                 new[key] = entry
@@ -607,7 +617,7 @@ class FileDriver:
 
     def _fill_header(self, key: str, entry: _Entry, updates: list) -> None:
         self._pending.pop(key, None)
-        cached = _cached_header(self.fmt, entry.location, entry.version)
+        cached = _cached_header(self._fmt_key, entry.location, entry.version)
         if cached is not None:
             entry.set_documents(cached[1], cached[2])
             return
@@ -619,7 +629,7 @@ class FileDriver:
             return
         start, stop = _read_header(self.fmt, entry.location)
         entry.set_documents(start, stop)
-        _remember_header(self.fmt, entry.location, entry.version, start, stop)
+        _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
         updates.append((key, entry.version, start, stop))
 
     def _load_disk(self, locations) -> None:
@@ -627,7 +637,8 @@ class FileDriver:
         if self._index is None:
             return
         for location in locations:
-            directory = os.path.dirname(_files_of(location)[0])
+            first = location if type(location) is str else location[0]
+            directory = first.rpartition(os.sep)[0]
             if directory not in self._loaded_dirs:
                 self._loaded_dirs.add(directory)
                 self._disk.update(self._index.get_under(self._fmt_key, directory))
@@ -639,7 +650,11 @@ class FileDriver:
             if not pending:
                 return
             stored: dict[str, tuple] = {}
-            for directory in {os.path.dirname(_files_of(e.location)[0]) for e in pending.values()}:
+            directories = {
+                (e.location if type(e.location) is str else e.location[0]).rpartition(os.sep)[0]
+                for e in pending.values()
+            }
+            for directory in directories:
                 stored.update(self._index.documents_under(self._fmt_key, directory))
             updates = []
             for key, entry in pending.items():
@@ -650,9 +665,10 @@ class FileDriver:
                     start, stop = _read_header(self.fmt, entry.location)
                     updates.append((key, entry.version, start, stop))
                 entry.set_documents(start, stop)
-                _remember_header(self.fmt, entry.location, entry.version, start, stop)
+                _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
             if updates:
                 self._index.put(self._fmt_key, updates)
+            self._generation += 1
             if any(e.uid != (e.start or {}).get("uid") for e in pending.values()):
                 self._rebuild_runs()
 
@@ -708,15 +724,29 @@ class FileDriver:
             # A lookup by full uid of an indexed, unchanged file: answered
             # from the index after one stat, not a listing of every file.
             return search_starts([known], query, sort=sort, skip=skip, limit=limit)
+        matched = self._sorted(query, sort)
+        return islice(iter(matched), skip, None if limit is None else skip + limit)
+
+    def _sorted(self, query, sort) -> list[dict]:
         self.refresh()
         self._ensure_documents()
-        return search_starts(
-            (entry.start for entry in self._runs.values()),
-            query,
-            sort=sort,
-            skip=skip,
-            limit=limit,
-        )
+        try:
+            key = (repr(query), tuple(map(tuple, sort)))
+        except TypeError:
+            key = None
+        with self._lock:
+            cached = self._matches.get(key) if key is not None else None
+            if cached is not None and cached[0] == self._generation:
+                self._matches.move_to_end(key)
+                return cached[1]
+            starts = [entry.start for entry in self._runs.values()]
+        matched = sorted_matches(starts, query, sort)
+        with self._lock:
+            if key is not None:
+                self._matches[key] = (self._generation, matched)
+                while len(self._matches) > 8:
+                    self._matches.popitem(last=False)
+        return matched
 
     def _known_uid(self, query) -> dict | None:
         uid = _uid_of(query)
@@ -733,7 +763,7 @@ class FileDriver:
         if not query:
             self.refresh()
             return len(self._runs)
-        return sum(1 for _ in self.search(query))
+        return len(self._sorted(query, DEFAULT_SORT))
 
     def run(self, uid: str) -> FileRunSource:
         entry = self._runs.get(uid)
