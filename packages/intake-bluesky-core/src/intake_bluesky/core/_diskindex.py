@@ -27,7 +27,7 @@ Examples
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sqlite3
 import threading
@@ -37,9 +37,9 @@ from collections.abc import Iterable
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
 #: Bumped when what is stored changes meaning: older entries are ignored.
-SCHEMA = 3
-#: The table of this schema (older schemas' tables are dropped).
-_TABLE = f"headers_v{SCHEMA}"
+SCHEMA = 4
+#: The table of this schema and marshal format (other tables are dropped).
+_TABLE = f"headers_v{SCHEMA}_m{marshal.version}"
 _FILE_NAME = "file-index.sqlite"
 _ENV = "INTAKE_BLUESKY_INDEX"
 _BUSY_MS = 10_000
@@ -95,21 +95,45 @@ def open_index(path: str | None) -> DiskIndex | None:
         return index
 
 
-def _encode(doc) -> str | None:
+_EXACT = frozenset({str, int, float, bool, type(None), bytes, complex})
+
+
+def _encode(doc) -> bytes | None:
     if doc is None:
         return None
-    # The standard library's codec: the core does not depend on a faster one.
-    text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
-    # Only documents that come back exactly are stored (NaN, tuples, numpy
-    # values would not): the others are indexed in memory only.
-    if json.loads(text) != doc:
-        raise TypeError("does not round-trip through JSON")
-    return text
+    # marshal (standard library) gives back exactly what it stored, tuples,
+    # non-string keys and NaN included, for these exact types; it would turn
+    # other buffers (numpy scalars and arrays) into bytes, so documents that
+    # hold anything else are indexed in memory only. It decodes start
+    # documents about ten times faster than json.
+    stack = [doc]
+    while stack:
+        obj = stack.pop()
+        kind = type(obj)
+        if kind is dict:
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif kind is list or kind is tuple:
+            stack.extend(obj)
+        elif kind not in _EXACT:
+            raise TypeError(f"{kind.__name__} is not stored exactly")
+    return marshal.dumps(doc)
 
 
-def decode(text: bytes | str | None):
-    """A document stored by :meth:`DiskIndex.put` (None stays None)."""
-    return None if text is None else json.loads(text)
+def decode(blob: bytes | None):
+    """A document stored by :meth:`DiskIndex.put` (None stays None).
+
+    Raises ``ValueError`` if the stored bytes are damaged.
+    """
+    if blob is None:
+        return None
+    try:
+        doc = marshal.loads(blob)
+    except (EOFError, TypeError, ValueError) as err:
+        raise ValueError(f"a damaged entry of the on-disk index ({err})") from None
+    if type(doc) is not dict:
+        raise ValueError("a damaged entry of the on-disk index (not a document)")
+    return doc
 
 
 class DiskIndex:
@@ -159,7 +183,7 @@ class DiskIndex:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {_TABLE} ("
                 " fmt TEXT NOT NULL, location TEXT NOT NULL, version TEXT NOT NULL,"
-                " uid TEXT, start TEXT, stop TEXT, PRIMARY KEY (fmt, location))"
+                " uid TEXT, start BLOB, stop BLOB, PRIMARY KEY (fmt, location))"
             )
             for (old,) in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'headers%'"
@@ -239,7 +263,13 @@ class DiskIndex:
             f"SELECT location, version, start, stop FROM {_TABLE} WHERE fmt = ?",
             (f"{SCHEMA}:{fmt}",),
         )
-        return {loc: (_version(v), decode(a), decode(b)) for loc, v, a, b in found}
+        out = {}
+        for loc, v, a, b in found:
+            try:
+                out[loc] = (_version(v), decode(a), decode(b))
+            except ValueError:
+                continue
+        return out
 
     def get_under(self, fmt: str, directory: str) -> dict[str, tuple]:
         """``location -> (version, uid, has_stop)`` of the locations under a

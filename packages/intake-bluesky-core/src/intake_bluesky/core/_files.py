@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import operator
 import os
 import stat
 import threading
@@ -173,18 +174,21 @@ def _incremental(fmt: FileFormat) -> bool:
 class _Dir:
     """One directory listing, valid while the directory's mtime is unchanged."""
 
-    __slots__ = ("mtime", "trusted", "entries", "files", "others", "subdirs")
+    __slots__ = ("mtime", "trusted", "all_files", "dirs", "files", "others", "subdirs")
 
-    def __init__(self, mtime: int, trusted: bool, entries: list):
+    def __init__(self, mtime: int, trusted: bool):
         self.mtime = mtime
         self.trusted = trusted
-        # (name, is_dir, is_file, inode), sorted by name
-        self.entries = entries
-        # Filled by the listing: path -> inode of the format's files, counts
-        # of other suffixes, subdirectories (for recursive listings).
+        self.all_files: dict[str, int] = {}  # name -> inode of every file
+        self.dirs: list[str] = []  # names of subdirectories
+        # path -> inode of the format's files, counts of other suffixes,
+        # paths of (non-hidden) subdirectories, for recursive listings.
         self.files: dict[str, int] = {}
         self.others: dict[str, int] = {}
         self.subdirs: list[str] = []
+
+
+_NAME = operator.attrgetter("name")
 
 
 class _Listing:
@@ -210,43 +214,43 @@ class _Listing:
         try:
             st = os.stat(directory)
         except OSError:
-            self._dirs.pop(directory, None)
-            self.changed = True
+            if self._dirs.pop(directory, None) is not None:
+                self.changed = True
             return None
         cached = self._dirs.get(directory)
         if cached is not None and cached.trusted and cached.mtime == st.st_mtime_ns:
             return cached
-        entries = []
+        listing = _Dir(st.st_mtime_ns, time.time_ns() - st.st_mtime_ns > _RACY_NS)
+        prefix = os.path.join(directory, "")
+        suffixes = self.suffixes
+        all_files, files, others = listing.all_files, listing.files, listing.others
         try:
             with os.scandir(directory) as it:
-                for item in it:
-                    try:
-                        is_dir = item.is_dir()
-                        is_file = not is_dir and item.is_file()
-                        inode = item.inode()
-                    except OSError:
-                        continue
-                    entries.append((item.name, is_dir, is_file, inode))
+                items = sorted(it, key=_NAME)
         except OSError:
-            self._dirs.pop(directory, None)
-            self.changed = True
+            if self._dirs.pop(directory, None) is not None:
+                self.changed = True
             return None
-        entries.sort()
-        trusted = time.time_ns() - st.st_mtime_ns > _RACY_NS
-        if cached is None or cached.entries != entries:
+        for item in items:
+            name = item.name
+            try:
+                if item.is_file():
+                    inode = all_files[name] = item.inode()
+                    lower = name.lower()
+                    if lower.endswith(suffixes):
+                        files[prefix + name] = inode
+                    else:
+                        ext = os.path.splitext(lower)[1]
+                        others[ext] = others.get(ext, 0) + 1
+                elif item.is_dir():
+                    listing.dirs.append(name)
+                    if not name.startswith("."):
+                        listing.subdirs.append(prefix + name)
+            except OSError:
+                continue  # vanished while listed
+        if cached is None or cached.all_files != all_files or cached.dirs != listing.dirs:
             self.changed = True
-        listing = self._dirs[directory] = _Dir(st.st_mtime_ns, trusted, entries)
-        join = os.path.join
-        for name, is_dir, is_file, inode in entries:
-            if is_file:
-                lower = name.lower()
-                if lower.endswith(self.suffixes):
-                    listing.files[join(directory, name)] = inode
-                else:
-                    ext = os.path.splitext(lower)[1]
-                    listing.others[ext] = listing.others.get(ext, 0) + 1
-            elif is_dir and not name.startswith("."):
-                listing.subdirs.append(join(directory, name))
+        self._dirs[directory] = listing
         return listing
 
     def _dir_files(self, directory: str, found: dict, others: dict) -> None:
@@ -306,13 +310,13 @@ class _Listing:
         listing = self._scan(parent)
         if listing is None:
             return False
-        for item in listing.entries:
-            if item[0] == name:
-                if item[2]:
-                    found[path] = item[3]
-                    return True
-                self._kinds.pop(path, None)
-                return self._plain(entry, found, others) if item[1] else True
+        inode = listing.all_files.get(name)
+        if inode is not None:
+            found[path] = inode
+            return True
+        if name in listing.dirs:
+            self._kinds.pop(path, None)  # now a directory
+            return self._plain(entry, found, others)
         return False
 
     def _glob(self, entry: str, found: dict, others: dict) -> bool:
@@ -328,15 +332,17 @@ class _Listing:
             listing = self._scan(directory)
             if listing is None:
                 continue
-            for name, is_dir, is_file, inode in listing.entries:
-                if (name.startswith(".") and not hidden_ok) or not fnmatch.fnmatch(name, pattern):
+            names = fnmatch.filter([*listing.all_files, *listing.dirs], pattern)
+            for name in sorted(names):
+                if name.startswith(".") and not hidden_ok:
                     continue
                 matched = True
                 path = os.path.join(directory, name)
-                if is_dir:
-                    self._dir_files(path, found, others)
-                elif is_file:
+                inode = listing.all_files.get(name)
+                if inode is not None:
                     found[path] = inode
+                else:
+                    self._dir_files(path, found, others)
         return matched
 
 
@@ -497,6 +503,8 @@ class FileDriver:
         self._loaded_dirs: set[str] = set()
         self._disk: dict[str, tuple] = {}
         self._pending: dict[str, _Entry] = {}
+        self._live: set[str] = set()  # keys of runs in progress, files without start
+        self._files: dict[str, int] | None = None  # the last listing
         # Sorted matches per (query, sort), valid while nothing changed: a
         # catalog asks the same search for len() and then for its entries.
         self._generation = 0
@@ -557,15 +565,14 @@ class FileDriver:
             listing = self._listing
             listing.changed = False
             files = listing.files()
-            changed = listing.changed or not self._runs and not self._entries
-            updates = []
+            changed = listing.changed or self._files is None
+            updates: list = []
             if changed:
                 self._relist(files, updates)
-            else:
-                for key, entry in self._entries.items():
-                    if entry.live or key in self._suspects:
-                        if self._restat(entry, updates):
-                            changed = True
+            for key in [*self._live, *self._suspects]:
+                entry = self._entries.get(key)
+                if entry is not None and self._restat(key, entry, updates):
+                    changed = True
             self._suspects.clear()
             if updates and self._index is not None:
                 self._index.put(self._fmt_key, updates)
@@ -576,21 +583,35 @@ class FileDriver:
 
     def _relist(self, files: dict[str, int], updates: list) -> None:
         old = self._entries
-        new: dict[str, _Entry] = {}
-        fresh: list[tuple[str, Location, tuple]] = []
-        for location in self.fmt.split_runs(list(files)):
-            key = _location_key(location)
-            if type(location) is str:
-                inodes = (files.get(location),)
-            else:
-                inodes = tuple(files.get(p) for p in location)
-            entry = old.get(key)
-            if entry is not None and entry.inodes == inodes:
-                new[key] = entry
-                if entry.live or key in self._suspects:
-                    self._restat(entry, updates)
-                continue
-            fresh.append((key, location, inodes))
+        previous, self._files = self._files, files
+        if previous is not None and type(self.fmt).split_runs is FileFormat.split_runs:
+            # One file per run: only the files that appeared, went or were
+            # replaced (another inode) are looked at.
+            gone = list(previous.keys() - files.keys())
+            fresh = [(path, path, (inode,)) for path, inode in files.items() - previous.items()]
+            for key in gone:
+                self._drop(key)
+            for key, _, _ in fresh:
+                self._drop(key)
+            new = old
+        else:
+            new = {}
+            fresh = []
+            for location in self.fmt.split_runs(list(files)):
+                key = _location_key(location)
+                if type(location) is str:
+                    inodes = (files.get(location),)
+                else:
+                    inodes = tuple(files.get(p) for p in location)
+                entry = old.get(key)
+                if entry is not None and entry.inodes == inodes:
+                    new[key] = entry
+                else:
+                    fresh.append((key, location, inodes))
+            gone = [k for k in old if k not in new]
+            for key in gone:
+                self._live.discard(key)
+                self._pending.pop(key, None)
         if fresh:
             self._load_disk(loc for _, loc, _ in fresh)
         for key, location, inodes in fresh:
@@ -600,37 +621,44 @@ class FileDriver:
             entry = _Entry(location, inodes, version)
             self._fill_header(key, entry, updates)
             new[key] = entry
-        gone = [k for k in old if k not in new]
         if gone and self._index is not None:
             self._index.forget(self._fmt_key, gone)
         self._entries = new
 
-    def _restat(self, entry: _Entry, updates: list) -> bool:
+    def _drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+        self._live.discard(key)
+        self._pending.pop(key, None)
+
+    def _restat(self, key: str, entry: _Entry, updates: list) -> bool:
         version = _version(entry.location)
         if version == entry.version:
             return False
         if version is None:
             return True  # gone: the next listing drops it (its directory changed)
         entry.version = version
-        self._fill_header(_location_key(entry.location), entry, updates)
+        self._fill_header(key, entry, updates)
         return True
 
     def _fill_header(self, key: str, entry: _Entry, updates: list) -> None:
         self._pending.pop(key, None)
         cached = _cached_header(self._fmt_key, entry.location, entry.version)
+        disk = self._disk.pop(key, None) if cached is None else None
         if cached is not None:
             entry.set_documents(cached[1], cached[2])
-            return
-        disk = self._disk.pop(key, None)
-        if disk is not None and disk[0] == entry.version:
+        elif disk is not None and disk[0] == entry.version:
             entry.uid, entry.has_stop = disk[1], disk[2]
             entry.start = entry.stop = _PENDING
             self._pending[key] = entry
-            return
-        start, stop = _read_header(self.fmt, entry.location)
-        entry.set_documents(start, stop)
-        _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
-        updates.append((key, entry.version, start, stop))
+        else:
+            start, stop = _read_header(self.fmt, entry.location)
+            entry.set_documents(start, stop)
+            _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
+            updates.append((key, entry.version, start, stop))
+        if entry.live:
+            self._live.add(key)
+        else:
+            self._live.discard(key)
 
     def _load_disk(self, locations) -> None:
         """Entries of the on-disk index under the directories of these locations."""
@@ -659,9 +687,11 @@ class FileDriver:
             updates = []
             for key, entry in pending.items():
                 found = stored.get(key)
-                if found is not None and found[0] == entry.version:
+                try:
+                    if found is None or found[0] != entry.version:
+                        raise ValueError("changed in the index meanwhile (another process)")
                     start, stop = decode(found[1]), decode(found[2])
-                else:  # changed in the index meanwhile (another process)
+                except ValueError:  # or a damaged entry: read the file
                     start, stop = _read_header(self.fmt, entry.location)
                     updates.append((key, entry.version, start, stop))
                 entry.set_documents(start, stop)
@@ -853,10 +883,16 @@ class _Parsed:
         def documents():
             result.append((yield from fmt.read_appended(location, resume)))
 
-        if resume is None or self.source is None:
-            self.source = DocumentRunSource(documents(), uid=uid, keep_documents=False)
-        else:
-            self.source.extend(documents())
+        try:
+            if resume is None or self.source is None:
+                self.source = DocumentRunSource(documents(), uid=uid, keep_documents=False)
+            else:
+                self.source.extend(documents())
+        except BaseException:
+            # Part of the appended documents may have been taken: the next
+            # access reads the file from the start (and reports the error).
+            self.source = self.resume = self.fingerprint = self.version = None
+            raise
         self.resume = result[0] if result else None
         self.fingerprint = _fingerprint(path, self.resume[0]) if self.resume else None
         self.version = version
