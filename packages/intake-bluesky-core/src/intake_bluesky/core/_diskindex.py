@@ -104,8 +104,8 @@ def _encode(doc) -> bytes | None:
     # marshal (standard library) gives back exactly what it stored, tuples,
     # non-string keys and NaN included, for these exact types; it would turn
     # other buffers (numpy scalars and arrays) into bytes, so documents that
-    # hold anything else are indexed in memory only. It decodes start
-    # documents about ten times faster than json.
+    # hold anything else are indexed in memory only. It decodes faster than
+    # json.
     stack = [doc]
     while stack:
         obj = stack.pop()

@@ -5,6 +5,7 @@ Shared by every backend that cannot push queries down (files, memory).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
@@ -96,15 +97,24 @@ def sorted_matches(
     ['a', 'b']
     """
     match = _matcher(query)
-    matched = list(starts) if match is None else [doc for doc in starts if match(doc)]
-    # Stable multi-key sort, keys applied from least to most significant. A
-    # descending key reverses ties too (reverse, then a stable reverse sort),
-    # so that newest-first is exactly oldest-first backwards: cat[-1] is
-    # always list(cat)[-1], even when start times tie.
-    for key, direction in reversed(list(sort)):
-        if direction < 0:
-            matched.reverse()
-        matched.sort(key=_sort_key(key), reverse=direction < 0)
+    # Sorting makes a key tuple per document and frees them all at the end:
+    # the cyclic collector would walk every start document held in memory
+    # again and again meanwhile (no cycles are made here).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        matched = list(starts) if match is None else [doc for doc in starts if match(doc)]
+        # Stable multi-key sort, keys applied from least to most significant.
+        # A descending key reverses ties too (reverse, then a stable reverse
+        # sort), so that newest-first is exactly oldest-first backwards:
+        # cat[-1] is always list(cat)[-1], even when start times tie.
+        for key, direction in reversed(list(sort)):
+            if direction < 0:
+                matched.reverse()
+            matched.sort(key=_sort_key(key), reverse=direction < 0)
+    finally:
+        if enabled:
+            gc.enable()
     return matched
 
 
