@@ -258,12 +258,15 @@ def load_columns(
     specs: Sequence[FieldSpec],
     window: Window | tuple[int, int] | None,
     part: str = "data",
+    cast: bool = True,
 ) -> dict[str, np.ndarray]:
     """Columns of a window of one descriptor's rows, with ``time``/``seq_num``.
 
     ``part`` is ``"data"`` or ``"timestamps"``. Datum ids are filled when a
     ``filler`` is given; ``stream`` fields are read from stream datums.
     ``window=None`` or ``(r0, r1)`` means rows that are exactly events.
+    ``cast=False`` leaves inline values in their own dtype (dask tasks check
+    them against the array's dtype themselves).
     """
     if window is None or isinstance(window, tuple):
         rows = window
@@ -305,9 +308,10 @@ def load_columns(
             numeric = spec.data_key.get("dtype") == "number"
             float_hint = spec.dtype is not None and spec.dtype.kind in "fc"
             column = _column(pieces, numeric, float_hint)
-            column = lossless_cast(
-                column, spec.dtype, run=source.uid, field=spec.key, what=spec.declared
-            )
+            if cast:
+                column = lossless_cast(
+                    column, spec.dtype, run=source.uid, field=spec.key, what=spec.declared
+                )
         if len(column) == 0 and part == "data":
             column = spec.empty() if spec.kind != "datum" or filler is not None else column
         out[spec.key] = column if positions is None else _spread(column, positions, n)
@@ -465,7 +469,7 @@ def _lazy_descriptor(source, filler, descriptor_uid, specs, part, index: RowInde
         windows = [index.window(r0, r1) for r0, r1 in bounds]
         load_name = f"load-{part}-{uuid.uuid4().hex}"
         loads = {
-            (load_name, i): (load_columns, source, filler, descriptor_uid, group, w, part)
+            (load_name, i): (load_columns, source, filler, descriptor_uid, group, w, part, False)
             for i, w in enumerate(windows)
         }
         for spec in group:
@@ -539,19 +543,25 @@ def build_dataset(
         has_stream = any(data_kind(v) == "stream" for v in data_keys.values())
         if part == "timestamps":
             specs = [s for s in specs if s.kind != "stream"]
-        index = RowIndex.build(source, descriptor, has_stream)
-        if has_stream and len(index) == 0 and part == "data":
-            _check_lost_stream_documents(source, descriptor)
-        if lazy:
-            columns = _lazy_descriptor(
-                source, filler, descriptor["uid"], specs, part, index, chunks
-            )
+        if not lazy and not has_stream:
+            # Rows are the events: one pass over them gives index and data.
+            columns = load_columns(source, filler, descriptor["uid"], specs, None, part)
+            time, seq_num = columns["time"], columns["seq_num"]
         else:
-            columns = load_columns(
-                source, filler, descriptor["uid"], specs, index.everything(), part
-            )
+            index = RowIndex.build(source, descriptor, has_stream)
+            if has_stream and len(index) == 0 and part == "data":
+                _check_lost_stream_documents(source, descriptor)
+            if lazy:
+                columns = _lazy_descriptor(
+                    source, filler, descriptor["uid"], specs, part, index, chunks
+                )
+            else:
+                columns = load_columns(
+                    source, filler, descriptor["uid"], specs, index.everything(), part
+                )
+            time, seq_num = index.time, index.seq_num
         variables = {spec.key: _variable(spec, columns[spec.key], part) for spec in specs}
-        coords = {"time": ("time", index.time), "seq_num": ("time", index.seq_num)}
+        coords = {"time": ("time", time), "seq_num": ("time", seq_num)}
         datasets.append(xr.Dataset(variables, coords=coords))
     if not datasets:
         return xr.Dataset(coords={"time": ("time", np.empty((0,), dtype="float64"))})

@@ -21,7 +21,6 @@ dtype('int64')
 
 from __future__ import annotations
 
-import threading
 import warnings
 
 import numpy as np
@@ -32,11 +31,6 @@ __all__ = ["DtypeMismatchWarning", "lossless_cast", "fits"]
 class DtypeMismatchWarning(UserWarning):
     """Stored values do not fit the dtype their descriptor declares; they keep
     their own dtype (nothing is truncated)."""
-
-
-_warned: set[tuple] = set()
-_warned_lock = threading.Lock()
-_MAX_WARNED = 10_000
 
 
 def fits(values: np.ndarray, dtype: np.dtype) -> bool:
@@ -88,14 +82,11 @@ def lossless_cast(values, dtype: np.dtype | None, *, run: str, field: str, what:
 
 
 def warn_mismatch(found, declared, *, run: str, field: str, what: str = "") -> None:
-    """Warn once per (run, field) that stored values keep their own dtype."""
-    key = (run, field, str(found), str(declared))
-    with _warned_lock:
-        if key in _warned:
-            return
-        if len(_warned) >= _MAX_WARNED:
-            _warned.clear()
-        _warned.add(key)
+    """Warn that stored values keep their own dtype.
+
+    Python's default warning filter shows one message once per place, and the
+    message names run and field: each mismatch is reported once.
+    """
     declared_as = what or f"dtype {np.dtype(declared).str!r}"
     warnings.warn(
         f"Run {run!r}: field {field!r} is declared with {declared_as}, but its stored values "
