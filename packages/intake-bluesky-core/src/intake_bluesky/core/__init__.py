@@ -16,7 +16,7 @@ Examples
 [1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
 """
 
-from ._catalog import BlueskyCatalog
+from ._catalog import BlueskyCatalog, RunsView
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
 from ._files import (
@@ -30,8 +30,10 @@ from ._files import (
 from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
+from ._progress import set_progress
 from ._query import and_queries, compile_query, validate_query
-from .driver import Driver, RunSource, RunSourceBase
+from ._table import run_rows
+from .driver import Driver, RunSource, RunSourceBase, SummaryDriver
 
 __version__ = "0.1.0"
 
@@ -61,9 +63,13 @@ __all__ = [
     "RunChangedError",
     "RunSource",
     "RunSourceBase",
+    "RunsView",
+    "SummaryDriver",
     "and_queries",
     "backends",
     "compile_query",
     "expand_paths",
+    "run_rows",
+    "set_progress",
     "validate_query",
 ]

@@ -141,7 +141,10 @@ def load_columns(
             out[spec.key] = _column(pieces, np.dtype("float64"))
         elif spec.kind == "datum" and filler is not None:
             ids = list(itertools.chain.from_iterable(pieces))
-            out[spec.key] = filler.fill_column(ids, spec.dtype)
+            # A whole descriptor read eagerly may be many frames: a progress
+            # bar (dask chunks, rows given, stay silent).
+            desc = f"Loading {spec.key}" if rows is None else None
+            out[spec.key] = filler.fill_column(ids, spec.dtype, desc)
         elif spec.kind == "datum":
             out[spec.key] = _column(pieces)
         else:

@@ -11,6 +11,7 @@ import pytest
 from .._filling import FillError, MissingHandlerError
 from .._pages import unpack_datum_page, unpack_event_page
 from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
+from ._suite_faces import FacesTests
 
 __all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
 
@@ -127,7 +128,7 @@ def _check_order(documents):
     return names
 
 
-class ConformanceTests:
+class ConformanceTests(FacesTests):
     """Subclass with a ``store`` fixture returning a :class:`RunStore`."""
 
     # --- fixtures -----------------------------------------------------------
