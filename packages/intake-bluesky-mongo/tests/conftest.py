@@ -54,12 +54,14 @@ class Op:
     """One read sent to the server, in a form common to mongomock and pymongo."""
 
     collection: str
-    op: str  # find | count_documents | estimated_document_count | distinct
+    op: str  # find | count_documents | estimated_document_count | distinct | getMore
     filter: Any = None
     projection: Any = None
     sort: list | None = None
     skip: int = 0
     limit: int = 0
+    #: The command as sent (real servers only): for explain().
+    command: Any = None
 
 
 class QueryLog(list):
@@ -175,6 +177,7 @@ class _Listener(monitoring.CommandListener):
                     _sort_list(cmd.get("sort")),
                     cmd.get("skip", 0),
                     abs(limit),
+                    command=dict(cmd),
                 )
             )
         elif name == "aggregate":
@@ -185,6 +188,8 @@ class _Listener(monitoring.CommandListener):
             log.append(Op(cmd["count"], "estimated_document_count", cmd.get("query")))
         elif name == "distinct":
             log.append(Op(cmd["distinct"], "distinct", cmd.get("query")))
+        elif name == "getMore":
+            log.append(Op(cmd["collection"], "getMore", command=dict(cmd)))
 
     def succeeded(self, event):
         pass
@@ -217,6 +222,25 @@ def start_secantus(**kwargs):
     return server
 
 
+def stop_secantus(server) -> None:
+    """Stop a SecantusDB server and free its port at once.
+
+    SecantusDB 0.7.0b3's ``stop()`` closes its listening socket while its
+    accept thread is blocked in ``accept()``, which keeps the port bound (a
+    restart on it fails with EADDRINUSE) and costs a 2 s join timeout; shutting
+    the socket down first wakes ``accept()`` (Linux), so the thread ends.
+    """
+    import socket
+
+    listening = getattr(server, "_socket", None)
+    if listening is not None:
+        try:
+            listening.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def mongo_server():
     """The real server of this session (started once; see the module doc)."""
@@ -233,7 +257,7 @@ def mongo_server():
     finally:
         client.close()
         if secantus is not None:
-            secantus.stop()
+            stop_secantus(secantus)
 
 
 def uri_with_database(uri: str, name: str) -> str:
@@ -295,6 +319,39 @@ def mongo(request):
     env = MongoEnv(server)
     yield env
     env.cleanup()
+
+
+class OwnServers:
+    """SecantusDB servers of one test, on one data directory (so a server
+    restarted on the same port finds the same data); stopped at the end."""
+
+    def __init__(self, path):
+        self.path = path
+        self.started = []
+
+    def start(self, port: int = 0, **kwargs):
+        server = start_secantus(port=port, storage_path=str(self.path), **kwargs)
+        self.started.append(server)
+        return server
+
+    @staticmethod
+    def stop(server) -> None:
+        stop_secantus(server)
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            try:
+                stop_secantus(server)
+            except Exception:  # stopped by the test already
+                pass
+
+
+@pytest.fixture
+def secantus(tmp_path):
+    """Start SecantusDB servers this test owns (it may stop them)."""
+    servers = OwnServers(tmp_path / "secantus-data")
+    yield servers
+    servers.stop_all()
 
 
 @pytest.fixture
