@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from intake_bluesky.core import BlueskyInMemoryCatalog, DataNotWrittenError
-from intake_bluesky.core import HandlerRegistry
+from intake_bluesky.core import BlueskyInMemoryCatalog, DataNotWrittenError, HandlerRegistry
 from intake_bluesky.tiff import TIFF_MIMETYPE, MultipartTiffReader
 
 SHAPE = (6, 7)
