@@ -16,7 +16,9 @@ Examples
 [1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
 """
 
-from ._catalog import BlueskyCatalog
+from ._assembly import DtypeMismatchError
+from ._casting import DtypeMismatchWarning
+from ._catalog import BlueskyCatalog, RunsView
 from ._diskindex import IndexUnavailableWarning
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
@@ -32,8 +34,11 @@ from ._files import (
 from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
-from ._query import and_queries, compile_query, validate_query
-from .driver import Driver, RunSource, RunSourceBase
+from ._progress import set_progress
+from ._query import and_queries, compile_query, normalize_query, validate_query
+from ._table import run_rows
+from ._time import TimeRange, to_epoch
+from .driver import Driver, RunSource, RunSourceBase, SummaryDriver
 
 __version__ = "0.1.0"
 
@@ -51,6 +56,8 @@ __all__ = [
     "BlueskyRun",
     "DataNotWrittenError",
     "DocumentRunSource",
+    "DtypeMismatchError",
+    "DtypeMismatchWarning",
     "Driver",
     "FileDriver",
     "FileFormat",
@@ -64,10 +71,17 @@ __all__ = [
     "RunChangedError",
     "RunSource",
     "RunSourceBase",
+    "RunsView",
+    "SummaryDriver",
+    "TimeRange",
     "absolute_paths",
     "and_queries",
     "backends",
     "compile_query",
     "expand_paths",
+    "normalize_query",
+    "run_rows",
+    "set_progress",
+    "to_epoch",
     "validate_query",
 ]

@@ -43,6 +43,7 @@ from itertools import islice
 from ._diskindex import decode, open_index, resolve_index_path
 from ._documents import DelegatingRunSource, DocumentRunSource
 from ._index import search_starts, sorted_matches
+from ._progress import progress
 from .driver import DEFAULT_SORT
 
 __all__ = [
@@ -631,7 +632,8 @@ class FileDriver:
                 self._pending.pop(key, None)
         if fresh:
             self._load_disk(loc for _, loc, _ in fresh)
-        for key, location, inodes in fresh:
+        # The first index of a large directory is the long work here.
+        for key, location, inodes in progress(fresh, desc="Indexing run files", unit="run"):
             version = _version(location)
             if version is None:
                 continue  # deleted between listing and stat
