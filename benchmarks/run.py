@@ -390,7 +390,9 @@ def main(argv=None) -> int:
     )
     rows = list(suite.run(names))
     if "jsonl" in names:
-        rows += bench_files.rows(2_000 if args.quick else 100_000, args.reps)
+        rows += bench_files.rows(
+            2_000 if args.quick else 100_000, args.reps, log=lambda s: print(s, file=sys.stderr)
+        )
     t_ours = time.perf_counter() - t0
 
     anchor_rows, anchor_header = {}, {}

@@ -98,9 +98,11 @@ def open_index(path: str | None) -> DiskIndex | None:
 _EXACT = frozenset({str, int, float, bool, type(None), bytes, complex})
 
 
-def _encode(doc) -> bytes | None:
+def _encode(doc, plain: bool = False) -> bytes | None:
     if doc is None:
         return None
+    if plain:  # the format vouches for JSON types only
+        return marshal.dumps(doc)
     # marshal (standard library) gives back exactly what it stored, tuples,
     # non-string keys and NaN included, for these exact types; it would turn
     # other buffers (numpy scalars and arrays) into bytes, so documents that
@@ -294,8 +296,17 @@ class DiskIndex:
     def _select(self, sql: str, args: tuple) -> list[tuple]:
         return self._run(lambda conn: conn.execute(sql, args).fetchall(), [])
 
-    def put(self, fmt: str, entries: Iterable[tuple[str, tuple, dict | None, dict | None]]):
-        """Store ``(location, version, start, stop)`` entries in one transaction."""
+    def put(
+        self,
+        fmt: str,
+        entries: Iterable[tuple[str, tuple, dict | None, dict | None]],
+        plain: bool = False,
+    ):
+        """Store ``(location, version, start, stop)`` entries in one transaction.
+
+        ``plain``: the documents hold only JSON types (as decoded from JSON),
+        so they need no check before they are stored.
+        """
         rows = []
         key = f"{SCHEMA}:{fmt}"
         for location, version, start, stop in entries:
@@ -303,7 +314,14 @@ class DiskIndex:
                 location.encode()  # a name that is not UTF-8 cannot be a TEXT key
                 uid = start.get("uid") if start is not None else None
                 rows.append(
-                    (key, location, _version_text(version), uid, _encode(start), _encode(stop))
+                    (
+                        key,
+                        location,
+                        _version_text(version),
+                        uid,
+                        _encode(start, plain),
+                        _encode(stop, plain),
+                    )
                 )
             except (TypeError, ValueError):
                 continue  # kept in memory only (see _encode)

@@ -103,6 +103,10 @@ class FileFormat:
     #: True if :meth:`read_header` warns itself about files it cannot use
     #: (returning ``(None, None)``); otherwise the core warns for it.
     reports_skipped_files: bool = False
+    #: True if :meth:`read_header` returns only JSON types (dict, list, str,
+    #: int, float, bool, None), e.g. documents decoded from JSON: they are
+    #: stored in the on-disk index without a check of every value.
+    json_documents: bool = False
     #: Bump when :meth:`read_header` changes what it returns for the same
     #: bytes: entries of the on-disk index made by older versions are ignored.
     index_version: int = 1
@@ -593,7 +597,7 @@ class FileDriver:
                     changed = True
             self._suspects.clear()
             if updates and self._index is not None:
-                self._index.put(self._fmt_key, updates)
+                self._index.put(self._fmt_key, updates, self.fmt.json_documents)
             if changed:
                 self._generation += 1
                 self._rebuild_runs()
@@ -718,7 +722,7 @@ class FileDriver:
                 entry.set_documents(start, stop)
                 _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
             if updates:
-                self._index.put(self._fmt_key, updates)
+                self._index.put(self._fmt_key, updates, self.fmt.json_documents)
             self._generation += 1
             if any(e.uid != (e.start or {}).get("uid") for e in pending.values()):
                 self._rebuild_runs()

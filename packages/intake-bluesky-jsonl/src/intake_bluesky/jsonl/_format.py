@@ -214,6 +214,8 @@ class JSONLFormat(FileFormat):
 
     suffixes = (".jsonl",)
     name = "JSONL"
+    # Headers are decoded from JSON: stored in the on-disk index unchecked.
+    json_documents = True
 
     def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
         """Every ``(name, doc)`` of the file, in stored order.
