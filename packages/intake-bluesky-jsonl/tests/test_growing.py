@@ -19,13 +19,13 @@ def _line(name, doc):
 def parsed_bytes(monkeypatch):
     """Lengths of the byte strings the format decodes, call by call."""
     sizes = []
-    original = _format._documents
+    original = _format._batches
 
     def spy(data, path, *args):
         sizes.append(len(data))
         return (yield from original(data, path, *args))
 
-    monkeypatch.setattr(_format, "_documents", spy)
+    monkeypatch.setattr(_format, "_batches", spy)
     return sizes
 
 

@@ -30,6 +30,7 @@ import contextlib
 import fnmatch
 import gc
 import glob
+import itertools
 import operator
 import os
 import stat
@@ -135,8 +136,10 @@ class FileFormat:
         return start, stop
 
     def read_appended(self, location: Location, resume):
-        """Documents after ``resume``, as a generator that *returns* the next
-        ``resume``.
+        """Lists of the documents after ``resume``, from a generator that
+        *returns* the next ``resume`` (lists, not single documents: a run of
+        100,000 events then passes through a few generator steps, not
+        100,000).
 
         ``resume`` is None (read from the beginning) or what the previous call
         returned; its first item must be the byte offset just after the last
@@ -905,14 +908,15 @@ class _Parsed:
                 resume = None  # truncated or rewritten: start over
         result: list = []
 
-        def documents():
+        def batches():
             result.append((yield from fmt.read_appended(location, resume)))
 
+        documents = itertools.chain.from_iterable(batches())
         try:
             if resume is None or self.source is None:
-                self.source = DocumentRunSource(documents(), uid=uid, keep_documents=False)
+                self.source = DocumentRunSource(documents, uid=uid, keep_documents=False)
             else:
-                self.source.extend(documents())
+                self.source.extend(documents)
         except BaseException:
             # Part of the appended documents may have been taken: the next
             # access reads the file from the start (and reports the error).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -90,16 +91,21 @@ def _not_a_pair(path: str, lineno: int, item) -> ValueError:
 _BATCH = 2048
 
 
-def _documents(data: bytes, path: str, lineno: int = 0, base: int = 0):
-    """Documents of ``data`` (the file's bytes from offset ``base``, after
-    ``lineno`` lines); returns ``(offset, lineno, unterminated)`` just after
-    the last complete line (see :meth:`JSONLFormat.read_appended`)."""
+def _documents(data: bytes, path: str) -> Iterator[tuple[str, dict]]:
+    """Every document of ``data``, the bytes of the file at ``path``."""
+    return itertools.chain.from_iterable(_batches(data, path))
+
+
+def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0):
+    """Lists of documents of ``data`` (the file's bytes from offset ``base``,
+    after ``lineno`` lines); returns ``(offset, lineno, unterminated)`` just
+    after the last complete line (see :meth:`JSONLFormat.read_appended`)."""
     view = memoryview(data)  # lines are decoded from slices, never copied
     pos, end = 0, len(data)
     consumed, unterminated = 0, False
     while pos < end:
         batch, lineno, pos, consumed, unterminated = _decode_batch(data, view, path, lineno, pos)
-        yield from batch
+        yield batch
     return base + consumed, lineno, unterminated
 
 
@@ -165,8 +171,11 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
         if type(name) is not str or type(doc) is not dict:
             raise _not_a_pair(path, lineno, loads(line))
         append((name, doc))
-        consumed, unterminated = min(pos, end), not terminated
+        consumed = pos
     else:
+        # pos is one past the end only after a last line without a newline.
+        if consumed > end:
+            return out, lineno, pos, end, True
         return out, lineno, pos, consumed, unterminated
     # Stopped at an incomplete last line: it is read again next time.
     return out, lineno - 1, pos, consumed, unterminated
@@ -238,7 +247,8 @@ class JSONLFormat(FileFormat):
         return _documents(data, path)
 
     def read_appended(self, location: Location, resume):
-        """The documents after ``resume`` (None: all), returning the next one.
+        """Lists of the documents after ``resume`` (None: all); returns the
+        next ``resume``.
 
         ``resume`` is ``(offset, lineno, unterminated)``: the byte offset
         after the last complete line read, its (1-based) number, and whether
@@ -254,7 +264,7 @@ class JSONLFormat(FileFormat):
             # The newline of the line already taken: not a blank line.
             data = data[1:]
             offset += 1
-        return (yield from _documents(data, path, lineno, offset))
+        return (yield from _batches(data, path, lineno, offset))
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
         """``(start, stop)`` from the first and last lines only.
