@@ -134,6 +134,7 @@ def test_numpy_values_and_tuples_from_a_dataset_in_queries(real_mongo, layouts, 
         db.run_start.find_one({"scan_id": idx[0]})
     assert list(cat.search({"scan_id": idx[0]})) == [first]
     assert list(cat.search({"scan_id": {"$in": list(idx)}})) == [first, second]
+    assert list(cat.search({"scan_id": {"$in": idx}})) == [first, second]
     assert list(cat.search({"scan_id": {"$in": (np.int32(9), 10)}})) == [second]
     assert list(cat.search({"scan_id": {"$gt": np.float32(7.5)}})) == [second]
     assert list(cat.search({"$and": [{"scan_id": idx[2]}, {"plan_name": np.str_("count")}]})) == [
