@@ -387,7 +387,7 @@ def main(argv=None) -> int:
         anchor_rows, anchor_header = run_anchor(
             args.anchor_python, root, names, args.reps, args.anchor_timeout, notes
         )
-    else:
+    elif not args.anchor_python:
         notes.append("databroker rows skipped: no --anchor-python given")
     merge(rows, anchor_rows)
     if server_rows:

@@ -6,7 +6,6 @@ import pytest
 from intake_bluesky.core.testing import ConformanceTests, RunStore
 from intake_bluesky.mongo import BlueskyMongoCatalog, BlueskyMongoEmbeddedCatalog
 
-
 #: Where SecantusDB 0.7.0b3 answers differently from mongod (and mongomock):
 #: (test name, its parameters) -> why. Marked strict xfail on that server
 #: only, so a SecantusDB that fixes it is noticed (and a real mongod, via

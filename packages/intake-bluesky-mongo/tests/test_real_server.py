@@ -148,6 +148,16 @@ def test_numpy_values_and_tuples_from_a_dataset_in_queries(real_mongo, layouts, 
         len(cat.search({"scan_id": np.uint64(2**64 - 1)}))
 
 
+def test_text_search_without_text_index_is_a_clear_error(real_mongo, layouts):
+    db = real_mongo.database("mds")
+    layouts.NormalizedWriter(db).write(_run(1)[0])
+    cat = BlueskyMongoCatalog(db)
+    # mongod: no text index; SecantusDB: no text search at all.
+    with pytest.raises(ValueError, match=r"\$text") as info:
+        list(cat.search({"$text": {"$search": "count"}}))
+    assert "full error" not in str(info.value)
+
+
 # --- cursors longer than one batch ---------------------------------------------
 def test_search_and_event_pages_span_several_batches(real_mongo, layouts):
     mds = real_mongo.database("mds")
