@@ -326,6 +326,7 @@ def main(argv=None) -> int:
         help="stop the databroker side after this many seconds",
     )
     parser.add_argument("--regenerate", action="store_true", help="rewrite the workloads")
+    parser.add_argument("--tiled-python", help="python with tiled (bench_stream.py's peer)")
     parser.add_argument(
         "--markdown",
         metavar="RESULTS_JSON",
@@ -437,6 +438,11 @@ def main(argv=None) -> int:
     for n in notes:
         print("note: " + n)
     print(f"\nwritten {out} ({time.perf_counter() - t0:.0f} s)")
+    if not args.only:  # stream data rows: bench_stream.py (runnable alone too)
+        import bench_stream
+
+        peer = ["--tiled-python", args.tiled_python] if args.tiled_python else []
+        bench_stream.main([*(["--quick"] if args.quick else []), "--reps", str(args.reps), *peer])
     return 0
 
 

@@ -51,6 +51,13 @@ def fits(values: np.ndarray, dtype: np.dtype) -> bool:
             back = cast.astype(values.dtype)
     except (TypeError, ValueError, OverflowError):
         return False
+    if dtype.kind in "iu" and values.dtype.kind in "iuf" and values.size:
+        # A wrap-around (-1 -> 2**64 - 1) would round-trip; the range would not.
+        info = np.iinfo(dtype)
+        with np.errstate(invalid="ignore"):
+            low, high = np.nanmin(values), np.nanmax(values)
+        if low < info.min or high > info.max:
+            return False
     if values.dtype.kind in "fc":
         return bool(np.array_equal(back, values, equal_nan=True)) and not (
             dtype.kind in "iub" and np.isnan(values).any()

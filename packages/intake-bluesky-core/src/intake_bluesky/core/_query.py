@@ -194,6 +194,8 @@ def _epoch_or_plain(value, path: str):
 
 
 def _plain(value, path: str):
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64):
+        return value.item()  # before str/float: np.str_ and np.float64 subclass them
     if isinstance(value, re.Pattern | str | int | float | bool) or value is None:
         return value
     if isinstance(value, Mapping):
@@ -207,8 +209,6 @@ def _plain(value, path: str):
             f"{path}: a date ({value!r}) can only be compared with 'time' (epoch seconds); "
             "stored start documents hold no dates elsewhere. Compare with a string or number."
         )
-    if isinstance(value, np.generic):
-        return value.item()
     return value
 
 
