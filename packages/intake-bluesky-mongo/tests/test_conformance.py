@@ -21,12 +21,26 @@ SECANTUS_DEVIATIONS = [
 ]
 
 
+#: Tests mongomock cannot run: name -> why (they run on the real server).
+MONGOMOCK_LIMITS = {
+    "test_follow_sees_every_document_as_written": (
+        "mongomock is not thread-safe: the writer thread's replace_one clears and refills "
+        "the stored header in place while the following thread copies it "
+        "(RuntimeError: OrderedDict mutated during iteration)"
+    ),
+}
+
+
 @pytest.fixture(autouse=True)
-def _secantus_deviations(request):
+def _server_deviations(request):
     callspec = getattr(request.node, "callspec", None)
-    if callspec is None or callspec.params.get("mongo") != "secantus":
+    if callspec is None:
         return
     name = request.node.originalname
+    if callspec.params.get("mongo") == "mongomock" and name in MONGOMOCK_LIMITS:
+        pytest.skip(MONGOMOCK_LIMITS[name])
+    if callspec.params.get("mongo") != "secantus":
+        return
     for test, params, reason in SECANTUS_DEVIATIONS:
         if name == test and all(callspec.params.get(k) == v for k, v in params.items()):
             request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
