@@ -6,21 +6,6 @@ import pytest
 from intake_bluesky.core.testing import ConformanceTests, RunStore
 from intake_bluesky.mongo import BlueskyMongoCatalog, BlueskyMongoEmbeddedCatalog
 
-#: Where SecantusDB 0.7.0b3 answers differently from mongod (and mongomock):
-#: (test name, its parameters) -> why. Marked strict xfail on that server
-#: only, so a SecantusDB that fixes it is noticed (and a real mongod, via
-#: INTAKE_BLUESKY_TEST_MONGO_URI, must pass them).
-SECANTUS_DEVIATIONS = [
-    (
-        "test_tuples_are_arrays",
-        {"query": {"hints.dimensions.0.0": "motor"}},
-        "SecantusDB 0.7.0b3: a path ending in an array index whose value is itself an "
-        "array ({'a.0': 1} on a=[[1, 2]]) does not match an element of that array, as "
-        "mongod and mongomock do",
-    ),
-]
-
-
 #: Tests mongomock cannot run: name -> why (they run on the real server).
 MONGOMOCK_LIMITS = {
     "test_follow_sees_every_document_as_written": (
@@ -32,18 +17,14 @@ MONGOMOCK_LIMITS = {
 
 
 @pytest.fixture(autouse=True)
-def _server_deviations(request):
+def _mongomock_limits(request):
     callspec = getattr(request.node, "callspec", None)
-    if callspec is None:
+    if callspec is None or "mongo" not in callspec.params:
         return
     name = request.node.originalname
-    if callspec.params.get("mongo") == "mongomock" and name in MONGOMOCK_LIMITS:
+    kind = request.getfixturevalue("mongo").kind
+    if kind == "mongomock" and name in MONGOMOCK_LIMITS:
         pytest.skip(MONGOMOCK_LIMITS[name])
-    if callspec.params.get("mongo") != "secantus":
-        return
-    for test, params, reason in SECANTUS_DEVIATIONS:
-        if name == test and all(callspec.params.get(k) == v for k, v in params.items()):
-            request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 class NormalizedStore(RunStore):

@@ -158,6 +158,25 @@ def test_text_search_without_text_index_is_a_clear_error(real_mongo, layouts):
     assert "full error" not in str(info.value)
 
 
+@pytest.mark.parametrize("layout", ["normalized", "embedded"])
+def test_positional_path_into_nested_arrays(mongo, layout):
+    # hints.dimensions is a list of [fields, stream] pairs: ".0.0" is a list,
+    # which mongod (and mongomock) match by any element. SecantusDB 0.7.0b3
+    # does not (README: where SecantusDB differs from mongod).
+    start = {"uid": "u", "time": T0, "hints": {"dimensions": [[["motor"], "primary"]]}}
+    db = mongo.database(layout)
+    if layout == "normalized":
+        db.run_start.insert_one(dict(start))
+        cat = BlueskyMongoCatalog(db)
+    else:
+        db.header.insert_one({"run_id": "u", "start": [dict(start)]})
+        cat = BlueskyMongoEmbeddedCatalog(db)
+    assert list(cat.search({"hints.dimensions.0.1": "primary"})) == ["u"]
+    assert list(cat.search({"hints.dimensions.0.0": ["motor"]})) == ["u"]
+    expected = [] if mongo.kind == "secantus" else ["u"]
+    assert list(cat.search({"hints.dimensions.0.0": "motor"})) == expected
+
+
 # --- cursors longer than one batch ---------------------------------------------
 def test_search_and_event_pages_span_several_batches(real_mongo, layouts):
     mds = real_mongo.database("mds")
