@@ -7,9 +7,11 @@ this class with its own driver.
 from __future__ import annotations
 
 import inspect
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 
+import numpy as np
 from intake.catalog.base import Catalog
 
 from ._faces import BlueskyRun, EntriesMixin, describe
@@ -238,6 +240,8 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             return [self._run(start["uid"]) for start in self._starts_slice(key)]
         if isinstance(key, str) and re.fullmatch(r"-?\d+", key.strip()):
             key = int(key)
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool | np.bool_):
+            key = int(key)  # a scan_id taken from a Dataset is a numpy integer
         if isinstance(key, bool) or not isinstance(key, int | str):
             raise TypeError(
                 f"Look runs up by uid (str), partial uid, scan_id (int >= 0), -N (N-th most "
