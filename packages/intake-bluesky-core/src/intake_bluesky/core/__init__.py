@@ -16,6 +16,8 @@ Examples
 [1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
 """
 
+from ._assembly import DtypeMismatchError
+from ._casting import DtypeMismatchWarning
 from ._catalog import BlueskyCatalog, RunsView
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
@@ -31,8 +33,9 @@ from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHa
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
 from ._progress import set_progress
-from ._query import and_queries, compile_query, validate_query
+from ._query import and_queries, compile_query, normalize_query, validate_query
 from ._table import run_rows
+from ._time import TimeRange, to_epoch
 from .driver import Driver, RunSource, RunSourceBase, SummaryDriver
 
 __version__ = "0.1.0"
@@ -51,6 +54,8 @@ __all__ = [
     "BlueskyRun",
     "DataNotWrittenError",
     "DocumentRunSource",
+    "DtypeMismatchError",
+    "DtypeMismatchWarning",
     "Driver",
     "FileDriver",
     "FileFormat",
@@ -65,11 +70,14 @@ __all__ = [
     "RunSourceBase",
     "RunsView",
     "SummaryDriver",
+    "TimeRange",
     "and_queries",
     "backends",
     "compile_query",
     "expand_paths",
+    "normalize_query",
     "run_rows",
     "set_progress",
+    "to_epoch",
     "validate_query",
 ]
