@@ -52,6 +52,7 @@ _STYLE = """<style>
   vertical-align: top !important; border-bottom: 1px solid rgba(128, 128, 128, 0.25);}
 .ib-repr th {font-weight: 600;}
 .ib-repr td.ib-num {text-align: right !important; font-variant-numeric: tabular-nums;}
+.ib-repr table.ib-runs td {white-space: nowrap !important;}
 .ib-repr code, .ib-repr .ib-mono {font-family: var(--jp-code-font-family, monospace);}
 .ib-repr .ib-fail {color: #c0392b; font-weight: 600;}
 .ib-repr .ib-running {color: #b9770e; font-weight: 600;}
@@ -105,7 +106,7 @@ def _events(num_events: Mapping) -> str:
     return ", ".join(f"{_e(k)}&nbsp;{_e(v)}" for k, v in num_events.items())
 
 
-def _table(header: list[str] | None, rows: list[list[str]], numeric=()) -> str:
+def _table(header: list[str] | None, rows: list[list[str]], numeric=(), css: str = "") -> str:
     if header is None:  # a key/value table
         head = ""
     else:
@@ -119,7 +120,8 @@ def _table(header: list[str] | None, rows: list[list[str]], numeric=()) -> str:
         + "</tr>"
         for row in rows
     )
-    return f"<table>{head}<tbody>{body}</tbody></table>"
+    klass = f' class="{css}"' if css else ""
+    return f"<table{klass}>{head}<tbody>{body}</tbody></table>"
 
 
 def _wrap(inner: str) -> str:
@@ -174,7 +176,9 @@ def catalog_html(cat, rows: int = CATALOG_ROWS) -> str:
             "a run: <code>cat[-1]</code>, <code>cat[uid]</code>, <code>cat[scan_id]</code>."
             "</div>"
         )
-    return _wrap(f'<div class="ib-head">{head}</div>' + _table(header, body, (0,)) + more)
+    return _wrap(
+        f'<div class="ib-head">{head}</div>' + _table(header, body, (0,), css="ib-runs") + more
+    )
 
 
 # --- run --------------------------------------------------------------------
@@ -229,6 +233,13 @@ def _stream_table(descriptors: list[dict]) -> str:
     return _table(["field", "shape per event", "dtype", "units", "source", "external"], rows)
 
 
+def _access(stream_name: str) -> str:
+    """How to reach a stream from a run, escaped: ``run.primary`` or ``run['a b']``."""
+    if stream_name.isidentifier():
+        return f"run.{_e(stream_name)}"
+    return f"run[{_e(repr(stream_name))}]"
+
+
 def run_html(run) -> str:
     """Start essentials, status, and each stream's fields (no event data read)."""
     try:
@@ -265,8 +276,9 @@ def run_html(run) -> str:
         note = f"{count} event{'s' if count != 1 else ''}" if count is not None else ""
         parts.append(
             f"<details open><summary><b>{_e(name)}</b> <span class='ib-note'>{_e(note)} "
-            f"&mdash; <code>run.{_e(name) if name.isidentifier() else '[' + _e(repr(name)) + ']'}"
-            ".read()</code></span></summary>" + _stream_table(by_stream[name]) + "</details>"
+            f"&mdash; <code>{_access(name)}.read()</code></span></summary>"
+            + _stream_table(by_stream[name])
+            + "</details>"
         )
     if not by_stream:
         parts.append('<div class="ib-note">No streams (yet).</div>')
