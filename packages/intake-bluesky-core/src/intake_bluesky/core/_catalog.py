@@ -395,7 +395,7 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             a column, so ``cat[df.uid.iloc[-1]]`` opens a row's run).
             Columns: ``uid``, ``scan_id``, ``plan_name``, ``time``
             (timezone-aware, local timezone), ``duration`` (seconds, NaN while
-            in progress), ``exit_status`` (None while in progress), then one
+            in progress), ``exit_status`` (missing while in progress), then one
             ``events.<stream>`` column per stream named in any run's stop
             document (``primary`` first, then alphabetical; integer counts,
             missing where unknown), then ``fields`` in the order given.
