@@ -536,8 +536,9 @@ def _call_hint(cls_name: str, args: tuple, unknown: dict) -> str:
     if unknown and not args:
         query = ", ".join(f"{k!r}: {v!r}" for k, v in unknown.items())
         return (
-            f"A catalog is not called with a query ({', '.join(unknown)} are not arguments "
-            f"of {cls_name}): use cat.search({{{query}}}) to find runs, or cat[key] to get one."
+            f"A catalog is not called with a query ({', '.join(unknown)} "
+            f"{'is not an argument' if len(unknown) == 1 else 'are not arguments'} of "
+            f"{cls_name}): use cat.search({{{query}}}) to find runs, or cat[key] to get one."
         )
     return (
         f"{cls_name} is not called with {args!r}{' ' + str(unknown) if unknown else ''}: "
