@@ -96,20 +96,66 @@ def _documents(data: bytes, path: str) -> Iterator[tuple[str, dict]]:
     return itertools.chain.from_iterable(_batches(data, path))
 
 
-def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0):
-    """Lists of documents of ``data`` (the file's bytes from offset ``base``,
-    after ``lineno`` lines); returns ``(offset, lineno, unterminated)`` just
-    after the last complete line (see :meth:`JSONLFormat.read_appended`)."""
+#: Bytes read from a file at a time: memory holds one block and one batch of
+#: documents (which the core packs into columns), never the whole file.
+_BLOCK = 4 * 2**20
+
+
+def _file_batches(f: BinaryIO, path: str, lineno: int = 0, offset: int = 0, skip_newline=False):
+    """Lists of documents of an open file from its position ``offset`` on,
+    block by block; returns like :func:`_batches`. The file is closed at the
+    end."""
+    with f:
+        parts: list[bytes] = []  # pieces of a line not finished in its block
+        first = True
+        while True:
+            block = f.read(_BLOCK)
+            if first and skip_newline and block.startswith(b"\n"):
+                # The newline of a line already taken: not a blank line.
+                block = block[1:]
+                offset += 1
+            first = False
+            if not block:
+                break
+            cut = block.rfind(b"\n") + 1
+            if not cut:
+                parts.append(block)
+                continue
+            if parts:
+                parts.append(block)
+                data = b"".join(parts)
+                cut += len(data) - len(block)
+                parts = []
+            else:
+                data = block
+            # Only complete lines here: what follows the last newline waits
+            # for the next block (or the end of the file).
+            _, lineno, _ = yield from _batches(data, path, lineno, offset, cut)
+            offset += cut
+            if cut < len(data):
+                parts.append(data[cut:])
+        if parts:
+            return (yield from _batches(b"".join(parts), path, lineno, offset))
+        return offset, lineno, False
+
+
+def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0, end: int | None = None):
+    """Lists of documents of ``data[:end]`` (the file's bytes from offset
+    ``base``, after ``lineno`` lines); returns ``(offset, lineno,
+    unterminated)`` just after the last complete line (see
+    :meth:`JSONLFormat.read_appended`)."""
     view = memoryview(data)  # lines are decoded from slices, never copied
-    pos, end = 0, len(data)
+    pos, end = 0, len(data) if end is None else end
     consumed, unterminated = 0, False
     while pos < end:
-        batch, lineno, pos, consumed, unterminated = _decode_batch(data, view, path, lineno, pos)
+        batch, lineno, pos, consumed, unterminated = _decode_batch(
+            data, view, path, lineno, pos, end
+        )
         yield batch
     return base + consumed, lineno, unterminated
 
 
-def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: int):
+def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int):
     # Decoding allocates several containers per line and frees none, so the
     # cyclic garbage collector would run again and again over a heap that
     # holds no garbage (about 40% of the time of a 100,000-event file).
@@ -119,17 +165,16 @@ def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: in
     if paused:
         gc.disable()
     try:
-        return _decode_lines(data, view, path, lineno, pos)
+        return _decode_lines(data, view, path, lineno, pos, end)
     finally:
         if paused:
             gc.enable()
 
 
-def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: int):
+def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int):
     loads = orjson.loads
     fast_error = orjson.JSONDecodeError
     find = data.find
-    end = len(data)
     out = []
     append = out.append
     # Where the next read of a growing file resumes: after the last line
@@ -138,7 +183,7 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
     # skipped then (``unterminated``).
     consumed, unterminated = pos, False
     while pos < end and len(out) < _BATCH:
-        nl = find(b"\n", pos)
+        nl = find(b"\n", pos, end)
         # No newline after the last piece: a line whose writing has not
         # finished (or a final line without one).
         terminated = nl >= 0
@@ -240,11 +285,9 @@ class JSONLFormat(FileFormat):
             file and the line (1-based) and says what to do.
         """
         path = _path(location)
-        # One read: a snapshot of a file that may be growing, and splitting
-        # bytes in memory beats iterating a file object line by line.
-        with open(path, "rb") as f:
-            data = f.read()
-        return _documents(data, path)
+        # Read in blocks, split in memory (faster than iterating a file object
+        # line by line); opened now, so a missing file raises here.
+        return itertools.chain.from_iterable(_file_batches(open(path, "rb"), path))
 
     def read_appended(self, location: Location, resume):
         """Lists of the documents after ``resume`` (None: all); returns the
@@ -257,14 +300,9 @@ class JSONLFormat(FileFormat):
         """
         path = _path(location)
         offset, lineno, unterminated = resume if resume is not None else (0, 0, False)
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-        if unterminated and data.startswith(b"\n"):
-            # The newline of the line already taken: not a blank line.
-            data = data[1:]
-            offset += 1
-        return (yield from _batches(data, path, lineno, offset))
+        f = open(path, "rb")
+        f.seek(offset)
+        return (yield from _file_batches(f, path, lineno, offset, unterminated))
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
         """``(start, stop)`` from the first and last lines only.
