@@ -146,10 +146,17 @@ def ensure_workload(quick: bool, log=print) -> tuple[Path, dict]:
 
 
 def _floor(path: str):
+    """h5py at its fastest: both datasets whole, straight into new arrays."""
     import h5py
 
     with h5py.File(path, "r", swmr=True, libver="latest") as f:
-        return f[FRAMES][()], f[SUMS][()]
+        out = []
+        for name in (FRAMES, SUMS):
+            dset = f[name]
+            array = np.empty(dset.shape, dset.dtype)
+            dset.read_direct(array)
+            out.append(array)
+        return tuple(out)
 
 
 def _catalog(root: Path):
