@@ -160,27 +160,42 @@ def _fly_scan(directory, n_frames=60, frame_chunks=8):
 
 
 def test_to_dask_equals_read_with_chunks_aligned_to_the_file(tmp_path):
-    docs, frames = _fly_scan(tmp_path)
+    docs, frames = _fly_scan(tmp_path)  # 60 frames of 128 bytes, file chunks of 8 frames
     cat = BlueskyInMemoryCatalog()
     for name, doc in docs:
         cat(name, doc)
     stream = cat[-1].primary
     eager = stream.read()
     np.testing.assert_array_equal(eager["det"].values[:, 0], frames)
+    assert np.isnan(eager["time"].values).all()
     lazy = stream.to_dask()
+    assert lazy["det"].data.chunks[0] == (60,)  # ~100 MB chunks: all of it
     np.testing.assert_array_equal(lazy["det"].data.compute(), eager["det"].values)
-    # Asked for small chunks, it rounds them to whole file chunks (8 frames).
-    small = stream.to_dask(chunks={"time": 5}) if _takes_chunks(stream) else None
-    if small is None:
-        pytest.fail("to_dask() takes no chunks= argument")
-    time_chunks = small["det"].data.chunks[0]
-    assert all(c % 8 == 0 for c in time_chunks[:-1]), time_chunks
-    assert sum(time_chunks) == 60
-    with dask.config.set(scheduler="sync"):
-        np.testing.assert_array_equal(small["det"].data.compute(), eager["det"].values)
+    # A size per chunk is rounded down to whole file chunks: 1.5 KiB = 12 rows -> 8.
+    for asked, rows in (("1.5KiB", 8), ("2KiB", 16), ("100B", 8)):
+        small = stream.to_dask(chunks=asked)
+        time_chunks = small["det"].data.chunks[0]
+        assert time_chunks == (rows,) * (60 // rows) + ((60 % rows,) if 60 % rows else ()), (
+            asked,
+            time_chunks,
+        )
+        with dask.config.set(scheduler="sync"):
+            np.testing.assert_array_equal(small["det"].data.compute(), eager["det"].values)
+    # Rows asked for explicitly are the user's choice.
+    assert stream.to_dask(chunks=5)["det"].data.chunks[0] == (5,) * 12
 
 
-def _takes_chunks(stream) -> bool:
-    import inspect
+def test_to_dask_opens_no_file_before_compute(tmp_path):
+    import gc
 
-    return "chunks" in inspect.signature(stream.to_dask).parameters
+    from intake_bluesky.hdf5 import open_count
+
+    docs, frames = _fly_scan(tmp_path)
+    gc.collect()
+    before = open_count()
+    cat = BlueskyInMemoryCatalog()
+    for name, doc in docs:
+        cat(name, doc)
+    lazy = cat[-1].primary.to_dask(chunks="2KiB")
+    assert open_count() == before
+    np.testing.assert_array_equal(lazy["det"].data[16:24].compute()[:, 0], frames[16:24])
