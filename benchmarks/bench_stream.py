@@ -168,21 +168,25 @@ def _catalog(root: Path):
     return cat
 
 
-def _interleaved(fns: dict, reps: int) -> dict:
+def _interleaved(fns: dict, checks: dict, reps: int) -> dict:
     """Best time of each callable, the calls interleaved round by round, so that
-    load from other processes on a shared machine hits floor and reader alike."""
+    load from other processes on a shared machine hits floor and reader alike.
+    Results are checked (``checks[name](result)``) on the first round and
+    dropped at once: no 500 MiB result outlives its call."""
     import gc
 
     best = dict.fromkeys(fns, float("inf"))
-    last = {}
-    for _ in range(max(1, reps)):
+    ok = dict.fromkeys(fns, True)
+    for round_ in range(max(1, reps)):
         for name, fn in fns.items():
-            last[name] = None
             gc.collect()
             t0 = time.perf_counter()
-            last[name] = fn()
+            result = fn()
             best[name] = min(best[name], time.perf_counter() - t0)
-    return {name: (best[name], last[name]) for name in fns}
+            if round_ == 0 and name in checks:
+                ok[name] = checks[name](result)
+            del result
+    return {name: (best[name], ok[name]) for name in fns}
 
 
 def ours(root: Path, manifest: dict, reps: int, log=print) -> list[dict]:
@@ -198,11 +202,21 @@ def ours(root: Path, manifest: dict, reps: int, log=print) -> list[dict]:
         with dask.config.set(scheduler="threads"):
             return _catalog(root)[manifest["uid"]].primary.to_dask().compute()
 
+    def check(ds):
+        return (
+            _same(ds["bdet"].values, frames)
+            and _same(ds["bdet-sum"].values, sums)
+            and bool(np.isnan(ds["time"].values).all())
+        )
+
     lazy = _catalog(root)[manifest["uid"]].primary.to_dask()
     tasks = {k: len(v.data.__dask_graph__()) for k, v in lazy.data_vars.items()}
     chunks = {k: list(v.data.chunks[0])[:4] for k, v in lazy.data_vars.items()}
+    del lazy
     timed = _interleaved(
-        {"floor": lambda: _floor(manifest["file"]), "read": read, "compute": compute}, reps
+        {"floor": lambda: _floor(manifest["file"]), "read": read, "compute": compute},
+        {"read": check, "compute": check},
+        reps,
     )
     floor = timed["floor"][0]
     rows = []
@@ -210,9 +224,7 @@ def ours(root: Path, manifest: dict, reps: int, log=print) -> list[dict]:
         ("read", "read()", {}),
         ("compute", "to_dask().compute()", {"tasks": tasks, "time_chunks": chunks}),
     ):
-        t, ds = timed[name]
-        ok = _same(ds["bdet"].values, frames) and _same(ds["bdet-sum"].values, sums)
-        ok = ok and bool(np.isnan(ds["time"].values).all())
+        t, ok = timed[name]
         rows.append(_row(label, t, floor, reps, ok, extra))
     for r in rows:
         log(f"  {r['label']}: {r['value']:.3f} s, floor {floor:.3f} s, {r['to_floor']:.2f}x")
