@@ -199,3 +199,57 @@ def test_to_dask_opens_no_file_before_compute(tmp_path):
     lazy = cat[-1].primary.to_dask(chunks="2KiB")
     assert open_count() == before
     np.testing.assert_array_equal(lazy["det"].data[16:24].compute()[:, 0], frames[16:24])
+
+
+def test_new_file_mid_run(tmp_path, write_detector_file):
+    """A detector rolls over to a second file: a second stream_resource, indices from 0."""
+    first, _ = write_detector_file(tmp_path / "a.h5", 5, shape=(4, 5), dtype="<u2")
+    second, _ = write_detector_file(tmp_path / "b.h5", 7, shape=(4, 5), dtype="<u2")
+    second = second + 1000  # tell the files apart
+    with h5py.File(tmp_path / "b.h5", "r+", libver="latest") as f:
+        f["/entry/data/data"][...] = second
+    run = event_model.compose_run(metadata={"scan_id": 5, "plan_name": "fly"})
+    desc = run.compose_descriptor(
+        name="primary",
+        data_keys={
+            "det": {
+                "source": "sim",
+                "shape": [1, 4, 5],
+                "dtype": "array",
+                "dtype_numpy": "<u2",
+                "external": "STREAM:",
+            }
+        },
+    )
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    seq = 1
+    for name, n in (("a.h5", 5), ("b.h5", 7)):
+        bundle = run.compose_stream_resource(
+            mimetype="application/x-hdf5",
+            uri=f"file://localhost/old/place/{name}",
+            data_key="det",
+            parameters={"dataset": "/entry/data/data", "chunk_shape": [1, 4, 5]},
+        )
+        docs.append(("stream_resource", bundle.stream_resource_doc))
+        docs.append(
+            (
+                "stream_datum",
+                bundle.compose_stream_datum(
+                    indices={"start": 0, "stop": n},
+                    seq_nums={"start": seq, "stop": seq + n},
+                    descriptor=desc.descriptor_doc,
+                ),
+            )
+        )
+        seq += n
+    docs.append(("stop", run.compose_stop()))
+    cat = BlueskyInMemoryCatalog(root_map={"/old/place": str(tmp_path)})
+    for name, doc in docs:
+        cat(name, doc)
+    expected = np.concatenate([first, second])[:, None]
+    ds = cat[5].primary.read()
+    np.testing.assert_array_equal(ds["det"].values, expected)
+    np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 13))
+    lazy = cat[5].primary.to_dask(chunks=4)
+    assert lazy["det"].data.chunks[0] == (4, 4, 4)  # the middle chunk spans both files
+    np.testing.assert_array_equal(lazy["det"].data.compute(), expected)
