@@ -253,3 +253,15 @@ def test_new_file_mid_run(tmp_path, write_detector_file):
     lazy = cat[5].primary.to_dask(chunks=4)
     assert lazy["det"].data.chunks[0] == (4, 4, 4)  # the middle chunk spans both files
     np.testing.assert_array_equal(lazy["det"].data.compute(), expected)
+
+
+def test_to_dask_in_worker_processes(tmp_path):
+    """Dask's process pool: each worker unpickles the readers and opens the file itself."""
+    docs, frames = _fly_scan(tmp_path, n_frames=40)
+    cat = BlueskyInMemoryCatalog()
+    for name, doc in docs:
+        cat(name, doc)
+    lazy = cat[-1].primary.to_dask(chunks="2KiB")  # 16 rows a chunk: 3 tasks
+    with dask.config.set(scheduler="processes", num_workers=2):
+        got = lazy["det"].data.compute()
+    np.testing.assert_array_equal(got[:, 0], frames)
