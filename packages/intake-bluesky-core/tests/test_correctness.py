@@ -170,3 +170,21 @@ def test_rows_without_events_never_change_values():
     assert flags.dtype == np.float64 and flags[[0, 2]].tolist() == [1.0, 0.0]
     text = _spread(np.array(["a", "bb"]), where, 3)
     assert text.dtype == object and text.tolist() == ["a", None, "bb"]
+
+
+def test_yaml_of_a_catalog_made_with_a_time_range_loads_back(tmp_path):
+    import intake
+
+    from intake_bluesky.core.testing import UIDS, example_runs
+
+    cat = BlueskyInMemoryCatalog(query=TimeRange(since=0, until=1_700_000_150, timezone="UTC"))
+    for docs in example_runs(tmp_path):
+        cat.ingest(docs)
+    assert list(cat) == [UIDS["scan"], UIDS["count"]]
+    text = cat.yaml()
+    assert "TimeRange" not in text and "python/object" not in text
+    path = tmp_path / "cat.yaml"
+    path.write_text(text)
+    loaded = intake.open_catalog(str(path))
+    entry = loaded[list(loaded)[0]]
+    assert entry._query == {"time": {"$gte": 0.0, "$lt": 1_700_000_150.0}}

@@ -83,6 +83,10 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             raise TypeError(f"{type(driver).__name__} does not implement the Driver protocol.")
         self.driver = driver
         self._query = validate_query(query, server=getattr(driver, "server_side_queries", False))
+        if query is not None:
+            # yaml()/pickle re-create the catalog from these: the plain query
+            # (a TimeRange or numpy values would not load back as YAML).
+            self._captured_init_kwargs["query"] = self._query
         given = self._captured_init_kwargs.get("handler_registry")
         if given:
             # Written by yaml()/pickle as importable names, not Python objects.
