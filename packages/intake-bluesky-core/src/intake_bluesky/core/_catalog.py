@@ -41,8 +41,8 @@ class BlueskyCatalog(EntriesMixin, Catalog):
     query : dict, optional
         A MongoDB query on start documents that pre-filters the catalog.
     transforms : dict, optional
-        ``start``/``stop``/``descriptor``/``resource`` -> callable that patches
-        those documents on read. Searches see the stored start documents,
+        ``start``/``stop``/``descriptor``/``resource``/``stream_resource`` -> callable
+        that patches those documents on read. Searches see the stored start documents,
         not the transformed ones (a database evaluates them where they are).
     **kwargs
         Passed to ``intake.catalog.Catalog`` (``name``, ``metadata``, ...).

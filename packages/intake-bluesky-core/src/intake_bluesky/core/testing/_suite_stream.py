@@ -14,6 +14,7 @@ from .._filling import FillError, MissingHandlerError
 from ._examples import EXTERNAL_ROOT
 from ._examples_v2 import (
     FRAME,
+    NPZ_MIMETYPE,
     STREAM_UIDS,
     NpzFramesReader,
     frames,
@@ -156,6 +157,17 @@ class StreamDataTests:
         cat = store.catalog(**stream_registry(stream_dir))
         with pytest.raises(FillError, match="neither 'mimetype' nor 'spec'"):
             cat[STREAM_UIDS["fly"]].primary.read()
+        # The fix the error suggests: a stream_resource transform.
+        fixed = store.catalog(
+            **stream_registry(stream_dir),
+            transforms={"stream_resource": lambda d: {**d, "mimetype": NPZ_MIMETYPE}},
+        )
+        ds = fixed[STREAM_UIDS["fly"]].primary.read()
+        np.testing.assert_array_equal(ds["bdet"].values[:, 0], frames(7, 3))
+        patched = [
+            d for n, d in fixed[STREAM_UIDS["fly"]].canonical(fill="no") if n == "stream_resource"
+        ]
+        assert patched and all(d["mimetype"] == NPZ_MIMETYPE for d in patched)
 
     def test_missing_reader_names_mimetype(self, store, stream_docs, stream_dir):
         store.write_run(stream_docs[1])
