@@ -34,7 +34,7 @@ from dask.utils import parse_bytes
 from ._casting import fits, lossless_cast
 from ._documents import BadDocumentError
 from ._filling import Filler, FillError
-from ._pages import first_of
+from ._pages import first_of, mixed_numbers
 from .driver import RunSource
 
 __all__ = [
@@ -127,13 +127,24 @@ def _column(pieces: Sequence, numeric: bool = False, float_hint: bool = False) -
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     flat = list(itertools.chain.from_iterable(pieces))
     out = np.asarray(flat) if flat else np.empty((0,))
-    if out.dtype == object and (numeric or float_hint):
+    if out.dtype.kind == "f" and out.ndim == 1 and mixed_numbers(flat) and not _exact(flat, out):
+        # Integers above 2**53 among floats: float64 would round them.
+        out = np.asarray(flat, dtype=object)
+    if out.dtype == object and (numeric or float_hint) and any(v is None for v in flat):
         # JSON null for a missing numeric reading becomes NaN.
         try:
-            out = np.asarray([np.nan if v is None else v for v in flat], dtype=float)
+            filled = [np.nan if v is None else v for v in flat]
+            as_float = np.asarray(filled, dtype=float)
+            if not mixed_numbers(filled) or _exact(filled, as_float):
+                out = as_float
         except (TypeError, ValueError):
             pass
     return out
+
+
+def _exact(flat: list, out: np.ndarray) -> bool:
+    """Whether every int of ``flat`` survived as the float at its place."""
+    return all(v == float(f) and v == int(f) for v, f in zip(flat, out) if type(v) is int)
 
 
 # --- rows ---------------------------------------------------------------------

@@ -142,7 +142,17 @@ def as_column(values):
         arr = np.asarray(values)
     except (ValueError, TypeError):
         return values
+    if arr.dtype.kind == "f" and mixed_numbers(values):
+        # ints (or bools) among floats: numpy would make them floats (and
+        # round ints above 2**53); the stored values are kept as they are.
+        return values
     return arr if arr.ndim == 1 and arr.dtype != object else values
+
+
+def mixed_numbers(values) -> bool:
+    """Whether a list of scalars holds floats and other numbers (int, bool)."""
+    types = set(map(type, values))
+    return float in types and len(types) > 1
 
 
 def _plain(column):

@@ -44,6 +44,7 @@ CORRECTNESS_UIDS = {
     "casts": "c0000000-0000-4000-8000-000000000001",
     "tuples": "c0000000-0000-4000-8000-000000000002",
     "empty": "c0000000-0000-4000-8000-000000000003",
+    "mixed": "c0000000-0000-4000-8000-000000000004",
 }
 
 #: Frame shape of the example detector, and its dtype.
@@ -333,6 +334,8 @@ def correctness_runs() -> list[list[tuple[str, dict]]]:
        emits it (``motors``, ``hints.dimensions``).
     3. ``empty`` (23): a stream with a descriptor and no events, with a
        large image field.
+    4. ``mixed`` (24): ints and floats in one field (``sp``: 0 then 2.5;
+       ``n``: 2**53 + 1 then 0.5), as a device reading whatever it gets.
     """
     out = []
     uid = _uid_factory("v2-casts")
@@ -407,4 +410,35 @@ def correctness_runs() -> list[list[tuple[str, dict]]]:
             ("stop", _stop(run, uid(), t + 1, {"primary": 0})),
         ]
     )
+
+    uid = _uid_factory("v2-mixed")
+    t = T0 + 2300
+    run = event_model.compose_run(
+        uid=CORRECTNESS_UIDS["mixed"], time=t, metadata={"scan_id": 24, "plan_name": "count"}
+    )
+    desc = run.compose_descriptor(
+        name="primary",
+        uid=uid(),
+        time=t + 0.1,
+        data_keys={
+            "sp": {"source": "SIM:sp", "dtype": "number", "shape": []},
+            "n": {"source": "SIM:n", "dtype": "number", "shape": []},
+        },
+    )
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i, (sp, n) in enumerate(((0, 2**53 + 1), (2.5, 0.5))):
+        docs.append(
+            (
+                "event",
+                desc.compose_event(
+                    data={"sp": sp, "n": n},
+                    timestamps={"sp": t, "n": t},
+                    seq_num=i + 1,
+                    time=t + 1 + i,
+                    uid=uid(),
+                ),
+            )
+        )
+    docs.append(("stop", run.compose_stop(uid=uid(), time=t + 5)))
+    out.append(docs)
     return out

@@ -67,6 +67,22 @@ class CorrectnessTests:
         assert [float(v) for v in values] == [0.0, 2.5]
         assert values[1] == 2.5
 
+    def test_ints_among_floats_are_kept(self, v2_cat):
+        run = v2_cat[CORRECTNESS_UIDS["mixed"]]
+        sp, n = [], []
+        for name, doc in run.canonical(fill="no"):
+            if name == "event":
+                sp.append(doc["data"]["sp"])
+                n.append(doc["data"]["n"])
+            elif name == "event_page":
+                sp.extend(list(doc["data"]["sp"]))
+                n.extend(list(doc["data"]["n"]))
+        assert sp == [0, 2.5] and n == [2**53 + 1, 0.5]
+        assert type(n[0]) is int
+        ds = run.primary.read()
+        assert ds["sp"].values.tolist() == [0.0, 2.5]
+        assert ds["n"].values.tolist() == [2**53 + 1, 0.5]  # not rounded to 2**53
+
     # --- search answers -------------------------------------------------------
     @pytest.mark.parametrize(
         "query",
