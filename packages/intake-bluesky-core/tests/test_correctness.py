@@ -188,3 +188,24 @@ def test_yaml_of_a_catalog_made_with_a_time_range_loads_back(tmp_path):
     loaded = intake.open_catalog(str(path))
     entry = loaded[list(loaded)[0]]
     assert entry._query == {"time": {"$gte": 0.0, "$lt": 1_700_000_150.0}}
+
+
+def test_equal_to_a_date_string_is_its_period():
+    from intake_bluesky.core._time import epoch_span
+
+    day = datetime.datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    assert epoch_span("2026-03-01", timezone="UTC") == (day, day + 86400)
+    assert epoch_span("2026-03", timezone="UTC") == (day, day + 31 * 86400)
+    assert (
+        epoch_span("2026-12", timezone="UTC")[1]
+        == datetime.datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    )
+    assert (
+        epoch_span("2026", timezone="UTC")[1]
+        == datetime.datetime(2027, 1, 1, tzinfo=UTC).timestamp()
+    )
+    assert epoch_span("2026-03-01 14", timezone="UTC") == (day + 14 * 3600, day + 15 * 3600)
+    assert epoch_span("2026-03-01 14:05", timezone="UTC")[1] - day == 14 * 3600 + 6 * 60
+    assert epoch_span("2026-03-01T14:05:07", timezone="UTC")[1] - day == 14 * 3600 + 5 * 60 + 8
+    assert epoch_span("2026-03-01T14:05:07.5") is None
+    assert epoch_span("2026-03-01T14:05:07+00:00") is None

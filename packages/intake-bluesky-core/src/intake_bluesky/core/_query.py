@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ._time import to_epoch
+from ._time import epoch_span, to_epoch
 
 __all__ = [
     "validate_query",
@@ -169,10 +169,24 @@ def _normalize_document(query: Mapping, path: str) -> dict:
 
 
 def _normalize_time(value, path: str):
+    if isinstance(value, str):
+        return _time_equal(value, path)
     if _is_operator_document(value):
         out = {}
         for op, arg in value.items():
-            if op in _TIME_OPERATORS:
+            if op == "$eq" and isinstance(arg, str):
+                out.update(_time_equal(arg, f"{path}.$eq"))
+            elif op in ("$ne", "$in", "$nin") and (
+                isinstance(arg, str)
+                or isinstance(arg, list | tuple)
+                and any(isinstance(a, str) for a in arg)
+            ):
+                raise ValueError(
+                    f"{path}.{op}: a date string names a period (a day, an hour, ...), not "
+                    "one instant; compare 'time' with ranges instead: TimeRange(since=..., "
+                    "until=...) or {'$gte': ..., '$lt': ...}."
+                )
+            elif op in _TIME_OPERATORS:
                 out[op] = _epoch_or_plain(arg, f"{path}.{op}")
             elif op in ("$in", "$nin") and isinstance(arg, list | tuple):
                 out[op] = [_epoch_or_plain(a, f"{path}.{op}") for a in arg]
@@ -182,6 +196,19 @@ def _normalize_time(value, path: str):
                 out[op] = _plain(arg, f"{path}.{op}")
         return out
     return _epoch_or_plain(value, path)
+
+
+def _time_equal(text: str, path: str):
+    """``time`` equal to a date string: within the period it names (a day
+    for ``'2026-03-01'``), since no run starts at exactly midnight."""
+    try:
+        span = epoch_span(text)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: 'time' is epoch seconds; {err}") from None
+    if span is None:  # an instant (fractional seconds or an offset)
+        instant = _epoch_or_plain(text, path)
+        return {"$eq": instant} if path.endswith(".$eq") else instant
+    return {"$gte": span[0], "$lt": span[1]}
 
 
 def _epoch_or_plain(value, path: str):

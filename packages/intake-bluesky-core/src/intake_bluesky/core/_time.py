@@ -23,7 +23,7 @@ import numbers
 import zoneinfo
 from typing import Any
 
-__all__ = ["TimeRange", "to_epoch"]
+__all__ = ["TimeRange", "epoch_span", "to_epoch"]
 
 # The forms databroker's TimeRange accepted, most specific first.
 _FORMATS = (
@@ -55,14 +55,18 @@ def _tzinfo(timezone) -> _dt.tzinfo | None:
 
 
 def _parse(text: str) -> _dt.datetime:
+    return _parse_with_format(text)[0]
+
+
+def _parse_with_format(text: str) -> tuple[_dt.datetime, str | None]:
     text = text.strip()
     for fmt in _FORMATS:
         try:
-            return _dt.datetime.strptime(text, fmt)
+            return _dt.datetime.strptime(text, fmt), fmt
         except ValueError:
             continue
     try:  # ISO 8601 with an offset, e.g. '2026-03-01T14:00:00+02:00'
-        return _dt.datetime.fromisoformat(text)
+        return _dt.datetime.fromisoformat(text), None
     except ValueError:
         pass
     raise ValueError(
@@ -117,6 +121,38 @@ def to_epoch(value: Any, timezone=None) -> float:
         # Naive datetimes are local time by Python's own rules (DST included).
         value = value if tz is None else value.replace(tzinfo=tz)
     return value.timestamp()
+
+
+def _next(value: _dt.datetime, fmt: str | None) -> _dt.datetime | None:
+    """The start of the period after the one a date string names."""
+    if fmt is None or fmt.endswith("%f"):
+        return None  # an instant
+    if fmt == "%Y":
+        return value.replace(year=value.year + 1)
+    if fmt == "%Y-%m":
+        year, month = divmod(value.month, 12)
+        return value.replace(year=value.year + year, month=month + 1)
+    step = {"%d": _dt.timedelta(days=1), "%H": _dt.timedelta(hours=1)}.get(fmt[-2:])
+    if step is None:
+        step = _dt.timedelta(minutes=1) if fmt.endswith("%M") else _dt.timedelta(seconds=1)
+    return value + step
+
+
+def epoch_span(text: str, timezone=None) -> tuple[float, float] | None:
+    """``[start, stop)`` epoch seconds of the period a date string names
+    (``'2026-03-01'``: that day; ``'2026-03'``: that month; ...), or None
+    when it names an instant (fractional seconds, an ISO offset).
+
+    Examples
+    --------
+    >>> epoch_span("1970-01-02", timezone="UTC")
+    (86400.0, 172800.0)
+    """
+    value, fmt = _parse_with_format(text)
+    after = _next(value, fmt)
+    if after is None:
+        return None
+    return to_epoch(value, timezone), to_epoch(after, timezone)
 
 
 class TimeRange(dict):

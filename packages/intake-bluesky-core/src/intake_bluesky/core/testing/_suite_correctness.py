@@ -116,13 +116,25 @@ class CorrectnessTests:
         # until is exclusive
         assert list(cat.search(TimeRange(until=T0 + 100))) == [UIDS["scan"]]
 
-    def test_dates_compared_with_time_are_epoch_seconds(self, cat):
+    def test_dates_compared_with_time_are_epoch_seconds(self, cat, runs):
         after = datetime.datetime.fromtimestamp(T0 + 250, tz=_UTC)
         assert list(cat.search({"time": {"$gte": after}})) == [UIDS["live"], UIDS["stream"]]
         text = after.isoformat()
         assert list(cat.search({"time": {"$gte": text}})) == [UIDS["live"], UIDS["stream"]]
         with pytest.raises(ValueError, match="epoch seconds"):
             cat.search({"time": {"$gte": "not a date"}})
+        # Equal to a date string: within the day it names (local time).
+        day = datetime.datetime.fromtimestamp(T0 + 150).strftime("%Y-%m-%d")
+        same_day = [
+            docs[0][1]["uid"]
+            for docs in runs
+            if datetime.datetime.fromtimestamp(docs[0][1]["time"]).strftime("%Y-%m-%d") == day
+        ]
+        assert UIDS["count"] in same_day
+        assert list(cat.search({"time": day})) == same_day
+        assert list(cat.search({"time": {"$eq": day}})) == same_day
+        with pytest.raises(ValueError, match="names a period"):
+            cat.search({"time": {"$in": [day]}})
         with pytest.raises(ValueError, match="only be compared with 'time'"):
             cat.search({"sample.name": after})
 
