@@ -284,3 +284,21 @@ def test_a_msgpack_folder_warns_naming_what_it_holds(tmp_path):
     (tmp_path / "a1b2.msgpack").write_bytes(b"\x92\xa5start\x81\xa3uid\xa1x")
     with pytest.warns(UserWarning, match=r"holds no JSONL files \(\.jsonl\) but 1 \.msgpack file"):
         assert len(BlueskyJSONLCatalog(str(tmp_path), index_path=False)) == 0
+
+
+def test_a_parent_folder_of_run_folders_says_so(tmp_path, samples):
+    import warnings
+
+    for name in ("beamtime1", "beamtime2"):
+        (tmp_path / name).mkdir()
+    sample = next((samples / "jsonl").glob("*.jsonl"))
+    shutil.copy(sample, tmp_path / "beamtime1" / sample.name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cat = BlueskyJSONLCatalog(str(tmp_path), index_path=False)
+        assert len(cat) == 0
+    messages = [str(w.message) for w in caught]
+    assert any("beamtime1" in m and "subfolders" in m for m in messages), messages
+    assert not any("beamtime2" in m for m in messages)
+    # The glob it suggests finds the run.
+    assert len(BlueskyJSONLCatalog(str(tmp_path / "*" / "*.jsonl"), index_path=False)) == 1

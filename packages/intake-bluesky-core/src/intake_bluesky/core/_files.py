@@ -754,6 +754,8 @@ class FileDriver:
         )
 
     def _warn_other_formats(self) -> None:
+        if not self._entries and not self.fmt.recursive:
+            self._warn_runs_in_subfolders()
         for entry, others in self._listing.others.items():
             known = {ext: n for ext, n in others.items() if ext in _KNOWN_FORMATS}
             if not known or ("other", entry) in self._warned:
@@ -768,6 +770,33 @@ class FileDriver:
                 f"but {found}: open it with the catalog of that format instead.",
                 stacklevel=5,
             )
+
+    def _warn_runs_in_subfolders(self) -> None:
+        """An empty catalog over a folder whose subfolders hold run files
+        (a parent folder given by mistake) says so, once."""
+        paths = [self.paths] if isinstance(self.paths, str | os.PathLike) else self.paths
+        for path in map(os.fspath, paths):
+            if ("subfolders", path) in self._warned or not os.path.isdir(path):
+                continue
+            self._warned.add(("subfolders", path))
+            try:
+                with os.scandir(path) as entries:
+                    folders = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+                holding = []
+                for folder in folders:
+                    with os.scandir(folder.path) as entries:
+                        if any(e.name.endswith(tuple(self.fmt.suffixes)) for e in entries):
+                            holding.append(folder.name)
+            except OSError:
+                continue
+            if holding:
+                shown = ", ".join(sorted(holding)[:5]) + (", ..." if len(holding) > 5 else "")
+                warnings.warn(
+                    f"{path!r} holds no {self.fmt.name} files ({', '.join(self.fmt.suffixes)}) "
+                    f"itself, but its subfolders {shown} do: open those folders, or a glob "
+                    f"such as {os.path.join(path, '*', '*' + self.fmt.suffixes[0])!r}.",
+                    stacklevel=5,
+                )
 
     def suspect(self, location: Location) -> None:
         """Have the next refresh stat this location again (its file may have

@@ -138,6 +138,12 @@ class StreamModel:
                     f"its fields are {known}."
                 )
             known = [f for f in known if f in self.include]
+        unknown = [f for f in self.exclude if f not in self.all_fields()]
+        if unknown:
+            raise KeyError(
+                f"Stream {self.name!r} of run {self.run.uid!r} has no field(s) {unknown} to "
+                f"exclude; its fields are {self.all_fields()}."
+            )
         return [f for f in known if f not in self.exclude]
 
     def dataset(self, lazy: bool = False, chunks=None, dtypes=None) -> xr.Dataset:

@@ -339,6 +339,8 @@ class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests, FollowTest
         assert list(primary(include=["ext"]).to_dask().data_vars) == ["ext"]
         with pytest.raises(KeyError, match="nope"):
             primary(include=["nope"]).read()
+        with pytest.raises(KeyError, match="no field.*'nope'.* to exclude"):
+            primary(exclude=["nope"])
 
     def test_exclude_external_reads_no_external_data(self, cat):
         before = NumpySeqHandler.calls
