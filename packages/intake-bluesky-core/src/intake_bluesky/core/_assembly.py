@@ -31,7 +31,7 @@ import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import parse_bytes
 
-from ._casting import fits, lossless_cast
+from ._casting import fits, lossless_cast, why_not
 from ._documents import BadDocumentError
 from ._filling import Filler, FillError
 from ._pages import first_of, mixed_numbers
@@ -468,8 +468,8 @@ def _take(columns: dict, key: str, dtype: np.dtype, run: str, rows: tuple[int, i
         return values.astype(dtype)
     raise DtypeMismatchError(
         f"Run {run!r}: field {key!r} is declared {dtype.name}, but rows {rows[0]}-{rows[1] - 1} "
-        f"hold {values.dtype.name} values that do not fit it (e.g. a fraction in an integer "
-        "field). to_dask() fixes dtypes before reading, so it refuses to truncate them: use "
+        f"hold {values.dtype.name} values that do not fit it{why_not(values.dtype, dtype)}. "
+        "to_dask() fixes dtypes before reading, so it refuses to truncate them: use "
         f"read(), which keeps the stored dtype, or to_dask(dtypes={{{key!r}: "
         f"{values.dtype.name!r}}})."
     )

@@ -88,6 +88,18 @@ def lossless_cast(values, dtype: np.dtype | None, *, run: str, field: str, what:
     return values
 
 
+def why_not(found, declared) -> str:
+    """A hint at the usual cause of a mismatch, for messages."""
+    found, declared = np.dtype(found), np.dtype(declared)
+    if found.kind == "f" and declared.kind in "iub":
+        return " (fractions or NaN in an integer field)"
+    if found.kind in "iu" and declared.kind in "iu":
+        return " (values out of its range)"
+    if found.kind in "iu" and declared.kind == "f":
+        return " (integers beyond the float's precision)"
+    return ""
+
+
 def warn_mismatch(found, declared, *, run: str, field: str, what: str = "") -> None:
     """Warn that stored values keep their own dtype.
 
@@ -96,9 +108,9 @@ def warn_mismatch(found, declared, *, run: str, field: str, what: str = "") -> N
     """
     declared_as = what or f"dtype {np.dtype(declared).str!r}"
     warnings.warn(
-        f"Run {run!r}: field {field!r} is declared with {declared_as}, but its stored values "
-        f"do not fit it (e.g. a fraction in an integer field); they are kept as "
-        f"{np.dtype(found).name} so that no value changes.",
+        f"Run {run!r}: field {field!r} is declared with {declared_as}, but its stored "
+        f"{np.dtype(found).name} values do not fit it{why_not(found, declared)}; they are "
+        "kept as they are so that no value changes.",
         DtypeMismatchWarning,
         stacklevel=3,
     )
