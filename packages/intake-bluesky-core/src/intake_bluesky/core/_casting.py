@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["DtypeMismatchWarning", "lossless_cast", "fits"]
+__all__ = ["DtypeMismatchWarning", "lossless_cast", "fits", "why_not"]
 
 
 class DtypeMismatchWarning(UserWarning):
