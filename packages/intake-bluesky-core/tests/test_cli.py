@@ -16,7 +16,7 @@ from intake_bluesky.core.export import WRITER_GROUP
 from intake_bluesky.core.testing import UIDS
 
 # A catalog of the example runs, importable by the subprocess (PYTHONPATH).
-EXAMPLES_MODULE = '''
+EXAMPLES_MODULE = """
 from intake_bluesky.core import BlueskyInMemoryCatalog
 from intake_bluesky.core.testing import example_runs
 
@@ -26,7 +26,7 @@ class ExampleCatalog(BlueskyInMemoryCatalog):
         super().__init__(**kwargs)
         for docs in example_runs():
             self.ingest(docs)
-'''
+"""
 
 
 @pytest.fixture
@@ -251,3 +251,31 @@ def test_mongo_uri_without_mongo_backend(cli):
     if "mongo_normalized" in entry_point_objects(BACKEND_GROUP):
         pytest.skip("intake-bluesky-mongo is installed here")
     assert "pip install intake-bluesky-mongo" in cli.fails("ls", "mongodb://localhost:1/mds")
+
+
+def test_interrupted_write_leaves_no_run_file(tmp_path):
+    from intake_bluesky.core.export import _write_atomically
+
+    class Breaks:
+        suffix = ".jsonl"
+
+        def write(self, documents, file):
+            for name, _ in documents:
+                file.write(name.encode() + b"\n")
+                if name == "descriptor":
+                    raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a run
+
+    target = tmp_path / "run.jsonl"
+    docs = [("start", {}), ("descriptor", {}), ("stop", {})]
+    with pytest.raises(KeyboardInterrupt):
+        _write_atomically(Breaks(), docs, str(target), overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+    class Works(Breaks):
+        def write(self, documents, file):
+            for name, _ in documents:
+                file.write(name.encode() + b"\n")
+
+    _write_atomically(Works(), docs, str(target), overwrite=False)
+    assert target.read_bytes() == b"start\ndescriptor\nstop\n"
+    assert list(tmp_path.iterdir()) == [target]
