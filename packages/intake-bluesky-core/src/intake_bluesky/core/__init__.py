@@ -16,6 +16,8 @@ Examples
 [1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
 """
 
+from ._assembly import DtypeMismatchError
+from ._casting import DtypeMismatchWarning
 from ._catalog import BlueskyCatalog
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
@@ -30,7 +32,8 @@ from ._files import (
 from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
-from ._query import and_queries, compile_query, validate_query
+from ._query import and_queries, compile_query, normalize_query, validate_query
+from ._time import TimeRange, to_epoch
 from .driver import Driver, RunSource, RunSourceBase
 
 __version__ = "0.1.0"
@@ -49,6 +52,8 @@ __all__ = [
     "BlueskyRun",
     "DataNotWrittenError",
     "DocumentRunSource",
+    "DtypeMismatchError",
+    "DtypeMismatchWarning",
     "Driver",
     "FileDriver",
     "FileFormat",
@@ -61,9 +66,12 @@ __all__ = [
     "RunChangedError",
     "RunSource",
     "RunSourceBase",
+    "TimeRange",
     "and_queries",
     "backends",
     "compile_query",
     "expand_paths",
+    "normalize_query",
+    "to_epoch",
     "validate_query",
 ]

@@ -1,31 +1,50 @@
-"""Event pages -> numpy columns -> xarray Datasets, eagerly or as dask graphs.
+"""Event pages and stream datums -> numpy columns -> xarray Datasets, eagerly
+or as dask graphs.
 
-Columns are built per page column (one ``np.asarray``/``np.concatenate`` per
-field), never per event per field. Lazily, each dask chunk is one task that
-loads a window of rows for a group of fields (and fills their external data),
-sized to about :data:`CHUNK_BYTES`.
+A stream's rows are its events *and* the rows its stream_datums declare,
+aligned by ``seq_num`` (a fly scan has stream datums and no events at all;
+``time`` is NaN where no event carries it). Columns are built per page column
+(one ``np.asarray``/``np.concatenate`` per field), never per event per field.
+Lazily, each dask chunk is one task that loads a window of rows for a group of
+fields (and fills their external data), sized to about :data:`CHUNK_BYTES`
+and, for stream data, to whole multiples of the storage's own chunks.
+
+Every cast to a declared dtype is lossless (:mod:`._casting`): values that do
+not fit keep their own dtype, with a warning. A dask array's dtype is fixed
+before any data is read, so a chunk whose values do not fit the declared
+dtype raises :class:`DtypeMismatchError` at compute time instead of being
+truncated; ``read()`` (which keeps the stored dtype) or ``to_dask(dtypes=)``
+then reads it.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import operator
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
+from dask.utils import parse_bytes
 
+from ._casting import fits, lossless_cast
 from ._documents import BadDocumentError
-from ._filling import Filler
+from ._filling import Filler, FillError
 from ._pages import first_of
 from .driver import RunSource
 
-__all__ = ["CHUNK_BYTES", "FieldSpec", "build_dataset", "data_kind"]
+__all__ = [
+    "CHUNK_BYTES",
+    "DtypeMismatchError",
+    "FieldSpec",
+    "RowIndex",
+    "build_dataset",
+    "data_kind",
+]
 
 #: Target size of one dask chunk.
 CHUNK_BYTES = 100 * 2**20
@@ -42,6 +61,10 @@ _ATTR_KEYS = (
     "shape",
     "limits",
 )
+
+
+class DtypeMismatchError(ValueError):
+    """A dask chunk holds values that do not fit the dtype declared for it."""
 
 
 def data_kind(data_key: dict) -> str:
@@ -66,6 +89,8 @@ class FieldSpec:
     shape: tuple[int, ...] = ()
     dtype: np.dtype | None = None
     attrs: dict = field(default_factory=dict)
+    #: Where ``dtype`` comes from, for messages.
+    declared: str = ""
 
     @classmethod
     def from_data_key(cls, key: str, data_key: dict) -> FieldSpec:
@@ -76,35 +101,153 @@ class FieldSpec:
             # Prefixed with the key so that arrays of different fields never
             # claim one dimension with conflicting sizes.
             dims = [f"{key}_dim_{i}" for i in range(len(shape))]
-        dtype = None
+        dtype, declared = None, ""
         dtype_numpy = data_key.get("dtype_numpy")
         if isinstance(dtype_numpy, str) and dtype_numpy:
-            dtype = np.dtype(dtype_numpy)
+            dtype, declared = np.dtype(dtype_numpy), f"dtype_numpy {dtype_numpy!r}"
         elif data_key.get("dtype") in _JSON_DTYPES and kind == "inline":
             dtype = _JSON_DTYPES[data_key["dtype"]]
+            declared = f"dtype {data_key['dtype']!r}"
         attrs = {k: data_key[k] for k in _ATTR_KEYS if k in data_key}
-        return cls(key, data_key, kind, tuple(dims), shape, dtype, attrs)
+        return cls(key, data_key, kind, tuple(dims), shape, dtype, attrs, declared)
 
     @property
     def row_bytes(self) -> int:
         itemsize = self.dtype.itemsize if self.dtype is not None else 8
         return max(1, itemsize * math.prod(self.shape))
 
+    def empty(self) -> np.ndarray:
+        """Zero rows of this field, correctly shaped and typed."""
+        return np.empty((0, *self.shape), dtype=self.dtype or np.dtype("float64"))
 
-def _column(pieces: Sequence, dtype=None, numeric: bool = False) -> np.ndarray:
+
+def _column(pieces: Sequence, numeric: bool = False, float_hint: bool = False) -> np.ndarray:
+    """One column from page columns, in the values' own dtype."""
     if pieces and all(isinstance(p, np.ndarray) for p in pieces):
-        out = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    flat = list(itertools.chain.from_iterable(pieces))
+    out = np.asarray(flat) if flat else np.empty((0,))
+    if out.dtype == object and (numeric or float_hint):
+        # JSON null for a missing numeric reading becomes NaN.
+        try:
+            out = np.asarray([np.nan if v is None else v for v in flat], dtype=float)
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+# --- rows ---------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """A window of rows ``[r0, r1)`` of one descriptor's row index.
+
+    ``e0:e1`` are the events in it (positions among the descriptor's events);
+    ``seq_runs`` lists its seq_nums as ``(start, stop)`` ranges when its rows
+    are not exactly its events (rows from stream datums only), else None.
+    """
+
+    r0: int
+    r1: int
+    e0: int
+    e1: int
+    seq_runs: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def n(self) -> int:
+        return self.r1 - self.r0
+
+    def seq_nums(self) -> np.ndarray | None:
+        if self.seq_runs is None:
+            return None
+        return np.concatenate(
+            [np.arange(a, b, dtype="int64") for a, b in self.seq_runs]
+            or [np.empty((0,), dtype="int64")]
+        )
+
+
+def _runs_of(seq: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Sorted unique ints as maximal ``(start, stop)`` ranges."""
+    if len(seq) == 0:
+        return ()
+    breaks = np.flatnonzero(np.diff(seq) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(seq)]])
+    return tuple((int(seq[a]), int(seq[b - 1]) + 1) for a, b in zip(starts, stops))
+
+
+@dataclass
+class RowIndex:
+    """The rows of one descriptor: ``seq_num`` (sorted) and ``time``.
+
+    Built from the events' seq_nums and times and the seq_num ranges of the
+    descriptor's stream datums. ``aligned`` when the rows are exactly the
+    events (no stream data, or stream datums that match the events): then
+    row ``i`` is event ``i``.
+    """
+
+    seq_num: np.ndarray
+    time: np.ndarray
+    event_seq: np.ndarray
+    aligned: bool
+
+    @classmethod
+    def build(cls, source: RunSource, descriptor: dict, has_stream: bool) -> RowIndex:
+        pages = list(source.event_pages(descriptor["uid"], [], None))
+        times = _column([p["time"] for p in pages], numeric=True).astype("float64", copy=False)
+        event_seq = _column([p["seq_num"] for p in pages]).astype("int64", copy=False)
+        if len(event_seq) > 1 and (np.diff(event_seq) <= 0).any():
+            raise BadDocumentError(
+                f"Run {source.uid!r}: the events of descriptor {descriptor['uid']!r} do not "
+                "have increasing seq_nums; the run's storage is damaged."
+            )
+        if not has_stream:
+            return cls(event_seq, times, event_seq, True)
+        ranges = [
+            (sd["seq_nums"]["start"], sd["seq_nums"]["stop"])
+            for sd in source.stream_datums(descriptor["uid"])
+        ]
+        if not ranges:
+            return cls(event_seq, times, event_seq, True)
+        declared = np.concatenate([np.arange(a, b, dtype="int64") for a, b in ranges])
+        seq = np.union1d(event_seq, declared)
+        if len(seq) == len(event_seq):
+            return cls(event_seq, times, event_seq, True)
+        time = np.full(len(seq), np.nan)
+        time[np.searchsorted(seq, event_seq)] = times
+        return cls(seq, time, event_seq, False)
+
+    def __len__(self) -> int:
+        return len(self.seq_num)
+
+    def window(self, r0: int, r1: int) -> Window:
+        if self.aligned:
+            return Window(r0, r1, r0, r1)
+        seq = self.seq_num[r0:r1]
+        if len(seq) == 0:
+            return Window(r0, r1, 0, 0, ())
+        e0 = int(np.searchsorted(self.event_seq, seq[0], side="left"))
+        e1 = int(np.searchsorted(self.event_seq, seq[-1], side="right"))
+        return Window(r0, r1, e0, e1, _runs_of(seq))
+
+    def everything(self) -> Window:
+        return self.window(0, len(self))
+
+
+# --- loading --------------------------------------------------------------------
+
+
+def _spread(values: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """Event values placed at their rows; rows without an event are missing
+    (NaN for numbers, as xarray's own alignment would give, None otherwise)."""
+    if values.dtype.kind in "fc":
+        out = np.full((n, *values.shape[1:]), np.nan, dtype=values.dtype)
+    elif values.dtype.kind in "iub":
+        out = np.full((n, *values.shape[1:]), np.nan)
     else:
-        flat = list(itertools.chain.from_iterable(pieces))
-        out = np.asarray(flat) if flat else np.empty((0,))
-        if out.dtype == object and (numeric or (dtype is not None and dtype.kind in "fc")):
-            # JSON null for a missing numeric reading becomes NaN.
-            try:
-                out = np.asarray([np.nan if v is None else v for v in flat], dtype=float)
-            except (TypeError, ValueError):
-                pass
-    if dtype is not None and out.dtype != dtype:
-        out = out.astype(dtype)
+        out = np.full((n, *values.shape[1:]), None, dtype=object)
+    out[positions] = values
     return out
 
 
@@ -113,20 +256,37 @@ def load_columns(
     filler: Filler | None,
     descriptor_uid: str,
     specs: Sequence[FieldSpec],
-    rows: tuple[int, int] | None,
+    window: Window | tuple[int, int] | None,
     part: str = "data",
+    cast: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Columns of a window of one descriptor's events, with ``time``/``seq_num``.
+    """Columns of a window of one descriptor's rows, with ``time``/``seq_num``.
 
     ``part`` is ``"data"`` or ``"timestamps"``. Datum ids are filled when a
     ``filler`` is given; ``stream`` fields are read from stream datums.
+    ``window=None`` or ``(r0, r1)`` means rows that are exactly events.
+    ``cast=False`` leaves inline values in their own dtype (dask tasks check
+    them against the array's dtype themselves).
     """
-    event_specs = [s for s in specs if s.kind != "stream" or part == "timestamps"]
+    if window is None or isinstance(window, tuple):
+        rows = window
+        window = None
+    else:
+        rows = (window.e0, window.e1)
+    event_specs = [s for s in specs if s.kind != "stream"]
     pages = list(source.event_pages(descriptor_uid, [s.key for s in event_specs], rows))
-    out = {
-        "time": _column([p["time"] for p in pages], np.dtype("float64")),
-        "seq_num": _column([p["seq_num"] for p in pages], np.dtype("int64")),
-    }
+    event_seq = _column([p["seq_num"] for p in pages]).astype("int64", copy=False)
+    event_time = _column([p["time"] for p in pages], numeric=True).astype("float64", copy=False)
+    seq = None if window is None else window.seq_nums()
+    positions = None
+    if seq is None or (len(seq) == len(event_seq) and np.array_equal(seq, event_seq)):
+        out = {"time": event_time, "seq_num": event_seq}
+    else:
+        positions = np.searchsorted(seq, event_seq)
+        time = np.full(len(seq), np.nan)
+        time[positions] = event_time
+        out = {"time": time, "seq_num": seq}
+    n = len(out["seq_num"])
     for spec in event_specs:
         pieces = [p.get(part, {}).get(spec.key) for p in pages]
         if any(piece is None for piece in pieces):
@@ -138,57 +298,84 @@ def load_columns(
                 f"fields with exclude=[{spec.key!r}]."
             )
         if part == "timestamps":
-            out[spec.key] = _column(pieces, np.dtype("float64"))
+            column = _column(pieces, numeric=True).astype("float64", copy=False)
         elif spec.kind == "datum" and filler is not None:
             ids = list(itertools.chain.from_iterable(pieces))
-            out[spec.key] = filler.fill_column(ids, spec.dtype)
+            column = filler.fill_column(ids, spec.dtype, field=spec.key, declared=spec.declared)
         elif spec.kind == "datum":
-            out[spec.key] = _column(pieces)
+            column = _column(pieces)
         else:
-            out[spec.key] = _column(pieces, spec.dtype, spec.data_key.get("dtype") == "number")
+            numeric = spec.data_key.get("dtype") == "number"
+            float_hint = spec.dtype is not None and spec.dtype.kind in "fc"
+            column = _column(pieces, numeric, float_hint)
+            if cast:
+                column = lossless_cast(
+                    column, spec.dtype, run=source.uid, field=spec.key, what=spec.declared
+                )
+        if len(column) == 0 and part == "data":
+            column = spec.empty() if spec.kind != "datum" or filler is not None else column
+        out[spec.key] = column if positions is None else _spread(column, positions, n)
     if part == "data":
         for spec in specs:
             if spec.kind == "stream":
-                out[spec.key] = _stream_column(source, filler, descriptor_uid, spec, out, rows)
+                out[spec.key] = _stream_column(source, filler, descriptor_uid, spec, out)
     return out
 
 
 def _stream_datums_for(source: RunSource, filler: Filler, descriptor_uid: str, key: str):
-    sds = []
-    for sd in source.stream_datums(descriptor_uid):
-        if filler._stream_resource(sd["stream_resource"]).get("data_key") == key:
-            sds.append(sd)
+    sds = [
+        sd
+        for sd in source.stream_datums(descriptor_uid)
+        if filler.stream_resource(sd["stream_resource"]).get("data_key") == key
+    ]
     return sorted(sds, key=lambda sd: sd["seq_nums"]["start"])
 
 
-def _stream_column(source, filler, descriptor_uid, spec, columns, rows):
+def _stream_column(source, filler, descriptor_uid, spec, columns):
     if filler is None:
         raise ValueError(f"Field {spec.key!r} is stream data; it can only be read filled.")
-    sds = _stream_datums_for(source, filler, descriptor_uid, spec.key)
     seq = columns["seq_num"]
-    if len(seq) and not sds:
-        raise ValueError(
-            f"Run {source.uid!r}: field {spec.key!r} of descriptor {descriptor_uid!r} is stream "
-            "data, but the run's storage holds no stream_datum documents for it (some "
-            "serializers drop them). Read the other fields with exclude=[...]."
-        )
     if len(seq) == 0:
-        return np.empty((0, *spec.shape), dtype=spec.dtype or float)
-    lo, hi = int(seq.min()), int(seq.max()) + 1
-    wanted = []
+        return spec.empty()
+    sds = _stream_datums_for(source, filler, descriptor_uid, spec.key)
+    if not sds:
+        raise FillError(
+            f"Run {source.uid!r}: field {spec.key!r} of descriptor {descriptor_uid!r} is stream "
+            "data, but the run's storage holds no stream_datum documents for it (suitcase-"
+            "msgpack 0.3 and other serializers older than stream data drop them). Read the "
+            f"other fields with exclude=[{spec.key!r}], or re-export the run from a store that "
+            "kept its stream_resource/stream_datum documents."
+        )
+    lo, hi = int(seq[0]), int(seq[-1]) + 1
+    wanted, covered = [], []
     for sd in sds:
         s0, s1 = sd["seq_nums"]["start"], sd["seq_nums"]["stop"]
         a, b = max(s0, lo), min(s1, hi)
         if a < b:
             i0 = sd["indices"]["start"] + (a - s0)
             wanted.append({**sd, "indices": {"start": i0, "stop": i0 + (b - a)}})
-    data = filler.fill_stream(wanted)
-    if len(data) != len(seq):
-        raise ValueError(
-            f"Run {source.uid!r}: stream_datums of {spec.key!r} (descriptor {descriptor_uid!r})"
-            f" cover {len(data)} rows for {len(seq)} events."
+            covered.append(np.arange(a, b, dtype="int64"))
+    covered = np.concatenate(covered) if covered else np.empty((0,), dtype="int64")
+    if not np.array_equal(covered, seq):
+        missing = np.setdiff1d(seq, covered)
+        extra = len(covered) - len(np.unique(covered))
+        what = (
+            f"no stream_datum covers seq_num(s) {_brief(missing)}"
+            if len(missing)
+            else f"stream_datums overlap ({extra} seq_num(s) covered twice)"
         )
-    return data.astype(spec.dtype) if spec.dtype is not None else data
+        raise FillError(
+            f"Run {source.uid!r}: field {spec.key!r} (descriptor {descriptor_uid!r}): {what}. "
+            "If the run is still in progress, read again later; otherwise its storage lost "
+            f"stream_datum documents. Read the other fields with exclude=[{spec.key!r}]."
+        )
+    return filler.fill_stream(wanted, spec.data_key, field=spec.key)
+
+
+def _brief(values: np.ndarray) -> str:
+    runs = _runs_of(np.unique(values))
+    text = ", ".join(f"{a}" if b == a + 1 else f"{a}-{b - 1}" for a, b in runs[:5])
+    return text + (", ..." if len(runs) > 5 else "")
 
 
 def _variable(spec: FieldSpec, values, part: str) -> xr.Variable:
@@ -201,7 +388,10 @@ def _variable(spec: FieldSpec, values, part: str) -> xr.Variable:
     return xr.Variable(dims, values, attrs=dict(spec.attrs))
 
 
-def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part):
+# --- lazy -----------------------------------------------------------------------
+
+
+def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index: RowIndex):
     """Complete dtype/shape of fields whose descriptor does not declare them.
 
     Reads the first row only (for external data: loads one datum).
@@ -210,7 +400,7 @@ def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part):
     if not unknown:
         return
     try:
-        first = load_columns(source, filler, descriptor_uid, unknown, (0, 1), part)
+        first = load_columns(source, filler, descriptor_uid, unknown, index.window(0, 1), part)
     except Exception:
         # E.g. no handler yet: declare float64 with the descriptor's shape;
         # the error, if any, comes at compute time, where data is read.
@@ -226,45 +416,86 @@ def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part):
             spec.dims = tuple(f"{spec.key}_dim_{i}" for i in range(len(spec.shape)))
 
 
-def _lazy_descriptor(source, filler, descriptor_uid, specs, part, n):
+def _take(columns: dict, key: str, dtype: np.dtype, run: str, rows: tuple[int, int]):
+    """One field of a loaded window, checked against the dask array's dtype."""
+    values = columns[key]
+    if values.dtype == dtype:
+        return values
+    if fits(values, dtype):
+        return values.astype(dtype)
+    raise DtypeMismatchError(
+        f"Run {run!r}: field {key!r} is declared {dtype.name}, but rows {rows[0]}-{rows[1] - 1} "
+        f"hold {values.dtype.name} values that do not fit it (e.g. a fraction in an integer "
+        "field). to_dask() fixes dtypes before reading, so it refuses to truncate them: use "
+        f"read(), which keeps the stored dtype, or to_dask(dtypes={{{key!r}: "
+        f"{values.dtype.name!r}}})."
+    )
+
+
+def _rows_per_chunk(spec: FieldSpec, part: str, filler, chunks, n: int) -> int:
+    """Rows per dask chunk: asked for, or ~CHUNK_BYTES in whole storage chunks."""
+    row_bytes = 8 if part == "timestamps" else spec.row_bytes
+    asked = chunks.get(spec.key, chunks.get(None)) if isinstance(chunks, Mapping) else chunks
+    if isinstance(asked, int) and not isinstance(asked, bool):
+        if asked < 1:
+            raise ValueError(f"to_dask(chunks=...) must be a positive row count, not {asked}.")
+        return min(asked, max(n, 1))
+    target = CHUNK_BYTES if asked in (None, "auto") else parse_bytes(asked)
+    per_chunk = max(1, target // row_bytes)
+    storage = None
+    if part == "data" and spec.kind == "stream" and filler is not None:
+        storage = filler.stream_chunk_rows(spec.key, spec.data_key)
+    if storage:
+        per_chunk = max(storage, per_chunk // storage * storage)
+    return min(per_chunk, max(n, 1))
+
+
+def _lazy_descriptor(source, filler, descriptor_uid, specs, part, index: RowIndex, chunks):
     """Dask arrays for fields of one descriptor: one load task per chunk of
-    rows (shared by the fields of a group), one getitem task per field."""
-    _resolve_lazy_meta(source, filler, descriptor_uid, specs, part)
+    rows (shared by the fields of a group), one take task per field."""
+    _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index)
+    n = len(index)
     arrays: dict[str, da.Array] = {}
     # Group fields by rows-per-chunk so small fields share a task.
     groups: dict[tuple, list[FieldSpec]] = {}
     for spec in specs:
-        row_bytes = 8 if part == "timestamps" else spec.row_bytes
-        per_chunk = min(max(1, CHUNK_BYTES // row_bytes), max(n, 1))
+        per_chunk = _rows_per_chunk(spec, part, filler, chunks, n)
         # External data gets tasks of its own: computing a scalar column
         # must not load images.
         own = spec.key if part == "data" and spec.kind != "inline" else None
         groups.setdefault((per_chunk, own), []).append(spec)
     for (per_chunk, _), group in groups.items():
-        windows = [(r0, min(n, r0 + per_chunk)) for r0 in range(0, n, per_chunk)]
+        bounds = [(r0, min(n, r0 + per_chunk)) for r0 in range(0, n, per_chunk)]
+        windows = [index.window(r0, r1) for r0, r1 in bounds]
         load_name = f"load-{part}-{uuid.uuid4().hex}"
         loads = {
-            (load_name, i): (load_columns, source, filler, descriptor_uid, group, rows, part)
-            for i, rows in enumerate(windows)
+            (load_name, i): (load_columns, source, filler, descriptor_uid, group, w, part, False)
+            for i, w in enumerate(windows)
         }
         for spec in group:
             dtype = np.dtype("float64") if part == "timestamps" else spec.dtype
             shape = () if part == "timestamps" else spec.shape
             if not windows:
-                arrays[spec.key] = da.empty((0, *shape), dtype=dtype)
+                # Explicit chunks: dask cannot pick "auto" chunks for zero rows.
+                arrays[spec.key] = da.empty(
+                    (0, *shape), dtype=dtype, chunks=((0,), *((s,) for s in shape))
+                )
                 continue
             name = f"{spec.key}-{part}-{uuid.uuid4().hex}"
             zeros = (0,) * len(shape)
             layer = {
-                (name, i, *zeros): (operator.getitem, (load_name, i), spec.key)
+                (name, i, *zeros): (_take, (load_name, i), spec.key, dtype, source.uid, bounds[i])
                 for i in range(len(windows))
             }
             graph = HighLevelGraph(
                 {name: layer, load_name: loads}, {name: {load_name}, load_name: set()}
             )
-            chunks = (tuple(hi - lo for lo, hi in windows), *((s,) for s in shape))
-            arrays[spec.key] = da.Array(graph, name, chunks, dtype=dtype)
+            chunk_sizes = (tuple(hi - lo for lo, hi in bounds), *((s,) for s in shape))
+            arrays[spec.key] = da.Array(graph, name, chunk_sizes, dtype=dtype)
     return arrays
+
+
+# --- datasets ---------------------------------------------------------------------
 
 
 def build_dataset(
@@ -275,6 +506,8 @@ def build_dataset(
     *,
     lazy: bool = False,
     part: str = "data",
+    chunks=None,
+    dtypes: Mapping[str, object] | None = None,
 ) -> xr.Dataset:
     """The Dataset of one stream: ``descriptors`` concatenated along ``time``.
 
@@ -286,23 +519,49 @@ def build_dataset(
         Dask-backed variables, no data read until compute (``time`` and
         ``seq_num`` are read eagerly: they define the shape).
     part : {"data", "timestamps"}
+    chunks : int, str or dict, optional
+        Lazy only: rows per chunk (int), a target size per chunk (``"50MB"``),
+        or a dict of those per field (key ``None``: the default). Default:
+        about :data:`CHUNK_BYTES`, in whole multiples of stream data's own
+        storage chunks.
+    dtypes : dict, optional
+        Field -> dtype to use instead of the declared one (still lossless).
     """
+    dtypes = dict(dtypes or {})
+    unknown = sorted(set(dtypes) - {k for d in descriptors for k in d.get("data_keys", {})})
+    if unknown:
+        raise KeyError(f"dtypes= names field(s) {unknown} that the stream does not have.")
     datasets = []
     for descriptor in descriptors:
         data_keys = descriptor.get("data_keys", {})
         wanted = [k for k in data_keys if keys is None or k in keys]
         specs = [FieldSpec.from_data_key(k, data_keys[k]) for k in wanted]
+        for spec in specs:
+            if spec.key in dtypes:
+                spec.dtype = np.dtype(dtypes[spec.key])
+                spec.declared = f"dtypes={{{spec.key!r}: {spec.dtype.name!r}}}"
+        has_stream = any(data_kind(v) == "stream" for v in data_keys.values())
         if part == "timestamps":
             specs = [s for s in specs if s.kind != "stream"]
-        if lazy:
-            index = load_columns(source, None, descriptor["uid"], [], None, part)
-            n = len(index["time"])
-            columns = _lazy_descriptor(source, filler, descriptor["uid"], specs, part, n)
-        else:
+        if not lazy and not has_stream:
+            # Rows are the events: one pass over them gives index and data.
             columns = load_columns(source, filler, descriptor["uid"], specs, None, part)
-            index = columns
+            time, seq_num = columns["time"], columns["seq_num"]
+        else:
+            index = RowIndex.build(source, descriptor, has_stream)
+            if has_stream and len(index) == 0 and part == "data":
+                _check_lost_stream_documents(source, descriptor)
+            if lazy:
+                columns = _lazy_descriptor(
+                    source, filler, descriptor["uid"], specs, part, index, chunks
+                )
+            else:
+                columns = load_columns(
+                    source, filler, descriptor["uid"], specs, index.everything(), part
+                )
+            time, seq_num = index.time, index.seq_num
         variables = {spec.key: _variable(spec, columns[spec.key], part) for spec in specs}
-        coords = {"time": ("time", index["time"]), "seq_num": ("time", index["seq_num"])}
+        coords = {"time": ("time", time), "seq_num": ("time", seq_num)}
         datasets.append(xr.Dataset(variables, coords=coords))
     if not datasets:
         return xr.Dataset(coords={"time": ("time", np.empty((0,), dtype="float64"))})
@@ -324,3 +583,19 @@ def build_dataset(
             f"concatenate along time ({err}). A field changed shape between descriptors; read "
             "it separately with include=[...] or exclude=[...]."
         ) from err
+
+
+def _check_lost_stream_documents(source: RunSource, descriptor: dict) -> None:
+    """A stream with stream data but no rows at all: fine while nothing was
+    recorded, an error when the stop document counted rows that are gone."""
+    stop = source.stop()
+    name = descriptor.get("name", "primary")
+    counted = (stop or {}).get("num_events", {}).get(name, 0)
+    if counted:
+        raise FillError(
+            f"Run {source.uid!r}: stream {name!r} recorded {counted} row(s) (stop document), "
+            "but the run's storage holds neither events nor stream_datum documents for "
+            f"descriptor {descriptor['uid']!r}: its stream_resource/stream_datum documents were "
+            "dropped (suitcase-msgpack 0.3 and other serializers older than stream data do "
+            "this). Re-export the run from a store that kept them."
+        )

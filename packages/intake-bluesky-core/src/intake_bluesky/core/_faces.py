@@ -150,21 +150,51 @@ class BlueskyEventStream(DataSource):
             f"fields {self._model.fields()}>"
         )
 
-    def _dataset(self, lazy: bool) -> xr.Dataset:
+    def _dataset(self, lazy: bool, chunks=None, dtypes=None) -> xr.Dataset:
         if self._part == "timestamps":
             return self._model.timestamps(lazy=lazy)
         if self._part == "config":
             ds = self._model.config(self._object_name)
             return ds.chunk() if lazy else ds
-        return self._model.dataset(lazy=lazy)
+        return self._model.dataset(lazy=lazy, chunks=chunks, dtypes=dtypes)
 
-    def read(self) -> xr.Dataset:
-        """The stream as an ``xarray.Dataset`` (external data filled)."""
-        return self._dataset(lazy=False)
+    def read(self, *, dtypes=None) -> xr.Dataset:
+        """The stream as an ``xarray.Dataset`` (external data filled).
 
-    def to_dask(self) -> xr.Dataset:
-        """The stream as a dask-backed ``xarray.Dataset``; nothing read until compute."""
-        return self._dataset(lazy=True)
+        Parameters
+        ----------
+        dtypes : dict, optional
+            Field -> dtype to use instead of the one the descriptor declares.
+
+        Values are never changed by a cast: where stored values do not fit
+        the declared dtype (ophyd declares ``'integer'`` and records 2.5),
+        they keep their own dtype and a ``DtypeMismatchWarning`` names the
+        run and field.
+        """
+        return self._dataset(lazy=False, dtypes=dtypes)
+
+    def to_dask(self, *, chunks=None, dtypes=None) -> xr.Dataset:
+        """The stream as a dask-backed ``xarray.Dataset``; nothing read until compute.
+
+        Parameters
+        ----------
+        chunks : int, str or dict, optional
+            Rows per chunk (``500``), a size per chunk (``"20MB"``), or a dict
+            of those per field (key ``None`` for the rest). Default: about
+            100 MB per chunk, in whole multiples of the file's own chunks for
+            stream data (HDF5).
+        dtypes : dict, optional
+            Field -> dtype to use instead of the one the descriptor declares.
+
+        Notes
+        -----
+        dtypes are fixed before any data is read, from the descriptor; a chunk
+        whose values do not fit (ophyd declares ``'integer'`` and records
+        2.5) raises ``DtypeMismatchError`` at compute instead of being
+        truncated. ``read()``, or ``to_dask(dtypes={field: 'float64'})``,
+        reads it.
+        """
+        return self._dataset(lazy=True, chunks=chunks, dtypes=dtypes)
 
     def describe(self) -> dict:
         """What this stream is, for intake's GUI and listings."""

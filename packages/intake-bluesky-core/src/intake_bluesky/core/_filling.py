@@ -8,8 +8,27 @@ Handler protocol (the one databroker and area-detector-handlers use)::
 
 Stream reader protocol (keyed by the stream_resource's ``mimetype``)::
 
-    reader = ReaderClass(local_path, **stream_resource["parameters"])
-    rows = reader(index_start, index_stop)   # leading dim: stop - start
+    reader = ReaderClass(local_path, data_key=data_key, **stream_resource["parameters"])
+    rows = reader(index_start, index_stop)   # shape (stop - start, *data_key["shape"])
+
+* ``local_path``: the stream_resource ``uri`` (``file://host/abs/path``) as a
+  local path, after ``root_map`` (a file, or a directory for file series);
+* ``data_key``: the descriptor's data key of the stream_resource's
+  ``data_key`` (``shape``, ``dtype_numpy``, ...), passed only to readers whose
+  ``__init__`` names a ``data_key`` parameter; older readers are called
+  ``ReaderClass(local_path, **parameters)`` and their result is reshaped to
+  ``(n, *shape)`` when it holds exactly that many values (else an error);
+* ``index_start``/``index_stop``: a stream_datum's ``indices``, in rows
+  (one row = one ``seq_num``), not in frames of the file;
+* rows not yet on disk: raise :class:`DataNotWrittenError`;
+* optional ``reader.close()``, called when the run's filler is closed;
+* optional classmethod ``ReaderClass.chunk_rows(data_key, parameters)``
+  (opens nothing): rows per storage chunk; ``to_dask()`` chunks are whole
+  multiples of it.
+
+Older stream_resources (event-model < 1.20) carry ``spec``/``root``/
+``resource_path``/``resource_kwargs`` instead of ``mimetype``/``uri``/
+``parameters``; they are looked up by ``spec`` the same way.
 
 Handlers are found in the ``handler_registry`` passed to a catalog first,
 then in the ``databroker.handlers`` entry point group; stream readers in the
@@ -19,6 +38,8 @@ registry (keys containing ``/``) then in ``intake_bluesky.stream_readers``.
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,6 +48,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from ._casting import lossless_cast
 from ._plugins import entry_point_objects
 from .driver import RunSource
 
@@ -199,10 +221,15 @@ class Filler:
             resource_path(resource, self.root_map),
             resource.get("resource_kwargs", {}),
             f"handler for resource {resource_uid!r} (spec {resource['spec']!r}",
+            _stored_location(resource),
         )
 
-    def _open(self, uid: str, key: str, path: str, kwargs: dict, what: str):
-        """The handler or reader of one (stream) resource, opened once."""
+    def _open(self, uid: str, key: str, path: str, kwargs: dict, what: str, stored: str):
+        """The handler or reader of one (stream) resource, opened once.
+
+        ``stored`` says where the documents put the data (before root_map),
+        so that an error lets the user write the root_map.
+        """
         # One per resource even under a threaded dask compute.
         with self._lock:
             opened = self._handlers.get(uid)
@@ -213,9 +240,8 @@ class Filler:
                 opened = cls(path, **kwargs)
             except Exception as err:
                 raise FillError(
-                    f"Run {self.source.uid!r}: {cls.__name__}, the {what}, path {path!r}) "
-                    f"failed to open: {err!r}. If the data moved, pass "
-                    "root_map={old_root: new_root}."
+                    f"Run {self.source.uid!r}: {cls.__name__}, the {what}) failed to open "
+                    f"{path!r}: {err!r}. {stored}{_ROOT_MAP_HINT}"
                 ) from err
             self._handlers[uid] = opened
             return opened
@@ -237,10 +263,11 @@ class Filler:
                 out.append(handler(**datum.get("datum_kwargs", {})))
             except Exception as err:
                 hint = ""
-                if isinstance(err, FileNotFoundError):
+                if isinstance(err, OSError):
+                    resource = self._resource(datum["resource"])
                     hint = (
-                        " The file is not where the resource says; if the data moved, "
-                        "pass root_map={old_root: new_root}."
+                        f" Path tried: {resource_path(resource, self.root_map)!r}. "
+                        f"{_stored_location(resource)}{_ROOT_MAP_HINT}"
                     )
                 raise FillError(
                     f"Run {self.source.uid!r}: handler {type(handler).__name__} failed to load "
@@ -248,15 +275,22 @@ class Filler:
                 ) from err
         return out
 
-    def fill_column(self, datum_ids: Sequence[str], dtype=None) -> np.ndarray:
-        """Loaded datums stacked along a new first axis."""
+    def fill_column(
+        self, datum_ids: Sequence[str], dtype=None, *, field: str = "?", declared: str = ""
+    ) -> np.ndarray:
+        """Loaded datums stacked along a new first axis.
+
+        Cast to ``dtype`` only where no value changes (see :mod:`._casting`).
+        """
         arrays = self.fill(datum_ids)
         if not arrays:
             return np.empty((0,), dtype=dtype or float)
-        return np.stack([np.asarray(a, dtype=dtype) for a in arrays])
+        stacked = np.stack([np.asarray(a) for a in arrays])
+        return lossless_cast(stacked, dtype, run=self.source.uid, field=field, what=declared)
 
     # --- stream_resource / stream_datum -------------------------------------
-    def _stream_resource(self, uid: str) -> dict:
+    def stream_resource(self, uid: str) -> dict:
+        """The stream_resource document ``uid`` of this run."""
         if self._stream_resources is None:
             self._stream_resources = {d["uid"]: d for d in self.source.stream_resources()}
         try:
@@ -264,32 +298,129 @@ class Filler:
         except KeyError:
             raise FillError(
                 f"Run {self.source.uid!r}: stream_datum refers to stream_resource {uid!r}, which "
-                "is not in the run."
+                "is not in the run. The run's storage is incomplete."
             ) from None
 
-    def fill_stream(self, stream_datums: Sequence[dict]) -> np.ndarray:
-        """The rows of consecutive stream_datums of one data key, stacked."""
+    def _reader_key(self, sr: dict) -> str:
+        key = sr.get("mimetype") or sr.get("spec")
+        if not key:
+            raise FillError(
+                f"Run {self.source.uid!r}: stream_resource {sr.get('uid')!r} (data key "
+                f"{sr.get('data_key')!r}) has neither 'mimetype' nor 'spec', so no reader can "
+                "be chosen for it. Patch it with transforms or pass the documents through "
+                "event-model >= 1.20, which writes 'mimetype'."
+            )
+        return key
+
+    def stream_chunk_rows(self, key: str, data_key: dict) -> int | None:
+        """Rows per storage chunk of a stream field, from its reader class
+        (no file opened); None when the reader does not say."""
+        for sr in self.source.stream_resources():
+            if sr.get("data_key") != key:
+                continue
+            try:
+                cls = self.registry.resolve(self._reader_key(sr))
+            except (FillError, KeyError):
+                return None  # the error comes at compute, where data is read
+            chunk_rows = getattr(cls, "chunk_rows", None)
+            if chunk_rows is None:
+                return None
+            rows = chunk_rows(data_key, _parameters(sr))
+            return int(rows) if rows else None
+        return None
+
+    def _reader(self, sr_uid: str, data_key: dict):
+        reader = self._handlers.get(sr_uid)
+        if reader is not None:
+            return reader
+        sr = self.stream_resource(sr_uid)
+        key = self._reader_key(sr)
+        cls = self.registry.resolve(key)
+        kwargs = dict(_parameters(sr))
+        if _takes_data_key(cls):
+            kwargs["data_key"] = data_key
+        return self._open(
+            sr_uid,
+            key,
+            stream_resource_path(sr, self.root_map),
+            kwargs,
+            f"reader for stream_resource {sr_uid!r} (data key {sr.get('data_key')!r}, "
+            f"mimetype {key!r}",
+            _stored_location(sr),
+        )
+
+    def fill_stream(
+        self, stream_datums: Sequence[dict], data_key: dict, *, field: str = "?"
+    ) -> np.ndarray:
+        """The rows of consecutive stream_datums of one data key, stacked:
+        shape ``(rows, *data_key['shape'])``, dtype ``dtype_numpy`` (lossless)."""
+        shape = tuple(int(s) for s in data_key.get("shape") or ())
+        dtype_numpy = data_key.get("dtype_numpy") or None
+        dtype = np.dtype(dtype_numpy) if dtype_numpy else None
         parts = []
         for sd in stream_datums:
-            sr_uid = sd["stream_resource"]
-            reader = self._handlers.get(sr_uid)
-            if reader is None:
-                sr = self._stream_resource(sr_uid)
-                reader = self._open(
-                    sr_uid,
-                    sr["mimetype"],
-                    stream_resource_path(sr, self.root_map),
-                    sr.get("parameters", {}),
-                    f"reader for stream_resource {sr_uid!r} (mimetype {sr['mimetype']!r}",
-                )
+            reader = self._reader(sd["stream_resource"], data_key)
             start, stop = sd["indices"]["start"], sd["indices"]["stop"]
             try:
-                parts.append(np.asarray(reader(start, stop)))
+                rows = np.asarray(reader(start, stop))
+            except FillError:
+                raise
             except Exception as err:
                 raise FillError(
                     f"Run {self.source.uid!r}: reader {type(reader).__name__} failed on "
-                    f"stream_datum {sd.get('uid')!r} rows {start}:{stop}: {err!r}"
+                    f"stream_datum {sd.get('uid')!r} ({field!r}, rows {start}:{stop}): {err!r}"
                 ) from err
+            parts.append(self._as_rows(rows, stop - start, shape, sd, field))
         if not parts:
-            return np.empty((0,))
-        return np.concatenate(parts)
+            return np.empty((0, *shape), dtype=dtype or float)
+        data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        what = f"dtype_numpy {dtype_numpy!r}"
+        return lossless_cast(data, dtype, run=self.source.uid, field=field, what=what)
+
+    def _as_rows(self, rows: np.ndarray, n: int, shape: tuple, sd: dict, field: str):
+        if rows.shape == (n, *shape):
+            return rows
+        if shape and rows.size == n * math.prod(shape):
+            # A reader of the first protocol, unaware of the row shape.
+            return rows.reshape((n, *shape))
+        raise FillError(
+            f"Run {self.source.uid!r}: the reader of {field!r} returned shape {rows.shape} for "
+            f"stream_datum {sd.get('uid')!r} (rows {sd['indices']['start']}:"
+            f"{sd['indices']['stop']}), where the descriptor declares rows of shape "
+            f"{list(shape)}, i.e. {(n, *shape)}. The reader or the descriptor is wrong."
+        )
+
+    def close(self) -> None:
+        """Close every handler and reader that has a ``close()``."""
+        with self._lock:
+            opened, self._handlers = self._handlers, {}
+        for obj in opened.values():
+            close = getattr(obj, "close", None)
+            if callable(close):
+                close()
+
+
+_ROOT_MAP_HINT = " If the data moved, pass root_map={stored_root: local_root} to the catalog."
+
+
+def _stored_location(doc: dict) -> str:
+    """Where a (stream_)resource says its data is, as stored."""
+    if "uri" in doc:
+        return f"The stream_resource stores uri {doc['uri']!r}."
+    root = doc.get("root")
+    path = doc.get("resource_path")
+    if root:
+        return f"The resource stores root {root!r} and resource_path {path!r}."
+    return f"The resource stores resource_path {path!r} (no root)."
+
+
+def _parameters(sr: dict) -> dict:
+    return sr.get("parameters", sr.get("resource_kwargs")) or {}
+
+
+def _takes_data_key(cls) -> bool:
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return "data_key" in params

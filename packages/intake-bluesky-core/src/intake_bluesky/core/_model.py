@@ -139,9 +139,15 @@ class StreamModel:
             known = [f for f in known if f in self.include]
         return [f for f in known if f not in self.exclude]
 
-    def dataset(self, lazy: bool = False) -> xr.Dataset:
+    def dataset(self, lazy: bool = False, chunks=None, dtypes=None) -> xr.Dataset:
         ds = build_dataset(
-            self.run.source, self.run.filler, self.descriptors(), self.fields(), lazy=lazy
+            self.run.source,
+            self.run.filler,
+            self.descriptors(),
+            self.fields(),
+            lazy=lazy,
+            chunks=chunks,
+            dtypes=dtypes,
         )
         return self._decorate(ds)
 

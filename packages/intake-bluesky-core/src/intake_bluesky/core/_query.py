@@ -14,16 +14,33 @@ backends answer exactly what a MongoDB server would:
   ``{"scan_id": {"$gt": 1}}`` never matches a string scan_id; booleans are
   not numbers;
 * ``$regex`` honours ``$options`` (``i``, ``m``, ``s``, ``x``) and compiled
-  patterns are accepted wherever MongoDB accepts them.
+  patterns are accepted wherever MongoDB accepts them;
+* values are compared as they are once serialized: a tuple (bluesky emits
+  ``motors`` as one) is an array, numpy scalars and arrays are numbers and
+  arrays, in documents and in queries alike;
+* a ``datetime``, ``date`` or date string compared with ``time`` is epoch
+  seconds (see :func:`~intake_bluesky.core.TimeRange`); elsewhere it is refused,
+  since no serialized start document holds one.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["validate_query", "compile_query", "and_queries", "REFUSED_OPERATORS"]
+import numpy as np
+
+from ._time import to_epoch
+
+__all__ = [
+    "validate_query",
+    "compile_query",
+    "and_queries",
+    "normalize_query",
+    "REFUSED_OPERATORS",
+]
 
 #: Server-side JavaScript: never sent anywhere, never evaluated.
 REFUSED_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
@@ -45,11 +62,19 @@ def validate_query(query: Any, *, server: bool = False) -> dict:
         True when a MongoDB server will evaluate it (allows ``$text`` and
         ``$expr``, whose contents are only checked for refused operators).
 
+    Returns
+    -------
+    dict
+        The query as every backend receives it (see :func:`normalize_query`):
+        tuples and numpy values as plain lists and numbers, times compared
+        with ``time`` as epoch seconds.
+
     Raises
     ------
     ValueError
         Naming the offending part: not a mapping, an unknown or refused
-        operator, an argument of the wrong type, a bad ``$regex``.
+        operator, an argument of the wrong type, a bad ``$regex``, an
+        unreadable date.
 
     Examples
     --------
@@ -68,8 +93,9 @@ def validate_query(query: Any, *, server: bool = False) -> dict:
             f"not {type(query).__name__} {query!r}."
         )
     _refuse_anywhere(query)
+    query = normalize_query(query)
     _compile_document(query, "query", server)
-    return dict(query)
+    return query
 
 
 def compile_query(query: Mapping[str, Any] | None) -> Callable[[dict], bool]:
@@ -86,7 +112,7 @@ def compile_query(query: Mapping[str, Any] | None) -> Callable[[dict], bool]:
     if not isinstance(query, Mapping):
         validate_query(query)  # raises the explanatory error
     _refuse_anywhere(query)
-    return _compile_document(query, "query", server=False)
+    return _compile_document(normalize_query(query), "query", server=False)
 
 
 def and_queries(*queries: Mapping[str, Any] | None) -> dict:
@@ -97,6 +123,114 @@ def and_queries(*queries: Mapping[str, Any] | None) -> dict:
     if len(parts) == 1:
         return parts[0]
     return {"$and": parts}
+
+
+# --- normalization ------------------------------------------------------------
+
+_TIME_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+
+
+def normalize_query(query: Mapping[str, Any]) -> dict:
+    """The query with values as a serialized start document holds them.
+
+    Tuples become lists, numpy scalars and arrays become Python numbers and
+    lists (a BSON encoder refuses them; file backends would compare them by
+    another type), and a ``datetime``/``date``/date string compared with
+    ``time`` becomes epoch seconds, read in local time unless it carries a
+    timezone (use :class:`~intake_bluesky.core.TimeRange` to name one).
+
+    Raises
+    ------
+    ValueError
+        For an unreadable date compared with ``time``, or a ``datetime``
+        compared with any other key (no stored start document holds one).
+
+    Examples
+    --------
+    >>> normalize_query({"motors": ("x", "y"), "time": {"$gte": "1970-01-02 00:00+00:00"}})
+    {'motors': ['x', 'y'], 'time': {'$gte': 86400.0}}
+    """
+    return _normalize_document(query, "query")
+
+
+def _normalize_document(query: Mapping, path: str) -> dict:
+    out = {}
+    for key, value in query.items():
+        if key in ("$and", "$or", "$nor") and isinstance(value, list | tuple):
+            out[key] = [
+                _normalize_document(sub, f"{path}.{key}[{i}]") if isinstance(sub, Mapping) else sub
+                for i, sub in enumerate(value)
+            ]
+        elif key == "time":
+            out[key] = _normalize_time(value, f"{path}.time")
+        else:
+            out[key] = _plain(value, f"{path}.{key}")
+    return out
+
+
+def _normalize_time(value, path: str):
+    if _is_operator_document(value):
+        out = {}
+        for op, arg in value.items():
+            if op in _TIME_OPERATORS:
+                out[op] = _epoch_or_plain(arg, f"{path}.{op}")
+            elif op in ("$in", "$nin") and isinstance(arg, list | tuple):
+                out[op] = [_epoch_or_plain(a, f"{path}.{op}") for a in arg]
+            elif op == "$not" and _is_operator_document(arg):
+                out[op] = _normalize_time(arg, f"{path}.$not")
+            else:
+                out[op] = _plain(arg, f"{path}.{op}")
+        return out
+    return _epoch_or_plain(value, path)
+
+
+def _epoch_or_plain(value, path: str):
+    if isinstance(value, str | datetime.date | np.datetime64):
+        try:
+            return to_epoch(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: 'time' is epoch seconds; {err}") from None
+    return _plain(value, path)
+
+
+def _plain(value, path: str):
+    if isinstance(value, np.generic) and not isinstance(value, np.datetime64):
+        return value.item()  # before str/float: np.str_ and np.float64 subclass them
+    if isinstance(value, re.Pattern | str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _plain(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, path) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist(), path)
+    if isinstance(value, np.datetime64 | datetime.date):
+        raise ValueError(
+            f"{path}: a date ({value!r}) can only be compared with 'time' (epoch seconds); "
+            "stored start documents hold no dates elsewhere. Compare with a string or number."
+        )
+    return value
+
+
+def _as_stored(value):
+    """A document value as it is once serialized (tuples are arrays, numpy is
+    plain); shallow, since the path walk converts each level it visits."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _as_stored_deep(value):
+    value = _as_stored(value)
+    if isinstance(value, list):
+        return [_as_stored_deep(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _as_stored_deep(v) for k, v in value.items()}
+    return value
 
 
 # --- refusal ----------------------------------------------------------------
@@ -128,7 +262,8 @@ def _refuse_anywhere(value) -> None:
 def _resolve(doc: Any, parts: list[str]) -> list:
     """Every value at a dotted path (arrays traversed), [] if missing."""
     if not parts:
-        return [doc]
+        return [_as_stored_deep(doc)]
+    doc = _as_stored(doc)
     head, rest = parts[0], parts[1:]
     if isinstance(doc, Mapping):
         return _resolve(doc[head], rest) if head in doc else _MISSING
@@ -137,7 +272,7 @@ def _resolve(doc: Any, parts: list[str]) -> list:
         if head.isdigit() and int(head) < len(doc):
             out.extend(_resolve(doc[int(head)], rest))
         for item in doc:
-            if isinstance(item, Mapping | list):
+            if isinstance(item, Mapping | list | tuple | np.ndarray):
                 out.extend(_resolve(item, parts))
         return out
     return _MISSING

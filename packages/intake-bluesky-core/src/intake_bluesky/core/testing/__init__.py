@@ -20,18 +20,34 @@ from ._examples import (
     example_registry,
     example_runs,
 )
+from ._examples_v2 import (
+    CORRECTNESS_UIDS,
+    NPZ_MIMETYPE,
+    STREAM_UIDS,
+    NpzFramesReader,
+    correctness_runs,
+    stream_registry,
+    stream_runs,
+)
 from ._suite import ConformanceTests, RunStore, normalize_documents, plain
 
 __all__ = [
+    "CORRECTNESS_UIDS",
     "EXTERNAL_ROOT",
     "NPY_STACK_MIMETYPE",
+    "NPZ_MIMETYPE",
+    "STREAM_UIDS",
     "UIDS",
     "ConformanceTests",
     "NpyStackReader",
+    "NpzFramesReader",
     "NumpySeqHandler",
     "RunStore",
+    "correctness_runs",
     "example_registry",
     "example_runs",
     "normalize_documents",
     "plain",
+    "stream_registry",
+    "stream_runs",
 ]

@@ -11,6 +11,8 @@ import pytest
 from .._filling import FillError, MissingHandlerError
 from .._pages import unpack_datum_page, unpack_event_page
 from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
+from ._suite_correctness import CorrectnessTests
+from ._suite_stream import StreamDataTests
 
 __all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
 
@@ -127,8 +129,12 @@ def _check_order(documents):
     return names
 
 
-class ConformanceTests:
-    """Subclass with a ``store`` fixture returning a :class:`RunStore`."""
+class ConformanceTests(CorrectnessTests, StreamDataTests):
+    """Subclass with a ``store`` fixture returning a :class:`RunStore`.
+
+    Topic mixins add their tests: :class:`CorrectnessTests`,
+    :class:`StreamDataTests`.
+    """
 
     # --- fixtures -----------------------------------------------------------
     @pytest.fixture

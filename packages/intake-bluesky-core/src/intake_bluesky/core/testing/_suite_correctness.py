@@ -1,0 +1,137 @@
+"""Conformance tests for answers that once were wrong without a word:
+lossless casts, tuples in start documents, time queries, zero-row streams,
+errors that let the user fix the problem. A mixin of :class:`ConformanceTests`."""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+
+import numpy as np
+import pytest
+
+from .._assembly import DtypeMismatchError
+from .._casting import DtypeMismatchWarning
+from .._filling import FillError
+from .._time import TimeRange
+from ._examples import EXTERNAL_ROOT, T0, UIDS
+from ._examples_v2 import CORRECTNESS_UIDS, correctness_runs
+
+__all__ = ["CorrectnessTests"]
+
+_UTC = datetime.UTC
+
+
+class CorrectnessTests:
+    """Values, searches and errors that match what was written."""
+
+    @pytest.fixture
+    def v2_cat(self, store):
+        for docs in correctness_runs():
+            store.write_run(docs)
+        return store.catalog()
+
+    # --- lossless casts -------------------------------------------------------
+    def test_declared_integer_keeps_fractions(self, v2_cat):
+        run = v2_cat[CORRECTNESS_UIDS["casts"]]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = run.baseline.read()
+        assert ds["motor1_setpoint"].values.tolist() == [0.0, 2.5]
+        assert ds["motor1_setpoint"].dtype == np.float64
+        assert ds["counts"].values.tolist() == [1.0, 2.5]
+        assert ds["ok"].values.tolist() == [7, 8] and ds["ok"].dtype == np.int64
+        messages = [str(w.message) for w in caught if w.category is DtypeMismatchWarning]
+        assert any("motor1_setpoint" in m and CORRECTNESS_UIDS["casts"] in m for m in messages)
+        assert any("counts" in m for m in messages)
+        assert not any("'ok'" in m for m in messages)
+
+    def test_to_dask_refuses_to_truncate(self, v2_cat):
+        stream = v2_cat[CORRECTNESS_UIDS["casts"]].baseline
+        lazy = stream.to_dask()
+        assert lazy["ok"].values.tolist() == [7, 8]
+        with pytest.raises(DtypeMismatchError, match="motor1_setpoint"):
+            lazy["motor1_setpoint"].compute()
+        wider = stream.to_dask(dtypes={"motor1_setpoint": "float64", "counts": "float64"})
+        assert wider["motor1_setpoint"].values.tolist() == [0.0, 2.5]
+        assert wider["counts"].values.tolist() == [1.0, 2.5]
+
+    def test_canonical_keeps_fractions(self, v2_cat):
+        docs = list(v2_cat[CORRECTNESS_UIDS["casts"]].canonical(fill="yes"))
+        values = []
+        for name, doc in docs:
+            if name == "event":
+                values.append(doc["data"]["motor1_setpoint"])
+            elif name == "event_page":
+                values.extend(list(doc["data"]["motor1_setpoint"]))
+        assert [float(v) for v in values] == [0.0, 2.5]
+        assert values[1] == 2.5
+
+    # --- search answers -------------------------------------------------------
+    @pytest.mark.parametrize(
+        "query",
+        [
+            {"motors": "motor"},
+            {"motors": {"$in": ["motor", "other"]}},
+            {"motors": {"$all": ["motor"]}},
+            {"motors": {"$size": 1}},
+            {"motors": ("motor",)},
+            {"hints.dimensions.0.1": "primary"},
+            {"hints.dimensions.0.0": "motor"},
+            {"scan_id": np.int64(22)},
+            {"scan_id": {"$in": np.array([22, 99])}},
+        ],
+    )
+    def test_tuples_are_arrays(self, v2_cat, query):
+        assert list(v2_cat.search(query)) == [CORRECTNESS_UIDS["tuples"]]
+
+    def test_time_range(self, cat, runs):
+        def at(seconds):
+            return datetime.datetime.fromtimestamp(T0 + seconds, tz=_UTC)
+
+        fmt = "%Y-%m-%d %H:%M:%S"
+        # The examples start at T0, T0+100, T0+200, T0+300, T0+400.
+        since, until = at(50).strftime(fmt), at(250).strftime(fmt)
+        found = list(cat.search(TimeRange(since=since, until=until, timezone="UTC")))
+        assert found == [UIDS["count"], UIDS["failed"]]
+        assert list(cat.search(TimeRange(since=at(300), timezone="UTC"))) == [
+            UIDS["live"],
+            UIDS["stream"],
+        ]
+        # until is exclusive
+        assert list(cat.search(TimeRange(until=T0 + 100))) == [UIDS["scan"]]
+
+    def test_dates_compared_with_time_are_epoch_seconds(self, cat):
+        after = datetime.datetime.fromtimestamp(T0 + 250, tz=_UTC)
+        assert list(cat.search({"time": {"$gte": after}})) == [UIDS["live"], UIDS["stream"]]
+        text = after.isoformat()
+        assert list(cat.search({"time": {"$gte": text}})) == [UIDS["live"], UIDS["stream"]]
+        with pytest.raises(ValueError, match="epoch seconds"):
+            cat.search({"time": {"$gte": "not a date"}})
+        with pytest.raises(ValueError, match="only be compared with 'time'"):
+            cat.search({"sample.name": after})
+
+    # --- zero rows --------------------------------------------------------------
+    def test_zero_row_stream(self, v2_cat):
+        stream = v2_cat[CORRECTNESS_UIDS["empty"]].primary
+        for ds in (stream.read(), stream.to_dask(), stream.to_dask().compute()):
+            assert ds["image"].shape == (0, 1, 240, 320)
+            assert ds["image"].dtype == np.uint8
+            assert ds["x"].shape == (0,)
+            assert ds["time"].shape == (0,)
+
+    # --- errors -------------------------------------------------------------------
+    def test_missing_external_file_names_path_tried_and_stored_root(self, store, runs, tmp_path):
+        for docs in runs:
+            store.write_run(docs)
+        moved = tmp_path / "not-here"
+        cat = store.catalog(
+            handler_registry={"NPY_SEQ": "intake_bluesky.core.testing.NumpySeqHandler"},
+            root_map={EXTERNAL_ROOT: str(moved)},
+        )
+        with pytest.raises(FillError) as info:
+            cat[UIDS["scan"]].primary.read()
+        message = str(info.value)
+        assert str(moved) in message  # the path tried, after root_map
+        assert repr(EXTERNAL_ROOT) in message  # the stored root
+        assert "root_map" in message

@@ -1,0 +1,147 @@
+"""Unit tests of the pieces behind issue 10: TimeRange, query normalization,
+lossless casts, live documents holding Python/numpy types."""
+
+import datetime
+import pickle
+import zoneinfo
+
+import event_model
+import numpy as np
+import pytest
+
+from intake_bluesky.core import BlueskyInMemoryCatalog, TimeRange, normalize_query, to_epoch
+from intake_bluesky.core._casting import fits, lossless_cast
+
+UTC = datetime.UTC
+
+
+# --- time -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026", datetime.datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-03", datetime.datetime(2026, 3, 1, tzinfo=UTC)),
+        ("2026-03-01", datetime.datetime(2026, 3, 1, tzinfo=UTC)),
+        ("2026-03-01 14", datetime.datetime(2026, 3, 1, 14, tzinfo=UTC)),
+        ("2026-03-01 14:00", datetime.datetime(2026, 3, 1, 14, tzinfo=UTC)),
+        ("2026-03-01T14:00:05", datetime.datetime(2026, 3, 1, 14, 0, 5, tzinfo=UTC)),
+        ("2026-03-01 14:00:05.250", datetime.datetime(2026, 3, 1, 14, 0, 5, 250000, tzinfo=UTC)),
+    ],
+)
+def test_to_epoch_strings(text, expected):
+    assert to_epoch(text, timezone="UTC") == expected.timestamp()
+
+
+def test_to_epoch_timezones_and_types():
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    # Winter (UTC+1) and summer (UTC+2) offsets of the named zone.
+    assert (
+        to_epoch("2026-01-15 12:00", timezone="Europe/Berlin")
+        == datetime.datetime(2026, 1, 15, 11, tzinfo=UTC).timestamp()
+    )
+    assert (
+        to_epoch("2026-07-15 12:00", timezone=berlin)
+        == datetime.datetime(2026, 7, 15, 10, tzinfo=UTC).timestamp()
+    )
+    # An explicit offset wins over the timezone argument.
+    assert (
+        to_epoch("2026-07-15T12:00:00+00:00", timezone="Europe/Berlin")
+        == datetime.datetime(2026, 7, 15, 12, tzinfo=UTC).timestamp()
+    )
+    # Naive values without a timezone are local time, as Python reads them.
+    naive = datetime.datetime(2026, 7, 15, 12)
+    assert to_epoch(naive) == naive.timestamp()
+    assert to_epoch(datetime.date(1970, 1, 2), timezone="UTC") == 86400.0
+    assert to_epoch(np.datetime64("1970-01-02T00:00:00")) == 86400.0
+    assert to_epoch(12.5) == 12.5
+    with pytest.raises(ValueError, match="Cannot read 'yesterday'"):
+        to_epoch("yesterday")
+    with pytest.raises(ValueError, match="Unknown timezone"):
+        to_epoch("2026-01-01", timezone="Mars/Olympus")
+    with pytest.raises(TypeError):
+        to_epoch(True)
+
+
+def test_time_range_is_the_query():
+    q = TimeRange(since="2026-03-01", until="2026-03-02", timezone="UTC")
+    start = datetime.datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    assert q == {"time": {"$gte": start, "$lt": start + 86400}}
+    assert repr(q) == "TimeRange(since='2026-03-01', until='2026-03-02', timezone='UTC')"
+    assert pickle.loads(pickle.dumps(q)) == q
+    assert TimeRange(until=5) == {"time": {"$lt": 5.0}}
+    with pytest.raises(ValueError, match="needs since"):
+        TimeRange()
+    with pytest.raises(ValueError, match="not before"):
+        TimeRange(since="2026-03-02", until="2026-03-01")
+
+
+def test_normalize_query():
+    q = {
+        "motors": ("a", np.str_("b")),
+        "num": np.int64(3),
+        "arr": {"$in": np.array([1.5, 2.5])},
+        "$or": [{"time": "1970-01-02T00:00:00+00:00"}, {"time": {"$in": [np.float64(1.0)]}}],
+        "time": {"$not": {"$lt": datetime.datetime(1970, 1, 1, 0, 1, tzinfo=UTC)}},
+    }
+    out = normalize_query(q)
+    assert out == {
+        "motors": ["a", "b"],
+        "num": 3,
+        "arr": {"$in": [1.5, 2.5]},
+        "$or": [{"time": 86400.0}, {"time": {"$in": [1.0]}}],
+        "time": {"$not": {"$lt": 60.0}},
+    }
+    assert type(out["num"]) is int and type(out["motors"][1]) is str
+    with pytest.raises(ValueError, match="only be compared with 'time'"):
+        normalize_query({"when": datetime.date(2026, 1, 1)})
+
+
+# --- casts --------------------------------------------------------------------------
+def test_fits():
+    assert fits(np.array([1.0, 2.0]), np.dtype("int64"))
+    assert not fits(np.array([1.0, 2.5]), np.dtype("int64"))
+    assert not fits(np.array([1.0, np.nan]), np.dtype("int64"))
+    assert fits(np.array([1.0, np.nan]), np.dtype("float32"))
+    assert not fits(np.array([1.1]), np.dtype("float32"))  # 1.1 is not a float32
+    assert fits(np.array([300]), np.dtype("int16"))
+    assert not fits(np.array([300]), np.dtype("uint8"))
+    assert not fits(np.array([-1]), np.dtype("uint64"))
+    # int64 -> float64 is "safe" to numpy, yet rounds above 2**53.
+    assert fits(np.array([2**53]), np.dtype("float64"))
+    assert not fits(np.array([2**53 + 1]), np.dtype("float64"))
+    assert fits(np.array([True, False]), np.dtype("int64"))
+
+
+def test_lossless_cast_warns_with_run_and_field():
+    with pytest.warns(UserWarning, match=r"Run 'r1': field 'sp' is declared with dtype 'integer'"):
+        out = lossless_cast(
+            np.array([0.0, 2.5]), np.dtype("int64"), run="r1", field="sp", what="dtype 'integer'"
+        )
+    assert out.tolist() == [0.0, 2.5] and out.dtype == np.float64
+    same = lossless_cast(np.array([1, 2], dtype="int32"), np.dtype("int64"), run="r", field="f")
+    assert same.dtype == np.int64
+
+
+# --- live documents ------------------------------------------------------------------
+def test_live_start_documents_with_numpy_values_are_searchable():
+    # What a RunEngine hands a callback: tuples, numpy scalars and arrays.
+    cat = BlueskyInMemoryCatalog()
+    run = event_model.compose_run(
+        metadata={
+            "scan_id": 7,
+            "count": np.int64(7),
+            "motors": ("m1", "m2"),
+            "num_points": np.int32(5),
+            "positions": np.array([0.5, 1.5]),
+            "plan_name": "grid_scan",
+        }
+    )
+    cat("start", run.start_doc)
+    uid = run.start_doc["uid"]
+    assert list(cat.search({"count": 7})) == [uid]
+    assert list(cat.search({"num_points": {"$gte": 5}})) == [uid]
+    assert list(cat.search({"positions": 1.5})) == [uid]
+    assert list(cat.search({"positions": {"$size": 2}})) == [uid]
+    assert list(cat.search({"motors.1": "m2"})) == [uid]
+    assert list(cat.search({"motors": {"$all": ["m2", "m1"]}})) == [uid]
+    assert cat[7].uid == uid
