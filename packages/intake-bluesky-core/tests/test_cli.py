@@ -279,3 +279,24 @@ def test_interrupted_write_leaves_no_run_file(tmp_path):
     _write_atomically(Works(), docs, str(target), overwrite=False)
     assert target.read_bytes() == b"start\ndescriptor\nstop\n"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_readme_commands_parse(repo):
+    """Every command the README shows is accepted by the parser as written."""
+    import re
+    import shlex
+
+    from intake_bluesky.core._cli.main import build_parser
+
+    text = (repo / "README.md").read_text()
+    block = re.search(r"## The command line.*?```\n(.*?)```", text, re.S).group(1)
+    commands = [line.split("  #")[0] for line in block.splitlines() if line.strip()]
+    assert len(commands) >= 6
+    parser = build_parser()
+    subs = {a.dest: a for a in parser._actions if a.dest == "command"}["command"].choices
+    for line in commands:
+        words = shlex.split(line)
+        assert words[0] == "intake-bluesky"
+        sub = subs[words[1]]
+        args = sub.parse_intermixed_args(words[2:])
+        assert args.store
