@@ -91,8 +91,23 @@ def bench(session: nox.Session) -> None:
             "benchmarks/anchor-requirements.txt",
             external=True,
         )
+    # The stream-data peer (tiled + bluesky-tiled-plugins): its own venv too.
+    peer = ROOT / ".nox" / "_tiled_peer"
+    peer_python = peer / "bin" / "python"
+    if not peer_python.exists():
+        session.run(sys.executable, "-m", "venv", str(peer), external=True)
+        session.run(
+            str(peer_python), "-m", "pip", "install", "-q",
+            "-r", "benchmarks/tiled-requirements.txt", external=True,
+        )  # fmt: skip
     session.run(
-        "python", "benchmarks/run.py", "--anchor-python", str(anchor_python), *session.posargs
+        "python",
+        "benchmarks/run.py",
+        "--anchor-python",
+        str(anchor_python),
+        "--tiled-python",
+        str(peer_python),
+        *session.posargs,
     )
 
 

@@ -31,6 +31,7 @@ if str(HERE) not in sys.path:
 
 import _common as C  # noqa: E402
 import _suite  # noqa: E402
+import bench_mongo  # noqa: E402
 from _handlers import SPEC, NpySeqHandler  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
@@ -313,9 +314,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=_suite.BACKENDS,
+        choices=[*_suite.BACKENDS, bench_mongo.NAME],
         metavar="BACKEND",
-        help=f"only these backends ({', '.join(_suite.BACKENDS)})",
+        help=f"only these backends ({', '.join([*_suite.BACKENDS, bench_mongo.NAME])})",
     )
     parser.add_argument("--reps", type=int, default=3, help="best of N (default 3)")
     parser.add_argument(
@@ -325,6 +326,7 @@ def main(argv=None) -> int:
         help="stop the databroker side after this many seconds",
     )
     parser.add_argument("--regenerate", action="store_true", help="rewrite the workloads")
+    parser.add_argument("--tiled-python", help="python with tiled (bench_stream.py's peer)")
     parser.add_argument(
         "--markdown",
         metavar="RESULTS_JSON",
@@ -341,7 +343,9 @@ def main(argv=None) -> int:
     root, manifest = workloads.ensure(
         size, force=args.regenerate, log=lambda s: print(s, file=sys.stderr)
     )
-    names = args.only or list(_suite.BACKENDS)
+    names = args.only or [*_suite.BACKENDS, bench_mongo.NAME]
+    server_rows = bench_mongo.NAME in names
+    names = [n for n in names if n != bench_mongo.NAME]
     notes: list[str] = []
     backends = make_backends(root, manifest, names, notes)
     machine = C.machine_info()
@@ -380,13 +384,16 @@ def main(argv=None) -> int:
     t_ours = time.perf_counter() - t0
 
     anchor_rows, anchor_header = {}, {}
-    if args.anchor_python:
+    if args.anchor_python and names:
         anchor_rows, anchor_header = run_anchor(
             args.anchor_python, root, names, args.reps, args.anchor_timeout, notes
         )
     else:
         notes.append("databroker rows skipped: no --anchor-python given")
     merge(rows, anchor_rows)
+    if server_rows:
+        log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+        rows += bench_mongo.run(root, manifest, size, args.reps, args.anchor_python, notes, log)
 
     for r in rows:
         if r.get("error"):
@@ -431,6 +438,11 @@ def main(argv=None) -> int:
     for n in notes:
         print("note: " + n)
     print(f"\nwritten {out} ({time.perf_counter() - t0:.0f} s)")
+    if not args.only:  # stream data rows: bench_stream.py (runnable alone too)
+        import bench_stream
+
+        peer = ["--tiled-python", args.tiled_python] if args.tiled_python else []
+        bench_stream.main([*(["--quick"] if args.quick else []), "--reps", str(args.reps), *peer])
     return 0
 
 

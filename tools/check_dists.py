@@ -57,8 +57,16 @@ def check(dist_dir: pathlib.Path, package: str) -> list[str]:
         core = [r for r in requires if _name(r) == "intake-bluesky-core"]
         if not core or "<" not in core[0] or ">=" not in core[0]:
             problems.append(f"{package}: must require intake-bluesky-core by a range, has {core}")
-    if "[intake.drivers]" not in entry_text:
-        problems.append(f"{package}: no intake.drivers entry points")
+    # A backend registers its catalogs with intake; a package of stream
+    # readers only (intake-bluesky-hdf5) registers readers instead.
+    if (
+        "[intake.drivers]" not in entry_text
+        and "[intake_bluesky.stream_readers]" not in entry_text
+    ):
+        problems.append(
+            f"{package}: no intake.drivers nor intake_bluesky.stream_readers entry points"
+        )
+    problems += _check_reader_names(package, entry_text)
     with tarfile.open(sdists[0]) as sdist:
         members = {m.split("/", 1)[1] for m in sdist.getnames() if "/" in m}
     for needed in ("pyproject.toml", "README.md", "CHANGELOG.md"):
@@ -67,6 +75,23 @@ def check(dist_dir: pathlib.Path, package: str) -> list[str]:
     if not any(m.startswith(f"src/intake_bluesky/{portion}/") for m in members):
         problems.append(f"{package}: sdist lacks src/intake_bluesky/{portion}/")
     print(f"{package}: {wheels[0].name}, {sdists[0].name}: {len(names)} files in the wheel")
+    return problems
+
+
+def _check_reader_names(package: str, entry_text: str) -> list[str]:
+    """Stream readers are looked up by mimetype; a name with '=' would be cut there."""
+    problems, section = [], None
+    for line in entry_text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif section == "intake_bluesky.stream_readers" and "=" in line:
+            name, _, value = line.partition("=")
+            if ":" not in value or "=" in value:
+                problems.append(
+                    f"{package}: stream reader entry point {line!r} is malformed (an '=' in its "
+                    "name? write it %3D)"
+                )
     return problems
 
 

@@ -1,10 +1,13 @@
-"""Fixtures: a fresh database per test (a real server or mongomock), the
-queries sent to it, and writers of suitcase-mongo's two layouts.
+"""Fixtures: a fresh database per test, on mongomock and on a real server;
+the queries sent to it; writers of suitcase-mongo's two layouts.
 
-With ``INTAKE_BLUESKY_TEST_MONGO_URI`` set (``nox -s mongo_real``), databases
-are created on that server (uniquely named, dropped afterwards) and queries are
-observed with pymongo command monitoring; otherwise each database is a
-mongomock one whose collections are wrapped by a spy recording every read.
+Every test that takes the ``mongo`` fixture runs twice: on mongomock (whose
+collections are wrapped by a spy recording every read) and on a real MongoDB
+wire-protocol server, where reads are observed with pymongo command
+monitoring. The real server is a SecantusDB server started in this process
+once per session (in memory), or, when ``INTAKE_BLUESKY_TEST_MONGO_URI`` is set
+(``nox -s mongo_real``), the server it names. On a real server each test gets
+uniquely named databases, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -51,12 +54,14 @@ class Op:
     """One read sent to the server, in a form common to mongomock and pymongo."""
 
     collection: str
-    op: str  # find | count_documents | estimated_document_count | distinct
+    op: str  # find | count_documents | estimated_document_count | distinct | getMore
     filter: Any = None
     projection: Any = None
     sort: list | None = None
     skip: int = 0
     limit: int = 0
+    #: The command as sent (real servers only): for explain().
+    command: Any = None
 
 
 class QueryLog(list):
@@ -172,6 +177,7 @@ class _Listener(monitoring.CommandListener):
                     _sort_list(cmd.get("sort")),
                     cmd.get("skip", 0),
                     abs(limit),
+                    command=dict(cmd),
                 )
             )
         elif name == "aggregate":
@@ -182,6 +188,8 @@ class _Listener(monitoring.CommandListener):
             log.append(Op(cmd["count"], "estimated_document_count", cmd.get("query")))
         elif name == "distinct":
             log.append(Op(cmd["distinct"], "distinct", cmd.get("query")))
+        elif name == "getMore":
+            log.append(Op(cmd["collection"], "getMore", command=dict(cmd)))
 
     def succeeded(self, event):
         pass
@@ -190,17 +198,66 @@ class _Listener(monitoring.CommandListener):
         pass
 
 
+#: What the real-server parametrization runs against (its test id).
+SERVER_KIND = "mongod" if REAL_URI else "secantus"
+
+
+@dataclass
+class Server:
+    """The session's real server: its URI, a monitored client, the listener."""
+
+    kind: str
+    uri: str
+    client: Any
+    listener: _Listener
+
+
+def start_secantus(**kwargs):
+    """A started in-process SecantusDB server (in memory unless told)."""
+    from secantus import SecantusDBServer
+
+    kwargs.setdefault("storage_path", ":memory:")
+    server = SecantusDBServer(**kwargs)
+    server.start()
+    return server
+
+
+def stop_secantus(server) -> None:
+    """Stop a SecantusDB server and free its port at once.
+
+    SecantusDB 0.7.0b3's ``stop()`` closes its listening socket while its
+    accept thread is blocked in ``accept()``, which keeps the port bound (a
+    restart on it fails with EADDRINUSE) and costs a 2 s join timeout; shutting
+    the socket down first wakes ``accept()`` (Linux), so the thread ends.
+    """
+    import socket
+
+    listening = getattr(server, "_socket", None)
+    if listening is not None:
+        try:
+            listening.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    server.stop()
+
+
 @pytest.fixture(scope="session")
-def _server():
-    if not REAL_URI:
-        yield None
-        return
+def mongo_server():
+    """The real server of this session (started once; see the module doc)."""
+    secantus = None
+    if REAL_URI:
+        uri = REAL_URI
+    else:
+        secantus = start_secantus()
+        uri = secantus.uri
     listener = _Listener()
-    client = pymongo.MongoClient(
-        REAL_URI, serverSelectionTimeoutMS=5000, event_listeners=[listener]
-    )
-    yield client, listener
-    client.close()
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, event_listeners=[listener])
+    try:
+        yield Server(SERVER_KIND, uri, client, listener)
+    finally:
+        client.close()
+        if secantus is not None:
+            stop_secantus(secantus)
 
 
 def uri_with_database(uri: str, name: str) -> str:
@@ -216,8 +273,9 @@ def uri_with_database(uri: str, name: str) -> str:
 class MongoEnv:
     """Fresh databases for one test; dropped when the test ends."""
 
-    def __init__(self, server):
+    def __init__(self, server: Server | None):
         self.real = server is not None
+        self.kind = server.kind if server is not None else "mongomock"
         self._server = server
         self._created: list = []
         self._logs: dict[str, QueryLog] = {}
@@ -226,9 +284,8 @@ class MongoEnv:
         name = f"ibtest_{uuid.uuid4().hex[:10]}_{tag}"
         log = QueryLog()
         if self.real:
-            client, listener = self._server
-            listener.logs[name] = log
-            db = client[name]
+            self._server.listener.logs[name] = log
+            db = self._server.client[name]
         else:
             db = mongomock.MongoClient()[name]
             db._spy_log = log
@@ -242,7 +299,7 @@ class MongoEnv:
 
     def uri(self, db) -> str | None:
         """A URI naming ``db`` on the real server (None with mongomock)."""
-        return uri_with_database(REAL_URI, db.name) if self.real else None
+        return uri_with_database(self._server.uri, db.name) if self.real else None
 
     def cleanup(self):
         for db in self._created:
@@ -252,12 +309,55 @@ class MongoEnv:
                 pass
         if self.real:
             for db in self._created:
-                self._server[1].logs.pop(db.name, None)
+                self._server.listener.logs.pop(db.name, None)
+
+
+@pytest.fixture(params=["mongomock", SERVER_KIND])
+def mongo(request):
+    """Fresh databases on mongomock, then on the real server."""
+    server = None if request.param == "mongomock" else request.getfixturevalue("mongo_server")
+    env = MongoEnv(server)
+    yield env
+    env.cleanup()
+
+
+class OwnServers:
+    """SecantusDB servers of one test, on one data directory (so a server
+    restarted on the same port finds the same data); stopped at the end."""
+
+    def __init__(self, path):
+        self.path = path
+        self.started = []
+
+    def start(self, port: int = 0, **kwargs):
+        server = start_secantus(port=port, storage_path=str(self.path), **kwargs)
+        self.started.append(server)
+        return server
+
+    @staticmethod
+    def stop(server) -> None:
+        stop_secantus(server)
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            try:
+                stop_secantus(server)
+            except Exception:  # stopped by the test already
+                pass
 
 
 @pytest.fixture
-def mongo(_server):
-    env = MongoEnv(_server)
+def secantus(tmp_path):
+    """Start SecantusDB servers this test owns (it may stop them)."""
+    servers = OwnServers(tmp_path / "secantus-data")
+    yield servers
+    servers.stop_all()
+
+
+@pytest.fixture
+def real_mongo(mongo_server):
+    """Fresh databases on the real server only (what mongomock cannot show)."""
+    env = MongoEnv(mongo_server)
     yield env
     env.cleanup()
 

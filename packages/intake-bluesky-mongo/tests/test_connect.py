@@ -230,7 +230,7 @@ def test_mongomock_in_another_process_is_a_clear_error(mongo, layouts, tmp_path)
 
 def test_real_server_by_uri_and_in_another_process(mongo, layouts, tmp_path):
     if not mongo.real:
-        pytest.skip("needs a real MongoDB (INTAKE_BLUESKY_TEST_MONGO_URI)")
+        pytest.skip("needs a real server: the secantus/mongod parametrization")
     db, uid = _write_sample(mongo, layouts)
     uri = mongo.uri(db)
     cat = BlueskyMongoCatalog(uri)

@@ -18,7 +18,7 @@ Examples
 
 from ._assembly import DtypeMismatchError
 from ._casting import DtypeMismatchWarning
-from ._catalog import BlueskyCatalog
+from ._catalog import BlueskyCatalog, RunsView
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
 from ._files import (
@@ -32,9 +32,11 @@ from ._files import (
 from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
+from ._progress import set_progress
 from ._query import and_queries, compile_query, normalize_query, validate_query
+from ._table import run_rows
 from ._time import TimeRange, to_epoch
-from .driver import Driver, RunSource, RunSourceBase
+from .driver import Driver, RunSource, RunSourceBase, SummaryDriver
 
 __version__ = "0.1.0"
 
@@ -66,12 +68,16 @@ __all__ = [
     "RunChangedError",
     "RunSource",
     "RunSourceBase",
+    "RunsView",
+    "SummaryDriver",
     "TimeRange",
     "and_queries",
     "backends",
     "compile_query",
     "expand_paths",
     "normalize_query",
+    "run_rows",
+    "set_progress",
     "to_epoch",
     "validate_query",
 ]

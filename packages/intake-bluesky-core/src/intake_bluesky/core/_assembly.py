@@ -301,7 +301,12 @@ def load_columns(
             column = _column(pieces, numeric=True).astype("float64", copy=False)
         elif spec.kind == "datum" and filler is not None:
             ids = list(itertools.chain.from_iterable(pieces))
-            column = filler.fill_column(ids, spec.dtype, field=spec.key, declared=spec.declared)
+            # A whole descriptor read eagerly may be many frames: a progress
+            # bar (dask chunk tasks, cast=False, stay silent).
+            desc = f"Loading {spec.key}" if cast else None
+            column = filler.fill_column(
+                ids, spec.dtype, field=spec.key, declared=spec.declared, desc=desc
+            )
         elif spec.kind == "datum":
             column = _column(pieces)
         else:

@@ -6,17 +6,20 @@ this class with its own driver.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator, Mapping
 
 from intake.catalog.base import Catalog
 
 from ._faces import BlueskyRun, EntriesMixin, describe
+from ._html import catalog_html
 from ._model import Settings
 from ._query import and_queries, validate_query
+from ._table import _check_fields, rows_to_dataframe, run_rows
 from .driver import Driver
 
-__all__ = ["BlueskyCatalog"]
+__all__ = ["BlueskyCatalog", "RunsView"]
 
 _NEWEST_FIRST = [("time", -1)]
 
@@ -118,15 +121,20 @@ class BlueskyCatalog(EntriesMixin, Catalog):
     def query(self) -> dict:
         return dict(self._query)
 
-    def search(self, query: Mapping, **kwargs) -> BlueskyCatalog:
+    def search(self, query: Mapping | None = None, **equal) -> BlueskyCatalog:
         """The runs whose start document matches ``query`` (MongoDB language).
 
         Parameters
         ----------
-        query : dict
+        query : dict, optional
             A MongoDB query on start documents: dotted keys, ``$gt``, ``$in``,
             ``$regex``, ``$and``, ``$or``, ``$exists``, ... (see
             :func:`~intake_bluesky.core.validate_query`).
+        **equal
+            Shorthand for equality conditions:
+            ``cat.search(plan_name="scan")`` is
+            ``cat.search({"plan_name": "scan"})``. Combined with ``query``
+            (AND) when both are given.
 
         Returns
         -------
@@ -141,8 +149,15 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             For a malformed query or a refused operator (``$where``,
             ``$function``, ``$accumulator``).
         """
-        if kwargs:
-            raise TypeError(f"search() takes one query mapping, not {sorted(kwargs)}.")
+        if query is None:
+            query = {}
+        if equal:
+            if not isinstance(query, Mapping):
+                raise ValueError(
+                    f"search() got a query {query!r} and keyword conditions {equal}; give "
+                    "the query as a dict, e.g. search({'plan_name': 'scan'})."
+                )
+            query = and_queries(dict(query), dict(equal))
         query = validate_query(query, server=getattr(self.driver, "server_side_queries", False))
         # Not copy.copy: intake's pickling hooks would re-create the driver.
         new = object.__new__(type(self))
@@ -172,13 +187,61 @@ class BlueskyCatalog(EntriesMixin, Catalog):
         return any(True for _ in self._search({"uid": key}, limit=1))
 
     # --- lookup -------------------------------------------------------------
-    def __getitem__(self, key) -> BlueskyRun:
+    def __getitem__(self, key) -> BlueskyRun | list[BlueskyRun]:
+        """One run, by uid, partial uid, ``-N`` or scan_id; or a slice of runs.
+
+        Parameters
+        ----------
+        key : str, int or slice
+            * a full uid: that run;
+            * the beginning of a uid (``'a1b2c3'``, anchored at the start,
+              at least as many characters as make it unique): that run;
+            * a negative int ``-N``: the N-th most recent run (``cat[-1]`` is
+              the newest; runs are ordered by start time);
+            * an int ``N >= 0``: the most recent run whose ``scan_id`` is N
+              (scan ids repeat across sessions: the newest wins);
+            * a string of digits counts as that int (``'-1'``, ``'42'``);
+            * a slice: positions in the catalog's order, oldest first, as
+              for a list (``cat[-3:]`` the three newest runs, oldest of them
+              first; ``cat[:2]`` the two oldest).
+
+        Returns
+        -------
+        BlueskyRun or list of BlueskyRun
+            A run; for a slice, a list of runs (each opened lazily, as by
+            ``cat[uid]``; nothing of their data is read).
+
+        Raises
+        ------
+        KeyError
+            No run has that uid, uid beginning or scan_id.
+        ValueError
+            A partial uid matches several runs (the message names them).
+        IndexError
+            ``-N`` beyond the number of runs.
+        TypeError
+            A key of another type.
+
+        Examples
+        --------
+        >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+        >>> from intake_bluesky.core.testing import example_runs
+        >>> cat = BlueskyInMemoryCatalog()
+        >>> for docs in example_runs():
+        ...     cat.ingest(docs)
+        >>> cat[-1].start["plan_name"], cat[2].start["uid"][:8], cat["c0ff"].start["scan_id"]
+        ('fly', 'c0ffee00', 2)
+        >>> [run.start["scan_id"] for run in cat[-3:]]
+        [2, 3, 4]
+        """
+        if isinstance(key, slice):
+            return [self._run(start["uid"]) for start in self._starts_slice(key)]
         if isinstance(key, str) and re.fullmatch(r"-?\d+", key.strip()):
             key = int(key)
         if isinstance(key, bool) or not isinstance(key, int | str):
             raise TypeError(
-                f"Look runs up by uid (str), partial uid, scan_id (int >= 0) or -N (N-th most "
-                f"recent), not {type(key).__name__}."
+                f"Look runs up by uid (str), partial uid, scan_id (int >= 0), -N (N-th most "
+                f"recent) or a slice (cat[-3:]), not {type(key).__name__}."
             )
         if isinstance(key, int):
             return self._run(self._start_for_int(key)["uid"])
@@ -197,6 +260,37 @@ class BlueskyCatalog(EntriesMixin, Catalog):
         found = list(self._search({"scan_id": key}, sort=_NEWEST_FIRST, limit=1))
         if not found:
             raise KeyError(f"No run with scan_id {key} in this catalog.")
+        return found[0]
+
+    def _starts_slice(self, key: slice) -> list[dict]:
+        """Start documents at the positions of a slice (oldest first order)."""
+        n = len(self)
+        positions = range(*key.indices(n))
+        if not positions:
+            return []
+        lo, hi = min(positions), max(positions) + 1
+        if n - hi < lo:
+            # Nearer the newest end (cat[-3:]): page from there, which a
+            # database serves from its time index without skipping the rest.
+            found = list(self._search(sort=_NEWEST_FIRST, skip=n - hi, limit=hi - lo))[::-1]
+            # Fewer runs than counted (deleted meanwhile): align on the newest.
+            offset = lo + (hi - lo - len(found))
+        else:
+            found = list(self._search(skip=lo, limit=hi - lo))
+            offset = lo
+        return [found[p - offset] for p in positions if 0 <= p - offset < len(found)]
+
+    def _start_at(self, position: int) -> dict:
+        """The start document at one position (negative counts from the newest)."""
+        if position < 0:
+            return self._start_for_int(position)
+        found = list(self._search(skip=position, limit=1))
+        if not found:
+            count = len(self)
+            raise IndexError(
+                f"Position {position} is out of range: the catalog holds {count} "
+                f"run{'s' if count != 1 else ''}."
+            )
         return found[0]
 
     def _start_for_uid(self, key: str) -> dict:
@@ -222,7 +316,235 @@ class BlueskyCatalog(EntriesMixin, Catalog):
     def __getattr__(self, name):
         # intake falls back to __getitem__ for attributes; runs are not
         # attributes (uids are not identifiers), so fail fast and clearly.
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        hint = _ATTRIBUTE_HINTS.get(name)
+        raise AttributeError(
+            f"{type(self).__name__} has no attribute {name!r}" + (f"; {hint}" if hint else "")
+        )
+
+    # --- databroker / tiled habits ------------------------------------------
+    def keys(self) -> RunsView:
+        """The run uids, oldest first, as a lazy view (see :class:`RunsView`)."""
+        return RunsView(self, "keys")
+
+    def values(self) -> RunsView:
+        """The runs, oldest first, opened one at a time as iterated.
+
+        Returns
+        -------
+        RunsView
+            Iterable, sized, indexable by position (``[0]`` oldest, ``[-1]``
+            newest, slices), with ``first()``, ``last()``, ``head(n)`` and
+            ``tail(n)`` (tiled's names).
+
+        Examples
+        --------
+        >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+        >>> from intake_bluesky.core.testing import example_runs
+        >>> cat = BlueskyInMemoryCatalog()
+        >>> for docs in example_runs():
+        ...     cat.ingest(docs)
+        >>> cat.values().last().start["plan_name"]
+        'fly'
+        >>> [run.start["scan_id"] for run in cat.values().head(2)]
+        [1, 2]
+        """
+        return RunsView(self, "values")
+
+    def items(self) -> RunsView:
+        """``(uid, run)`` pairs, oldest first, as a lazy view (see :meth:`values`)."""
+        return RunsView(self, "items")
+
+    def __call__(self, *args, **kwargs):
+        """Re-create the catalog with other constructor arguments (intake's
+        ``configure_new``), e.g. ``cat(root_map={...})``.
+
+        Not a query and not a lookup: ``cat(plan_name='scan')`` and
+        ``cat.get(uid)`` (databroker habits) raise ``TypeError`` saying to
+        use ``cat.search({...})`` and ``cat[uid]``.
+        """
+        known = _init_parameters(type(self))
+        unknown = [k for k in kwargs if k not in known]
+        if args or unknown:
+            raise TypeError(_call_hint(type(self).__name__, args, {k: kwargs[k] for k in unknown}))
+        return self.configure_new(**kwargs)
+
+    get = __call__
+
+    # --- a table of runs ----------------------------------------------------
+    def to_dataframe(self, fields=None, limit: int | None = None):
+        """A table of the runs: one row per run, newest last (a pandas DataFrame).
+
+        Reads start and stop documents only (pushed down to the database
+        where the backend can; from the index on file catalogs), never event
+        data. Works on search results like on the whole catalog.
+
+        Parameters
+        ----------
+        fields : list of str, optional
+            More columns, each a dotted key of the start document
+            (``'sample.name'``, or ``'start.sample.name'``) or, prefixed with
+            ``'stop.'``, of the stop document (``'stop.reason'``). A run
+            lacking the key has a missing value there.
+        limit : int, optional
+            Only the newest ``limit`` runs.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index: position 0..n-1 in the table (a ``RangeIndex``; the uid is
+            a column, so ``cat[df.uid.iloc[-1]]`` opens a row's run).
+            Columns: ``uid``, ``scan_id``, ``plan_name``, ``time``
+            (timezone-aware, local timezone), ``duration`` (seconds, NaN while
+            in progress), ``exit_status`` (None while in progress), then one
+            ``events.<stream>`` column per stream named in any run's stop
+            document (``primary`` first, then alphabetical; integer counts,
+            missing where unknown), then ``fields`` in the order given.
+            Integer columns with gaps use pandas' nullable ``Int64``.
+
+        Examples
+        --------
+        >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+        >>> from intake_bluesky.core.testing import example_runs
+        >>> cat = BlueskyInMemoryCatalog()
+        >>> for docs in example_runs():
+        ...     cat.ingest(docs)
+        >>> df = cat.to_dataframe(fields=["sample.name"], limit=3)
+        >>> df[["scan_id", "plan_name", "sample.name"]].values.tolist()
+        [[2, 'count', 'Fe'], [3, 'scan', 'Ni'], [4, 'fly', 'Au']]
+        >>> df["events.primary"].tolist()
+        [2, <NA>, 4]
+        """
+        fields = _check_fields(fields)
+        return rows_to_dataframe(run_rows(self, fields, limit), fields)
+
+    # --- notebooks ------------------------------------------------------------
+    # intake's DataSource defines _ipython_display_ (a YAML dump), which
+    # IPython would use instead of the HTML below.
+    _ipython_display_ = None
+
+    def _repr_html_(self) -> str:
+        return catalog_html(self)
+
+
+#: Names people type from other libraries' habits, and what to use here.
+_ATTRIBUTE_HINTS = {
+    "first": "the oldest run is cat[list(cat)[0]] or cat.values().first()",
+    "last": "the newest run is cat[-1] (or cat.values().last())",
+    "head": "use cat.values().head(n), or cat.to_dataframe() for a table",
+    "tail": "use cat.values().tail(n) or cat[-n:], or cat.to_dataframe(limit=n) for a table",
+    "v1": "there is no databroker v1 layer: runs are cat[key], data run.primary.read()",
+    "v2": "this catalog is the databroker v2 style already: cat[key], run.primary.read()",
+    "listruns": "use cat.to_dataframe(limit=20) for a table of recent runs",
+}
+
+
+class RunsView:
+    """A catalog's runs (or uids, or ``(uid, run)`` pairs), oldest first,
+    computed lazily.
+
+    ``for run in cat.values()`` opens one run at a time; ``len()`` counts
+    without listing; ``view[i]`` is by position (``[0]`` the oldest,
+    ``[-1]`` the newest), ``view[a:b]`` a list; ``first()``, ``last()``,
+    ``head(n)``, ``tail(n)`` as in tiled.
+
+    Examples
+    --------
+    >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+    >>> from intake_bluesky.core.testing import example_runs
+    >>> cat = BlueskyInMemoryCatalog()
+    >>> for docs in example_runs():
+    ...     cat.ingest(docs)
+    >>> [uid[:4] for uid in cat.keys().tail(2)]
+    ['d00d', 'e1e1']
+    """
+
+    def __init__(self, catalog: BlueskyCatalog, kind: str):
+        self._catalog = catalog
+        self._kind = kind
+
+    def _make(self, start: dict):
+        if self._kind == "keys":
+            return start["uid"]
+        run = self._catalog._run(start["uid"])
+        return run if self._kind == "values" else (start["uid"], run)
+
+    def __iter__(self):
+        for start in self._catalog._search():
+            yield self._make(start)
+
+    def __len__(self) -> int:
+        return len(self._catalog)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._make(s) for s in self._catalog._starts_slice(index)]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(
+                f"cat.{self._kind}()[...] takes a position (int) or a slice, not "
+                f"{type(index).__name__}; look runs up by uid or scan_id with cat[key]."
+            )
+        return self._make(self._catalog._start_at(index))
+
+    def first(self):
+        """The oldest: ``view[0]``."""
+        return self[0]
+
+    def last(self):
+        """The newest: ``view[-1]``."""
+        return self[-1]
+
+    def head(self, n: int = 5) -> list:
+        """The ``n`` oldest, oldest first."""
+        return self[:n]
+
+    def tail(self, n: int = 5) -> list:
+        """The ``n`` newest, oldest of them first."""
+        return self[-n:] if n > 0 else []
+
+    def __repr__(self):
+        try:
+            count = f"{len(self)} runs"
+        except Exception as err:  # a repr must not raise
+            count = f"runs unknown: {type(err).__name__}"
+        return f"<{self._kind} of {type(self._catalog).__name__}: {count}>"
+
+
+def _init_parameters(cls) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names.update(
+            p.name
+            for p in params
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+        )
+    return names
+
+
+def _call_hint(cls_name: str, args: tuple, unknown: dict) -> str:
+    if args and not unknown and len(args) == 1 and isinstance(args[0], str | int):
+        return (
+            f"{cls_name}.get({args[0]!r}) / {cls_name}({args[0]!r}) is not a lookup here: "
+            f"use cat[{args[0]!r}] (a uid, partial uid, -N for the N-th newest, or a scan_id)."
+        )
+    if unknown and not args:
+        query = ", ".join(f"{k!r}: {v!r}" for k, v in unknown.items())
+        return (
+            f"A catalog is not called with a query ({', '.join(unknown)} are not arguments "
+            f"of {cls_name}): use cat.search({{{query}}}) to find runs, or cat[key] to get one."
+        )
+    return (
+        f"{cls_name} is not called with {args!r}{' ' + str(unknown) if unknown else ''}: "
+        "use cat[key] to get a run (uid, partial uid, -N, scan_id) and cat.search({...}) to "
+        "find runs; calling a catalog re-creates it with other constructor arguments "
+        "(e.g. cat(root_map={...}))."
+    )
 
 
 def _dotted(obj):

@@ -11,7 +11,9 @@ import xarray as xr
 from intake.catalog.base import Catalog
 from intake.source.base import DataSource, Schema
 
+from ._html import run_html, stream_html
 from ._model import RunModel, Settings, StreamModel
+from ._progress import ProgressCounter
 from .driver import RunSource
 
 __all__ = ["BlueskyRun", "BlueskyEventStream"]
@@ -141,14 +143,51 @@ class BlueskyEventStream(DataSource):
 
     get = configure_new = __call__
 
+    @property
+    def descriptors(self) -> list[dict]:
+        """The stream's event descriptors, oldest first (as in tiled)."""
+        return self._model.descriptors()
+
+    def _field_names(self) -> list[str]:
+        if self._part == "config":
+            # The device's configuration readings, not the stream's data keys.
+            names: dict[str, None] = {}
+            for d in self._model.descriptors():
+                conf = (d.get("configuration") or {}).get(self._object_name) or {}
+                names.update(dict.fromkeys(conf.get("data") or conf.get("data_keys") or {}))
+            return list(names)
+        fields = self._model.fields()
+        if self._part == "timestamps":
+            kinds = {}
+            for d in self._model.descriptors():
+                kinds.update(d.get("data_keys") or {})
+            # Stream data (external STREAM:) has no per-event timestamps.
+            fields = [
+                f
+                for f in fields
+                if not str((kinds.get(f) or {}).get("external") or "").upper().startswith("STREAM")
+            ]
+        return fields
+
     def __repr__(self):
         what = {"data": "", "timestamps": " timestamps"}.get(
             self._part, f" config {self._object_name!r}"
         )
+        try:
+            fields = f"fields {self._field_names()}"
+        except Exception as err:  # a repr must not raise (e.g. a file removed)
+            fields = f"fields unknown: {type(err).__name__}"
         return (
             f"<BlueskyEventStream {self._model.name!r}{what} of run {self._model.run.uid[:8]!r}: "
-            f"fields {self._model.fields()}>"
+            f"{fields}>"
         )
+
+    # intake's DataSource defines _ipython_display_ (a YAML dump), which
+    # IPython would use instead of the HTML.
+    _ipython_display_ = None
+
+    def _repr_html_(self) -> str:
+        return stream_html(self)
 
     def _dataset(self, lazy: bool, chunks=None, dtypes=None) -> xr.Dataset:
         if self._part == "timestamps":
@@ -310,6 +349,24 @@ class BlueskyRun(EntriesMixin, Catalog):
         """The run's uid (its start document's)."""
         return self._run.uid
 
+    @property
+    def start(self) -> dict:
+        """The start document (as databroker's Header and tiled's run have it)."""
+        return self._run.start()
+
+    @property
+    def stop(self) -> dict | None:
+        """The stop document; ``None`` while the run is in progress.
+
+        Read from storage on each access, so a live run's stop shows up.
+        """
+        return self._run.stop()
+
+    @property
+    def descriptors(self) -> list[dict]:
+        """Every event descriptor of the run, all streams, oldest first."""
+        return self._run.descriptors()
+
     # --- entries ------------------------------------------------------------
     def _load(self):
         pass
@@ -363,7 +420,10 @@ class BlueskyRun(EntriesMixin, Catalog):
             events, every resource/datum before the events that reference it,
             events in time order across streams, ``stop`` last.
         """
-        return self._run.canonical(fill)
+        documents = self._run.canonical(fill)
+        if fill != "yes":
+            return documents
+        return _counting_events(documents, self._run, f"Filling run {self.uid[:8]}")
 
     def read_canonical(self) -> Iterator[tuple[str, dict]]:
         """Same as :meth:`canonical` with ``fill='yes'``."""
@@ -403,7 +463,18 @@ class BlueskyRun(EntriesMixin, Catalog):
         names = list(self)
         return "primary" if "primary" in names or not names else names[0]
 
+    _ipython_display_ = None  # see BlueskyEventStream
+
+    def _repr_html_(self) -> str:
+        return run_html(self)
+
     def __repr__(self):
+        try:
+            return self._repr()
+        except Exception as err:  # a repr must not raise (e.g. a file removed)
+            return f"<BlueskyRun uid={self._run.uid!r} (unreadable: {type(err).__name__})>"
+
+    def _repr(self):
         start = self._run.start()
         stop = self._run.stop()
         when = start.get("time")
@@ -420,3 +491,18 @@ class BlueskyRun(EntriesMixin, Catalog):
             f"plan_name={start.get('plan_name')!r} time={when} ({status}) "
             f"streams={list(self)}>"
         )
+
+
+def _counting_events(documents, run: RunModel, desc: str):
+    """The documents, with a progress bar over their events (filling a big
+    run can take a while); the total comes from the stop document."""
+    stop = run.stop() or {}
+    counts = stop.get("num_events") or {}
+    total = sum(v for v in counts.values() if isinstance(v, int)) or None
+    with ProgressCounter(total=total, desc=desc, unit="event") as bar:
+        for name, doc in documents:
+            if name == "event":
+                bar.update(1)
+            elif name == "event_page":
+                bar.update(len(doc.get("seq_num", ())))
+            yield name, doc

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 from ._documents import DelegatingRunSource, DocumentRunSource
 from ._index import search_starts
+from ._progress import progress
 from .driver import DEFAULT_SORT
 
 __all__ = [
@@ -230,7 +231,8 @@ class FileDriver:
         """List the files again; read headers of new or changed ones only."""
         files = expand_paths(self.paths, self.fmt.suffixes, self.fmt.recursive)
         runs: dict[str, tuple[Location, dict, dict | None, tuple]] = {}
-        for location in self.fmt.split_runs(files):
+        locations = self.fmt.split_runs(files)
+        for location in progress(locations, desc="Indexing run files", unit="run"):
             version = _version(location)
             if version is None:
                 continue  # deleted between listing and stat

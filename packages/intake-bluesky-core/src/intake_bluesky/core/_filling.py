@@ -50,6 +50,7 @@ import numpy as np
 
 from ._casting import lossless_cast
 from ._plugins import entry_point_objects
+from ._progress import progress
 from .driver import RunSource
 
 __all__ = ["Filler", "HandlerRegistry", "MissingHandlerError", "FillError", "DataNotWrittenError"]
@@ -246,12 +247,14 @@ class Filler:
             self._handlers[uid] = opened
             return opened
 
-    def fill(self, datum_ids: Sequence[str]) -> list:
-        """The loaded data of each datum id, in order."""
+    def fill(self, datum_ids: Sequence[str], desc: str | None = None) -> list:
+        """The loaded data of each datum id, in order (with a progress bar
+        titled ``desc`` when given and someone watches)."""
         datum_ids = [str(d) for d in datum_ids]
         datums = self.source.datums(datum_ids)
         out = []
-        for datum_id in datum_ids:
+        steps = datum_ids if desc is None else progress(datum_ids, desc=desc, unit="frame")
+        for datum_id in steps:
             datum = datums.get(datum_id)
             if datum is None:
                 raise FillError(
@@ -276,13 +279,20 @@ class Filler:
         return out
 
     def fill_column(
-        self, datum_ids: Sequence[str], dtype=None, *, field: str = "?", declared: str = ""
+        self,
+        datum_ids: Sequence[str],
+        dtype=None,
+        *,
+        field: str = "?",
+        declared: str = "",
+        desc: str | None = None,
     ) -> np.ndarray:
         """Loaded datums stacked along a new first axis.
 
-        Cast to ``dtype`` only where no value changes (see :mod:`._casting`).
+        Cast to ``dtype`` only where no value changes (see :mod:`._casting`);
+        ``desc`` labels a progress bar (None: none).
         """
-        arrays = self.fill(datum_ids)
+        arrays = self.fill(datum_ids, desc)
         if not arrays:
             return np.empty((0,), dtype=dtype or float)
         stacked = np.stack([np.asarray(a) for a in arrays])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from ._catalog import BlueskyCatalog
+from ._catalog import BlueskyCatalog, _call_hint, _init_parameters
 from ._documents import BadDocumentError, DelegatingRunSource, DocumentRunSource
 from ._index import search_starts
 from ._pages import first_of
@@ -183,9 +183,16 @@ class BlueskyInMemoryCatalog(BlueskyCatalog):
         # intake pickles by default: carry the driver along.
         return (_restore, (self.driver, dict(self._captured_init_kwargs)))
 
-    def __call__(self, name: str, doc: dict) -> None:
-        """Ingest one document (the RunEngine callback signature)."""
-        self.driver.add(name, doc)
+    def __call__(self, *args, **kwargs) -> None:
+        """Ingest one document: ``cat(name, doc)`` (the RunEngine callback signature)."""
+        if len(args) != 2 or kwargs:
+            known = _init_parameters(type(self))
+            unknown = {k: v for k, v in kwargs.items() if k not in known}
+            raise TypeError(
+                _call_hint(type(self).__name__, args, unknown or kwargs)
+                + " (An in-memory catalog is called as cat(name, doc) to ingest a document.)"
+            )
+        self.driver.add(*args)
 
     def ingest(self, documents: Iterable[tuple[str, dict]]) -> None:
         """Ingest a sequence of ``(name, doc)`` pairs."""

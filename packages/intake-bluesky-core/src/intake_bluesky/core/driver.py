@@ -53,7 +53,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Driver", "RunSource", "RunSourceBase", "Sort"]
+__all__ = ["Driver", "RunSource", "RunSourceBase", "Sort", "SummaryDriver", "summaries"]
 
 #: ``[(key, direction), ...]`` with direction ``1`` (ascending) or ``-1``.
 Sort = Sequence[tuple[str, int]]
@@ -81,6 +81,84 @@ class Driver(Protocol):
 
     def run(self, uid: str) -> RunSource:
         """The run with this full uid; ``KeyError`` if there is none."""
+
+
+@runtime_checkable
+class SummaryDriver(Protocol):
+    """Optional: a :class:`Driver` that lists runs' start *and* stop documents
+    in one pass, keeping only some of their keys (a table of runs).
+
+    A database backend implements it to push projection, sort and limit to
+    the server (one query for the starts, one for their stops) instead of
+    one ``run(uid).stop()`` lookup per run; :func:`summaries` falls back to
+    that when a driver does not have the method.
+    """
+
+    def summaries(
+        self,
+        query: Mapping[str, Any],
+        *,
+        start_fields: Sequence[str] | None = None,
+        stop_fields: Sequence[str] | None = None,
+        sort: Sort = DEFAULT_SORT,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[tuple[dict, dict | None]]:
+        """Yield ``(start, stop)`` of the runs matching ``query``, sorted, paged.
+
+        ``start_fields``/``stop_fields`` are dotted paths the caller needs
+        (``None``: the whole document); a driver may return more keys than
+        asked for, never fewer of those that exist. ``stop`` is ``None``
+        while a run is in progress. Same order, skip and limit as
+        :meth:`Driver.search`.
+        """
+
+
+def summaries(
+    driver: Driver,
+    query: Mapping[str, Any],
+    *,
+    start_fields: Sequence[str] | None = None,
+    stop_fields: Sequence[str] | None = None,
+    sort: Sort = DEFAULT_SORT,
+    skip: int = 0,
+    limit: int | None = None,
+) -> Iterator[tuple[dict, dict | None]]:
+    """``(start, stop)`` pairs of the matching runs, from any driver.
+
+    Uses the driver's own ``summaries`` (see :class:`SummaryDriver`) when it
+    has one; otherwise :meth:`Driver.search` and each run's ``stop()``, which
+    file and memory drivers answer from what they already hold.
+
+    Examples
+    --------
+    >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+    >>> from intake_bluesky.core.testing import example_runs
+    >>> cat = BlueskyInMemoryCatalog()
+    >>> cat.ingest(example_runs()[1])
+    >>> [(start["scan_id"], stop["exit_status"]) for start, stop in summaries(cat.driver, {})]
+    [(2, 'success')]
+    """
+    own = getattr(driver, "summaries", None)
+    if callable(own):
+        return own(
+            query,
+            start_fields=start_fields,
+            stop_fields=stop_fields,
+            sort=sort,
+            skip=skip,
+            limit=limit,
+        )
+    return _generic_summaries(driver, query, sort=sort, skip=skip, limit=limit)
+
+
+def _generic_summaries(driver, query, *, sort, skip, limit):
+    for start in driver.search(query, sort=sort, skip=skip, limit=limit):
+        try:
+            stop = driver.run(start["uid"]).stop()
+        except KeyError:
+            continue  # deleted between the search and the lookup
+        yield start, stop
 
 
 @runtime_checkable

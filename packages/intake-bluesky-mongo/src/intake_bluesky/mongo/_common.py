@@ -12,6 +12,7 @@ from ._connect import DatabaseRef, translate_errors
 
 __all__ = [
     "EVENT_PAGE_SIZE",
+    "bson_ready",
     "IN_BATCH",
     "check_paging",
     "check_query",
@@ -50,7 +51,53 @@ def check_query(query: Mapping[str, Any] | None) -> dict:
     """
     query = validate_query(query, server=True)
     _refuse_javascript(query)
-    return query
+    return bson_ready(query)
+
+
+def bson_ready(query: Mapping[str, Any]) -> dict:
+    """``query`` with every value a MongoDB server can receive.
+
+    A value taken from a Dataset is a numpy scalar or array, which pymongo's
+    BSON encoder refuses (``numpy.int64``, ``numpy.float32``, ``numpy.bool_``:
+    mongomock accepts them, a real server never sees them); numpy scalars
+    become the Python scalar of the same value (``.item()``: exact, also for
+    float32), arrays and tuples become lists. Anything else BSON cannot encode
+    raises a ``ValueError`` naming it, before anything is sent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bson_ready({"scan_id": {"$in": (np.int64(3), np.int32(4))}, "x": np.float32(0.5)})
+    {'scan_id': {'$in': [3, 4]}, 'x': 0.5}
+    """
+    converted = _plain(query)
+    try:
+        from bson import encode
+
+        encode(converted)
+    except Exception as err:  # InvalidDocument, OverflowError (ints over 64 bits)
+        raise ValueError(
+            f"The query {query!r} cannot be sent to MongoDB: {err}. Use str, int, float, "
+            "bool, None, datetime, lists and dicts (numpy scalars and arrays are converted)."
+        ) from None
+    return converted
+
+
+def _plain(value: Any) -> Any:
+    # numpy is imported only if the caller already uses it (core depends on
+    # it anyway); a plain query never pays for the checks below.
+    if isinstance(value, Mapping):
+        return {key: _plain(sub) for key, sub in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(sub) for sub in value]
+    if type(value).__module__ == "numpy":
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return [_plain(sub) for sub in value.tolist()]
+        if isinstance(value, np.bool_ | np.number | np.str_ | np.bytes_):
+            return value.item()
+    return value
 
 
 def _refuse_javascript(value: Any) -> None:

@@ -408,19 +408,29 @@ def _translated(err: Exception, refs) -> Exception:
     for ref in refs:
         text = ref.redact(text)
     where = " and ".join(dict.fromkeys(_where(ref) for ref in refs))
+    # The server's reply ("full error: {...}") repeats the message amid
+    # cluster-time bookkeeping: not worth showing.
+    reason = text.split(", full error:")[0]
+    refused = getattr(err, "code", None) in (13, 18)
+    if isinstance(err, ConnectionFailure) and _AUTH_FAILED.search(text):
+        # pymongo marks a server whose handshake failed authentication as
+        # unusable, so later operations time out in server selection with the
+        # authentication error as the reason: still a refusal, not a network
+        # problem.
+        refused = True
+    if refused:
+        return MongoConnectionError(
+            f"MongoDB at {where} refused access: {reason.split(', Timeout:')[0]}. Check the "
+            "user name, password and authSource of the URI."
+        )
     if isinstance(err, ConnectionFailure):
         timeout = next((r.timeout_ms for r in refs if r.timeout_ms is not None), None)
         within = f" within {timeout} ms" if timeout is not None else ""
-        reason = text.split(", Timeout:")[0]
+        reason = reason.split(", Timeout:")[0]
         return MongoConnectionError(
             f"Cannot reach MongoDB at {where}{within}: {reason}. Check that the server is "
             "running and reachable from this machine; the wait is set by "
             "server_selection_timeout_ms (or serverSelectionTimeoutMS in the URI)."
-        )
-    if isinstance(err, OperationFailure) and getattr(err, "code", None) in (13, 18):
-        return MongoConnectionError(
-            f"MongoDB at {where} refused access (code {err.code}): {text}. Check the user name, "
-            "password and authSource of the URI."
         )
     if isinstance(err, OperationFailure) and "text index required" in text:
         return ValueError(
@@ -436,6 +446,9 @@ def _translated(err: Exception, refs) -> Exception:
         return type(err)(text)
     except Exception:
         return RuntimeError(text)
+
+
+_AUTH_FAILED = re.compile(r"(?i)authentication failed|'code': 18\b|Unauthorized|'code': 13\b")
 
 
 def _where(ref: DatabaseRef) -> str:

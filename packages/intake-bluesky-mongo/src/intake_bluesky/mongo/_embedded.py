@@ -32,6 +32,7 @@ from ._common import (
     iterate,
 )
 from ._connect import DatabaseRef, translate_errors
+from ._summaries import embedded_summaries
 
 __all__ = ["EmbeddedDriver", "EmbeddedRunSource", "prefix_query", "prefix_sort"]
 
@@ -184,6 +185,9 @@ class EmbeddedDriver:
             )
 
         return iterate([self.db], open_cursor, _start_of)
+
+    #: Start and stop documents of many runs in one query (a table of runs).
+    summaries = embedded_summaries
 
     def count(self, query: Mapping[str, Any]) -> int:
         query = prefix_query(check_query(query))

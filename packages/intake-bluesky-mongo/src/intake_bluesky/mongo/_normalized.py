@@ -29,6 +29,7 @@ from ._common import (
     pack_event_docs,
 )
 from ._connect import DatabaseRef, translate_errors
+from ._summaries import normalized_summaries
 
 __all__ = ["NormalizedDriver", "NormalizedRunSource"]
 
@@ -109,6 +110,9 @@ class NormalizedDriver:
             return collection.find(query, NO_ID, sort=sort, skip=skip, limit=limit or 0)
 
         return iterate([self.mds], open_cursor)
+
+    #: Start and stop documents of many runs in two queries (a table of runs).
+    summaries = normalized_summaries
 
     def count(self, query: Mapping[str, Any]) -> int:
         query = check_query(query)

@@ -7,6 +7,11 @@ a file-name series) is a run whose every page is an event of stream
 tifffile. Start and stop documents are synthesized from file names, mtimes and
 TIFF tags; uids are deterministic.
 
+It also ships the stream readers of areaDetector file series written under
+ophyd-async: :class:`MultipartTiffReader` (``multipart/related;type=image/tiff``)
+and :class:`MultipartJpegReader` (``...type=image/jpeg``, with the ``jpeg``
+extra), registered in the ``intake_bluesky.stream_readers`` entry point group.
+
 Examples
 --------
 >>> import os, tempfile, numpy as np, tifffile
@@ -28,19 +33,35 @@ from ._catalog import BlueskyTiffCatalog
 from ._format import MixedFramesError, TiffFormat, TiffSkippedWarning, run_uid
 from ._grouping import SERIES_PATTERN, Grouping, natural_key
 from ._handler import SPEC, TiffPagesHandler, TiffReadError
+from ._multipart import (
+    JPEG_MIMETYPE,
+    TIFF_MIMETYPE,
+    MultipartJpegReader,
+    MultipartTiffReader,
+    UnknownParameterWarning,
+    entry_point_name,
+    file_name,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "JPEG_MIMETYPE",
     "SERIES_PATTERN",
     "SPEC",
+    "TIFF_MIMETYPE",
     "BlueskyTiffCatalog",
     "Grouping",
     "MixedFramesError",
+    "MultipartJpegReader",
+    "MultipartTiffReader",
     "TiffFormat",
     "TiffPagesHandler",
     "TiffReadError",
     "TiffSkippedWarning",
+    "UnknownParameterWarning",
+    "entry_point_name",
+    "file_name",
     "natural_key",
     "run_uid",
 ]

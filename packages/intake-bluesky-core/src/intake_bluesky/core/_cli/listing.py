@@ -6,73 +6,10 @@ import datetime
 import json
 import sys
 
+from .._table import BASE_COLUMNS, run_rows
 from .jsonsafe import to_json
 
 __all__ = ["run_rows", "format_table", "print_rows"]
-
-_NEWEST_FIRST = [("time", -1)]
-_BASE = ("uid", "scan_id", "plan_name", "time", "duration", "exit_status", "num_events")
-
-
-def _dotted(doc: dict, path: str):
-    value = doc
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
-            return None
-    return value
-
-
-def _num_events(source, stop) -> dict:
-    if stop is not None and isinstance(stop.get("num_events"), dict):
-        return dict(stop["num_events"])
-    counts: dict[str, int] = {}
-    for d in source.descriptors():
-        name = d.get("name", "primary")
-        counts[name] = counts.get(name, 0) + source.event_count(d["uid"])
-    return counts
-
-
-def run_rows(catalog, fields=None, limit=None) -> list[dict]:
-    """The runs of ``catalog`` as flat dicts, newest last.
-
-    Local stand-in, with the contract of ``intake_bluesky.core._table.run_rows``
-    (issue 13), used until that is on main: keys uid, scan_id, plan_name, time
-    (tz-aware datetime), duration (seconds or None), exit_status, num_events
-    (stream -> count), then the requested dotted fields of the start document.
-    ``limit`` keeps the ``limit`` most recent runs.
-    """
-    fields = list(fields or [])
-    if limit is not None:
-        starts = list(catalog._search(sort=_NEWEST_FIRST, limit=limit))[::-1]
-    else:
-        starts = list(catalog._search())
-    rows = []
-    for start in starts:
-        source = catalog.driver.run(start["uid"])
-        stop = source.stop()
-        t0 = start.get("time")
-        when = (
-            datetime.datetime.fromtimestamp(t0, tz=datetime.UTC).astimezone()
-            if isinstance(t0, int | float)
-            else None
-        )
-        t1 = stop.get("time") if stop else None
-        duration = t1 - t0 if isinstance(t0, int | float) and isinstance(t1, int | float) else None
-        row = {
-            "uid": start.get("uid"),
-            "scan_id": start.get("scan_id"),
-            "plan_name": start.get("plan_name"),
-            "time": when,
-            "duration": duration,
-            "exit_status": stop.get("exit_status") if stop else None,
-            "num_events": _num_events(source, stop),
-        }
-        for field in fields:
-            row[field] = _dotted(start, field)
-        rows.append(row)
-    return rows
 
 
 def _cell(key: str, value) -> str:
@@ -85,7 +22,7 @@ def _cell(key: str, value) -> str:
     if key == "duration":
         return f"{value:.2f}s"
     if key == "num_events" and isinstance(value, dict):
-        return " ".join(f"{k}:{v}" for k, v in sorted(value.items())) or "0"
+        return " ".join(f"{k}:{v}" for k, v in sorted(value.items())) or "-"
     if isinstance(value, str):
         return value
     return json.dumps(to_json(value), separators=(",", ":"), default=str)
@@ -103,7 +40,7 @@ def format_table(rows: list[dict], keys: list[str]) -> str:
 
 def print_rows(rows: list[dict], fields: list[str], as_json: bool, out=None) -> None:
     out = out or sys.stdout
-    keys = [*_BASE, *[f for f in fields if f not in _BASE]]
+    keys = [*BASE_COLUMNS, *fields]
     if as_json:
         for row in rows:
             record = {k: row.get(k) for k in keys}

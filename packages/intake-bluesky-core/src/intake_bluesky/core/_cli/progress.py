@@ -1,9 +1,11 @@
-"""A progress bar for exports: on stderr, and only when it is a terminal."""
+"""The export's progress bar: the core's :class:`ProgressCounter` (shown on a
+terminal or in Jupyter, after a short delay; ``INTAKE_BLUESKY_PROGRESS``)."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
+
+from .._progress import ProgressCounter
 
 __all__ = ["progress_for"]
 
@@ -22,23 +24,10 @@ def _total_events(runs) -> int | None:
 
 @contextlib.contextmanager
 def progress_for(runs, *, enabled: bool = True):
-    """Yields ``update(n)`` for rows written, or None when no bar is shown."""
-    if not enabled or not sys.stderr.isatty():
+    """Yields ``update(n)`` for event rows written, or None without a bar."""
+    if not enabled:
         yield None
         return
-    try:
-        from tqdm import tqdm
-    except ImportError:  # a progress bar is a nicety, never a failure
-        yield None
-        return
-    bar = tqdm(
-        total=_total_events(runs),
-        unit=" events",
-        desc=f"exporting {len(runs)} run{'s' if len(runs) != 1 else ''}",
-        file=sys.stderr,
-        leave=False,
-    )
-    try:
+    desc = f"Exporting {len(runs)} run{'s' if len(runs) != 1 else ''}"
+    with ProgressCounter(total=_total_events(runs), desc=desc, unit="event") as bar:
         yield bar.update
-    finally:
-        bar.close()

@@ -12,6 +12,7 @@ from .._filling import FillError, MissingHandlerError
 from .._pages import unpack_datum_page, unpack_event_page
 from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
 from ._suite_correctness import CorrectnessTests
+from ._suite_faces import FacesTests
 from ._suite_stream import StreamDataTests
 
 __all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
@@ -129,11 +130,11 @@ def _check_order(documents):
     return names
 
 
-class ConformanceTests(CorrectnessTests, StreamDataTests):
+class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests):
     """Subclass with a ``store`` fixture returning a :class:`RunStore`.
 
     Topic mixins add their tests: :class:`CorrectnessTests`,
-    :class:`StreamDataTests`.
+    :class:`StreamDataTests`, :class:`FacesTests`.
     """
 
     # --- fixtures -----------------------------------------------------------

@@ -77,7 +77,6 @@ class CorrectnessTests:
             {"motors": {"$size": 1}},
             {"motors": ("motor",)},
             {"hints.dimensions.0.1": "primary"},
-            {"hints.dimensions.0.0": "motor"},
             {"scan_id": np.int64(22)},
             {"scan_id": {"$in": np.array([22, 99])}},
         ],

@@ -1,0 +1,431 @@
+"""The stream reader of ``application/x-hdf5`` stream resources.
+
+ophyd-async detectors (areaDetector, PandA, Odin, the simulated ones) write
+their frames to HDF5 files in SWMR mode and describe them with a
+``stream_resource`` per data key (``uri`` = the file, ``parameters.dataset`` =
+the dataset in it) and ``stream_datum`` documents whose ``indices`` count rows
+of the data key. The core calls::
+
+    reader = HDF5StreamReader(path, data_key=descriptor["data_keys"][key],
+                              **stream_resource["parameters"])
+    rows = reader(start, stop)   # shape (stop - start, *data_key["shape"])
+
+A row is what the data key's ``shape`` says: with shape ``[3, 240, 320]`` and a
+dataset of 240x320 frames, each row is 3 consecutive frames; with shape
+``[1]`` and a 1-D dataset, each row is one value. The dataset's first axis is
+frames; frames per row ``k = prod(shape) / prod(frame shape)``.
+
+Examples
+--------
+>>> import os, tempfile, h5py, numpy as np
+>>> path = os.path.join(tempfile.mkdtemp(), "det.h5")
+>>> with h5py.File(path, "w", libver="latest") as f:
+...     _ = f.create_dataset("/entry/data/data", data=np.arange(24, dtype="u1").reshape(6, 2, 2),
+...                          maxshape=(None, 2, 2), chunks=(1, 2, 2))
+>>> key = {"shape": [3, 2, 2], "dtype_numpy": "|u1"}
+>>> reader = HDF5StreamReader(path, data_key=key, dataset="/entry/data/data")
+>>> rows = reader(0, 2)
+>>> rows.shape, rows.dtype, int(rows[1, 0, 0, 0])
+((2, 3, 2, 2), dtype('uint8'), 12)
+>>> HDF5StreamReader.chunk_rows(key, {"chunk_shape": [1, 2, 2]})
+1
+>>> reader.close()
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import threading
+import warnings
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4/blosc/... filters with HDF5)
+import numpy as np
+
+from intake_bluesky.core import DataNotWrittenError
+
+from . import _files
+
+__all__ = ["HDF5StreamReader", "MIMETYPE", "UnknownParameterWarning", "parse_slice"]
+
+#: The stream_resource mimetype this package reads.
+MIMETYPE = "application/x-hdf5"
+
+
+class UnknownParameterWarning(UserWarning):
+    """A stream_resource parameter this reader does not know was ignored."""
+
+
+def parse_slice(text: str) -> tuple:
+    """A numpy-style index string (``":, 0"``, ``"[..., 1:3]"``) as an index tuple.
+
+    Parsed, never evaluated.
+
+    Examples
+    --------
+    >>> parse_slice("[:, 1:3, 0]")
+    (slice(None, None, None), slice(1, 3, None), 0)
+    >>> parse_slice("..., ::2")
+    (Ellipsis, slice(None, None, 2))
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"slice must be a string like ':, 0' or '[..., 1:3]', not {text!r}.")
+    body = text.strip()
+    if body[:1] in "[(" and body[-1:] in "])":
+        body = body[1:-1]
+    out: list[Any] = []
+    for part in body.split(","):
+        part = part.strip()
+        try:
+            if part == "...":
+                out.append(Ellipsis)
+            elif ":" in part:
+                bits = [b.strip() for b in part.split(":")]
+                if len(bits) > 3:
+                    raise ValueError
+                out.append(builtins.slice(*[int(b) if b else None for b in bits]))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(
+                f"slice {text!r}: cannot parse {part!r}; write numpy indices like ':, 0' or "
+                "'[..., 1:3]'."
+            ) from None
+    if sum(p is Ellipsis for p in out) > 1:
+        raise ValueError(f"slice {text!r}: at most one '...'.")
+    return tuple(out)
+
+
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(n) for n in shape if n != 1)
+
+
+def _expected_dtype(data_key: Mapping | None) -> np.dtype | None:
+    declared = (data_key or {}).get("dtype_numpy")
+    if not declared:
+        return None
+    if isinstance(declared, list):  # a structured dtype, JSON-encoded as lists
+        return np.dtype([tuple(field) for field in declared])
+    return np.dtype(declared)
+
+
+class HDF5StreamReader:
+    """Rows of one data key from a detector HDF5 file.
+
+    Parameters
+    ----------
+    filename : str
+        The HDF5 file (the stream_resource ``uri`` as a local path, after
+        ``root_map``). Positional only.
+    data_key : dict, optional
+        The descriptor's data key (``shape``, ``dtype_numpy``): gives the row
+        shape and the dtype the file must hold. Without it a row is one frame
+        (or ``multiplier`` frames) and the file's dtype is taken as is.
+    dataset : str
+        The dataset in the file, e.g. ``/entry/data/data``.
+    path : str, optional
+        Older name of ``dataset``.
+    chunk_shape : sequence of int, optional
+        The file's chunking (frames first), as the writer declared it; used by
+        :meth:`chunk_rows`.
+    swmr : bool, default True
+        Open with ``swmr=True, libver='latest'`` and refresh the dataset before
+        each read, so a file still being written is read up to what is on disk.
+    locking : bool or str, optional
+        h5py's ``locking`` argument (``True``, ``False``, ``'best-effort'``).
+    multiplier : int, optional
+        Frames per index, written by older ophyd-async; it must agree with the
+        data key's shape (it is the row's leading dimension there).
+    slice : str, optional
+        numpy indices applied to the dataset (``":, 0"``), as in
+        bluesky-tiled-plugins; the first axis (frames) must be kept whole.
+    squeeze : bool, default False
+        Drop length-1 axes of each (sliced) frame.
+    libver : str, optional
+        Accepted for compatibility with tiled's adapter; reading does not
+        depend on it.
+    **unknown
+        Any other parameter is ignored with an :class:`UnknownParameterWarning`
+        naming it.
+
+    Raises
+    ------
+    intake_bluesky.core.DataNotWrittenError
+        From a call, for rows not on disk yet (the file is still being
+        written): names file, dataset, rows asked and rows there.
+    ValueError
+        The file's dtype differs from ``dtype_numpy``, or its frames cannot
+        make rows of the data key's shape; the message names both.
+    """
+
+    mimetype = MIMETYPE
+
+    def __init__(
+        self,
+        filename: str,
+        /,
+        *,
+        data_key: Mapping | None = None,
+        dataset: str | None = None,
+        path: str | None = None,
+        chunk_shape: Sequence[int] | None = None,
+        swmr: bool = True,
+        locking: bool | str | None = None,
+        multiplier: int | None = None,
+        slice: str | None = None,
+        squeeze: bool = False,
+        libver: str | None = None,
+        **unknown: Any,
+    ):
+        self.filename = str(filename)
+        if dataset is not None and path is not None and dataset != path:
+            raise ValueError(
+                f"HDF5 stream resource for {self.filename!r} gives both dataset={dataset!r} and "
+                f"its older name path={path!r}, which differ; give one."
+            )
+        dataset = dataset if dataset is not None else path
+        if not dataset:
+            raise ValueError(
+                f"HDF5 stream resource for {self.filename!r} has no 'dataset' parameter: "
+                "which dataset of the file holds the data is unknown."
+            )
+        if multiplier is not None and (int(multiplier) != multiplier or multiplier < 1):
+            raise ValueError(f"multiplier must be a positive integer, not {multiplier!r}.")
+        if chunk_shape is not None and any(int(c) < 1 for c in chunk_shape):
+            raise ValueError(f"chunk_shape must hold positive integers, not {chunk_shape!r}.")
+        if unknown:
+            warnings.warn(
+                f"HDF5 stream resource for {self.filename!r} (dataset {dataset!r}): parameters "
+                f"{sorted(unknown)} are not known to intake-bluesky-hdf5 and are ignored; if "
+                "they change how the data are laid out, the rows read may be wrong.",
+                UnknownParameterWarning,
+                stacklevel=2,
+            )
+        self.dataset = "/" + dataset.lstrip("/")
+        self.data_key = dict(data_key) if data_key is not None else None
+        self.chunk_shape = tuple(int(c) for c in chunk_shape) if chunk_shape else None
+        self.swmr = bool(swmr)
+        self.locking = locking
+        self.multiplier = int(multiplier) if multiplier is not None else None
+        self.slice = slice
+        self.index = parse_slice(slice) if slice else None
+        self.squeeze = bool(squeeze)
+        self.libver = libver
+        self.unknown = dict(unknown)
+        self._init_state()
+
+    def _init_state(self):
+        self._key = _files.file_key(self.filename, swmr=self.swmr, locking=self.locking)
+        self._dset: h5py.Dataset | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._layout: tuple | None = None
+        self._file_index: tuple = ()
+        self._lock = threading.Lock()
+
+    # --- pickling: dask workers reopen the file in their own process -------
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in ("_key", "_dset", "_finalizer", "_layout", "_file_index", "_lock"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._init_state()
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.filename!r}, dataset={self.dataset!r})"
+
+    # --- the file ----------------------------------------------------------
+    def _open(self) -> h5py.Dataset:
+        if self._dset is not None:
+            return self._dset
+        with self._lock:  # one acquire per reader, even under threaded dask
+            if self._dset is None:
+                self._dset = self._acquire()
+            return self._dset
+
+    def _acquire(self) -> h5py.Dataset:
+        file = _files.acquire(self._key)
+        # Released when close() is called or the reader is garbage collected.
+        self._finalizer = weakref.finalize(self, _files.release, self._key)
+        try:
+            obj = _files.dataset(self._key, self.dataset)
+            if not isinstance(obj, h5py.Dataset):
+                found = []
+
+                def visit(name, o):
+                    if isinstance(o, h5py.Dataset):
+                        found.append("/" + name)
+
+                file.visititems(visit)
+                what = "is a group, not a dataset" if obj is not None else "does not exist"
+                raise KeyError(
+                    f"HDF5 file {self.filename!r}: dataset {self.dataset!r} {what}. Datasets in "
+                    f"the file: {found[:20]}."
+                )
+        except BaseException:
+            self._finalizer()
+            self._finalizer = None
+            raise
+        return obj
+
+    def close(self) -> None:
+        """Give the shared file handle back (the last reader of a file closes it)."""
+        self._dset = None
+        if self._finalizer is not None:
+            self._finalizer()
+            self._finalizer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- rows ----------------------------------------------------------------
+    def _row_layout(self, dset: h5py.Dataset) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        """(frames per row, shape of one frame as read, shape of one row)."""
+        if self._layout is not None:
+            return self._layout
+        file_frame = tuple(dset.shape[1:])
+        if dset.ndim == 0:
+            raise ValueError(
+                f"HDF5 file {self.filename!r}: dataset {self.dataset!r} is a scalar; stream "
+                "data need a dataset whose first axis counts frames."
+            )
+        frame = file_frame
+        if self.index is not None:
+            index = self.index
+            if Ellipsis in index:
+                at = index.index(Ellipsis)
+                fill = dset.ndim - (len(index) - 1)
+                index = index[:at] + (builtins.slice(None),) * fill + index[at + 1 :]
+            if not index or index[0] != builtins.slice(None):
+                raise ValueError(
+                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: slice "
+                    f"{self.slice!r} does not keep the first axis (frames) whole; rows are "
+                    "counted along it, so such a slice is not supported."
+                )
+            # A zero-stride view: the sliced shape without allocating a frame.
+            probe = np.lib.stride_tricks.as_strided(
+                np.zeros(1, dtype=bool), shape=file_frame, strides=(0,) * len(file_frame)
+            )
+            try:
+                frame = probe[index[1:]].shape
+            except IndexError as err:
+                raise ValueError(
+                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r} of shape "
+                    f"{dset.shape}: slice {self.slice!r} does not apply: {err}."
+                ) from None
+            self._file_index = index[1:]
+        if self.squeeze:
+            frame = _squeezed(frame)
+        per_frame = math.prod(frame)
+        declared = (self.data_key or {}).get("shape")
+        if declared is None:
+            k = self.multiplier or 1
+            row = frame if k == 1 else (k, *frame)
+        else:
+            row = tuple(int(n) for n in declared)
+            if any(n is None for n in declared) or per_frame == 0:
+                raise ValueError(
+                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: data key shape "
+                    f"{list(declared)} with frames of shape {frame} cannot be read as rows."
+                )
+            k, rest = divmod(math.prod(row), per_frame)
+            fits = k >= 1 and rest == 0
+            if fits:
+                fits = _squeezed(row) in (_squeezed(frame), (k, *_squeezed(frame)))
+            if not fits:
+                raise ValueError(
+                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: its frames have "
+                    f"shape {frame} (dataset shape {dset.shape}), which cannot make rows of the "
+                    f"data key's shape {list(row)}: a row must be a whole number of frames. The "
+                    "descriptor and the file disagree."
+                )
+            if self.multiplier is not None and self.multiplier != k:
+                raise ValueError(
+                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: the data key's shape "
+                    f"{list(row)} holds {k} frame(s) of shape {frame} per row, but the "
+                    f"stream_resource says multiplier={self.multiplier}. The documents disagree."
+                )
+        expected = _expected_dtype(self.data_key)
+        if expected is not None and dset.dtype != expected:
+            raise ValueError(
+                f"HDF5 file {self.filename!r}, dataset {self.dataset!r} holds dtype "
+                f"{dset.dtype.str} ({dset.dtype}), but the data key declares dtype_numpy "
+                f"{expected.str} ({expected}). Values are not cast: fix the descriptor "
+                "(e.g. with a transform) or the file."
+            )
+        self._layout = (k, tuple(frame), tuple(row))
+        return self._layout
+
+    def frames_per_row(self) -> int:
+        """How many frames of the dataset make one row (opens the file)."""
+        return self._row_layout(self._open())[0]
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` as an array of shape ``(stop - start, *row shape)``."""
+        start, stop = int(start), int(stop)
+        if start < 0 or stop < start:
+            raise ValueError(f"rows [{start}, {stop}) are not a valid range.")
+        dset = self._open()
+        if self.swmr:
+            # See frames the writer appended since the last read.
+            dset.refresh()
+        k, frame, row = self._row_layout(dset)
+        first, last = start * k, stop * k
+        on_disk = dset.shape[0]
+        if last > on_disk:
+            raise DataNotWrittenError(
+                f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: rows [{start}, {stop}) "
+                f"asked ({k} frame(s) per row, frames [{first}, {last})), but only "
+                f"{on_disk // k} row(s) ({on_disk} frames) are on disk. The file is still being "
+                "written (or was cut short); retry once the detector has flushed."
+            )
+        if self.index is None:
+            data = dset[first:last]
+        else:
+            data = dset[(builtins.slice(first, last), *self._file_index)]
+        return data.reshape((stop - start, *row))
+
+    @classmethod
+    def chunk_rows(cls, data_key: Mapping | None, parameters: Mapping) -> int | None:
+        """Rows per natural storage chunk of the file, from the parameters alone.
+
+        Whole multiples of it make dask chunks that never split a file chunk.
+        Opens no file; ``None`` when the parameters do not tell.
+
+        Examples
+        --------
+        >>> HDF5StreamReader.chunk_rows({"shape": [1]}, {"chunk_shape": [1024]})
+        1024
+        >>> HDF5StreamReader.chunk_rows({"shape": [3, 240, 320]}, {"chunk_shape": [2, 240, 320]})
+        2
+        """
+        chunk_shape = parameters.get("chunk_shape")
+        if not chunk_shape or parameters.get("slice") or parameters.get("squeeze"):
+            return None
+        per_chunk = int(chunk_shape[0])
+        if per_chunk < 1:
+            return None
+        frame_rank = len(chunk_shape) - 1
+        multiplier = parameters.get("multiplier")
+        declared = None if data_key is None else data_key.get("shape")
+        if declared is None:
+            k = int(multiplier or 1)
+        elif len(declared) == frame_rank + 1:
+            k = int(declared[0])
+        elif len(declared) == frame_rank:
+            k = 1
+        else:
+            return None
+        if k < 1 or (multiplier is not None and int(multiplier) != k):
+            return None
+        # The fewest whole rows that cover whole chunks.
+        return math.lcm(per_chunk, k) // k
