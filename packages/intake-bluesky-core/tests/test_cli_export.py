@@ -343,3 +343,109 @@ def test_progress_counts_every_event_and_stays_off_the_pipe(cli, samples, tmp_pa
     args = ["export", str(samples["msgpack"]), str(tmp_path / "q"), "--quiet"]
     assert main(args) == 0
     assert seen == {}
+
+
+# --- external files: sharing and name collisions -------------------------------
+def _suitcase_jsonl(path, documents):
+    with open(path, "w") as f:
+        for name, doc in documents:
+            f.write(json.dumps([name, doc]) + "\n")
+
+
+def _npy_seq_run(scan_id, root, resource=None, value=0.0):
+    """A run whose ``img`` frames are NPY_SEQ files ``<root>/frames_<i>.npy``."""
+    bundle = event_model.compose_run(metadata={"scan_id": scan_id, "plan_name": "count"})
+    docs = [("start", bundle.start_doc)]
+    if resource is None:
+        resource = bundle.compose_resource(
+            spec="NPY_SEQ", root=str(root), resource_path="frames", resource_kwargs={}
+        ).resource_doc
+        for i in range(2):
+            np.save(root / f"frames_{i}.npy", np.full((2, 2), value + i))
+    docs.append(("resource", resource))
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "img": {
+                "source": "sim",
+                "dtype": "array",
+                "shape": [2, 2],
+                "dtype_numpy": "<f8",
+                "external": "FILESTORE:",
+            }
+        },
+    )
+    docs.append(("descriptor", desc.descriptor_doc))
+    for i in range(2):
+        datum_id = f"{resource['uid']}/{i}"
+        docs.append(
+            (
+                "datum",
+                {"resource": resource["uid"], "datum_id": datum_id, "datum_kwargs": {"index": i}},
+            )
+        )
+        docs.append(
+            (
+                "event",
+                desc.compose_event(data={"img": datum_id}, timestamps={"img": 0.0}, seq_num=i + 1),
+            )
+        )
+    docs.append(("stop", bundle.compose_stop()))
+    return docs, resource
+
+
+def test_copy_external_shared_resources_and_same_names(cli, tmp_path):
+    a, b = tmp_path / "beamline_a", tmp_path / "beamline_b"
+    a.mkdir()
+    b.mkdir()
+    run_a, res_a = _npy_seq_run(1, a, value=10.0)
+    run_b, _ = _npy_seq_run(2, b, value=20.0)  # same file names, other folder
+    run_c, _ = _npy_seq_run(3, a, resource=res_a)  # the very resource of run 1
+    store = tmp_path / "store"
+    store.mkdir()
+    for docs in (run_a, run_b, run_c):
+        _suitcase_jsonl(store / f"{docs[0][1]['uid']}.jsonl", docs)
+    dest = tmp_path / "out"
+    cli.ok("export", store, dest, "--copy-external", "--format", "msgpack")
+    shutil.rmtree(a)
+    shutil.rmtree(b)
+    folders = sorted(os.listdir(dest / "external"))
+    assert len(folders) == 2  # resource of runs 1 and 3 copied once
+    for folder in folders:
+        assert sorted(os.listdir(dest / "external" / folder)) == ["frames_0.npy", "frames_1.npy"]
+    cat = _open("msgpack", dest)
+    frames = {k: cat[k].primary.read()["img"].values[:, 0, 0].tolist() for k in (1, 2, 3)}
+    assert frames == {1: [10.0, 11.0], 2: [20.0, 21.0], 3: [10.0, 11.0]}
+
+
+def test_copy_external_stream_data_hdf5(cli, repo, tmp_path):
+    pytest.importorskip("intake_bluesky.hdf5")
+    base = repo / "packages" / "intake-bluesky-hdf5" / "tests" / "samples" / "ophyd_async"
+    if not base.is_dir():
+        pytest.skip("the hdf5 package's samples are not in this checkout")
+    root = "/data/ophyd-async-samples/h5"
+    h5 = tmp_path / "h5"
+    shutil.copytree(base / "h5", h5)
+    store = tmp_path / "store"
+    store.mkdir()
+    runs = json.loads((base / "documents.json").read_text())
+    for docs in runs.values():
+        _suitcase_jsonl(store / f"{docs[0][1]['uid']}.jsonl", docs)
+    source = _open("jsonl", store, root_map={root: str(h5)})
+    want = {k: source[k].primary.read() for k in (1, 2, 3, 4)}
+    dest = tmp_path / "out"
+    cli.ok("export", store, dest, "--copy-external", "--root-map", f"{root}={h5}")
+    shutil.rmtree(h5)
+    copies = sorted(p.name for p in (dest / "external").rglob("*.h5"))
+    # Each detector file once, though two stream_resources (image and sum) use it.
+    assert copies == sorted(p.name for p in (base / "h5").glob("*.h5"))
+    exported = _open("jsonl", dest)
+    for k, ds in want.items():
+        got = exported[k].primary.read()
+        assert list(got.data_vars) == list(ds.data_vars)
+        for key in ds.data_vars:
+            np.testing.assert_array_equal(got[key].values, ds[key].values, err_msg=key)
+            assert got[key].dtype == ds[key].dtype
+    uris = [d["uri"] for n, d in exported[1].canonical(fill="no") if n == "stream_resource"]
+    assert len(uris) == 2 and len(set(uris)) == 1
+    assert uris[0].startswith(f"file://localhost{dest}/external/")

@@ -247,13 +247,16 @@ class _ExternalCopier:
     """Copies external files into the export and rewrites their documents.
 
     Each (stream) resource gets its own folder, ``external/<uid>/``, so files
-    of the same name from different resources never collide; a resource
-    shared by several runs is copied once.
+    of the same name from different resources never collide. A resource
+    shared by several runs, and a file shared by several (stream) resources
+    (ophyd-async detectors write several data keys into one HDF5 file), are
+    copied once.
     """
 
     def __init__(self, directory: str):
         self.directory = directory
         self._done: dict[str, dict] = {}
+        self._copied: dict[str, str] = {}  # real source path -> its copy
 
     def rewrite(self, run, documents) -> Iterator[tuple[str, dict]]:
         root_map = _root_map_of(run)
@@ -303,6 +306,9 @@ class _ExternalCopier:
 
     def _copy(self, run, what: str, full: str, stored, uid) -> str:
         """Copy what ``full`` names; return its path in the export."""
+        key = os.path.realpath(full)
+        if key in self._copied:
+            return self._copied[key]
         files = _files_named_by(full)
         if not files:
             raise ExportError(
@@ -315,7 +321,9 @@ class _ExternalCopier:
         base = os.path.dirname(full.rstrip("/")) or "/"
         for source in files:
             _copy_file(source, os.path.join(folder, os.path.relpath(source, base)))
-        return os.path.join(folder, os.path.basename(full.rstrip("/")))
+        target = os.path.join(folder, os.path.basename(full.rstrip("/")))
+        self._copied[key] = target
+        return target
 
 
 def _root_map_of(run) -> Mapping[str, str]:
