@@ -140,4 +140,12 @@ def print_documents(run, fill: str, out=None) -> None:
     """
     out = out or sys.stdout
     for name, doc in run.canonical(fill=fill):
-        out.write(json.dumps([name, to_json(doc)]) + "\n")
+        try:
+            line = json.dumps([name, to_json(doc)])
+        except (TypeError, ValueError) as err:
+            what = doc.get("uid", doc.get("datum_id", "?"))
+            raise ValueError(
+                f"Run {run.uid!r}: the {name} document {what!r} holds a value JSON cannot "
+                f"represent ({err})."
+            ) from None
+        out.write(line + "\n")
