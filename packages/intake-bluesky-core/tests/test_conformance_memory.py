@@ -21,6 +21,10 @@ class MemoryStore(RunStore):
     def delete_run(self, uid):
         del self.live[uid]
 
+    def append_documents(self, documents, new):
+        for name, doc in new:
+            self.live(name, doc)
+
     def catalog(self, **common):
         return BlueskyCatalog(self.live.driver, **common)
 

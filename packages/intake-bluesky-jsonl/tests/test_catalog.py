@@ -267,3 +267,20 @@ def test_catalog_serialises_its_arguments(samples, tmp_path):
     path.write_text(text)
     (name,) = list(intake.open_catalog(str(path)))
     assert list(intake.open_catalog(str(path))[name]) == [RUN1_UID]
+
+
+def test_relative_path_is_absolute_in_yaml(samples, tmp_path, monkeypatch):
+    monkeypatch.chdir(samples)
+    cat = BlueskyJSONLCatalog("jsonl", index_path=False)
+    assert cat.paths == str(samples / "jsonl")
+    exported = tmp_path / "exported.yml"
+    exported.write_text(cat.yaml())
+    monkeypatch.chdir(tmp_path)  # another folder: the YAML still finds the runs
+    (name,) = list(intake.open_catalog(str(exported)))
+    assert list(intake.open_catalog(str(exported))[name]) == [RUN0_UID, RUN1_UID]
+
+
+def test_a_msgpack_folder_warns_naming_what_it_holds(tmp_path):
+    (tmp_path / "a1b2.msgpack").write_bytes(b"\x92\xa5start\x81\xa3uid\xa1x")
+    with pytest.warns(UserWarning, match=r"holds no JSONL files \(\.jsonl\) but 1 \.msgpack file"):
+        assert len(BlueskyJSONLCatalog(str(tmp_path), index_path=False)) == 0

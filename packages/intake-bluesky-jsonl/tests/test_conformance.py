@@ -27,6 +27,13 @@ class JSONLStore(RunStore):
         with open(self._path(uid), "w") as f:
             f.write(text)
 
+    def append_documents(self, documents, new):
+        # Appended lines, as suitcase-jsonl writes a run in progress.
+        uid = documents[0][1]["uid"]
+        with open(self._path(uid), "a") as f:
+            for name, doc in new:
+                f.write(json.dumps([name, doc], cls=NumpyEncoder) + "\n")
+
     def delete_run(self, uid):
         os.remove(self._path(uid))
 

@@ -78,6 +78,10 @@ class NormalizedWriter:
         documents = list(documents)
         uid = documents[0][1]["uid"]
         self.delete(uid)
+        self.append(documents)
+
+    def append(self, documents):
+        """Insert more documents of a run, as a live serializer does."""
         for name, doc in documents:
             doc = plain(copy.deepcopy(doc))
             if name == "start":
@@ -127,9 +131,18 @@ class EmbeddedWriter:
 
     def write(self, documents):
         documents = list(documents)
+        self.delete(documents[0][1]["uid"])
+        self._store(documents, [])
+
+    def append(self, documents, new):
+        """Add ``new`` documents to the stored run ``documents``, as a live
+        serializer does: new pages first, then the header, updated in place
+        (never deleted, so a reader following the run never misses it)."""
+        self._store(list(documents) + list(new), list(documents))
+
+    def _store(self, documents, stored):
         start = plain(copy.deepcopy(documents[0][1]))
         uid = start["uid"]
-        self.delete(uid)
         descriptors = _of(documents, "descriptor")
         resources = _of(documents, "resource")
         stops = _of(documents, "stop")
@@ -151,13 +164,21 @@ class EmbeddedWriter:
             header[f"count_{d['uid']}"] = len(by_descriptor[d["uid"]])
         if stops:
             header["stop"] = stops
-        self.db.header.insert_one(header)
+        # Rows already stored (in pages of their own) are not written again.
+        had_events = defaultdict(int)
+        for event in _events(stored):
+            had_events[event["descriptor"]] += 1
+        had_datums = defaultdict(int)
+        for datum in _datums(stored):
+            had_datums[datum["resource"]] += 1
         for descriptor_uid, events in by_descriptor.items():
-            for first in range(0, len(events), self.page_size):
+            for first in range(had_events[descriptor_uid], len(events), self.page_size):
                 rows = events[first : first + self.page_size]
                 self.db.event.insert_one(self._event_page(descriptor_uid, rows, first))
+        for sd in _of(documents, "stream_datum")[len(_of(stored, "stream_datum")) :]:
+            self.db.stream_datum.insert_one(sd)
         for resource_uid, datums in by_resource.items():
-            for first in range(0, len(datums), self.page_size):
+            for first in range(had_datums[resource_uid], len(datums), self.page_size):
                 rows = datums[first : first + self.page_size]
                 self.db.datum.insert_one(
                     {
@@ -172,8 +193,7 @@ class EmbeddedWriter:
                         "last_index": first + len(rows) - 1,
                     }
                 )
-        for sd in _of(documents, "stream_datum"):
-            self.db.stream_datum.insert_one(sd)
+        self.db.header.replace_one({"run_id": uid}, header, upsert=True)
 
     @staticmethod
     def _event_page(descriptor_uid, rows, first):

@@ -17,6 +17,9 @@ class NormalizedStore(RunStore):
     def write_run(self, documents):
         self.writer.write(documents)
 
+    def append_documents(self, documents, new):
+        self.writer.append(new)
+
     def delete_run(self, uid):
         self.writer.delete(uid)
 
@@ -33,6 +36,9 @@ class EmbeddedStore(RunStore):
 
     def write_run(self, documents):
         self.writer.write(documents)
+
+    def append_documents(self, documents, new):
+        self.writer.append(documents, new)
 
     def delete_run(self, uid):
         self.writer.delete(uid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from msgpack_testing import write_run
+from msgpack_testing import pack_record, write_run
 
 from intake_bluesky.core.testing import ConformanceTests, RunStore
 from intake_bluesky.msgpack import BlueskyMsgpackCatalog
@@ -29,6 +29,12 @@ class MsgpackStore(RunStore):
         # Written aside and renamed: a reader never sees a half-replaced file.
         write_run(path + ".part", documents)
         os.replace(path + ".part", path)
+
+    def append_documents(self, documents, new):
+        # Appended records, as suitcase-msgpack writes a run in progress.
+        with open(self._path(documents[0][1]["uid"]), "ab") as file:
+            for name, doc in new:
+                file.write(pack_record(name, doc))
 
     def delete_run(self, uid):
         os.remove(self._path(uid))

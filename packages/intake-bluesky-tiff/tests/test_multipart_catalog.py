@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from intake_bluesky.core import BlueskyInMemoryCatalog, DataNotWrittenError
-from intake_bluesky.core._filling import HandlerRegistry, MissingHandlerError
+from intake_bluesky.core import BlueskyInMemoryCatalog, DataNotWrittenError, HandlerRegistry
 from intake_bluesky.tiff import TIFF_MIMETYPE, MultipartTiffReader
 
 SHAPE = (6, 7)
@@ -88,13 +87,8 @@ def test_fly_scan_of_two_file_series(tmp_path, frame):
 
 def test_found_through_the_entry_point(tmp_path, frame):
     """No handler_registry: installing intake-bluesky-tiff is all a user does."""
-    try:
-        found = HandlerRegistry().resolve(TIFF_MIMETYPE)
-    except MissingHandlerError:
-        # Entry point names cannot hold '=', so the reader is registered as
-        # entry_point_name(TIFF_MIMETYPE) ('...type%3Dimage/tiff'); the core must
-        # look that name up too (one line in HandlerRegistry.resolve).
-        pytest.xfail("the core looks stream readers up by the exact mimetype only")
+    # Registered as '...type%3Dimage/tiff': entry point names cannot hold '='.
+    found = HandlerRegistry().resolve(TIFF_MIMETYPE)
     assert found is MultipartTiffReader
     docs, frames = _fly_scan(tmp_path, frame)
     ds = _catalog(docs, tmp_path)[7].primary.read()

@@ -19,6 +19,7 @@ Examples
 from ._assembly import DtypeMismatchError
 from ._casting import DtypeMismatchWarning
 from ._catalog import BlueskyCatalog, RunsView
+from ._diskindex import IndexUnavailableWarning
 from ._documents import BadDocumentError, DocumentRunSource
 from ._faces import BlueskyEventStream, BlueskyRun
 from ._files import (
@@ -27,6 +28,7 @@ from ._files import (
     FileRunSource,
     Location,
     RunChangedError,
+    absolute_paths,
     expand_paths,
 )
 from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
@@ -79,5 +81,7 @@ __all__ = [
     "run_rows",
     "set_progress",
     "to_epoch",
+    "absolute_paths",
+    "IndexUnavailableWarning",
     "validate_query",
 ]

@@ -213,6 +213,23 @@ class _Organized:
             )
 
 
+def _compact(pages: list[dict], first: int) -> None:
+    """Merge neighbouring small pages (from ``first`` on) of one descriptor
+    laid out alike, up to ``_PAGE_ROWS`` rows each."""
+    i = max(first, 0)
+    while i + 1 < len(pages):
+        a, b = pages[i], pages[i + 1]
+        if (
+            len(a["seq_num"]) + len(b["seq_num"]) <= _PAGE_ROWS
+            and a["data"].keys() == b["data"].keys()
+            and a["timestamps"].keys() == b["timestamps"].keys()
+            and a.get("filled", {}).keys() == b.get("filled", {}).keys()
+        ):
+            pages[i : i + 2] = [_columnar(merge_event_pages([a, b]))]
+        else:
+            i += 1
+
+
 def _columnar(page: dict) -> dict:
     out = dict(page)
     out["time"] = as_column(page["time"])
@@ -256,6 +273,8 @@ class DocumentRunSource(RunSourceBase):
         keep_documents: bool = True,
     ):
         self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._generation = 0
         self._org: _Organized | None = None
         self._dirty = False
         self._docs: list[tuple[str, dict]] | None = None
@@ -291,6 +310,59 @@ class DocumentRunSource(RunSourceBase):
                 # Incremental: a live run read after every event stays O(N).
                 self._org.add(name, doc)
                 self._dirty = True
+        self._notify()
+
+    def extend(self, documents: Iterable[tuple[str, dict]]) -> None:
+        """Add documents that follow those already read (a file that grew).
+
+        For sources that keep no documents (file backends): the new
+        documents are organized into the existing columns' pages; the small
+        pages a few appended events make are merged, so a run followed event
+        by event stays a few pages per stream.
+        """
+        with self._lock:
+            if self._docs is not None:
+                for name, doc in documents:
+                    self._docs.append((name, doc))
+                    if self._org is not None:
+                        self._org.add(name, doc)
+                        self._dirty = True
+                self._notify()
+                return
+            org = self._org
+            # New lists: readers iterating the old ones (a generator of
+            # event_pages handed out earlier) see the run as it was.
+            org.pages = defaultdict(list, {uid: list(p) for uid, p in org.pages.items()})
+            org.datum_pages = list(org.datum_pages)
+            org.stream_datums = list(org.stream_datums)
+            org.stream_resources = list(org.stream_resources)
+            before = {uid: len(pages) for uid, pages in org.pages.items()}
+            org._add_all(documents)
+            org.flush()
+            for uid, pages in org.pages.items():
+                if len(pages) > before.get(uid, 0):
+                    _compact(pages, max(before.get(uid, 0) - 1, 0))
+            self._notify()
+
+    def _notify(self) -> None:
+        cond = self._changed
+        with cond:
+            self._generation += 1
+            cond.notify_all()
+
+    def wait_for_change(self, token, timeout: float | None):
+        """Block until documents were added since ``token`` or ``timeout``
+        seconds passed; return the token for the next call.
+
+        ``token`` None returns the current token at once. This is the
+        optional hook :func:`~intake_bluesky.core.BlueskyRun.follow` uses
+        instead of polling (see the backend guide).
+        """
+        cond = self._changed
+        with cond:
+            if token is not None:
+                cond.wait_for(lambda: self._generation != token, timeout)
+            return self._generation
 
     @property
     def _organized(self) -> _Organized:

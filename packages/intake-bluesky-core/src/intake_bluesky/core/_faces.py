@@ -425,6 +425,20 @@ class BlueskyRun(EntriesMixin, Catalog):
             return documents
         return _counting_events(documents, self._run, f"Filling run {self.uid[:8]}")
 
+    def follow(
+        self, *, poll_interval: float = 0.5, idle_timeout: float | None = None, fill: str = "no"
+    ) -> Iterator[tuple[str, dict]]:
+        """The run's ``(name, doc)`` as they are written, ending after its stop.
+
+        For a run in progress: ``for name, doc in run.follow(): live_plot(name,
+        doc)``. See :func:`intake_bluesky.core._follow.follow` for the
+        parameters (``poll_interval`` seconds, ``idle_timeout`` seconds or
+        None, ``fill``) and the order of what is yielded.
+        """
+        from ._follow import follow
+
+        return follow(self._run, poll_interval=poll_interval, idle_timeout=idle_timeout, fill=fill)
+
     def read_canonical(self) -> Iterator[tuple[str, dict]]:
         """Same as :meth:`canonical` with ``fill='yes'``."""
         return self.canonical()

@@ -1,20 +1,42 @@
 """What every file backend shares: finding run files, indexing their start and
-stop documents once per file version, and re-reading a run whose file grew.
+stop documents once per file version (in memory and on disk), and reading a
+growing run file incrementally.
 
 A file format implements :class:`FileFormat` (reading documents out of one
 file); :class:`FileDriver` turns it into a complete
 :class:`~intake_bluesky.core.driver.Driver`.
+
+What is noticed when (an open catalog, on ``len()``, ``list()``, ``cat[...]``
+and ``search()``):
+
+* New, deleted and renamed files: at once. Each directory is listed again only
+  when its mtime changed (creating, deleting or renaming a file changes it),
+  so an unchanged catalog costs one ``stat`` per directory, not per file.
+* Runs in progress (no stop yet) and files without a start document: their
+  files are stat'ed on every access, so new events and the stop show up.
+* A finished run's file rewritten in place under the same name: when that run
+  is next read (or in a new process, which stats every file once).
+
+Examples
+--------
+>>> import tempfile
+>>> FileDriver(tempfile.mkdtemp(), FileFormat(), index_path=False).count({})
+0
 """
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import stat
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
+from ._diskindex import open_index, resolve_index_path
 from ._documents import DelegatingRunSource, DocumentRunSource
 from ._index import search_starts
 from ._progress import progress
@@ -26,11 +48,25 @@ __all__ = [
     "FileRunSource",
     "RunChangedError",
     "expand_paths",
+    "absolute_paths",
     "Location",
 ]
 
 #: Where one run is stored: a file, or a tuple of files.
 Location = str | tuple[str, ...]
+
+#: A directory modified less than this long before it was listed may change
+#: again within the same mtime tick: it is listed again next time.
+_RACY_NS = 2 * 10**9
+
+#: Suffixes of the formats of intake-bluesky's backends, for the warning when
+#: a catalog's paths hold only another backend's files.
+_KNOWN_FORMATS = {
+    ".jsonl": "JSONL (intake_bluesky.jsonl.BlueskyJSONLCatalog)",
+    ".msgpack": "msgpack (intake_bluesky.msgpack.BlueskyMsgpackCatalog)",
+    ".tif": "TIFF (intake_bluesky.tiff.BlueskyTiffCatalog)",
+    ".tiff": "TIFF (intake_bluesky.tiff.BlueskyTiffCatalog)",
+}
 
 
 class RunChangedError(RuntimeError):
@@ -41,12 +77,17 @@ def _files_of(location: Location) -> tuple[str, ...]:
     return (location,) if isinstance(location, str) else tuple(location)
 
 
+def _location_key(location: Location) -> str:
+    return location if isinstance(location, str) else "\n".join(location)
+
+
 class FileFormat:
     """How to read bluesky documents out of one file of a format.
 
     Subclasses set :attr:`suffixes` and implement :meth:`read_documents`;
     they should override :meth:`read_header` to read only the first and last
-    records. Instances must be picklable (no open handles).
+    records, and may implement :meth:`read_appended` so that a growing file is
+    read incrementally. Instances must be picklable (no open handles).
     """
 
     #: File name endings this format claims inside a directory.
@@ -58,6 +99,9 @@ class FileFormat:
     #: True if :meth:`read_header` warns itself about files it cannot use
     #: (returning ``(None, None)``); otherwise the core warns for it.
     reports_skipped_files: bool = False
+    #: Bump when :meth:`read_header` changes what it returns for the same
+    #: bytes: entries of the on-disk index made by older versions are ignored.
+    index_version: int = 1
 
     def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
         """Every ``(name, doc)`` in the file, stored order.
@@ -82,6 +126,19 @@ class FileFormat:
                 stop = doc
         return start, stop
 
+    def read_appended(self, location: Location, resume):
+        """Documents after ``resume``, as a generator that *returns* the next
+        ``resume``.
+
+        ``resume`` is None (read from the beginning) or what the previous call
+        returned; its first item must be the byte offset just after the last
+        complete record read. Implement it to read a growing file
+        incrementally; the core checks that the bytes before that offset are
+        unchanged (else it reads from the beginning again). Formats that do
+        not implement it are read whole again when their file changes.
+        """
+        raise NotImplementedError
+
     def split_runs(self, paths: Sequence[str]) -> list[Location]:
         """Group the listed files into runs.
 
@@ -91,6 +148,13 @@ class FileFormat:
         """
         return list(paths)
 
+    def index_key(self) -> str:
+        """What distinguishes this format's entries in the on-disk index
+        (class, :attr:`index_version` and options)."""
+        options = sorted((k, repr(v)) for k, v in vars(self).items())
+        cls = type(self)
+        return f"{cls.__module__}.{cls.__qualname__}/{self.index_version}/{options!r}"
+
     def __eq__(self, other):
         return type(self) is type(other) and vars(self) == vars(other)
 
@@ -98,46 +162,200 @@ class FileFormat:
         return hash((type(self), tuple(sorted((k, repr(v)) for k, v in vars(self).items()))))
 
 
+def _incremental(fmt: FileFormat) -> bool:
+    return type(fmt).read_appended is not FileFormat.read_appended
+
+
+# ---------------------------------------------------------------------------
+# Listing.
+
+
+class _Dir:
+    """One directory listing, valid while the directory's mtime is unchanged."""
+
+    __slots__ = ("mtime", "trusted", "entries")
+
+    def __init__(self, mtime: int, trusted: bool, entries: list):
+        self.mtime = mtime
+        self.trusted = trusted
+        # (name, is_dir, is_file, inode), sorted by name
+        self.entries = entries
+
+
+class _Listing:
+    """The files a catalog's paths name, listed again only where a directory
+    changed. Not thread-safe: the driver serializes refreshes."""
+
+    def __init__(self, paths, suffixes: Sequence[str], recursive: bool):
+        if isinstance(paths, str | os.PathLike):
+            paths = [paths]
+        self.entries = [os.fspath(p) for p in paths]
+        self.suffixes = tuple(s.lower() for s in suffixes)
+        self.recursive = recursive
+        self._dirs: dict[str, _Dir] = {}
+        self.changed = True
+        self._missing_warned: set[str] = set()
+        self._kinds: dict[str, str] = {}  # path entry -> "dir" or "file"
+        # Per path entry: what else its directories hold (for the warning
+        # when they hold only another format's files).
+        self.others: dict[str, dict[str, int]] = {}
+
+    def _scan(self, directory: str) -> _Dir | None:
+        """The listing of a directory: one stat if unchanged."""
+        try:
+            st = os.stat(directory)
+        except OSError:
+            self._dirs.pop(directory, None)
+            self.changed = True
+            return None
+        cached = self._dirs.get(directory)
+        if cached is not None and cached.trusted and cached.mtime == st.st_mtime_ns:
+            return cached
+        entries = []
+        try:
+            with os.scandir(directory) as it:
+                for item in it:
+                    try:
+                        is_dir = item.is_dir()
+                        is_file = not is_dir and item.is_file()
+                        inode = item.inode()
+                    except OSError:
+                        continue
+                    entries.append((item.name, is_dir, is_file, inode))
+        except OSError:
+            self._dirs.pop(directory, None)
+            self.changed = True
+            return None
+        entries.sort()
+        trusted = time.time_ns() - st.st_mtime_ns > _RACY_NS
+        if cached is None or cached.entries != entries:
+            self.changed = True
+        listing = self._dirs[directory] = _Dir(st.st_mtime_ns, trusted, entries)
+        return listing
+
+    def _dir_files(self, directory: str, found: dict, others: dict) -> None:
+        listing = self._scan(directory)
+        if listing is None:
+            return
+        for name, is_dir, is_file, inode in listing.entries:
+            if is_file:
+                lower = name.lower()
+                if lower.endswith(self.suffixes):
+                    found[os.path.join(directory, name)] = inode
+                else:
+                    ext = os.path.splitext(lower)[1]
+                    others[ext] = others.get(ext, 0) + 1
+            elif is_dir and self.recursive and not name.startswith("."):
+                self._dir_files(os.path.join(directory, name), found, others)
+
+    def files(self) -> dict[str, int]:
+        """``path -> inode`` of every listed file; sets :attr:`changed`."""
+        found: dict[str, int] = {}
+        for entry in self.entries:
+            others: dict[str, int] = {}
+            before = len(found)
+            if glob.has_magic(entry):
+                matched = self._glob(entry, found, others)
+            else:
+                matched = self._plain(entry, found, others)
+            if not matched and entry not in self._missing_warned:
+                self._missing_warned.add(entry)
+                warnings.warn(
+                    f"{entry!r} names no file or directory (nothing matches it); the catalog "
+                    "lists no runs from it. Check the path.",
+                    stacklevel=5,
+                )
+            if len(found) == before:
+                self.others[entry] = others
+            else:
+                self.others.pop(entry, None)
+        return found
+
+    def _plain(self, entry: str, found: dict, others: dict) -> bool:
+        path = os.path.abspath(entry)
+        kind = self._kinds.get(path)
+        if kind is None:
+            # First time: one stat tells a directory from a file.
+            try:
+                kind = "dir" if stat.S_ISDIR(os.stat(path).st_mode) else "file"
+            except OSError:
+                return False
+            self._kinds[path] = kind
+        if kind == "dir":
+            before = path in self._dirs
+            self._dir_files(path, found, others)
+            if path in self._dirs or not before:
+                return path in self._dirs
+            self._kinds.pop(path, None)  # gone, or replaced by a file
+            return self._plain(entry, found, others)
+        # A file: its parent's listing says whether it is still there, so a
+        # list of files costs a stat per directory, not per file.
+        parent, name = os.path.split(path)
+        listing = self._scan(parent)
+        if listing is None:
+            return False
+        for item in listing.entries:
+            if item[0] == name:
+                if item[2]:
+                    found[path] = item[3]
+                    return True
+                self._kinds.pop(path, None)
+                return self._plain(entry, found, others) if item[1] else True
+        return False
+
+    def _glob(self, entry: str, found: dict, others: dict) -> bool:
+        head, pattern = os.path.split(os.path.abspath(entry))
+        if glob.has_magic(head):
+            # Directories matched by the head: one stat per directory.
+            directories = sorted(d for d in glob.glob(head) if os.path.isdir(d))
+        else:
+            directories = [head]
+        hidden_ok = pattern.startswith(".")
+        matched = False
+        for directory in directories:
+            listing = self._scan(directory)
+            if listing is None:
+                continue
+            for name, is_dir, is_file, inode in listing.entries:
+                if (name.startswith(".") and not hidden_ok) or not fnmatch.fnmatch(name, pattern):
+                    continue
+                matched = True
+                path = os.path.join(directory, name)
+                if is_dir:
+                    self._dir_files(path, found, others)
+                elif is_file:
+                    found[path] = inode
+        return matched
+
+
 def expand_paths(paths, suffixes: Sequence[str], recursive: bool = False) -> list[str]:
     """Files named by a path, a glob, a directory, or a list of them.
 
     Directories contribute the files ending in ``suffixes`` (case-insensitive;
     with ``recursive``, in subdirectories too); explicit files are taken
-    whatever their name.
+    whatever their name. Paths come back absolute.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> expand_paths(tempfile.mkdtemp(), (".jsonl",))
+    []
     """
-    suffixes = tuple(s.lower() for s in suffixes)
+    return list(_Listing(paths, suffixes, recursive).files())
+
+
+def absolute_paths(paths):
+    """``paths`` (a path, glob, or list of them) with each one made absolute.
+
+    Examples
+    --------
+    >>> import os
+    >>> absolute_paths(["a", "/b/*.jsonl"]) == [os.path.abspath("a"), "/b/*.jsonl"]
+    True
+    """
     if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    found: dict[str, None] = {}
-    for entry in paths:
-        entry = os.fspath(entry)
-        if glob.has_magic(entry):
-            matches = sorted(glob.glob(entry))
-        else:
-            matches = [entry] if os.path.exists(entry) else []
-        if not matches:
-            warnings.warn(
-                f"{entry!r} names no file or directory (nothing matches it); the catalog "
-                "lists no runs from it. Check the path.",
-                stacklevel=3,
-            )
-        for match in matches:
-            if os.path.isdir(match):
-                for path in _walk(match, suffixes, recursive):
-                    found[path] = None
-            elif os.path.isfile(match):
-                found[os.path.abspath(match)] = None
-    return list(found)
-
-
-def _walk(directory: str, suffixes: tuple[str, ...], recursive: bool) -> Iterator[str]:
-    with os.scandir(directory) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for item in entries:
-        if item.is_file() and item.name.lower().endswith(suffixes):
-            yield os.path.abspath(item.path)
-        elif recursive and item.is_dir() and not item.name.startswith("."):
-            yield from _walk(item.path, suffixes, recursive)
+        return os.path.abspath(os.path.expanduser(os.fspath(paths)))
+    return [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
 
 
 def _version(location: Location) -> tuple | None:
@@ -163,34 +381,70 @@ _HEADERS_MAX = 200_000
 _HEADERS_LOCK = threading.Lock()
 
 
-def _header(fmt: FileFormat, location: Location, version: tuple):
-    key = (fmt, location)
+def _cached_header(fmt: FileFormat, location: Location, version: tuple):
     with _HEADERS_LOCK:
-        cached = _HEADERS.get(key)
+        cached = _HEADERS.get((fmt, location))
         if cached is not None and cached[0] == version:
-            _HEADERS.move_to_end(key)
-            return cached[1], cached[2]
-    try:
-        start, stop = fmt.read_header(location)
-    except ValueError as err:
-        # One damaged file must not make every other run unlistable; it is
-        # named (once per file version), never silently dropped.
-        warnings.warn(f"Skipping {location}: {err}", stacklevel=4)
-        start = stop = None
-    else:
-        if start is None and not fmt.reports_skipped_files:
-            warnings.warn(
-                f"Skipping {location}: it holds no start document, so it is not a bluesky "
-                f"run ({fmt.name}). If a run is being written to it, it will appear once its "
-                "start document is written.",
-                stacklevel=4,
-            )
+            _HEADERS.move_to_end((fmt, location))
+            return cached
+    return None
+
+
+def _remember_header(fmt: FileFormat, location: Location, version, start, stop) -> None:
+    key = (fmt, location)
     with _HEADERS_LOCK:
         _HEADERS[key] = (version, start, stop)
         _HEADERS.move_to_end(key)
         while len(_HEADERS) > _HEADERS_MAX:
             _HEADERS.popitem(last=False)
+
+
+def _read_header(fmt: FileFormat, location: Location):
+    try:
+        start, stop = fmt.read_header(location)
+    except ValueError as err:
+        # One damaged file must not make every other run unlistable; it is
+        # named (once per file version), never silently dropped.
+        warnings.warn(f"Skipping {location}: {err}", stacklevel=5)
+        return None, None
+    except FileNotFoundError:
+        return None, None
+    if start is None and not fmt.reports_skipped_files:
+        warnings.warn(
+            f"Skipping {location}: it holds no start document, so it is not a bluesky "
+            f"run ({fmt.name}). If a run is being written to it, it will appear once its "
+            "start document is written.",
+            stacklevel=5,
+        )
     return start, stop
+
+
+def _header(fmt: FileFormat, location: Location, version: tuple):
+    """``(start, stop)`` of one file version: from memory, else read."""
+    cached = _cached_header(fmt, location, version)
+    if cached is not None:
+        return cached[1], cached[2]
+    start, stop = _read_header(fmt, location)
+    _remember_header(fmt, location, version, start, stop)
+    return start, stop
+
+
+class _Entry:
+    """What the driver knows of one location."""
+
+    __slots__ = ("location", "inodes", "version", "start", "stop")
+
+    def __init__(self, location, inodes, version, start, stop):
+        self.location = location
+        self.inodes = inodes
+        self.version = version
+        self.start = start
+        self.stop = stop
+
+    @property
+    def live(self) -> bool:
+        # In progress (its stop may arrive) or not a run yet (its start may).
+        return self.start is None or self.stop is None
 
 
 class FileDriver:
@@ -199,51 +453,179 @@ class FileDriver:
     Parameters
     ----------
     paths : str, path, glob, directory, or list of them
-        Where the run files are. Listed again on every search, so new,
-        changed and deleted files are noticed.
+        Where the run files are. Checked again on every search, so new,
+        changed and deleted files are noticed (see the module notes).
     fmt : FileFormat
         How to read one file.
+    index_path : str, path, False or None
+        The on-disk index of start/stop documents. None (default): the
+        ``INTAKE_BLUESKY_INDEX`` environment variable if set, else
+        ``file-index.sqlite`` in the user's cache directory; a path: that
+        file; False: none (an in-memory index only).
 
     Examples
     --------
     >>> import tempfile
     >>> from intake_bluesky.core import FileFormat
-    >>> FileDriver(tempfile.mkdtemp(), FileFormat()).count({})
+    >>> FileDriver(tempfile.mkdtemp(), FileFormat(), index_path=False).count({})
     0
     """
 
-    def __init__(self, paths, fmt: FileFormat):
+    def __init__(self, paths, fmt: FileFormat, index_path=None):
         self.paths = paths
         self.fmt = fmt
-        self._runs: dict[str, tuple[Location, dict, dict | None, tuple]] = {}
+        self.index_path = index_path
+        self._index = open_index(resolve_index_path(index_path))
+        self._fmt_key = fmt.index_key()
+        self._listing = _Listing(paths, fmt.suffixes, fmt.recursive)
+        self._entries: dict[str, _Entry] = {}
+        self._loaded_dirs: set[str] = set()
+        self._disk: dict[str, tuple] = {}
+        self._runs: dict[str, _Entry] = {}
+        self._suspects: set[str] = set()
         self._warned: set = set()
+        self._lock = threading.RLock()
+
+    @classmethod
+    def for_catalog(cls, catalog, paths, fmt: FileFormat, index_path=None) -> FileDriver:
+        """The driver of a file catalog, called from the catalog's ``__init__``.
+
+        ``paths`` are made absolute, in the driver and in the arguments intake
+        recorded for ``catalog.yaml()`` and pickling, so that the YAML opens
+        the same files from any working directory. Sets ``catalog.paths``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from intake_bluesky.core import BlueskyCatalog
+        >>> class MyCatalog(BlueskyCatalog):
+        ...     def __init__(self, paths, *, index_path=None, **common):
+        ...         driver = FileDriver.for_catalog(self, paths, FileFormat(), index_path)
+        ...         super().__init__(driver, **common)
+        >>> len(MyCatalog(tempfile.mkdtemp(), index_path=False))
+        0
+        """
+        paths = absolute_paths(paths)
+        args = getattr(catalog, "_captured_init_args", None)
+        kwargs = getattr(catalog, "_captured_init_kwargs", None)
+        if kwargs is not None and "paths" in kwargs:
+            kwargs["paths"] = paths
+        elif args:
+            catalog._captured_init_args = (paths, *args[1:])
+        catalog.paths = paths
+        return cls(paths, fmt, index_path=index_path)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.paths!r}, {self.fmt.name})"
 
     def __getstate__(self):
-        return {"paths": self.paths, "fmt": self.fmt}
+        return {"paths": self.paths, "fmt": self.fmt, "index_path": self.index_path}
 
     def __setstate__(self, state):
-        self.__init__(state["paths"], state["fmt"])
+        self.__init__(state["paths"], state["fmt"], state.get("index_path"))
 
+    # --- keeping the index current -----------------------------------------
     def refresh(self) -> None:
-        """List the files again; read headers of new or changed ones only."""
-        files = expand_paths(self.paths, self.fmt.suffixes, self.fmt.recursive)
-        runs: dict[str, tuple[Location, dict, dict | None, tuple]] = {}
-        locations = self.fmt.split_runs(files)
-        for location in progress(locations, desc="Indexing run files", unit="run"):
+        """Bring the index up to date with the files, paying only for changes.
+
+        Directories are stat'ed (and listed again if their mtime changed);
+        files are stat'ed only if new, replaced, in progress or suspected of
+        change; headers are read only for file versions not indexed in memory
+        or on disk.
+        """
+        with self._lock:
+            listing = self._listing
+            listing.changed = False
+            files = listing.files()
+            changed = listing.changed or not self._runs and not self._entries
+            updates = []
+            if changed:
+                self._relist(files, updates)
+            else:
+                for key, entry in self._entries.items():
+                    if entry.live or key in self._suspects:
+                        if self._restat(entry, updates):
+                            changed = True
+            self._suspects.clear()
+            if updates and self._index is not None:
+                self._index.put(self._fmt_key, updates)
+            if changed:
+                self._rebuild_runs()
+                self._warn_other_formats()
+
+    def _relist(self, files: dict[str, int], updates: list) -> None:
+        old = self._entries
+        new: dict[str, _Entry] = {}
+        fresh: list[tuple[str, Location, tuple]] = []
+        for location in self.fmt.split_runs(list(files)):
+            key = _location_key(location)
+            inodes = tuple(files.get(p) for p in _files_of(location))
+            entry = old.get(key)
+            if entry is not None and entry.inodes == inodes:
+                new[key] = entry
+                if entry.live or key in self._suspects:
+                    self._restat(entry, updates)
+                continue
+            fresh.append((key, location, inodes))
+        if fresh:
+            self._load_disk(loc for _, loc, _ in fresh)
+        # The first index of a large directory is the long work here.
+        for key, location, inodes in progress(fresh, desc="Indexing run files", unit="run"):
             version = _version(location)
             if version is None:
                 continue  # deleted between listing and stat
-            start, stop = _header(self.fmt, location, version)
-            if start is None:
+            entry = _Entry(location, inodes, version, None, None)
+            self._fill_header(key, entry, updates)
+            new[key] = entry
+        gone = [k for k in old if k not in new]
+        if gone and self._index is not None:
+            self._index.forget(self._fmt_key, gone)
+        self._entries = new
+
+    def _restat(self, entry: _Entry, updates: list) -> bool:
+        version = _version(entry.location)
+        if version == entry.version:
+            return False
+        if version is None:
+            return True  # gone: the next listing drops it (its directory changed)
+        entry.version = version
+        self._fill_header(_location_key(entry.location), entry, updates)
+        return True
+
+    def _fill_header(self, key: str, entry: _Entry, updates: list) -> None:
+        cached = _cached_header(self.fmt, entry.location, entry.version)
+        if cached is None:
+            disk = self._disk.pop(key, None)
+            if disk is not None and disk[0] == entry.version:
+                cached = disk
+                _remember_header(self.fmt, entry.location, *disk)
+        if cached is not None:
+            entry.start, entry.stop = cached[1], cached[2]
+            return
+        entry.start, entry.stop = _read_header(self.fmt, entry.location)
+        _remember_header(self.fmt, entry.location, entry.version, entry.start, entry.stop)
+        updates.append((key, entry.version, entry.start, entry.stop))
+
+    def _load_disk(self, locations) -> None:
+        """Entries of the on-disk index under the directories of these locations."""
+        if self._index is None:
+            return
+        for location in locations:
+            directory = os.path.dirname(_files_of(location)[0])
+            if directory not in self._loaded_dirs:
+                self._loaded_dirs.add(directory)
+                self._disk.update(self._index.get_under(self._fmt_key, directory))
+
+    def _rebuild_runs(self) -> None:
+        runs: dict[str, _Entry] = {}
+        for entry in self._entries.values():
+            if entry.start is None:
                 continue
-            uid = start["uid"]
+            uid = entry.start["uid"]
             if uid in runs:
-                self._warn_duplicate(uid, runs[uid][0], location)
+                self._warn_duplicate(uid, runs[uid].location, entry.location)
                 continue
-            runs[uid] = (location, start, stop, version)
+            runs[uid] = entry
         self._runs = runs
 
     def _warn_duplicate(self, uid, kept, skipped):
@@ -254,9 +636,32 @@ class FileDriver:
         warnings.warn(
             f"Run {uid!r} is stored twice: in {kept} and in {skipped}. Only the first is "
             "listed; remove the copy, or open the two places as separate catalogs.",
-            stacklevel=4,
+            stacklevel=5,
         )
 
+    def _warn_other_formats(self) -> None:
+        for entry, others in self._listing.others.items():
+            known = {ext: n for ext, n in others.items() if ext in _KNOWN_FORMATS}
+            if not known or ("other", entry) in self._warned:
+                continue
+            self._warned.add(("other", entry))
+            found = ", ".join(
+                f"{n} {ext} file{'s' if n > 1 else ''} ({_KNOWN_FORMATS[ext]})"
+                for ext, n in sorted(known.items())
+            )
+            warnings.warn(
+                f"{entry!r} holds no {self.fmt.name} files ({', '.join(self.fmt.suffixes)}) "
+                f"but {found}: open it with the catalog of that format instead.",
+                stacklevel=5,
+            )
+
+    def suspect(self, location: Location) -> None:
+        """Have the next refresh stat this location again (its file may have
+        been rewritten in place)."""
+        with self._lock:
+            self._suspects.add(_location_key(location))
+
+    # --- the Driver protocol -------------------------------------------------
     def search(self, query, *, sort=DEFAULT_SORT, skip=0, limit=None) -> Iterator[dict]:
         known = self._known_uid(query)
         if known is not None:
@@ -265,7 +670,7 @@ class FileDriver:
             return search_starts([known], query, sort=sort, skip=skip, limit=limit)
         self.refresh()
         return search_starts(
-            (entry[1] for entry in self._runs.values()),
+            (entry.start for entry in self._runs.values()),
             query,
             sort=sort,
             skip=skip,
@@ -275,9 +680,12 @@ class FileDriver:
     def _known_uid(self, query) -> dict | None:
         uid = _uid_of(query)
         entry = self._runs.get(uid) if uid is not None else None
-        if entry is None or _version(entry[0]) != entry[3]:
+        if entry is None:
             return None
-        return entry[1]
+        if _version(entry.location) != entry.version:
+            self.suspect(entry.location)
+            return None
+        return entry.start
 
     def count(self, query) -> int:
         if not query:
@@ -287,24 +695,22 @@ class FileDriver:
 
     def run(self, uid: str) -> FileRunSource:
         entry = self._runs.get(uid)
-        if entry is None or _version(entry[0]) is None:
+        if entry is None:
             self.refresh()
             entry = self._runs.get(uid)
         if entry is None:
             raise KeyError(uid)
-        location, start, stop, version = entry
-        return FileRunSource(location, self.fmt, uid, header=(version, start, stop))
+        return FileRunSource(
+            entry.location,
+            self.fmt,
+            uid,
+            header=(entry.version, entry.start, entry.stop),
+            on_change=self.suspect,
+        )
 
     def location(self, uid: str) -> Location:
         """Where a run is stored (for messages and tools)."""
         return self.run(uid).location
-
-
-# Organized runs recently read in this process, so that looking a run up
-# again (``cat[-1]`` twice) does not parse its file again. Small: each entry
-# holds a run's columns.
-_SOURCES: OrderedDict[tuple[FileFormat, Location], tuple[tuple, DocumentRunSource]] = OrderedDict()
-_SOURCES_MAX = 2
 
 
 def _uid_of(query) -> str | None:
@@ -322,22 +728,102 @@ def _uid_of(query) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------------
+# Reading runs.
+
+#: Bytes compared, before the resume offset and at the file's start, to tell
+#: a file that grew from one rewritten.
+_FINGERPRINT = 256
+
+
+def _fingerprint(path: str, offset: int) -> tuple | None:
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            head = f.read(min(_FINGERPRINT, offset))
+            f.seek(max(0, offset - _FINGERPRINT))
+            tail = f.read(min(_FINGERPRINT, offset))
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, head, tail)
+
+
+class _Parsed:
+    """A run's organized documents for one version of its file, with what is
+    needed to parse only the bytes appended later."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.version = None
+        self.source: DocumentRunSource | None = None
+        self.resume = None
+        self.fingerprint = None
+
+    def update(self, fmt: FileFormat, location: Location, uid: str, version) -> None:
+        """Bring :attr:`source` to ``version`` (call with :attr:`lock` held)."""
+        if self.source is not None and version == self.version:
+            return
+        if not _incremental(fmt):
+            self.source = DocumentRunSource(
+                fmt.read_documents(location), uid=uid, keep_documents=False
+            )
+            self.version = version
+            return
+        (path,) = _files_of(location)
+        resume = self.resume
+        if self.source is not None and resume is not None:
+            now = _fingerprint(path, resume[0])
+            if now is None or now != self.fingerprint:
+                resume = None  # truncated or rewritten: start over
+        result: list = []
+
+        def documents():
+            result.append((yield from fmt.read_appended(location, resume)))
+
+        if resume is None or self.source is None:
+            self.source = DocumentRunSource(documents(), uid=uid, keep_documents=False)
+        else:
+            self.source.extend(documents())
+        self.resume = result[0] if result else None
+        self.fingerprint = _fingerprint(path, self.resume[0]) if self.resume else None
+        self.version = version
+
+
+# Runs recently read in this process, so that looking a run up again
+# (``cat[-1]`` twice) does not parse its file again. Small: each entry holds a
+# run's columns.
+_SOURCES: OrderedDict[tuple[FileFormat, Location], _Parsed] = OrderedDict()
+_SOURCES_MAX = 2
+
+
+def _parsed(fmt: FileFormat, location: Location) -> _Parsed:
+    key = (fmt, location)
+    with _HEADERS_LOCK:
+        parsed = _SOURCES.get(key)
+        if parsed is None:
+            parsed = _SOURCES[key] = _Parsed()
+        _SOURCES.move_to_end(key)
+        while len(_SOURCES) > _SOURCES_MAX:
+            _SOURCES.popitem(last=False)
+    return parsed
+
+
 class FileRunSource(DelegatingRunSource):
-    """A run stored in files; re-read whenever a file's size or mtime changes.
+    """A run stored in files, read again (only the appended bytes, where the
+    format allows) whenever a file's size or mtime changes.
 
     So a live run's new events and its stop show up on the next access.
     """
 
-    def __init__(self, location: Location, fmt: FileFormat, uid: str, header=None):
+    def __init__(self, location: Location, fmt: FileFormat, uid: str, header=None, on_change=None):
         self.location = location
         self.fmt = fmt
         self.uid = uid
         # (version, start, stop) from the index: start/stop without reading
         # the whole file while the file is unchanged.
         self._header = header
-        self._version = None
-        self._source: DocumentRunSource | None = None
-        self._lock = threading.Lock()
+        self._on_change = on_change
+        self._parsed: _Parsed | None = None
 
     def __getstate__(self):
         return {"location": self.location, "fmt": self.fmt, "uid": self.uid}
@@ -360,36 +846,30 @@ class FileRunSource(DelegatingRunSource):
     @property
     def _current(self) -> DocumentRunSource:
         version = self._check_version()
-        with self._lock:
-            if self._source is None or version != self._version:
-                source = self._read(version)
-                if source.start()["uid"] != self.uid:
-                    raise RunChangedError(
-                        f"Run {self.uid!r} no longer exists: its file(s) {self.location} changed "
-                        f"and now hold run {source.start()['uid']!r}. Look it up again."
-                    )
-                self._source, self._version = source, version
-            return self._source
-
-    def _read(self, version) -> DocumentRunSource:
-        key = (self.fmt, self.location)
-        with _HEADERS_LOCK:
-            cached = _SOURCES.get(key)
-            if cached is not None and cached[0] == version:
-                _SOURCES.move_to_end(key)
-                return cached[1]
-        docs = self.fmt.read_documents(self.location)
-        source = DocumentRunSource(docs, uid=self.uid, keep_documents=False)
-        with _HEADERS_LOCK:
-            _SOURCES[key] = (version, source)
-            while len(_SOURCES) > _SOURCES_MAX:
-                _SOURCES.popitem(last=False)
+        parsed = self._parsed
+        if parsed is None or parsed.version != version:
+            # Shared with other run objects of the same file in this process;
+            # kept here too, so a followed run stays incremental even when
+            # other runs are read meanwhile.
+            if parsed is None:
+                parsed = self._parsed = _parsed(self.fmt, self.location)
+        with parsed.lock:
+            parsed.update(self.fmt, self.location, self.uid, version)
+            source = parsed.source
+        if source.start()["uid"] != self.uid:
+            raise RunChangedError(
+                f"Run {self.uid!r} no longer exists: its file(s) {self.location} changed "
+                f"and now hold run {source.start()['uid']!r}. Look it up again."
+            )
         return source
 
     def _valid_header(self):
         header = self._header
-        if header is not None and header[0] == self._check_version():
-            return header
+        if header is not None:
+            if header[0] == self._check_version():
+                return header
+            if self._on_change is not None:
+                self._on_change(self.location)
         self._header = None
         return None
 

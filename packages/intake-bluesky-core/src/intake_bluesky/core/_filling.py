@@ -119,8 +119,11 @@ class HandlerRegistry:
                 ) from err
         group = READER_GROUP if is_mimetype else HANDLER_GROUP
         discovered = entry_point_objects(group)
-        if key in discovered:
-            return discovered[key].load()
+        # Entry point names cannot hold '=' (importlib.metadata splits there):
+        # 'multipart/related;type=image/tiff' registers as '...type%3Dimage/tiff'.
+        for name in dict.fromkeys((key, key.replace("%", "%25").replace("=", "%3D"))):
+            if name in discovered:
+                return discovered[name].load()
         what = "stream reader for mimetype" if is_mimetype else "handler for resource spec"
         raise MissingHandlerError(
             f"No {what} {key!r}. Pass one to the catalog, e.g. "

@@ -18,7 +18,14 @@ class BlueskyJSONLCatalog(BlueskyCatalog):
         Where the ``.jsonl`` run files are: a file, a glob such as
         ``"data/*.jsonl"``, a directory (its ``*.jsonl`` files), or a list of
         those. Listed again on every access, so runs written, changed or
-        deleted after opening are noticed.
+        deleted after opening are noticed. Relative paths are made absolute.
+    index_path : str, path or False, optional
+        The on-disk index of the runs' start and stop documents, which lets a
+        new process open an unchanged directory without reading any file.
+        Default: the ``INTAKE_BLUESKY_INDEX`` environment variable if set (a
+        path, or ``off``), else ``file-index.sqlite`` in the user's cache
+        directory (``platformdirs.user_cache_dir("intake-bluesky")``). A path
+        puts it there; ``False`` keeps the index in memory only.
     handler_registry : dict, optional
         Resource spec -> handler class (or its dotted name), for external
         data; wins over handlers discovered in the ``databroker.handlers``
@@ -40,9 +47,12 @@ class BlueskyJSONLCatalog(BlueskyCatalog):
     Notes
     -----
     Opening reads only the first and last line of each file, once per file
-    version (size and modification time); a run being written (no stop line
+    version (size and modification time), kept in the on-disk index; later
+    accesses stat only the directories and the files of runs in progress
+    (see the backend guide for what is noticed when). A run being written (no stop line
     yet, possibly a partial last line) is listed with ``stop`` None and shows
-    its new events when read again.
+    its new events when read again (only the appended lines are parsed);
+    ``run.follow()`` yields its documents as they are written.
 
     Examples
     --------
@@ -56,8 +66,6 @@ class BlueskyJSONLCatalog(BlueskyCatalog):
     # pickle records; the class is re-exported there.
     __module__ = "intake_bluesky.jsonl"
 
-    def __init__(self, paths, **common):
-        # Kept for intake: its YAML export and pickling rebuild the catalog
-        # from the constructor arguments.
-        self.paths = paths
-        super().__init__(FileDriver(paths, JSONLFormat()), **common)
+    def __init__(self, paths, *, index_path=None, **common):
+        driver = FileDriver.for_catalog(self, paths, JSONLFormat(), index_path)
+        super().__init__(driver, **common)

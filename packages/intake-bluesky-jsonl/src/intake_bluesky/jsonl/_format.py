@@ -90,12 +90,17 @@ def _not_a_pair(path: str, lineno: int, item) -> ValueError:
 _BATCH = 2048
 
 
-def _documents(data: bytes, path: str) -> Iterator[tuple[str, dict]]:
+def _documents(data: bytes, path: str, lineno: int = 0, base: int = 0):
+    """Documents of ``data`` (the file's bytes from offset ``base``, after
+    ``lineno`` lines); returns ``(offset, lineno, unterminated)`` just after
+    the last complete line (see :meth:`JSONLFormat.read_appended`)."""
     view = memoryview(data)  # lines are decoded from slices, never copied
-    lineno, pos, end = 0, 0, len(data)
+    pos, end = 0, len(data)
+    consumed, unterminated = 0, False
     while pos < end:
-        batch, lineno, pos = _decode_batch(data, view, path, lineno, pos)
+        batch, lineno, pos, consumed, unterminated = _decode_batch(data, view, path, lineno, pos)
         yield from batch
+    return base + consumed, lineno, unterminated
 
 
 def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: int):
@@ -121,6 +126,11 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
     end = len(data)
     out = []
     append = out.append
+    # Where the next read of a growing file resumes: after the last line
+    # decoded (or blank); a last line without a newline that decodes is
+    # complete JSON, so it is taken, and the newline that follows later is
+    # skipped then (``unterminated``).
+    consumed, unterminated = pos, False
     while pos < end and len(out) < _BATCH:
         nl = find(b"\n", pos)
         # No newline after the last piece: a line whose writing has not
@@ -136,6 +146,10 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
         except fast_error:
             raw = bytes(line)
             if not raw.strip():
+                if terminated:
+                    consumed = pos
+                else:
+                    lineno -= 1  # counted when it is complete
                 continue
             try:
                 item = _slow_loads(raw)
@@ -151,7 +165,11 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
         if type(name) is not str or type(doc) is not dict:
             raise _not_a_pair(path, lineno, loads(line))
         append((name, doc))
-    return out, lineno, pos
+        consumed, unterminated = min(pos, end), not terminated
+    else:
+        return out, lineno, pos, consumed, unterminated
+    # Stopped at an incomplete last line: it is read again next time.
+    return out, lineno - 1, pos, consumed, unterminated
 
 
 def _reverse_lines(f: BinaryIO) -> Iterator[tuple[bytes, bool]]:
@@ -216,6 +234,25 @@ class JSONLFormat(FileFormat):
         with open(path, "rb") as f:
             data = f.read()
         return _documents(data, path)
+
+    def read_appended(self, location: Location, resume):
+        """The documents after ``resume`` (None: all), returning the next one.
+
+        ``resume`` is ``(offset, lineno, unterminated)``: the byte offset
+        after the last complete line read, its (1-based) number, and whether
+        that line had no newline yet. Only the bytes from ``offset`` on are
+        read; an incomplete last line is left for the next call.
+        """
+        path = _path(location)
+        offset, lineno, unterminated = resume if resume is not None else (0, 0, False)
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        if unterminated and data.startswith(b"\n"):
+            # The newline of the line already taken: not a blank line.
+            data = data[1:]
+            offset += 1
+        return (yield from _documents(data, path, lineno, offset))
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
         """``(start, stop)`` from the first and last lines only.

@@ -47,6 +47,14 @@ class BlueskyMsgpackCatalog(BlueskyCatalog):
         files ending in ``.msgpack``; files named explicitly are taken
         whatever their name). Listed again on every access, so runs written
         after the catalog was opened appear and deleted ones disappear.
+        Relative paths are made absolute.
+    index_path : str, path or False, optional
+        The on-disk index of the runs' start and stop documents, which lets a
+        new process open an unchanged directory without reading any file.
+        Default: the ``INTAKE_BLUESKY_INDEX`` environment variable if set (a
+        path, or ``off``), else ``file-index.sqlite`` in the user's cache
+        directory (``platformdirs.user_cache_dir("intake-bluesky")``). A path
+        puts it there; ``False`` keeps the index in memory only.
     handler_registry : dict, optional
         Resource spec -> handler class or dotted name, for external data.
     root_map : dict, optional
@@ -62,9 +70,10 @@ class BlueskyMsgpackCatalog(BlueskyCatalog):
     Notes
     -----
     Indexing a file reads only its first record and the end of the file
-    (to find the stop record), once per file version (size and mtime). A
-    file being written (no stop record, possibly a truncated last record)
-    is a run in progress.
+    (to find the stop record), once per file version (size and mtime), kept
+    in the on-disk index. A file being written (no stop record, possibly a
+    truncated last record) is a run in progress; reading it again parses only
+    the records appended since, and ``run.follow()`` yields them as written.
 
     Examples
     --------
@@ -74,6 +83,6 @@ class BlueskyMsgpackCatalog(BlueskyCatalog):
     0
     """
 
-    def __init__(self, paths, **common):
-        self.paths = paths
-        super().__init__(FileDriver(paths, MsgpackFormat()), **common)
+    def __init__(self, paths, *, index_path=None, **common):
+        driver = FileDriver.for_catalog(self, paths, MsgpackFormat(), index_path)
+        super().__init__(driver, **common)

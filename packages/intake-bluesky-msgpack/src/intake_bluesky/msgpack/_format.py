@@ -163,8 +163,23 @@ class MsgpackFormat(FileFormat):
         with open(path, "rb") as file:
             # Read eagerly: the file is closed before the first document is
             # handed out, however long the caller takes.
-            documents = _read(path, file)
+            documents, _ = _read(path, file)
         yield from documents
+
+    def read_appended(self, location: Location, resume):
+        """The documents after ``resume`` (None: all), returning the next one.
+
+        ``resume`` is ``(offset,)``, the byte offset after the last complete
+        record read: only the bytes from there on are read, and a truncated
+        last record is left for the next call.
+        """
+        path = os.fspath(location)
+        offset = resume[0] if resume is not None else 0
+        with open(path, "rb") as file:
+            file.seek(offset)
+            documents, end = _read(path, file, offset)
+        yield from documents
+        return (end,)
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
         """``(start, stop)`` of a run file from its first and last records.
@@ -254,8 +269,9 @@ class _NotARecord(Exception):
     pass
 
 
-def _read(path: str, file) -> list[tuple[str, dict]]:
-    """Decode and merge the records of an open file (see ``read_documents``).
+def _read(path: str, file, base: int = 0) -> tuple[list[tuple[str, dict]], int]:
+    """Decode and merge the records of an open file (see ``read_documents``),
+    from its position ``base``; also the offset after the last complete record.
 
     Pages are merged while streaming: each page's rows are appended to the
     columns of its descriptor (or resource) as soon as it is decoded, so the
@@ -267,7 +283,7 @@ def _read(path: str, file) -> list[tuple[str, dict]]:
     tell = unpacker.tell
     # End of the last complete record. (After an incomplete record, tell()
     # has moved past the parts already parsed, so it is kept per record.)
-    offset = 0
+    offset = base
     # (key, add) of the columns that took the last event page and the last
     # datum page: the next page of the same descriptor or resource goes
     # straight there. Reset at every flush, which ends those columns.
@@ -292,7 +308,7 @@ def _read(path: str, file) -> list[tuple[str, dict]]:
                     stretch.flush(path, out)
                     last_event = last_datum = (None, None)
                 out.append((name, _decode_document(path, name, doc)))
-            offset = tell()
+            offset = base + tell()
     except _NotARecord:
         raise _corrupt(path, offset, "it is not a [name, document] pair") from None
     except _ReadError:
@@ -302,7 +318,7 @@ def _read(path: str, file) -> list[tuple[str, dict]]:
         raise _corrupt(path, offset, why) from exc
     stretch.flush(path, out)
     _check_tail(path, file, offset, file.tell())
-    return out
+    return out, offset
 
 
 class _ReadError(ValueError):

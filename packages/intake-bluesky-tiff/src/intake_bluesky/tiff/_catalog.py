@@ -22,7 +22,8 @@ class BlueskyTiffCatalog(BlueskyCatalog):
     paths : str, path, glob, directory, or list of them
         Where the TIFF files are (``*.tif``/``*.tiff`` of a directory; explicit
         files whatever their name). Listed again on every access, so new,
-        changed and removed files are noticed.
+        changed and removed files are noticed. Relative paths are made
+        absolute.
     group_by : {"directory", "series", "file"} or regular expression
         How files group into runs. ``"directory"`` (default): one run per
         directory. ``"series"``: one run per file-name series such as
@@ -31,6 +32,13 @@ class BlueskyTiffCatalog(BlueskyCatalog):
         optionally ``index``) matched against file names: one run per stem.
     recursive : bool
         Also look in subdirectories (each directory grouped on its own).
+    index_path : str, path or False, optional
+        The on-disk index of the runs' start and stop documents, which lets a
+        new process open an unchanged directory without reading any file.
+        Default: the ``INTAKE_BLUESKY_INDEX`` environment variable if set (a
+        path, or ``off``), else ``file-index.sqlite`` in the user's cache
+        directory (``platformdirs.user_cache_dir("intake-bluesky")``). A path
+        puts it there; ``False`` keeps the index in memory only.
     handler_registry : dict, optional
         Extra or overriding handlers (``TIFF_PAGES`` is registered already).
     **common
@@ -40,7 +48,7 @@ class BlueskyTiffCatalog(BlueskyCatalog):
     Notes
     -----
     Opening and searching read only TIFF headers and IFDs (never pixels), once
-    per file version per process. A run's uid depends on its files' names,
+    per file version, kept in the on-disk index. A run's uid depends on its files' names,
     sizes and mtimes: it is the same on every open and machine, and changes
     when a file of the run changes.
 
@@ -69,13 +77,12 @@ class BlueskyTiffCatalog(BlueskyCatalog):
         *,
         group_by: str | re.Pattern = "directory",
         recursive: bool = False,
+        index_path=None,
         handler_registry: Mapping | None = None,
         **common,
     ):
-        # Kept for intake: its YAML export and pickling rebuild the catalog
-        # from the constructor arguments.
-        self.paths = paths
         self.group_by = group_by
         fmt = TiffFormat(Grouping(group_by), recursive=recursive)
         registry = {SPEC: TiffPagesHandler, **(handler_registry or {})}
-        super().__init__(FileDriver(paths, fmt), handler_registry=registry, **common)
+        driver = FileDriver.for_catalog(self, paths, fmt, index_path)
+        super().__init__(driver, handler_registry=registry, **common)

@@ -13,6 +13,7 @@ from .._pages import unpack_datum_page, unpack_event_page
 from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
 from ._suite_correctness import CorrectnessTests
 from ._suite_faces import FacesTests
+from ._suite_follow import FollowTests
 from ._suite_stream import StreamDataTests
 
 __all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
@@ -35,6 +36,11 @@ class RunStore:
     def catalog(self, **common):
         """Open a new catalog over the store with these keyword arguments."""
         raise NotImplementedError
+
+    def append_documents(self, documents: list, new: list) -> None:
+        """Add ``new`` documents to a stored run holding ``documents`` (a run
+        being written). By default the run is written again, longer."""
+        self.write_run(list(documents) + list(new))
 
 
 def plain(value):
@@ -130,11 +136,11 @@ def _check_order(documents):
     return names
 
 
-class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests):
+class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests, FollowTests):
     """Subclass with a ``store`` fixture returning a :class:`RunStore`.
 
     Topic mixins add their tests: :class:`CorrectnessTests`,
-    :class:`StreamDataTests`, :class:`FacesTests`.
+    :class:`StreamDataTests`, :class:`FacesTests`, :class:`FollowTests`.
     """
 
     # --- fixtures -----------------------------------------------------------

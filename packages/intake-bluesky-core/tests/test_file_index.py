@@ -1,0 +1,385 @@
+"""The on-disk index, cheap refreshes of unchanged catalogs, and the other
+file-catalog behaviours of issue 14 (and issue 10's items 5b and 6b)."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import intake
+import pytest
+
+from intake_bluesky.core import (
+    BlueskyCatalog,
+    FileDriver,
+    FileFormat,
+    IndexUnavailableWarning,
+    _diskindex,
+)
+from intake_bluesky.core.testing import UIDS, example_runs
+
+# A format in its own module, so that a subprocess can import it by name (its
+# index key is the same in both processes). It counts the files it opens.
+FORMAT_MODULE = textwrap.dedent(
+    """
+    import builtins, json, os
+    from intake_bluesky.core import FileFormat
+
+    OPENED = []
+    _open = builtins.open
+
+    def _counting_open(file, *args, **kwargs):
+        if str(file).endswith(".lines"):
+            OPENED.append(str(file))
+        return _open(file, *args, **kwargs)
+
+    builtins.open = _counting_open
+
+    class CountedLines(FileFormat):
+        suffixes = (".lines",)
+        name = "counted lines"
+
+        def read_documents(self, location):
+            with open(location) as f:
+                return [tuple(json.loads(line)) for line in f if line.strip()]
+    """
+)
+
+OPEN_SCRIPT = textwrap.dedent(
+    """
+    import sys, warnings
+    sys.path.insert(0, sys.argv[1])
+    import countfmt
+    from intake_bluesky.core import BlueskyCatalog, FileDriver
+    warnings.simplefilter("error")
+    cat = BlueskyCatalog(FileDriver(sys.argv[2], countfmt.CountedLines(), index_path=sys.argv[3]))
+    print(len(cat), len(set(countfmt.OPENED)), cat[-1].metadata["start"]["uid"])
+    """
+)
+
+
+def _write(path, docs):
+    with open(path, "w") as f:
+        for name, doc in docs:
+            f.write(json.dumps([name, doc], default=lambda o: o.tolist()) + "\n")
+
+
+def _run_dir(tmp_path, n=None):
+    runs = example_runs(tmp_path / "ext")
+    directory = tmp_path / "runs"
+    directory.mkdir()
+    for docs in runs if n is None else runs[:n]:
+        _write(directory / f"{docs[0][1]['uid']}.lines", docs)
+    return directory, runs
+
+
+class Lines(FileFormat):
+    suffixes = (".lines",)
+    name = "test lines"
+    headers_read = 0
+
+    def read_documents(self, location):
+        with open(location) as f:
+            return [tuple(json.loads(line)) for line in f if line.strip()]
+
+    def read_header(self, location):
+        type(self).headers_read += 1
+        return super().read_header(location)
+
+
+def _open_in_new_process(tmp_path, directory, index):
+    (tmp_path / "mod").mkdir(exist_ok=True)
+    (tmp_path / "mod" / "countfmt.py").write_text(FORMAT_MODULE)
+    out = subprocess.run(
+        [sys.executable, "-c", OPEN_SCRIPT, str(tmp_path / "mod"), str(directory), str(index)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return int(out[0]), int(out[1]), out[2]
+
+
+def test_a_new_process_reads_no_file_of_an_unchanged_directory(tmp_path):
+    directory, runs = _run_dir(tmp_path)
+    index = tmp_path / "index.sqlite"
+    # First process: every file's header is read once, and indexed.
+    assert _open_in_new_process(tmp_path, directory, index) == (5, 5, UIDS["stream"])
+    assert index.exists()
+    # A new process: no file opened at all.
+    assert _open_in_new_process(tmp_path, directory, index) == (5, 0, UIDS["stream"])
+    # One file changed (the run in progress got its stop): only it is read.
+    live = directory / f"{UIDS['live']}.lines"
+    with open(live, "a") as f:
+        stop = {"uid": "s", "run_start": UIDS["live"], "time": 1e9, "exit_status": "success"}
+        f.write(json.dumps(["stop", stop]) + "\n")
+    assert _open_in_new_process(tmp_path, directory, index) == (5, 1, UIDS["stream"])
+
+
+def test_several_processes_share_the_index_at_once(tmp_path):
+    directory, _ = _run_dir(tmp_path)
+    index = tmp_path / "index.sqlite"
+    (tmp_path / "mod").mkdir()
+    (tmp_path / "mod" / "countfmt.py").write_text(FORMAT_MODULE)
+    args = [sys.executable, "-c", OPEN_SCRIPT, str(tmp_path / "mod"), str(directory), str(index)]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate()[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert [o[0] for o in outs] == ["5"] * 4
+    assert _open_in_new_process(tmp_path, directory, index)[:2] == (5, 0)
+
+
+def test_index_path_false_writes_nothing(tmp_path, monkeypatch):
+    directory, _ = _run_dir(tmp_path, 2)
+    monkeypatch.setenv("INTAKE_BLUESKY_INDEX", str(tmp_path / "env-index.sqlite"))
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=False))
+    assert len(cat) == 2
+    assert not (tmp_path / "env-index.sqlite").exists()
+    # The environment variable places it when the argument is not given.
+    assert len(BlueskyCatalog(FileDriver(directory, Lines()))) == 2
+    assert (tmp_path / "env-index.sqlite").exists()
+    monkeypatch.setenv("INTAKE_BLUESKY_INDEX", "off")
+    assert _diskindex.resolve_index_path(None) is None
+    monkeypatch.delenv("INTAKE_BLUESKY_INDEX")
+    assert _diskindex.resolve_index_path(None) == _diskindex.default_index_path()
+    assert "intake-bluesky" in _diskindex.default_index_path()
+    # A directory: the index file inside it.
+    assert _diskindex.resolve_index_path(tmp_path) == str(tmp_path / "file-index.sqlite")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_location_warns_once_and_works(tmp_path):
+    directory, _ = _run_dir(tmp_path, 2)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        index = str(locked / "sub" / "index.sqlite")
+        with pytest.warns(IndexUnavailableWarning, match="cannot be used") as record:
+            cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+            assert len(cat) == 2
+            cat2 = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+            assert len(cat2) == 2
+        assert len([w for w in record if w.category is IndexUnavailableWarning]) == 1
+        assert cat[-1].metadata["start"]["uid"] == UIDS["count"]
+    finally:
+        locked.chmod(0o700)
+
+
+def test_unusable_location_warns_once_and_works(tmp_path):
+    # Works as root too: the index's folder would have to be made inside a file.
+    directory, _ = _run_dir(tmp_path, 2)
+    (tmp_path / "a-file").write_text("")
+    index = str(tmp_path / "a-file" / "index.sqlite")
+    with pytest.warns(IndexUnavailableWarning, match="cannot be used") as record:
+        assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 2
+        assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 2
+    assert len([w for w in record if w.category is IndexUnavailableWarning]) == 1
+
+
+def test_write_failure_degrades_with_one_warning(tmp_path, monkeypatch):
+    directory, _ = _run_dir(tmp_path, 3)
+    index = _diskindex.DiskIndex(str(tmp_path / "full.sqlite"))
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(index, "_conn", _Failing(index._conn, full))
+    with pytest.warns(IndexUnavailableWarning, match="disk is full") as record:
+        index.put("fmt", [("/a", ((1, 2),), {"uid": "a"}, None)])
+        index.put("fmt", [("/b", ((1, 2),), {"uid": "b"}, None)])
+        assert index.get_all("fmt") == {}
+    assert len(record) == 1
+
+
+class _Failing:
+    def __init__(self, conn, fail):
+        self._conn, self._fail = conn, fail
+
+    def execute(self, *args, **kwargs):
+        return self._fail()
+
+    def executemany(self, *args, **kwargs):
+        return self._fail()
+
+    def close(self):
+        self._conn.close()
+
+
+def test_corrupt_index_is_rebuilt(tmp_path):
+    directory, _ = _run_dir(tmp_path, 2)
+    index = tmp_path / "index.sqlite"
+    index.write_bytes(b"this is not an sqlite database, it was damaged" * 100)
+    with pytest.warns(IndexUnavailableWarning, match="corrupt"):
+        assert _open_in_new_process_or_here(directory, index) == 2
+    # Rebuilt: a valid database holding the two runs' headers.
+    with sqlite3.connect(index) as conn:
+        assert conn.execute("SELECT count(*) FROM headers").fetchone()[0] == 2
+
+
+def _open_in_new_process_or_here(directory, index):
+    _diskindex._OPEN.pop(str(index), None)
+    return len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index)))
+
+
+def test_documents_that_do_not_round_trip_are_indexed_in_memory_only(tmp_path):
+    index = _diskindex.DiskIndex(str(tmp_path / "i.sqlite"))
+    index.put("f", [("/a", ((1, 2),), {"uid": "a", "motors": ("x", "y")}, None)])
+    index.put("f", [("/b", ((1, 2),), {"uid": "b", "motors": ["x"]}, {"uid": "s"})])
+    assert index.get_all("f") == {"/b": (((1, 2),), {"uid": "b", "motors": ["x"]}, {"uid": "s"})}
+
+
+# --- no per-file syscalls when nothing changed -------------------------------
+
+
+class _Counter:
+    def __init__(self, monkeypatch):
+        self.calls = {"stat": 0, "scandir": 0, "open": 0}
+        for name, module, attr in (
+            ("stat", os, "stat"),
+            ("scandir", os, "scandir"),
+            ("open", __import__("builtins"), "open"),
+        ):
+            original = getattr(module, attr)
+            monkeypatch.setattr(module, attr, self._wrap(name, original))
+
+    def _wrap(self, name, original):
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    def reset(self):
+        for k in self.calls:
+            self.calls[k] = 0
+        return self
+
+
+def _syscalls_of_accesses(tmp_path, monkeypatch, n_copies):
+    """Syscalls of len/list/cat[-1]/cat[scan_id]/search on an unchanged catalog."""
+    directory, runs = _run_dir(tmp_path)
+    # More finished runs: copies of the 'count' run under other uids.
+    for i in range(n_copies):
+        docs = [(n, dict(d)) for n, d in runs[1]]
+        uid = f"copy-{i:04d}"
+        docs[0][1]["uid"] = uid
+        docs[0][1]["scan_id"] = 100 + i
+        _write(directory / f"{uid}.lines", docs)
+    # An old directory mtime: its listing is trusted (not racy).
+    os.utime(directory, ns=(10**18, 10**18))
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=False))
+    assert len(cat) == 5 + n_copies
+    counter = _Counter(monkeypatch)
+    results = {}
+    accesses = {
+        "len": lambda: len(cat),
+        "list": lambda: list(cat),
+        "cat[-1]": lambda: cat[-1],
+        "cat[scan_id]": lambda: cat[2],
+        "search": lambda: len(cat.search({"plan_name": "count"})),
+    }
+    for name, access in accesses.items():
+        access()  # results cached per call are allowed to warm up
+        counter.reset()
+        access()
+        results[name] = dict(counter.calls)
+    monkeypatch.undo()
+    return results
+
+
+def test_unchanged_catalog_costs_no_per_file_syscalls(tmp_path, monkeypatch):
+    small = _syscalls_of_accesses(tmp_path / "small", monkeypatch, 0)
+    big = _syscalls_of_accesses(tmp_path / "big", monkeypatch, 40)
+    assert small == big  # the same with 5 and 45 files
+    for name, calls in small.items():
+        # A refresh stats the directory and the run in progress (its stop may
+        # come): list() refreshes twice (its length, then its entries); the
+        # run that cat[...] returns stats its own file.
+        assert calls["scandir"] == 0 and calls["open"] == 0, name
+        assert calls["stat"] <= 4, (name, calls)
+
+
+def test_changes_are_noticed(tmp_path):
+    directory, runs = _run_dir(tmp_path, 2)
+    os.utime(directory, ns=(10**18, 10**18))
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=False))
+    assert len(cat) == 2
+    # A new file changes the directory's mtime.
+    _write(directory / "new.lines", runs[2])
+    assert len(cat) == 3
+    # A deleted one too.
+    os.remove(directory / f"{UIDS['scan']}.lines")
+    assert list(cat) == [UIDS["count"], UIDS["failed"]]
+    # A file replaced under the same name (write aside, rename): a new inode.
+    os.utime(directory, ns=(10**18, 10**18))
+    _write(tmp_path / "aside.lines", runs[4])
+    os.replace(tmp_path / "aside.lines", directory / "new.lines")
+    os.utime(directory, ns=(10**18 + 5, 10**18 + 5))
+    assert list(cat) == [UIDS["count"], UIDS["stream"]]
+
+
+def test_globs_over_directories_and_lists_of_files(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    for i, docs in enumerate(runs):
+        (tmp_path / f"d{i % 2}").mkdir(exist_ok=True)
+        _write(tmp_path / f"d{i % 2}" / f"{docs[0][1]['uid']}.lines", docs)
+    glob_cat = BlueskyCatalog(FileDriver(str(tmp_path / "d*" / "*.lines"), Lines(), False))
+    assert len(glob_cat) == 5
+    (tmp_path / "d2").mkdir()
+    extra = [(n, dict(d)) for n, d in runs[1]]
+    extra[0][1]["uid"] = "extra"
+    _write(tmp_path / "d2" / "extra.lines", extra)
+    assert len(glob_cat) == 6  # a new directory matched by the glob
+    files = [str(tmp_path / "d0" / f"{UIDS['scan']}.lines"), str(tmp_path / "d2" / "extra.lines")]
+    list_cat = BlueskyCatalog(FileDriver(files, Lines(), False))
+    assert sorted(list_cat) == sorted([UIDS["scan"], "extra"])
+    os.remove(files[1])
+    with pytest.warns(UserWarning, match="extra.lines' names no file"):
+        assert list(list_cat) == [UIDS["scan"]]
+
+
+# --- issue 10: 5b and 6b ------------------------------------------------------
+
+
+def test_a_folder_of_another_format_warns_naming_it(tmp_path):
+    (tmp_path / "a.msgpack").write_bytes(b"\x92\xa5start\x80")
+    (tmp_path / "b.msgpack").write_bytes(b"\x92\xa5start\x80")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.warns(UserWarning, match=r"holds no test lines files \(\.lines\) but 2 \.msgpack"):
+        assert len(BlueskyCatalog(FileDriver(tmp_path, Lines(), index_path=False))) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # An empty folder (runs yet to come) is not warned about.
+        (tmp_path / "empty").mkdir()
+        assert len(BlueskyCatalog(FileDriver(tmp_path / "empty", Lines(), False))) == 0
+
+
+class LinesCatalog(BlueskyCatalog):
+    # Importable by this name once the tests' folder is on sys.path.
+    __module__ = "test_file_index"
+
+    def __init__(self, paths, *, index_path=None, **common):
+        super().__init__(FileDriver.for_catalog(self, paths, Lines(), index_path), **common)
+
+
+def test_relative_paths_are_stored_absolute(tmp_path, monkeypatch):
+    directory, _ = _run_dir(tmp_path, 2)
+    monkeypatch.chdir(tmp_path)
+    cat = LinesCatalog("runs", index_path=False)
+    assert cat.paths == str(directory)
+    assert f"paths: {directory}" in cat.yaml()
+    for given in (["runs"], [os.path.join("runs", "*.lines")]):
+        assert LinesCatalog(given, index_path=False).paths[0].startswith(str(tmp_path))
+    # Loaded from another folder, the YAML opens the same runs.
+    exported = tmp_path / "exported.yml"
+    exported.write_text(cat.yaml())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.syspath_prepend(os.path.dirname(__file__))
+    top = intake.open_catalog(str(exported))
+    (name,) = list(top)
+    assert len(top[name]) == 2

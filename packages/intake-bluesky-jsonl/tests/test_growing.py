@@ -1,0 +1,153 @@
+"""A run file being written: incremental reading and following from another process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from intake_bluesky.jsonl import BlueskyJSONLCatalog, _format
+
+
+def _line(name, doc):
+    return json.dumps([name, doc]) + "\n"
+
+
+@pytest.fixture
+def parsed_bytes(monkeypatch):
+    """Lengths of the byte strings the format decodes, call by call."""
+    sizes = []
+    original = _format._documents
+
+    def spy(data, path, *args):
+        sizes.append(len(data))
+        return (yield from original(data, path, *args))
+
+    monkeypatch.setattr(_format, "_documents", spy)
+    return sizes
+
+
+def test_appended_lines_are_parsed_alone(tmp_path, parsed_bytes, make_run):
+    docs = make_run(1000, stop=False)
+    path = tmp_path / f"{docs[0][1]['uid']}.jsonl"
+    path.write_text("".join(_line(*d) for d in docs[:-10]))
+    run = BlueskyJSONLCatalog(str(tmp_path), index_path=False)[-1]
+    assert run.primary.read()["det"].size == 990
+    parsed_bytes.clear()
+    with open(path, "a") as f:
+        f.write(_line(*docs[-10]))
+    det = run.primary.read()["det"].values
+    assert parsed_bytes == [len(_line(*docs[-10]))]  # only the new line
+    assert det.tolist() == [float(i) for i in range(991)]
+    # A partial last line is left for later, then completed.
+    rest = "".join(_line(*d) for d in docs[-9:])
+    with open(path, "a") as f:
+        f.write(rest[:-30])
+    assert run.primary.read()["det"].size == 999
+    with open(path, "a") as f:
+        f.write(rest[-30:])
+    assert run.primary.read()["det"].values.tolist() == [float(i) for i in range(1000)]
+    assert sum(parsed_bytes) < 2 * len(rest)
+    # The stop, too.
+    bundle_stop = {
+        "uid": "stop-1",
+        "run_start": docs[0][1]["uid"],
+        "time": 1e10,
+        "exit_status": "success",
+        "num_events": {"primary": 1000},
+    }
+    with open(path, "a") as f:
+        f.write(_line("stop", bundle_stop))
+    assert run.metadata["stop"]["exit_status"] == "success"
+
+
+def test_a_last_line_without_newline_is_taken_once(tmp_path, make_run):
+    docs = make_run(3)
+    path = tmp_path / "run.jsonl"
+    text = "".join(_line(*d) for d in docs[:-1])
+    path.write_text(text.rstrip("\n"))  # the last event has no newline yet
+    run = BlueskyJSONLCatalog(str(path), index_path=False)[-1]
+    assert run.primary.read()["det"].values.tolist() == [0.0, 1.0, 2.0]
+    with open(path, "a") as f:
+        f.write("\n" + _line(*docs[-1]))
+    assert run.primary.read()["det"].values.tolist() == [0.0, 1.0, 2.0]
+    assert run.metadata["stop"] is not None
+    # Line numbers stay right after that: a corrupt line is named by its number.
+    with open(path, "a") as f:
+        f.write("not json\n" + _line(*docs[-1]))
+    with pytest.raises(ValueError, match=r"line 7\b"):
+        run.primary.read()
+
+
+def test_a_truncated_or_rewritten_file_is_read_again_from_the_start(
+    tmp_path, parsed_bytes, make_run
+):
+    docs = make_run(50, stop=False)
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(_line(*d) for d in docs))
+    run = BlueskyJSONLCatalog(str(path), index_path=False)[-1]
+    assert run.primary.read()["det"].size == 50
+    # Rewritten shorter (same run, fewer events).
+    path.write_text("".join(_line(*d) for d in docs[:12]))
+    assert run.primary.read()["det"].values.tolist() == [float(i) for i in range(10)]
+    # Rewritten longer with other values: the old prefix no longer matches.
+    other = make_run(50, stop=False, values=[float(-i) for i in range(50)])
+    other[0] = docs[0]
+    other[1] = docs[1]
+    for i in range(2, len(other)):
+        other[i][1]["descriptor"] = docs[1][1]["uid"]
+    parsed_bytes.clear()
+    path.write_text("".join(_line(*d) for d in other) + _line(*other[-1]))
+    values = run.primary.read()["det"].values.tolist()
+    assert values[:50] == [float(-i) for i in range(50)]
+    assert parsed_bytes[0] == os.path.getsize(path)  # the whole file, from the start
+
+
+WRITER = textwrap.dedent(
+    """
+    import json, sys, time
+    path, delay = sys.argv[1], float(sys.argv[2])
+    docs = json.load(open(sys.argv[3]))
+    with open(path, "a") as f:
+        for name, doc in docs:
+            time.sleep(delay)
+            line = json.dumps([name, doc]) + "\\n"
+            # Written in two pieces: the reader may see a partial line.
+            f.write(line[: len(line) // 2]); f.flush()
+            time.sleep(delay / 4)
+            f.write(line[len(line) // 2 :]); f.flush()
+    """
+)
+
+
+def test_follow_a_run_written_by_another_process(tmp_path):
+    from event_model import NumpyEncoder
+
+    from intake_bluesky.core.testing import example_runs, normalize_documents
+
+    docs = example_runs(tmp_path / "ext")[0]  # two streams, external data
+    path = tmp_path / "runs" / f"{docs[0][1]['uid']}.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps(["start", docs[0][1]]) + "\n")
+    rest = tmp_path / "rest.json"
+    rest.write_text(json.dumps(docs[1:], cls=NumpyEncoder))
+    run = BlueskyJSONLCatalog(str(path.parent), index_path=False)[-1]
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "0.05", str(rest)])
+    try:
+        followed = list(run.follow(poll_interval=0.01, idle_timeout=30))
+    finally:
+        writer.wait(timeout=60)
+    assert writer.returncode == 0
+    assert [n for n, _ in followed][0] == "start" and followed[-1][0] == "stop"
+    assert normalize_documents(followed) == normalize_documents(
+        json.loads(json.dumps(docs, cls=NumpyEncoder))
+    )
+    # In order: each descriptor before its events, events in time order per look.
+    seen = set()
+    for name, doc in followed:
+        if name == "descriptor":
+            seen.add(doc["uid"])
+        elif name in ("event", "event_page"):
+            assert doc["descriptor"] in seen
