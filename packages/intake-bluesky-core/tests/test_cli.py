@@ -300,3 +300,26 @@ def test_readme_commands_parse(repo):
         sub = subs[words[1]]
         args = sub.parse_intermixed_args(words[2:])
         assert args.store
+
+
+def test_show_counts_rows_of_a_live_fly_scan(tmp_path):
+    """No events and no stop yet: the rows are those the stream_datums declare."""
+    from intake_bluesky.core import BlueskyInMemoryCatalog
+    from intake_bluesky.core._cli.showing import summary
+    from intake_bluesky.core.testing import stream_runs
+
+    fly = stream_runs(tmp_path)[1]
+    cat = BlueskyInMemoryCatalog()
+    for name, doc in fly:
+        if name != "stop":
+            cat(name, doc)
+    info = summary(cat[-1])
+    assert info["stop"] is None
+    (stream,) = info["streams"].values()
+    assert stream["events"] == 0 and stream["stream_datum_rows"] == 7
+    stop = fly[-1][1]
+    cat("stop", stop)
+    ((name, stream),) = summary(cat[-1])["streams"].items()
+    # Once stopped, the stop document's count (bluesky counts the rows).
+    assert stream["events"] == stop["num_events"][name] == 7
+    assert "stream_datum_rows" not in stream

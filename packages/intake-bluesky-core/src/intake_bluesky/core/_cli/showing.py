@@ -70,6 +70,9 @@ def summary(run) -> dict:
     for name, stream in streams.items():
         if name in declared:
             stream["events"] = declared[name]
+        elif stream["events"] == 0:
+            # A live fly scan: no events, its rows declared by stream_datums.
+            stream["stream_datum_rows"] = _stream_datum_rows(source, descriptors, name)
     return {
         "start": {k: start[k] for k in _START_KEYS if k in start},
         "other_start_keys": sorted(k for k in start if k not in _START_KEYS),
@@ -83,6 +86,19 @@ def summary(run) -> dict:
         ),
         "streams": dict(sorted(streams.items())),
     }
+
+
+def _stream_datum_rows(source, descriptors, name: str) -> int:
+    rows = 0
+    for d in descriptors:
+        if d.get("name", "primary") != name:
+            continue
+        seq = [sd.get("seq_nums", {}) for sd in source.stream_datums(d["uid"])]
+        stops = [s["stop"] for s in seq if isinstance(s.get("stop"), int)]
+        starts = [s["start"] for s in seq if isinstance(s.get("start"), int)]
+        if stops and starts:
+            rows += max(stops) - min(starts)
+    return rows
 
 
 def _value(v) -> str:
@@ -114,7 +130,9 @@ def print_summary(info: dict, as_json: bool, out=None) -> None:
         lines.append("")
         plural = "s" if stream["events"] != 1 else ""
         descs = f", {stream['descriptors']} descriptors" if stream["descriptors"] > 1 else ""
-        lines.append(f"stream {name}: {stream['events']} event{plural}{descs}")
+        rows = stream.get("stream_datum_rows")
+        more = f" ({rows} rows in stream_datums)" if rows else ""
+        lines.append(f"stream {name}: {stream['events']} event{plural}{more}{descs}")
         rows = [
             {
                 "field": key,
