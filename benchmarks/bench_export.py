@@ -10,7 +10,8 @@ a step scan of 100,000 scalar events (``--quick``: 10,000) and a step scan of
 * floor: what any converter must pay -- decode every record of the file
   (msgpack + msgpack-numpy) and encode it again into the output format
   (orjson with its numpy support, or ``msgpack.packb`` with msgpack-numpy),
-  written to a file;
+  written to a file and synced to disk (as the export does, so that a
+  complete-looking file is a complete file);
 * peer: databroker 1.2.5's msgpack catalog, ``run.canonical(fill='no')``
   into ``suitcase.jsonl.export`` / ``suitcase.msgpack.export`` (how runs
   were exported with databroker), in its own environment
@@ -105,12 +106,23 @@ def floor(path: str, fmt: str, out: str) -> None:
             pack = msgpack.Packer(default=msgpack_numpy.encode).pack
             for record in unpacker:
                 g.write(pack(record))
+        g.flush()
+        os.fsync(g.fileno())
 
 
-def _fresh(directory: str):
+def _fresh(directory: str, source: str | None = None, where: list | None = None):
     def setup():
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
+        if source is not None:
+            # A copy in a new folder: nothing in this process has read it (the
+            # core caches parsed runs and follows growing files by path), so
+            # each timed call reads the file, as a first export does.
+            folder = tempfile.mkdtemp(prefix="export-source-")
+            shutil.copy(source, folder)
+            if where:
+                shutil.rmtree(where.pop(), ignore_errors=True)
+            where.append(folder)
 
     return setup
 
@@ -131,11 +143,15 @@ def ours(manifest: dict, reps: int, log=print) -> list[dict]:
                     _fresh(out),
                 )
 
-                def run(path=path, fmt=fmt, out=out):
-                    cat = BlueskyMsgpackCatalog(os.path.dirname(path))
+                where: list = []
+
+                def run(fmt=fmt, out=out, where=where):
+                    cat = BlueskyMsgpackCatalog(where[0])
                     export_runs(cat, out, format=fmt)
 
-                t = _best(run, reps, _fresh(out))
+                t = _best(run, reps, _fresh(out, path, where))
+                for folder in where:
+                    shutil.rmtree(folder, ignore_errors=True)
                 check = _check(path, out, fmt)
                 rows.append(
                     {
