@@ -54,6 +54,8 @@ PLAN = [
     ("search_eq", "small"),
     ("search_complex", "small"),
     ("lookup_latest", "small"),
+    ("lookup_uid", "small"),
+    ("lookup_scan_id", "small"),
 ]
 #: databroker 1.2.5's read() costs ~1-2 ms per event: timed once (its budget),
 #: and its to_dask() is the same code path (read() is to_dask().load()).
@@ -149,7 +151,11 @@ def load(uri: str, root: Path, manifest: dict, size: str, log) -> dict:
         "descriptor": docs[1][1]["uid"],
         "fields": workloads.SCALAR_FIELDS,
         "queries": {k: manifest["queries"][k] for k in ("search_eq", "search_complex")},
-        "latest_uid": small_info["latest_uid"],
+        "lookups": {
+            "lookup_latest": [-1, "latest", small_info["latest_uid"]],
+            "lookup_uid": [small_info["lookup_uid"], "uid", small_info["lookup_uid"]],
+            "lookup_scan_id": [small_info["lookup_scan_id"], "scan_id", small_info["lookup_uid"]],
+        },
     }
 
 
@@ -193,6 +199,8 @@ def _label(kind: str, spec: dict) -> str:
         "search_eq": f"search {{plan_name}}, {spec['runs']:,} runs",
         "search_complex": f"search $or/$in/$regex/range, {spec['runs']:,} runs",
         "lookup_latest": f"cat[-1], {spec['runs']:,} runs",
+        "lookup_uid": f"cat[uid], {spec['runs']:,} runs",
+        "lookup_scan_id": f"cat[scan_id], {spec['runs']:,} runs",
     }[kind]
 
 
@@ -267,12 +275,13 @@ def measure(side: Side, spec: dict, reps: int, budget: float, log) -> list[dict]
             else:
                 cat = side.catalog(layout, "small")
                 len(cat)
+                key, how, expected = spec["lookups"][kind]
 
-                def fn(cat=cat):
-                    return cat[-1].metadata["start"]["uid"]
+                def fn(cat=cat, key=key):
+                    return cat[key].metadata["start"]["uid"]
 
-                floor = lambda layout=layout, small=small: C.floor_mongo_lookup(  # noqa: E731
-                    small, layout, "latest"
+                floor = lambda layout=layout, small=small, how=how, key=key: (  # noqa: E731
+                    C.floor_mongo_lookup(small, layout, how, key)
                 )
             try:
                 best, calls, result = C.best_of(fn, reps, budget)
@@ -296,8 +305,8 @@ def measure(side: Side, spec: dict, reps: int, budget: float, log) -> list[dict]
                     row["floor_extra"] = {"found": len(fresult)}
                     if len(result) != len(fresult):
                         row["check"] = f"MISMATCH: found {len(result)}, floor {len(fresult)}"
-                elif result != spec["latest_uid"]:
-                    row["check"] = f"MISMATCH: cat[-1] is {result}, not {spec['latest_uid']}"
+                elif result != expected:
+                    row["check"] = f"MISMATCH: cat[{key!r}] is {result}, not {expected}"
             except Exception as e:  # a broken side must not stop the others
                 row["error"] = f"{type(e).__name__}: {e}"[:500]
                 row["traceback"] = traceback.format_exc()[-3000:]

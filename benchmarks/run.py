@@ -308,6 +308,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if _suite.probe_entry(argv, make_backends):
         return 0
+    if "--table" in argv:  # the table of runs only (bench_table.py)
+        return importlib.import_module("bench_table").main([a for a in argv if a != "--table"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--anchor-python", help="python of an environment with databroker 1.2.5")
     parser.add_argument("--quick", action="store_true", help="small workloads (smoke run)")
@@ -388,7 +390,7 @@ def main(argv=None) -> int:
         anchor_rows, anchor_header = run_anchor(
             args.anchor_python, root, names, args.reps, args.anchor_timeout, notes
         )
-    else:
+    elif not args.anchor_python:
         notes.append("databroker rows skipped: no --anchor-python given")
     merge(rows, anchor_rows)
     if server_rows:

@@ -145,3 +145,14 @@ def test_live_start_documents_with_numpy_values_are_searchable():
     assert list(cat.search({"motors.1": "m2"})) == [uid]
     assert list(cat.search({"motors": {"$all": ["m2", "m1"]}})) == [uid]
     assert cat[7].uid == uid
+
+
+def test_numpy_integers_look_runs_up():
+    cat = BlueskyInMemoryCatalog()
+    run = event_model.compose_run(metadata={"scan_id": 9})
+    cat("start", run.start_doc)
+    uid = run.start_doc["uid"]
+    assert cat[np.int64(9)].uid == uid
+    assert cat[np.int32(-1)].uid == uid
+    with pytest.raises(TypeError):
+        cat[np.bool_(True)]

@@ -16,4 +16,8 @@ def test_readme_tour_runs_as_written():
         exec(compile(block, str(README), "exec"), {})
     lines = out.getvalue().splitlines()
     assert lines[:3] == ["2 runs on copper", "[30. 31. 32. 33. 34.]", "12.0"]
-    assert lines[3:] == ["start", "descriptor", "event_page", "stop"]
+    assert lines[3:7] == ["start", "descriptor", "event_page", "stop"]
+    table = block.split('events.primary"]])\n', 1)[1].split("\n\n", 1)[0]
+    expected_table = [line[2:] for line in table.splitlines()]
+    assert lines[7:11] == expected_table
+    assert lines[11:] == ["Cu success", "[2, 3]", "1"]

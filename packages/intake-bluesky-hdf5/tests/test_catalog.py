@@ -160,27 +160,108 @@ def _fly_scan(directory, n_frames=60, frame_chunks=8):
 
 
 def test_to_dask_equals_read_with_chunks_aligned_to_the_file(tmp_path):
-    docs, frames = _fly_scan(tmp_path)
+    docs, frames = _fly_scan(tmp_path)  # 60 frames of 128 bytes, file chunks of 8 frames
     cat = BlueskyInMemoryCatalog()
     for name, doc in docs:
         cat(name, doc)
     stream = cat[-1].primary
     eager = stream.read()
     np.testing.assert_array_equal(eager["det"].values[:, 0], frames)
+    assert np.isnan(eager["time"].values).all()
     lazy = stream.to_dask()
+    assert lazy["det"].data.chunks[0] == (60,)  # ~100 MB chunks: all of it
     np.testing.assert_array_equal(lazy["det"].data.compute(), eager["det"].values)
-    # Asked for small chunks, it rounds them to whole file chunks (8 frames).
-    small = stream.to_dask(chunks={"time": 5}) if _takes_chunks(stream) else None
-    if small is None:
-        pytest.fail("to_dask() takes no chunks= argument")
-    time_chunks = small["det"].data.chunks[0]
-    assert all(c % 8 == 0 for c in time_chunks[:-1]), time_chunks
-    assert sum(time_chunks) == 60
-    with dask.config.set(scheduler="sync"):
-        np.testing.assert_array_equal(small["det"].data.compute(), eager["det"].values)
+    # A size per chunk is rounded down to whole file chunks: 1.5 KiB = 12 rows -> 8.
+    for asked, rows in (("1.5KiB", 8), ("2KiB", 16), ("100B", 8)):
+        small = stream.to_dask(chunks=asked)
+        time_chunks = small["det"].data.chunks[0]
+        assert time_chunks == (rows,) * (60 // rows) + ((60 % rows,) if 60 % rows else ()), (
+            asked,
+            time_chunks,
+        )
+        with dask.config.set(scheduler="sync"):
+            np.testing.assert_array_equal(small["det"].data.compute(), eager["det"].values)
+    # Rows asked for explicitly are the user's choice.
+    assert stream.to_dask(chunks=5)["det"].data.chunks[0] == (5,) * 12
 
 
-def _takes_chunks(stream) -> bool:
-    import inspect
+def test_to_dask_opens_no_file_before_compute(tmp_path):
+    import gc
 
-    return "chunks" in inspect.signature(stream.to_dask).parameters
+    from intake_bluesky.hdf5 import open_count
+
+    docs, frames = _fly_scan(tmp_path)
+    gc.collect()
+    before = open_count()
+    cat = BlueskyInMemoryCatalog()
+    for name, doc in docs:
+        cat(name, doc)
+    lazy = cat[-1].primary.to_dask(chunks="2KiB")
+    assert open_count() == before
+    np.testing.assert_array_equal(lazy["det"].data[16:24].compute()[:, 0], frames[16:24])
+
+
+def test_new_file_mid_run(tmp_path, write_detector_file):
+    """A detector rolls over to a second file: a second stream_resource, indices from 0."""
+    first, _ = write_detector_file(tmp_path / "a.h5", 5, shape=(4, 5), dtype="<u2")
+    second, _ = write_detector_file(tmp_path / "b.h5", 7, shape=(4, 5), dtype="<u2")
+    second = second + 1000  # tell the files apart
+    with h5py.File(tmp_path / "b.h5", "r+", libver="latest") as f:
+        f["/entry/data/data"][...] = second
+    run = event_model.compose_run(metadata={"scan_id": 5, "plan_name": "fly"})
+    desc = run.compose_descriptor(
+        name="primary",
+        data_keys={
+            "det": {
+                "source": "sim",
+                "shape": [1, 4, 5],
+                "dtype": "array",
+                "dtype_numpy": "<u2",
+                "external": "STREAM:",
+            }
+        },
+    )
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    seq = 1
+    for name, n in (("a.h5", 5), ("b.h5", 7)):
+        bundle = run.compose_stream_resource(
+            mimetype="application/x-hdf5",
+            uri=f"file://localhost/old/place/{name}",
+            data_key="det",
+            parameters={"dataset": "/entry/data/data", "chunk_shape": [1, 4, 5]},
+        )
+        docs.append(("stream_resource", bundle.stream_resource_doc))
+        docs.append(
+            (
+                "stream_datum",
+                bundle.compose_stream_datum(
+                    indices={"start": 0, "stop": n},
+                    seq_nums={"start": seq, "stop": seq + n},
+                    descriptor=desc.descriptor_doc,
+                ),
+            )
+        )
+        seq += n
+    docs.append(("stop", run.compose_stop()))
+    cat = BlueskyInMemoryCatalog(root_map={"/old/place": str(tmp_path)})
+    for name, doc in docs:
+        cat(name, doc)
+    expected = np.concatenate([first, second])[:, None]
+    ds = cat[5].primary.read()
+    np.testing.assert_array_equal(ds["det"].values, expected)
+    np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 13))
+    lazy = cat[5].primary.to_dask(chunks=4)
+    assert lazy["det"].data.chunks[0] == (4, 4, 4)  # the middle chunk spans both files
+    np.testing.assert_array_equal(lazy["det"].data.compute(), expected)
+
+
+def test_to_dask_in_worker_processes(tmp_path):
+    """Dask's process pool: each worker unpickles the readers and opens the file itself."""
+    docs, frames = _fly_scan(tmp_path, n_frames=40)
+    cat = BlueskyInMemoryCatalog()
+    for name, doc in docs:
+        cat(name, doc)
+    lazy = cat[-1].primary.to_dask(chunks="2KiB")  # 16 rows a chunk: 3 tasks
+    with dask.config.set(scheduler="processes", num_workers=2):
+        got = lazy["det"].data.compute()
+    np.testing.assert_array_equal(got[:, 0], frames)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,50 +12,46 @@ from intake_bluesky.core import DataNotWrittenError
 from intake_bluesky.hdf5 import HDF5StreamReader, open_count
 
 SHAPE = (6, 8)
-WAIT = 30  # seconds; generous for a loaded 2-core machine, never reached when healthy
+
+#: An ophyd-async-like detector: a SWMR file, frames flushed batch by batch.
+#: It says "flushed N" after each batch and waits for a line on stdin.
+WRITER = """
+import sys
+import h5py, numpy as np
+
+def frame(i):
+    return ((np.arange(48).reshape(6, 8) + 11 * i) % 65521).astype("<u2")
+
+with h5py.File(sys.argv[1], "w", libver="latest") as f:
+    data = f.create_dataset("/entry/data/data", shape=(0, 6, 8), maxshape=(None, 6, 8),
+                            chunks=(1, 6, 8), dtype="<u2")
+    f.swmr_mode = True
+    written = 0
+    for batch in (2, 3):
+        for _ in range(batch):
+            data.resize(written + 1, axis=0)
+            data[written] = frame(written)
+            written += 1
+        data.flush()
+        print("flushed", written, flush=True)
+        sys.stdin.readline()
+"""
 
 
 def _frame(i):
     return ((np.arange(48).reshape(SHAPE) + 11 * i) % 65521).astype("<u2")
 
 
-def _writer(path, ready, go, done, errors):
-    """An ophyd-async-like detector: SWMR file, frames flushed as they come."""
-    try:
-        import h5py
-
-        with h5py.File(path, "w", libver="latest") as f:
-            data = f.create_dataset(
-                "/entry/data/data",
-                shape=(0, *SHAPE),
-                maxshape=(None, *SHAPE),
-                chunks=(1, *SHAPE),
-                dtype="<u2",
-            )
-            f.swmr_mode = True
-            written = 0
-            for batch in (2, 3):
-                for _ in range(batch):
-                    data.resize(written + 1, axis=0)
-                    data[written] = _frame(written)
-                    written += 1
-                data.flush()
-                ready.set()
-                if not go.wait(WAIT):
-                    raise TimeoutError("reader never answered")
-                go.clear()
-            done.wait(WAIT)
-    except BaseException as err:  # report to the test rather than die silently
-        errors.put(repr(err))
-        ready.set()
-
-
 def test_rows_appear_while_the_writer_appends(tmp_path):
     path = str(tmp_path / "live.h5")
-    ctx = multiprocessing.get_context("spawn")
-    ready, go, done, errors = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Queue()
-    writer = ctx.Process(target=_writer, args=(path, ready, go, done, errors), daemon=True)
-    writer.start()
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    writer = subprocess.Popen(
+        [sys.executable, str(script), path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     reader = HDF5StreamReader(
         path,
         data_key={"shape": [1, *SHAPE], "dtype_numpy": "<u2"},
@@ -62,16 +59,14 @@ def test_rows_appear_while_the_writer_appends(tmp_path):
         chunk_shape=[1, *SHAPE],
     )
     try:
-        assert ready.wait(WAIT), "writer never flushed its first frames"
-        assert errors.empty(), errors.get()
-        ready.clear()
+        assert writer.stdout.readline().split() == ["flushed", "2"]
         first = reader(0, 2)
         np.testing.assert_array_equal(first[:, 0], [_frame(0), _frame(1)])
         with pytest.raises(DataNotWrittenError, match=r"rows \[1, 3\).*2 row\(s\)"):
             reader(1, 3)
-        go.set()
-        assert ready.wait(WAIT), "writer never flushed its second batch"
-        assert errors.empty(), errors.get()
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        assert writer.stdout.readline().split() == ["flushed", "5"]
         # The same open handle sees the new frames once refreshed.
         assert open_count() == 1
         rows = reader(2, 5)
@@ -79,10 +74,11 @@ def test_rows_appear_while_the_writer_appends(tmp_path):
         np.testing.assert_array_equal(reader(0, 5)[:, 0], [_frame(i) for i in range(5)])
         with pytest.raises(DataNotWrittenError, match="5 row"):
             reader(4, 6)
-        go.set()
+        writer.stdin.write("done\n")
+        writer.stdin.flush()
+        assert writer.wait(60) == 0
     finally:
         reader.close()
-        done.set()
-        writer.join(WAIT)
-    assert writer.exitcode == 0
-    assert errors.empty()
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()

@@ -6,6 +6,26 @@ import pytest
 from intake_bluesky.core.testing import ConformanceTests, RunStore
 from intake_bluesky.mongo import BlueskyMongoCatalog, BlueskyMongoEmbeddedCatalog
 
+#: Tests mongomock cannot run: name -> why (they run on the real server).
+MONGOMOCK_LIMITS = {
+    "test_follow_sees_every_document_as_written": (
+        "mongomock is not thread-safe: the writer thread's replace_one clears and refills "
+        "the stored header in place while the following thread copies it "
+        "(RuntimeError: OrderedDict mutated during iteration)"
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def _mongomock_limits(request):
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or "mongo" not in callspec.params:
+        return
+    name = request.node.originalname
+    kind = request.getfixturevalue("mongo").kind
+    if kind == "mongomock" and name in MONGOMOCK_LIMITS:
+        pytest.skip(MONGOMOCK_LIMITS[name])
+
 
 class NormalizedStore(RunStore):
     """Normalized layout, metadatastore and asset registry in two databases."""

@@ -215,3 +215,18 @@ def test_jpeg_without_the_extra_names_it(monkeypatch, tmp_path):
     with pytest.raises(ImportError) as info:
         MultipartJpegReader(str(tmp_path), template="cam_{:06d}.jpg")
     assert "intake-bluesky-tiff[jpeg]" in str(info.value)
+
+
+def test_readers_pickle(series):
+    import pickle
+
+    directory, frames = series
+    reader = MultipartTiffReader(
+        str(directory),
+        data_key=key([2, *SHAPE]),
+        template="cam_{:06d}.tiff",
+        chunk_shape=[1, *SHAPE],
+    )
+    reader(0, 1)
+    clone = pickle.loads(pickle.dumps(reader))
+    np.testing.assert_array_equal(clone(2, 4), frames[4:8].reshape(2, 2, *SHAPE))

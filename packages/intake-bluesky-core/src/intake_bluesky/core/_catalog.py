@@ -7,9 +7,11 @@ this class with its own driver.
 from __future__ import annotations
 
 import inspect
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 
+import numpy as np
 from intake.catalog.base import Catalog
 
 from ._faces import BlueskyRun, EntriesMixin, describe
@@ -238,6 +240,8 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             return [self._run(start["uid"]) for start in self._starts_slice(key)]
         if isinstance(key, str) and re.fullmatch(r"-?\d+", key.strip()):
             key = int(key)
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool | np.bool_):
+            key = int(key)  # a scan_id taken from a Dataset is a numpy integer
         if isinstance(key, bool) or not isinstance(key, int | str):
             raise TypeError(
                 f"Look runs up by uid (str), partial uid, scan_id (int >= 0), -N (N-th most "
@@ -395,7 +399,7 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             a column, so ``cat[df.uid.iloc[-1]]`` opens a row's run).
             Columns: ``uid``, ``scan_id``, ``plan_name``, ``time``
             (timezone-aware, local timezone), ``duration`` (seconds, NaN while
-            in progress), ``exit_status`` (None while in progress), then one
+            in progress), ``exit_status`` (missing while in progress), then one
             ``events.<stream>`` column per stream named in any run's stop
             document (``primary`` first, then alphabetical; integer counts,
             missing where unknown), then ``fields`` in the order given.
@@ -536,8 +540,9 @@ def _call_hint(cls_name: str, args: tuple, unknown: dict) -> str:
     if unknown and not args:
         query = ", ".join(f"{k!r}: {v!r}" for k, v in unknown.items())
         return (
-            f"A catalog is not called with a query ({', '.join(unknown)} are not arguments "
-            f"of {cls_name}): use cat.search({{{query}}}) to find runs, or cat[key] to get one."
+            f"A catalog is not called with a query ({', '.join(unknown)} "
+            f"{'is not an argument' if len(unknown) == 1 else 'are not arguments'} of "
+            f"{cls_name}): use cat.search({{{query}}}) to find runs, or cat[key] to get one."
         )
     return (
         f"{cls_name} is not called with {args!r}{' ' + str(unknown) if unknown else ''}: "

@@ -371,7 +371,7 @@ class Filler:
         dtype_numpy = data_key.get("dtype_numpy") or None
         dtype = np.dtype(dtype_numpy) if dtype_numpy else None
         parts = []
-        for sd in stream_datums:
+        for sd in _coalesced(stream_datums):
             reader = self._reader(sd["stream_resource"], data_key)
             start, stop = sd["indices"]["start"], sd["indices"]["stop"]
             try:
@@ -411,6 +411,30 @@ class Filler:
             close = getattr(obj, "close", None)
             if callable(close):
                 close()
+
+
+def _coalesced(stream_datums: Sequence[dict]) -> list[dict]:
+    """Adjoining stream_datums of one stream_resource as one range: one
+    reader call (one read of the file) instead of one per stream_datum, and
+    no copy to join the parts. The uid of a merged range names its first and
+    last stream_datum, for error messages."""
+    out: list[dict] = []
+    for sd in stream_datums:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and last["stream_resource"] == sd["stream_resource"]
+            and last["indices"]["stop"] == sd["indices"]["start"]
+        ):
+            first_uid = str(last.get("uid")).split(" .. ")[0]
+            out[-1] = {
+                **last,
+                "uid": f"{first_uid} .. {sd.get('uid')}",
+                "indices": {"start": last["indices"]["start"], "stop": sd["indices"]["stop"]},
+            }
+        else:
+            out.append(sd)
+    return out
 
 
 _ROOT_MAP_HINT = " If the data moved, pass root_map={stored_root: local_root} to the catalog."

@@ -48,10 +48,11 @@ _STYLE = """<style>
 .ib-repr .ib-head {font-weight: bold; margin: 2px 0 4px 0;}
 .ib-repr .ib-note {opacity: 0.7; font-weight: normal;}
 .ib-repr table {border-collapse: collapse; margin: 2px 0 6px 0;}
-.ib-repr th, .ib-repr td {padding: 2px 8px; text-align: left; vertical-align: top;
-  border-bottom: 1px solid rgba(128, 128, 128, 0.25);}
+.ib-repr th, .ib-repr td {padding: 2px 8px !important; text-align: left !important;
+  vertical-align: top !important; border-bottom: 1px solid rgba(128, 128, 128, 0.25);}
 .ib-repr th {font-weight: 600;}
-.ib-repr td.ib-num {text-align: right; font-variant-numeric: tabular-nums;}
+.ib-repr td.ib-num {text-align: right !important; font-variant-numeric: tabular-nums;}
+.ib-repr table.ib-runs td {white-space: nowrap !important;}
 .ib-repr code, .ib-repr .ib-mono {font-family: var(--jp-code-font-family, monospace);}
 .ib-repr .ib-fail {color: #c0392b; font-weight: 600;}
 .ib-repr .ib-running {color: #b9770e; font-weight: 600;}
@@ -105,8 +106,11 @@ def _events(num_events: Mapping) -> str:
     return ", ".join(f"{_e(k)}&nbsp;{_e(v)}" for k, v in num_events.items())
 
 
-def _table(header: list[str], rows: list[list[str]], numeric=()) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list[str]], numeric=(), css: str = "") -> str:
+    if header is None:  # a key/value table
+        head = ""
+    else:
+        head = "<thead><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr></thead>"
     body = "".join(
         "<tr>"
         + "".join(
@@ -116,7 +120,8 @@ def _table(header: list[str], rows: list[list[str]], numeric=()) -> str:
         + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    klass = f' class="{css}"' if css else ""
+    return f"<table{klass}>{head}<tbody>{body}</tbody></table>"
 
 
 def _wrap(inner: str) -> str:
@@ -171,7 +176,9 @@ def catalog_html(cat, rows: int = CATALOG_ROWS) -> str:
             "a run: <code>cat[-1]</code>, <code>cat[uid]</code>, <code>cat[scan_id]</code>."
             "</div>"
         )
-    return _wrap(f'<div class="ib-head">{head}</div>' + _table(header, body, (0,)) + more)
+    return _wrap(
+        f'<div class="ib-head">{head}</div>' + _table(header, body, (0,), css="ib-runs") + more
+    )
 
 
 # --- run --------------------------------------------------------------------
@@ -226,6 +233,13 @@ def _stream_table(descriptors: list[dict]) -> str:
     return _table(["field", "shape per event", "dtype", "units", "source", "external"], rows)
 
 
+def _access(stream_name: str) -> str:
+    """How to reach a stream from a run, escaped: ``run.primary`` or ``run['a b']``."""
+    if stream_name.isidentifier():
+        return f"run.{_e(stream_name)}"
+    return f"run[{_e(repr(stream_name))}]"
+
+
 def run_html(run) -> str:
     """Start essentials, status, and each stream's fields (no event data read)."""
     try:
@@ -252,7 +266,7 @@ def run_html(run) -> str:
     parts = [
         f'<div class="ib-head">BlueskyRun <span class="ib-note">{_e(str(row["uid"])[:8])}'
         "</span></div>",
-        _table(["", ""], essentials),
+        _table(None, essentials),
     ]
     by_stream: dict[str, list[dict]] = {}
     for d in descriptors:
@@ -262,8 +276,9 @@ def run_html(run) -> str:
         note = f"{count} event{'s' if count != 1 else ''}" if count is not None else ""
         parts.append(
             f"<details open><summary><b>{_e(name)}</b> <span class='ib-note'>{_e(note)} "
-            f"&mdash; <code>run.{_e(name) if name.isidentifier() else '[' + _e(repr(name)) + ']'}"
-            ".read()</code></span></summary>" + _stream_table(by_stream[name]) + "</details>"
+            f"&mdash; <code>{_access(name)}.read()</code></span></summary>"
+            + _stream_table(by_stream[name])
+            + "</details>"
         )
     if not by_stream:
         parts.append('<div class="ib-note">No streams (yet).</div>')
@@ -358,7 +373,7 @@ def stream_html(stream) -> str:
         "<details open><summary>Coordinates</summary>" + _table(header, coords) + "</details>"
         f"<details open><summary>Data variables <span class='ib-note'>({len(variables)})"
         "</span></summary>" + _table(header, variables) + "</details>"
-        "<details><summary>Attributes</summary>" + _table(["", ""], attr_rows) + "</details>"
+        "<details><summary>Attributes</summary>" + _table(None, attr_rows) + "</details>"
         "<div class='ib-note'>Not read yet: <code>.read()</code> loads it, "
         "<code>.to_dask()</code> loads it lazily.</div>"
     )

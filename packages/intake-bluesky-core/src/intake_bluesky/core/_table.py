@@ -247,7 +247,10 @@ def rows_to_dataframe(rows: list[dict], fields: Sequence[str] = ()):
     }
     for stream in ordered:
         counts = [row["num_events"].get(stream) for row in rows]
-        columns[f"events.{stream}"] = pd.array(counts, dtype="Int64")
+        if all(c is None or (isinstance(c, int) and not isinstance(c, bool)) for c in counts):
+            columns[f"events.{stream}"] = pd.array(counts, dtype="Int64")
+        else:  # a damaged stop document: show what it holds, unconverted
+            columns[f"events.{stream}"] = pd.Series(counts, dtype=object).array
     for field in fields:
         columns[field] = _series([row[field] for row in rows], pd)
     return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))

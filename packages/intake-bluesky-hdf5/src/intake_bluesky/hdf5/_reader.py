@@ -331,12 +331,13 @@ class HDF5StreamReader:
             k = self.multiplier or 1
             row = frame if k == 1 else (k, *frame)
         else:
-            row = tuple(int(n) for n in declared)
             if any(n is None for n in declared) or per_frame == 0:
                 raise ValueError(
                     f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: data key shape "
-                    f"{list(declared)} with frames of shape {frame} cannot be read as rows."
+                    f"{list(declared)} with frames of shape {frame} cannot be read as rows "
+                    "(variable-sized or empty frames)."
                 )
+            row = tuple(int(n) for n in declared)
             k, rest = divmod(math.prod(row), per_frame)
             fits = k >= 1 and rest == 0
             if fits:

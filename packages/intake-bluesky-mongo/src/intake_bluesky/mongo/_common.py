@@ -12,7 +12,7 @@ from ._connect import DatabaseRef, translate_errors
 
 __all__ = [
     "EVENT_PAGE_SIZE",
-    "bson_ready",
+    "check_encodable",
     "IN_BATCH",
     "check_paging",
     "check_query",
@@ -51,53 +51,39 @@ def check_query(query: Mapping[str, Any] | None) -> dict:
     """
     query = validate_query(query, server=True)
     _refuse_javascript(query)
-    return bson_ready(query)
+    return check_encodable(query)
 
 
-def bson_ready(query: Mapping[str, Any]) -> dict:
-    """``query`` with every value a MongoDB server can receive.
+def check_encodable(query: dict) -> dict:
+    """``query`` itself, once BSON can encode it; else a ``ValueError``.
 
-    A value taken from a Dataset is a numpy scalar or array, which pymongo's
-    BSON encoder refuses (``numpy.int64``, ``numpy.float32``, ``numpy.bool_``:
-    mongomock accepts them, a real server never sees them); numpy scalars
-    become the Python scalar of the same value (``.item()``: exact, also for
-    float32), arrays and tuples become lists. Anything else BSON cannot encode
-    raises a ``ValueError`` naming it, before anything is sent.
+    The core's :func:`~intake_bluesky.core.validate_query` already turns
+    tuples and numpy scalars/arrays (values taken from a Dataset) into plain
+    lists and numbers, which pymongo's encoder needs (mongomock takes numpy
+    values; a real server never receives them). Anything still unencodable
+    (a complex number, an integer over 64 bits, an arbitrary object) would
+    fail inside pymongo with a message naming neither the query nor what to
+    do: it fails here, before anything is sent.
 
     Examples
     --------
-    >>> import numpy as np
-    >>> bson_ready({"scan_id": {"$in": (np.int64(3), np.int32(4))}, "x": np.float32(0.5)})
-    {'scan_id': {'$in': [3, 4]}, 'x': 0.5}
+    >>> check_encodable({"scan_id": 3})
+    {'scan_id': 3}
+    >>> check_encodable({"scan_id": 1j})
+    Traceback (most recent call last):
+    ...
+    ValueError: The query {'scan_id': 1j} cannot be sent to MongoDB: ...
     """
-    converted = _plain(query)
-    try:
-        from bson import encode
+    from bson import encode
 
-        encode(converted)
+    try:
+        encode(query)
     except Exception as err:  # InvalidDocument, OverflowError (ints over 64 bits)
         raise ValueError(
             f"The query {query!r} cannot be sent to MongoDB: {err}. Use str, int, float, "
-            "bool, None, datetime, lists and dicts (numpy scalars and arrays are converted)."
+            "bool, None, lists and dicts."
         ) from None
-    return converted
-
-
-def _plain(value: Any) -> Any:
-    # numpy is imported only if the caller already uses it (core depends on
-    # it anyway); a plain query never pays for the checks below.
-    if isinstance(value, Mapping):
-        return {key: _plain(sub) for key, sub in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(sub) for sub in value]
-    if type(value).__module__ == "numpy":
-        import numpy as np
-
-        if isinstance(value, np.ndarray):
-            return [_plain(sub) for sub in value.tolist()]
-        if isinstance(value, np.bool_ | np.number | np.str_ | np.bytes_):
-            return value.item()
-    return value
+    return query
 
 
 def _refuse_javascript(value: Any) -> None:

@@ -434,8 +434,15 @@ def _translated(err: Exception, refs) -> Exception:
         )
     if isinstance(err, OperationFailure) and "text index required" in text:
         return ValueError(
-            f"$text search needs a text index on the collection at {where}: {text}. "
-            "Create one (see intake_bluesky.mongo.create_indexes) or search without $text."
+            f"$text search needs a text index on the collection at {where}: {reason}. "
+            "Create one (db.run_start.create_index([('$**', 'text')]), as suitcase-mongo "
+            "does) or search without $text."
+        )
+    if isinstance(err, OperationFailure) and "unknown top level operator: $text" in text:
+        # SecantusDB has no text search (it refuses text indexes).
+        return ValueError(
+            f"The server at {where} does not support $text search: {reason}. Search "
+            "with $regex on the fields instead."
         )
     if text == str(err):
         return err  # nothing to scrub: the original, traceback and all

@@ -347,6 +347,8 @@ class FacesTests:
         assert "&lt;img src=x onerror=alert(1)&gt;" in run_html and "a &amp; b" in run_html
         assert "&lt;script&gt;stop&lt;/script&gt;" in run_html  # the stop reason
         assert "x&lt;y" in cat[uid]["<b>odd</b>"]._repr_html_()
+        # How to reach a stream whose name is not an identifier, as Python.
+        assert "run[&#x27;&lt;b&gt;odd&lt;/b&gt;&#x27;].read()" in run_html
 
     def test_reprs_never_raise(self, cat, monkeypatch):
         run = cat[UIDS["scan"]]
