@@ -24,13 +24,19 @@ def _script() -> str:
 
 
 class CLI:
-    """Runs ``intake-bluesky`` in a subprocess."""
+    """Runs ``intake-bluesky`` in a subprocess.
 
-    def __init__(self):
+    The subprocess keeps its on-disk index of file catalogs in ``index``, not
+    in the user's cache (tests must not write there, nor race other processes
+    over it).
+    """
+
+    def __init__(self, index: Path):
         self.script = _script()
+        self.index = index
 
     def __call__(self, *args, env=None, cwd=None) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, **(env or {})}
+        full_env = {**os.environ, "INTAKE_BLUESKY_INDEX": str(self.index), **(env or {})}
         # Warnings and progress bars must not depend on the caller's terminal.
         full_env.pop("PYTHONWARNINGS", None)
         return subprocess.run(
@@ -57,8 +63,14 @@ class CLI:
 
 
 @pytest.fixture(scope="session")
-def cli() -> CLI:
-    return CLI()
+def cli(tmp_path_factory) -> CLI:
+    return CLI(tmp_path_factory.mktemp("cli-index") / "file-index.sqlite")
+
+
+@pytest.fixture
+def private_index(tmp_path, monkeypatch):
+    """Catalogs opened in this process index into the test's own file."""
+    monkeypatch.setenv("INTAKE_BLUESKY_INDEX", str(tmp_path / "file-index.sqlite"))
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,8 @@ from intake_bluesky.core.testing import (  # noqa: E402
     normalize_documents,
 )
 
+pytestmark = pytest.mark.usefixtures("private_index")
+
 RUN0 = "1b3384cd-9ab9-46c0-8a0a-1b686127ce29"
 RUN1 = "e263406e-e0d7-4e17-9c66-1e01c44c4b14"
 SAMPLE_ROOT = "/data/bluesky-samples/external_npy"

@@ -21,6 +21,8 @@ secantus = pytest.importorskip("secantus")
 
 from intake_bluesky.core.testing import NumpySeqHandler, normalize_documents  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("private_index")
+
 RUN0 = "1b3384cd-9ab9-46c0-8a0a-1b686127ce29"
 RUN1 = "e263406e-e0d7-4e17-9c66-1e01c44c4b14"
 SAMPLE_ROOT = "/data/bluesky-samples/external_npy"
