@@ -74,10 +74,12 @@ def _status_kib(*keys: str) -> dict:
 class Touch:
     """Give files a new mtime before each timed call, and the old one back after.
 
-    A reader may keep what it parsed, keyed by file size and mtime (the
-    intake-bluesky file drivers keep a few recent runs per process), and a
-    cached read is not a read: this makes every timed call a first read,
-    through documented behaviour only (a changed file is read again).
+    A reader may keep what it parsed (the intake-bluesky file drivers keep
+    the parse state of a few recent runs per process), and a cached read is
+    not a read: this makes every timed call a first read. A new mtime does
+    that for readers keyed by size and mtime; intake-bluesky re-checks the
+    bytes and would parse only what was appended, so its in-process parse
+    cache is cleared as well.
     """
 
     def __init__(self, paths):
@@ -89,6 +91,12 @@ class Touch:
         self.n += 1
         for p, ns in self.orig.items():
             os.utime(p, ns=(ns + self.n * 1000, ns + self.n * 1000))
+        # A new mtime alone is no longer a first read: the file drivers keep
+        # the parse state of recent runs and, finding the same bytes before
+        # the end, parse only what was appended (nothing). Forget it.
+        files = sys.modules.get("intake_bluesky.core._files")
+        if files is not None:
+            files._SOURCES.clear()
 
     def restore(self):
         for p, ns in self.orig.items():

@@ -230,6 +230,8 @@ def note_of(row) -> str:
         return "skipped: " + row["skipped"]
     if "found" in e:
         bits.append(f"{e['found']} found")
+    if "note" in e:
+        bits.append(e["note"])
     if "events_per_s" in e:
         bits.append(f"{_si(e['events_per_s'])} events/s in {e['docs']} docs")
     if "tasks" in e:
@@ -328,6 +330,7 @@ def main(argv=None) -> int:
         help="stop the databroker side after this many seconds",
     )
     parser.add_argument("--regenerate", action="store_true", help="rewrite the workloads")
+    parser.add_argument("--files", type=int, metavar="N", help="only bench_files.py, N run files")
     parser.add_argument("--tiled-python", help="python with tiled (bench_stream.py's peer)")
     parser.add_argument(
         "--markdown",
@@ -339,8 +342,13 @@ def main(argv=None) -> int:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return 0
 
+    import bench_files
     import workloads
 
+    if args.files:
+        return bench_files.main(["--n", str(args.files), "--reps", str(args.reps)])
+    # The suite's rows measure the in-memory index; bench_files the on-disk one.
+    os.environ["INTAKE_BLUESKY_INDEX"] = "off"
     size = "quick" if args.quick else "full"
     root, manifest = workloads.ensure(
         size, force=args.regenerate, log=lambda s: print(s, file=sys.stderr)
@@ -383,6 +391,10 @@ def main(argv=None) -> int:
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     rows = list(suite.run(names))
+    if "jsonl" in names:
+        rows += bench_files.rows(
+            2_000 if args.quick else 100_000, args.reps, log=lambda s: print(s, file=sys.stderr)
+        )
     t_ours = time.perf_counter() - t0
 
     anchor_rows, anchor_header = {}, {}

@@ -216,7 +216,7 @@ def test_corrupt_index_is_rebuilt(tmp_path):
         assert _open_in_new_process_or_here(directory, index) == 2
     # Rebuilt: a valid database holding the two runs' headers.
     with sqlite3.connect(index) as conn:
-        assert conn.execute("SELECT count(*) FROM headers").fetchone()[0] == 2
+        assert conn.execute(f"SELECT count(*) FROM {_diskindex._TABLE}").fetchone()[0] == 2
 
 
 def _open_in_new_process_or_here(directory, index):
@@ -224,11 +224,24 @@ def _open_in_new_process_or_here(directory, index):
     return len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index)))
 
 
-def test_documents_that_do_not_round_trip_are_indexed_in_memory_only(tmp_path):
+def test_documents_are_stored_exactly_or_in_memory_only(tmp_path):
+    import numpy as np
+
     index = _diskindex.DiskIndex(str(tmp_path / "i.sqlite"))
-    index.put("f", [("/a", ((1, 2),), {"uid": "a", "motors": ("x", "y")}, None)])
-    index.put("f", [("/b", ((1, 2),), {"uid": "b", "motors": ["x"]}, {"uid": "s"})])
-    assert index.get_all("f") == {"/b": (((1, 2),), {"uid": "b", "motors": ["x"]}, {"uid": "s"})}
+    exact = {"uid": "b", "motors": ("x", "y"), "n": float("nan"), 1: [b"raw", None]}
+    index.put("f", [("/a", ((1, 2),), {"uid": "a", "x": np.float64(2.5)}, None)])
+    index.put("f", [("/b", ((1, 2),), exact, {"uid": "s"})])
+    index.put("f", [("/c", ((1, 2),), {"uid": "c", "img": np.zeros(2)}, None)])
+    stored = index.get_all("f")
+    assert list(stored) == ["/b"]  # numpy values would not come back as they were
+    version, start, stop = stored["/b"]
+    assert version == ((1, 2),) and stop == {"uid": "s"}
+    assert start["motors"] == ("x", "y") and start[1] == [b"raw", None]
+    assert start["n"] != start["n"]  # NaN
+    # A damaged entry is skipped (the file is read again), never an error.
+    with sqlite3.connect(index.path) as conn:
+        conn.execute(f"UPDATE {_diskindex._TABLE} SET start = x'00ff'")
+    assert index.get_all("f") == {}
 
 
 # --- no per-file syscalls when nothing changed -------------------------------

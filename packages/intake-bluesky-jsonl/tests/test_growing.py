@@ -19,13 +19,13 @@ def _line(name, doc):
 def parsed_bytes(monkeypatch):
     """Lengths of the byte strings the format decodes, call by call."""
     sizes = []
-    original = _format._documents
+    original = _format._batches
 
     def spy(data, path, *args):
         sizes.append(len(data))
         return (yield from original(data, path, *args))
 
-    monkeypatch.setattr(_format, "_documents", spy)
+    monkeypatch.setattr(_format, "_batches", spy)
     return sizes
 
 
@@ -151,3 +151,31 @@ def test_follow_a_run_written_by_another_process(tmp_path):
             seen.add(doc["uid"])
         elif name in ("event", "event_page"):
             assert doc["descriptor"] in seen
+
+
+@pytest.mark.parametrize("block", [1, 7, 100, 4096])
+def test_reading_in_blocks_of_any_size(tmp_path, monkeypatch, make_run, block):
+    monkeypatch.setattr(_format, "_BLOCK", block)
+    docs = make_run(20, stop=False)
+    text = "".join(_line(*d) for d in docs)
+    text = text.replace('"det": 3.0', '"det": NaN')  # a line for the stdlib parser
+    path = tmp_path / "run.jsonl"
+    path.write_text(text + "\n" + _line(*docs[2])[:25])  # a blank line, a partial one
+    got = list(_format.JSONLFormat().read_documents(str(path)))
+    assert [n for n, _ in got] == [n for n, _ in docs]
+    assert got[5][1]["data"]["det"] != got[5][1]["data"]["det"]  # NaN
+    assert got[-1][1] == docs[-1][1]
+    # Resumable from where the complete lines end.
+    gen = _format.JSONLFormat().read_appended(str(path), None)
+    batches = []
+    try:
+        while True:
+            batches.append(next(gen))
+    except StopIteration as stop:
+        resume = stop.value
+    assert sum(map(len, batches)) == len(docs)
+    assert resume == (len(text) + 1, len(docs) + 1, False)
+    # A corrupt line is named by its number whatever the blocks.
+    path.write_text(text + "oops\n" + _line(*docs[2]))
+    with pytest.raises(ValueError, match=rf"line {len(docs) + 1}\b"):
+        list(_format.JSONLFormat().read_documents(str(path)))

@@ -340,3 +340,24 @@ def test_yaml_export_and_pickle_rebuild_the_catalog(bucket, tmp_path):
     assert np.array_equal(
         restored[-1].primary.read()["image"].values, cat[-1].primary.read()["image"].values
     )
+
+
+def test_a_new_process_uses_the_on_disk_index(bucket, tmp_path, monkeypatch):
+    from intake_bluesky.core import _files
+    from intake_bluesky.tiff import TiffFormat
+
+    index = tmp_path / "index.sqlite"
+    first = BlueskyTiffCatalog(str(bucket), index_path=index)
+    uids = list(first)
+    starts = [first[uid].metadata["start"] for uid in uids]
+    assert index.exists()
+    # A new process: nothing indexed in memory; reading a TIFF header fails.
+    monkeypatch.setattr(_files, "_HEADERS", type(_files._HEADERS)())
+
+    def no_reading(self, location):
+        raise AssertionError(f"read {location}")
+
+    monkeypatch.setattr(TiffFormat, "read_header", no_reading)
+    again = BlueskyTiffCatalog(str(bucket), index_path=index)
+    assert list(again) == uids
+    assert [again[uid].metadata["start"] for uid in uids] == starts

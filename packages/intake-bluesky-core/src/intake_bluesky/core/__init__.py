@@ -64,6 +64,7 @@ __all__ = [
     "FileRunSource",
     "FillError",
     "HandlerRegistry",
+    "IndexUnavailableWarning",
     "Location",
     "MemoryDriver",
     "MissingHandlerError",
@@ -73,6 +74,7 @@ __all__ = [
     "RunsView",
     "SummaryDriver",
     "TimeRange",
+    "absolute_paths",
     "and_queries",
     "backends",
     "compile_query",
@@ -81,7 +83,5 @@ __all__ = [
     "run_rows",
     "set_progress",
     "to_epoch",
-    "absolute_paths",
-    "IndexUnavailableWarning",
     "validate_query",
 ]

@@ -27,7 +27,7 @@ Examples
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sqlite3
 import threading
@@ -37,7 +37,9 @@ from collections.abc import Iterable
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
 #: Bumped when what is stored changes meaning: older entries are ignored.
-SCHEMA = 1
+SCHEMA = 4
+#: The table of this schema and marshal format (other tables are dropped).
+_TABLE = f"headers_v{SCHEMA}_m{marshal.version}"
 _FILE_NAME = "file-index.sqlite"
 _ENV = "INTAKE_BLUESKY_INDEX"
 _BUSY_MS = 10_000
@@ -93,15 +95,47 @@ def open_index(path: str | None) -> DiskIndex | None:
         return index
 
 
-def _encode(doc) -> str | None:
+_EXACT = frozenset({str, int, float, bool, type(None), bytes, complex})
+
+
+def _encode(doc, plain: bool = False) -> bytes | None:
     if doc is None:
         return None
-    text = json.dumps(doc, allow_nan=True)
-    # Only documents that come back exactly are stored (numpy values, tuples
-    # or non-string keys would not): the others are indexed in memory only.
-    if json.loads(text) != doc:
-        raise TypeError("does not round-trip through JSON")
-    return text
+    if plain:  # the format vouches for JSON types only
+        return marshal.dumps(doc)
+    # marshal (standard library) gives back exactly what it stored, tuples,
+    # non-string keys and NaN included, for these exact types; it would turn
+    # other buffers (numpy scalars and arrays) into bytes, so documents that
+    # hold anything else are indexed in memory only. It decodes faster than
+    # json.
+    stack = [doc]
+    while stack:
+        obj = stack.pop()
+        kind = type(obj)
+        if kind is dict:
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif kind is list or kind is tuple:
+            stack.extend(obj)
+        elif kind not in _EXACT:
+            raise TypeError(f"{kind.__name__} is not stored exactly")
+    return marshal.dumps(doc)
+
+
+def decode(blob: bytes | None):
+    """A document stored by :meth:`DiskIndex.put` (None stays None).
+
+    Raises ``ValueError`` if the stored bytes are damaged.
+    """
+    if blob is None:
+        return None
+    try:
+        doc = marshal.loads(blob)
+    except (EOFError, TypeError, ValueError) as err:
+        raise ValueError(f"a damaged entry of the on-disk index ({err})") from None
+    if type(doc) is not dict:
+        raise ValueError("a damaged entry of the on-disk index (not a document)")
+    return doc
 
 
 class DiskIndex:
@@ -149,11 +183,16 @@ class DiskIndex:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS headers ("
+                f"CREATE TABLE IF NOT EXISTS {_TABLE} ("
                 " fmt TEXT NOT NULL, location TEXT NOT NULL, version TEXT NOT NULL,"
-                " start TEXT, stop TEXT, PRIMARY KEY (fmt, location))"
+                " uid TEXT, start BLOB, stop BLOB, PRIMARY KEY (fmt, location))"
             )
-            conn.execute("SELECT count(*) FROM headers WHERE fmt = ''").fetchone()
+            for (old,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'headers%'"
+            ).fetchall():
+                if old != _TABLE:
+                    conn.execute(f"DROP TABLE IF EXISTS {old}")
+            conn.execute(f"SELECT count(*) FROM {_TABLE} WHERE fmt = ''").fetchone()
         except BaseException:
             conn.close()
             raise
@@ -222,44 +261,68 @@ class DiskIndex:
     # --- the index ----------------------------------------------------------
     def get_all(self, fmt: str) -> dict[str, tuple]:
         """``location -> (version, start, stop)`` of every entry of a format."""
-        return self._select(
-            "SELECT location, version, start, stop FROM headers WHERE fmt = ?",
+        found = self._select(
+            f"SELECT location, version, start, stop FROM {_TABLE} WHERE fmt = ?",
             (f"{SCHEMA}:{fmt}",),
         )
+        out = {}
+        for loc, v, a, b in found:
+            try:
+                out[loc] = (_version(v), decode(a), decode(b))
+            except ValueError:
+                continue
+        return out
 
     def get_under(self, fmt: str, directory: str) -> dict[str, tuple]:
-        """Like :meth:`get_all`, for the locations under one directory."""
-        prefix = os.path.join(directory, "")
-        # Every string starting with prefix sorts in [prefix, prefix + U+10FFFF).
-        return self._select(
-            "SELECT location, version, start, stop FROM headers "
+        """``location -> (version, uid, has_stop)`` of the locations under a
+        directory: enough to list runs without decoding any document."""
+        found = self._select(
+            f"SELECT location, version, uid, stop IS NOT NULL FROM {_TABLE} "
             "WHERE fmt = ? AND location >= ? AND location < ?",
-            (f"{SCHEMA}:{fmt}", prefix, prefix + "\U0010ffff"),
+            (f"{SCHEMA}:{fmt}", *_prefix_range(directory)),
         )
+        return {loc: (_version(v), uid, bool(has_stop)) for loc, v, uid, has_stop in found}
 
-    def _select(self, sql: str, args: tuple) -> dict[str, tuple]:
-        def work(conn):
-            rows = conn.execute(sql, args).fetchall()
-            out = {}
-            loads = json.loads
-            for location, version, start, stop in rows:
-                out[location] = (
-                    _tuples(loads(version)),
-                    loads(start) if start is not None else None,
-                    loads(stop) if stop is not None else None,
-                )
-            return out
+    def documents_under(self, fmt: str, directory: str) -> dict[str, tuple]:
+        """``location -> (version, start, stop)`` under a directory, the
+        documents still encoded (see :func:`decode`)."""
+        found = self._select(
+            f"SELECT location, version, start, stop FROM {_TABLE} "
+            "WHERE fmt = ? AND location >= ? AND location < ?",
+            (f"{SCHEMA}:{fmt}", *_prefix_range(directory)),
+        )
+        return {loc: (_version(v), a, b) for loc, v, a, b in found}
 
-        return self._run(work, {})
+    def _select(self, sql: str, args: tuple) -> list[tuple]:
+        return self._run(lambda conn: conn.execute(sql, args).fetchall(), [])
 
-    def put(self, fmt: str, entries: Iterable[tuple[str, tuple, dict | None, dict | None]]):
-        """Store ``(location, version, start, stop)`` entries in one transaction."""
+    def put(
+        self,
+        fmt: str,
+        entries: Iterable[tuple[str, tuple, dict | None, dict | None]],
+        plain: bool = False,
+    ):
+        """Store ``(location, version, start, stop)`` entries in one transaction.
+
+        ``plain``: the documents hold only JSON types (as decoded from JSON),
+        so they need no check before they are stored.
+        """
         rows = []
         key = f"{SCHEMA}:{fmt}"
         for location, version, start, stop in entries:
             try:
                 location.encode()  # a name that is not UTF-8 cannot be a TEXT key
-                rows.append((key, location, json.dumps(version), _encode(start), _encode(stop)))
+                uid = start.get("uid") if start is not None else None
+                rows.append(
+                    (
+                        key,
+                        location,
+                        _version_text(version),
+                        uid,
+                        _encode(start, plain),
+                        _encode(stop, plain),
+                    )
+                )
             except (TypeError, ValueError):
                 continue  # kept in memory only (see _encode)
         if not rows:
@@ -269,8 +332,8 @@ class DiskIndex:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO headers (fmt, location, version, start, stop) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO {_TABLE} (fmt, location, version, uid, start, stop) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             except BaseException:
@@ -289,7 +352,7 @@ class DiskIndex:
         def work(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("DELETE FROM headers WHERE fmt = ? AND location = ?", rows)
+                conn.executemany(f"DELETE FROM {_TABLE} WHERE fmt = ? AND location = ?", rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -298,10 +361,22 @@ class DiskIndex:
         self._run(work, None)
 
 
-def _tuples(value):
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    return value
+def _version_text(version: tuple) -> str:
+    # Sizes and mtimes of a location's files: "size,mtime;size,mtime"
+    return ";".join(f"{int(size)},{int(mtime)}" for size, mtime in version)
+
+
+def _version(text: str) -> tuple | None:
+    try:
+        return tuple(tuple(map(int, pair.split(","))) for pair in text.split(";"))
+    except (ValueError, AttributeError):
+        return None  # damaged: matches no file version, so the file is read
+
+
+def _prefix_range(directory: str) -> tuple[str, str]:
+    prefix = os.path.join(directory, "")
+    # Every string starting with prefix sorts in [prefix, prefix + U+10FFFF).
+    return prefix, prefix + "\U0010ffff"
 
 
 def _is_corrupt(err: BaseException) -> bool:

@@ -430,10 +430,28 @@ class BlueskyRun(EntriesMixin, Catalog):
     ) -> Iterator[tuple[str, dict]]:
         """The run's ``(name, doc)`` as they are written, ending after its stop.
 
-        For a run in progress: ``for name, doc in run.follow(): live_plot(name,
-        doc)``. See :func:`intake_bluesky.core._follow.follow` for the
-        parameters (``poll_interval`` seconds, ``idle_timeout`` seconds or
-        None, ``fill``) and the order of what is yielded.
+        For a run in progress, e.g. in a second process while a RunEngine
+        writes it: ``for name, doc in run.follow(): live_plot(name, doc)``.
+        A finished run yields its documents and ends at once.
+
+        Parameters
+        ----------
+        poll_interval : float
+            Seconds between looks at storage (file catalogs parse only what
+            was appended); the in-memory catalog wakes on each new document.
+        idle_timeout : float or None
+            Raise ``TimeoutError`` (naming the run) when no new document came
+            for this long; None waits for the stop however long it takes.
+        fill : {'no', 'yes'}
+            As for :meth:`canonical`; ``'no'`` by default because a live
+            run's external files may not be complete yet.
+
+        Yields
+        ------
+        (name, doc)
+            Each document once: what each look found new, in canonical order
+            (start first, descriptors before their events, events in time
+            order across streams), the stop last.
         """
         from ._follow import follow
 

@@ -26,8 +26,12 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import gc
 import glob
+import itertools
+import operator
 import os
 import stat
 import threading
@@ -35,10 +39,11 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from itertools import islice
 
-from ._diskindex import open_index, resolve_index_path
+from ._diskindex import decode, open_index, resolve_index_path
 from ._documents import DelegatingRunSource, DocumentRunSource
-from ._index import search_starts
+from ._index import search_starts, sorted_matches
 from ._progress import progress
 from .driver import DEFAULT_SORT
 
@@ -99,6 +104,10 @@ class FileFormat:
     #: True if :meth:`read_header` warns itself about files it cannot use
     #: (returning ``(None, None)``); otherwise the core warns for it.
     reports_skipped_files: bool = False
+    #: True if :meth:`read_header` returns only JSON types (dict, list, str,
+    #: int, float, bool, None), e.g. documents decoded from JSON: they are
+    #: stored in the on-disk index without a check of every value.
+    json_documents: bool = False
     #: Bump when :meth:`read_header` changes what it returns for the same
     #: bytes: entries of the on-disk index made by older versions are ignored.
     index_version: int = 1
@@ -127,8 +136,10 @@ class FileFormat:
         return start, stop
 
     def read_appended(self, location: Location, resume):
-        """Documents after ``resume``, as a generator that *returns* the next
-        ``resume``.
+        """Lists of the documents after ``resume``, from a generator that
+        *returns* the next ``resume`` (lists, not single documents: a run of
+        100,000 events then passes through a few generator steps, not
+        100,000).
 
         ``resume`` is None (read from the beginning) or what the previous call
         returned; its first item must be the byte offset just after the last
@@ -173,13 +184,21 @@ def _incremental(fmt: FileFormat) -> bool:
 class _Dir:
     """One directory listing, valid while the directory's mtime is unchanged."""
 
-    __slots__ = ("mtime", "trusted", "entries")
+    __slots__ = ("mtime", "trusted", "all_files", "dirs", "files", "others", "subdirs")
 
-    def __init__(self, mtime: int, trusted: bool, entries: list):
+    def __init__(self, mtime: int, trusted: bool):
         self.mtime = mtime
         self.trusted = trusted
-        # (name, is_dir, is_file, inode), sorted by name
-        self.entries = entries
+        self.all_files: dict[str, int] = {}  # name -> inode of every file
+        self.dirs: list[str] = []  # names of subdirectories
+        # path -> inode of the format's files, counts of other suffixes,
+        # paths of (non-hidden) subdirectories, for recursive listings.
+        self.files: dict[str, int] = {}
+        self.others: dict[str, int] = {}
+        self.subdirs: list[str] = []
+
+
+_NAME = operator.attrgetter("name")
 
 
 class _Listing:
@@ -205,48 +224,55 @@ class _Listing:
         try:
             st = os.stat(directory)
         except OSError:
-            self._dirs.pop(directory, None)
-            self.changed = True
+            if self._dirs.pop(directory, None) is not None:
+                self.changed = True
             return None
         cached = self._dirs.get(directory)
         if cached is not None and cached.trusted and cached.mtime == st.st_mtime_ns:
             return cached
-        entries = []
+        listing = _Dir(st.st_mtime_ns, time.time_ns() - st.st_mtime_ns > _RACY_NS)
+        prefix = os.path.join(directory, "")
+        suffixes = self.suffixes
+        all_files, files, others = listing.all_files, listing.files, listing.others
         try:
             with os.scandir(directory) as it:
-                for item in it:
-                    try:
-                        is_dir = item.is_dir()
-                        is_file = not is_dir and item.is_file()
-                        inode = item.inode()
-                    except OSError:
-                        continue
-                    entries.append((item.name, is_dir, is_file, inode))
+                items = sorted(it, key=_NAME)
         except OSError:
-            self._dirs.pop(directory, None)
-            self.changed = True
+            if self._dirs.pop(directory, None) is not None:
+                self.changed = True
             return None
-        entries.sort()
-        trusted = time.time_ns() - st.st_mtime_ns > _RACY_NS
-        if cached is None or cached.entries != entries:
+        for item in items:
+            name = item.name
+            try:
+                if item.is_file():
+                    inode = all_files[name] = item.inode()
+                    lower = name.lower()
+                    if lower.endswith(suffixes):
+                        files[prefix + name] = inode
+                    else:
+                        ext = os.path.splitext(lower)[1]
+                        others[ext] = others.get(ext, 0) + 1
+                elif item.is_dir():
+                    listing.dirs.append(name)
+                    if not name.startswith("."):
+                        listing.subdirs.append(prefix + name)
+            except OSError:
+                continue  # vanished while listed
+        if cached is None or cached.all_files != all_files or cached.dirs != listing.dirs:
             self.changed = True
-        listing = self._dirs[directory] = _Dir(st.st_mtime_ns, trusted, entries)
+        self._dirs[directory] = listing
         return listing
 
     def _dir_files(self, directory: str, found: dict, others: dict) -> None:
         listing = self._scan(directory)
         if listing is None:
             return
-        for name, is_dir, is_file, inode in listing.entries:
-            if is_file:
-                lower = name.lower()
-                if lower.endswith(self.suffixes):
-                    found[os.path.join(directory, name)] = inode
-                else:
-                    ext = os.path.splitext(lower)[1]
-                    others[ext] = others.get(ext, 0) + 1
-            elif is_dir and self.recursive and not name.startswith("."):
-                self._dir_files(os.path.join(directory, name), found, others)
+        found.update(listing.files)
+        for ext, n in listing.others.items():
+            others[ext] = others.get(ext, 0) + n
+        if self.recursive:
+            for sub in listing.subdirs:
+                self._dir_files(sub, found, others)
 
     def files(self) -> dict[str, int]:
         """``path -> inode`` of every listed file; sets :attr:`changed`."""
@@ -294,13 +320,13 @@ class _Listing:
         listing = self._scan(parent)
         if listing is None:
             return False
-        for item in listing.entries:
-            if item[0] == name:
-                if item[2]:
-                    found[path] = item[3]
-                    return True
-                self._kinds.pop(path, None)
-                return self._plain(entry, found, others) if item[1] else True
+        inode = listing.all_files.get(name)
+        if inode is not None:
+            found[path] = inode
+            return True
+        if name in listing.dirs:
+            self._kinds.pop(path, None)  # now a directory
+            return self._plain(entry, found, others)
         return False
 
     def _glob(self, entry: str, found: dict, others: dict) -> bool:
@@ -316,15 +342,17 @@ class _Listing:
             listing = self._scan(directory)
             if listing is None:
                 continue
-            for name, is_dir, is_file, inode in listing.entries:
-                if (name.startswith(".") and not hidden_ok) or not fnmatch.fnmatch(name, pattern):
+            names = fnmatch.filter([*listing.all_files, *listing.dirs], pattern)
+            for name in sorted(names):
+                if name.startswith(".") and not hidden_ok:
                     continue
                 matched = True
                 path = os.path.join(directory, name)
-                if is_dir:
-                    self._dir_files(path, found, others)
-                elif is_file:
+                inode = listing.all_files.get(name)
+                if inode is not None:
                     found[path] = inode
+                else:
+                    self._dir_files(path, found, others)
         return matched
 
 
@@ -371,26 +399,25 @@ def _version(location: Location) -> tuple | None:
 
 
 # Headers of file versions already read in this process: a warm re-open of a
-# catalog reads no file. Keyed by format (with its options) and location; valid
+# catalog reads no file. Keyed by format (its index key) and location; valid
 # for one version (sizes and mtimes). Bounded, least recently used dropped, so
 # a long session over growing directories does not grow without limit.
-_HEADERS: OrderedDict[tuple[FileFormat, Location], tuple[tuple, dict | None, dict | None]] = (
-    OrderedDict()
-)
+_HEADERS: OrderedDict[tuple[str, Location], tuple[tuple, dict | None, dict | None]] = OrderedDict()
 _HEADERS_MAX = 200_000
 _HEADERS_LOCK = threading.Lock()
 
 
-def _cached_header(fmt: FileFormat, location: Location, version: tuple):
+def _cached_header(fmt: str, location: Location, version: tuple):
+    key = (fmt, location)
     with _HEADERS_LOCK:
-        cached = _HEADERS.get((fmt, location))
+        cached = _HEADERS.get(key)
         if cached is not None and cached[0] == version:
-            _HEADERS.move_to_end((fmt, location))
+            _HEADERS.move_to_end(key)
             return cached
     return None
 
 
-def _remember_header(fmt: FileFormat, location: Location, version, start, stop) -> None:
+def _remember_header(fmt: str, location: Location, version, start, stop) -> None:
     key = (fmt, location)
     with _HEADERS_LOCK:
         _HEADERS[key] = (version, start, stop)
@@ -419,32 +446,51 @@ def _read_header(fmt: FileFormat, location: Location):
     return start, stop
 
 
-def _header(fmt: FileFormat, location: Location, version: tuple):
-    """``(start, stop)`` of one file version: from memory, else read."""
-    cached = _cached_header(fmt, location, version)
-    if cached is not None:
-        return cached[1], cached[2]
-    start, stop = _read_header(fmt, location)
-    _remember_header(fmt, location, version, start, stop)
-    return start, stop
+@contextlib.contextmanager
+def _gc_paused():
+    """The cyclic garbage collector paused: indexing allocates a few objects
+    per file and frees none, so collections would only walk a growing heap
+    again and again (most of the time of decoding 100,000 start documents)."""
+    enabled = gc.isenabled()
+    if enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Entry:
-    """What the driver knows of one location."""
+    """What the driver knows of one location.
 
-    __slots__ = ("location", "inodes", "version", "start", "stop")
+    From the on-disk index, ``uid`` and ``has_stop`` come first; the start
+    and stop documents are decoded when first needed (``start`` is
+    ``_PENDING`` until then), so counting runs decodes nothing.
+    """
 
-    def __init__(self, location, inodes, version, start, stop):
+    __slots__ = ("location", "inodes", "version", "start", "stop", "uid", "has_stop")
+
+    def __init__(self, location, inodes, version):
         self.location = location
         self.inodes = inodes
         self.version = version
-        self.start = start
-        self.stop = stop
+        self.start = self.stop = None
+        self.uid = None
+        self.has_stop = False
+
+    def set_documents(self, start, stop) -> None:
+        self.start, self.stop = start, stop
+        self.uid = start.get("uid") if start is not None else None
+        self.has_stop = stop is not None
 
     @property
     def live(self) -> bool:
         # In progress (its stop may arrive) or not a run yet (its start may).
-        return self.start is None or self.stop is None
+        return self.uid is None or not self.has_stop
+
+
+_PENDING = object()
 
 
 class FileDriver:
@@ -481,6 +527,13 @@ class FileDriver:
         self._entries: dict[str, _Entry] = {}
         self._loaded_dirs: set[str] = set()
         self._disk: dict[str, tuple] = {}
+        self._pending: dict[str, _Entry] = {}
+        self._live: set[str] = set()  # keys of runs in progress, files without start
+        self._files: dict[str, int] | None = None  # the last listing
+        # Sorted matches per (query, sort), valid while nothing changed: a
+        # catalog asks the same search for len() and then for its entries.
+        self._generation = 0
+        self._matches: OrderedDict[tuple, tuple[int, list]] = OrderedDict()
         self._runs: dict[str, _Entry] = {}
         self._suspects: set[str] = set()
         self._warned: set = set()
@@ -533,40 +586,57 @@ class FileDriver:
         change; headers are read only for file versions not indexed in memory
         or on disk.
         """
-        with self._lock:
+        with self._lock, _gc_paused():
             listing = self._listing
             listing.changed = False
             files = listing.files()
-            changed = listing.changed or not self._runs and not self._entries
-            updates = []
+            changed = listing.changed or self._files is None
+            updates: list = []
             if changed:
                 self._relist(files, updates)
-            else:
-                for key, entry in self._entries.items():
-                    if entry.live or key in self._suspects:
-                        if self._restat(entry, updates):
-                            changed = True
+            for key in [*self._live, *self._suspects]:
+                entry = self._entries.get(key)
+                if entry is not None and self._restat(key, entry, updates):
+                    changed = True
             self._suspects.clear()
             if updates and self._index is not None:
-                self._index.put(self._fmt_key, updates)
+                self._index.put(self._fmt_key, updates, self.fmt.json_documents)
             if changed:
+                self._generation += 1
                 self._rebuild_runs()
                 self._warn_other_formats()
 
     def _relist(self, files: dict[str, int], updates: list) -> None:
         old = self._entries
-        new: dict[str, _Entry] = {}
-        fresh: list[tuple[str, Location, tuple]] = []
-        for location in self.fmt.split_runs(list(files)):
-            key = _location_key(location)
-            inodes = tuple(files.get(p) for p in _files_of(location))
-            entry = old.get(key)
-            if entry is not None and entry.inodes == inodes:
-                new[key] = entry
-                if entry.live or key in self._suspects:
-                    self._restat(entry, updates)
-                continue
-            fresh.append((key, location, inodes))
+        previous, self._files = self._files, files
+        if previous is not None and type(self.fmt).split_runs is FileFormat.split_runs:
+            # One file per run: only the files that appeared, went or were
+            # replaced (another inode) are looked at.
+            gone = list(previous.keys() - files.keys())
+            fresh = [(path, path, (inode,)) for path, inode in files.items() - previous.items()]
+            for key in gone:
+                self._drop(key)
+            for key, _, _ in fresh:
+                self._drop(key)
+            new = old
+        else:
+            new = {}
+            fresh = []
+            for location in self.fmt.split_runs(list(files)):
+                key = _location_key(location)
+                if type(location) is str:
+                    inodes = (files.get(location),)
+                else:
+                    inodes = tuple(files.get(p) for p in location)
+                entry = old.get(key)
+                if entry is not None and entry.inodes == inodes:
+                    new[key] = entry
+                else:
+                    fresh.append((key, location, inodes))
+            gone = [k for k in old if k not in new]
+            for key in gone:
+                self._live.discard(key)
+                self._pending.pop(key, None)
         if fresh:
             self._load_disk(loc for _, loc, _ in fresh)
         # The first index of a large directory is the long work here.
@@ -574,54 +644,98 @@ class FileDriver:
             version = _version(location)
             if version is None:
                 continue  # deleted between listing and stat
-            entry = _Entry(location, inodes, version, None, None)
+            entry = _Entry(location, inodes, version)
             self._fill_header(key, entry, updates)
             new[key] = entry
-        gone = [k for k in old if k not in new]
         if gone and self._index is not None:
             self._index.forget(self._fmt_key, gone)
         self._entries = new
 
-    def _restat(self, entry: _Entry, updates: list) -> bool:
+    def _drop(self, key: str) -> None:
+        self._entries.pop(key, None)
+        self._live.discard(key)
+        self._pending.pop(key, None)
+
+    def _restat(self, key: str, entry: _Entry, updates: list) -> bool:
         version = _version(entry.location)
         if version == entry.version:
             return False
         if version is None:
             return True  # gone: the next listing drops it (its directory changed)
         entry.version = version
-        self._fill_header(_location_key(entry.location), entry, updates)
+        self._fill_header(key, entry, updates)
         return True
 
     def _fill_header(self, key: str, entry: _Entry, updates: list) -> None:
-        cached = _cached_header(self.fmt, entry.location, entry.version)
-        if cached is None:
-            disk = self._disk.pop(key, None)
-            if disk is not None and disk[0] == entry.version:
-                cached = disk
-                _remember_header(self.fmt, entry.location, *disk)
+        self._pending.pop(key, None)
+        cached = _cached_header(self._fmt_key, entry.location, entry.version)
+        disk = self._disk.pop(key, None) if cached is None else None
         if cached is not None:
-            entry.start, entry.stop = cached[1], cached[2]
-            return
-        entry.start, entry.stop = _read_header(self.fmt, entry.location)
-        _remember_header(self.fmt, entry.location, entry.version, entry.start, entry.stop)
-        updates.append((key, entry.version, entry.start, entry.stop))
+            entry.set_documents(cached[1], cached[2])
+        elif disk is not None and disk[0] == entry.version:
+            entry.uid, entry.has_stop = disk[1], disk[2]
+            entry.start = entry.stop = _PENDING
+            self._pending[key] = entry
+        else:
+            start, stop = _read_header(self.fmt, entry.location)
+            entry.set_documents(start, stop)
+            _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
+            updates.append((key, entry.version, start, stop))
+        if entry.live:
+            self._live.add(key)
+        else:
+            self._live.discard(key)
 
     def _load_disk(self, locations) -> None:
         """Entries of the on-disk index under the directories of these locations."""
         if self._index is None:
             return
         for location in locations:
-            directory = os.path.dirname(_files_of(location)[0])
+            first = location if type(location) is str else location[0]
+            directory = first.rpartition(os.sep)[0]
             if directory not in self._loaded_dirs:
                 self._loaded_dirs.add(directory)
                 self._disk.update(self._index.get_under(self._fmt_key, directory))
 
+    def _ensure_documents(self) -> None:
+        """Decode the start/stop documents of entries listed from the index."""
+        if not self._pending:
+            return
+        with self._lock, _gc_paused():
+            pending, self._pending = self._pending, {}
+            if not pending:
+                return
+            stored: dict[str, tuple] = {}
+            directories = {
+                (e.location if type(e.location) is str else e.location[0]).rpartition(os.sep)[0]
+                for e in pending.values()
+            }
+            for directory in directories:
+                stored.update(self._index.documents_under(self._fmt_key, directory))
+            updates = []
+            for key, entry in pending.items():
+                found = stored.get(key)
+                try:
+                    if found is None or found[0] != entry.version:
+                        raise ValueError("changed in the index meanwhile (another process)")
+                    start, stop = decode(found[1]), decode(found[2])
+                except ValueError:  # or a damaged entry: read the file
+                    start, stop = _read_header(self.fmt, entry.location)
+                    updates.append((key, entry.version, start, stop))
+                entry.set_documents(start, stop)
+                _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
+            if updates:
+                self._index.put(self._fmt_key, updates, self.fmt.json_documents)
+            self._generation += 1
+            if any(e.uid != (e.start or {}).get("uid") for e in pending.values()):
+                self._rebuild_runs()
+
     def _rebuild_runs(self) -> None:
         runs: dict[str, _Entry] = {}
         for entry in self._entries.values():
-            if entry.start is None:
+            uid = entry.uid
+            if uid is None:
                 continue
-            uid = entry.start["uid"]
             if uid in runs:
                 self._warn_duplicate(uid, runs[uid].location, entry.location)
                 continue
@@ -668,20 +782,36 @@ class FileDriver:
             # A lookup by full uid of an indexed, unchanged file: answered
             # from the index after one stat, not a listing of every file.
             return search_starts([known], query, sort=sort, skip=skip, limit=limit)
+        matched = self._sorted(query, sort)
+        return islice(iter(matched), skip, None if limit is None else skip + limit)
+
+    def _sorted(self, query, sort) -> list[dict]:
         self.refresh()
-        return search_starts(
-            (entry.start for entry in self._runs.values()),
-            query,
-            sort=sort,
-            skip=skip,
-            limit=limit,
-        )
+        self._ensure_documents()
+        try:
+            key = (repr(query), tuple(map(tuple, sort)))
+        except TypeError:
+            key = None
+        with self._lock:
+            cached = self._matches.get(key) if key is not None else None
+            if cached is not None and cached[0] == self._generation:
+                self._matches.move_to_end(key)
+                return cached[1]
+            starts = [entry.start for entry in self._runs.values()]
+        matched = sorted_matches(starts, query, sort)
+        with self._lock:
+            if key is not None:
+                self._matches[key] = (self._generation, matched)
+                while len(self._matches) > 8:
+                    self._matches.popitem(last=False)
+        return matched
 
     def _known_uid(self, query) -> dict | None:
         uid = _uid_of(query)
         entry = self._runs.get(uid) if uid is not None else None
         if entry is None:
             return None
+        self._ensure_documents()
         if _version(entry.location) != entry.version:
             self.suspect(entry.location)
             return None
@@ -691,7 +821,7 @@ class FileDriver:
         if not query:
             self.refresh()
             return len(self._runs)
-        return sum(1 for _ in self.search(query))
+        return len(self._sorted(query, DEFAULT_SORT))
 
     def run(self, uid: str) -> FileRunSource:
         entry = self._runs.get(uid)
@@ -700,6 +830,7 @@ class FileDriver:
             entry = self._runs.get(uid)
         if entry is None:
             raise KeyError(uid)
+        self._ensure_documents()
         return FileRunSource(
             entry.location,
             self.fmt,
@@ -777,13 +908,20 @@ class _Parsed:
                 resume = None  # truncated or rewritten: start over
         result: list = []
 
-        def documents():
+        def batches():
             result.append((yield from fmt.read_appended(location, resume)))
 
-        if resume is None or self.source is None:
-            self.source = DocumentRunSource(documents(), uid=uid, keep_documents=False)
-        else:
-            self.source.extend(documents())
+        documents = itertools.chain.from_iterable(batches())
+        try:
+            if resume is None or self.source is None:
+                self.source = DocumentRunSource(documents, uid=uid, keep_documents=False)
+            else:
+                self.source.extend(documents)
+        except BaseException:
+            # Part of the appended documents may have been taken: the next
+            # access reads the file from the start (and reports the error).
+            self.source = self.resume = self.fingerprint = self.version = None
+            raise
         self.resume = result[0] if result else None
         self.fingerprint = _fingerprint(path, self.resume[0]) if self.resume else None
         self.version = version

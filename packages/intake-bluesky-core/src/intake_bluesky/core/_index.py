@@ -5,6 +5,7 @@ Shared by every backend that cannot push queries down (files, memory).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from ._query import compile_query
 from .driver import DEFAULT_SORT, Sort
 
-__all__ = ["search_starts"]
+__all__ = ["search_starts", "sorted_matches"]
 
 _MISSING = object()
 
@@ -29,8 +30,13 @@ def _get(doc: Mapping, dotted: str) -> Any:
 def _sort_key(key: str):
     # Mongo orders missing < numbers < strings < others; mimic that coarsely so
     # mixed-type metadata never makes sorting raise.
+    dotted = "." in key
+
     def keyfunc(doc):
-        value = _get(doc, key)
+        value = _get(doc, key) if dotted else doc.get(key, _MISSING)
+        kind = type(value)
+        if kind is float or kind is int:  # the common case first: "time"
+            return (1, value)
         if value is _MISSING or value is None:
             return (0, 0)
         if isinstance(value, bool):
@@ -42,6 +48,74 @@ def _sort_key(key: str):
         return (4, repr(value))
 
     return keyfunc
+
+
+def _plain_equalities(query: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """``[(key, value)]`` if the query is only top-level ``{key: <str>}``
+    conditions (the usual ``{'plan_name': 'scan'}``), else None."""
+    out = []
+    for key, value in query.items():
+        if type(value) is not str or key.startswith("$") or "." in key:
+            return None
+        out.append((key, value))
+    return out
+
+
+def _matcher(query: Mapping[str, Any]):
+    """A predicate on start documents; None matches everything."""
+    if not query:
+        return None
+    predicate = compile_query(query)
+    plain = _plain_equalities(query)
+    if plain is None:
+        return predicate
+
+    def match(doc):
+        # A string stored under the key equals the query's string exactly as
+        # MongoDB compares them; anything else (arrays, other types, a
+        # missing key) is left to the full evaluator.
+        for key, value in plain:
+            got = doc.get(key)
+            if type(got) is not str:
+                return predicate(doc)
+            if got != value:
+                return False
+        return True
+
+    return match
+
+
+def sorted_matches(
+    starts: Iterable[dict], query: Mapping[str, Any], sort: Sort = DEFAULT_SORT
+) -> list[dict]:
+    """The start documents matching ``query``, sorted (see :func:`search_starts`).
+
+    Examples
+    --------
+    >>> docs = [{"uid": "a", "time": 2}, {"uid": "b", "time": 1}]
+    >>> [d["uid"] for d in sorted_matches(docs, {}, [("time", -1)])]
+    ['a', 'b']
+    """
+    match = _matcher(query)
+    # Sorting makes a key tuple per document and frees them all at the end:
+    # the cyclic collector would walk every start document held in memory
+    # again and again meanwhile (no cycles are made here).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        matched = list(starts) if match is None else [doc for doc in starts if match(doc)]
+        # Stable multi-key sort, keys applied from least to most significant.
+        # A descending key reverses ties too (reverse, then a stable reverse
+        # sort), so that newest-first is exactly oldest-first backwards:
+        # cat[-1] is always list(cat)[-1], even when start times tie.
+        for key, direction in reversed(list(sort)):
+            if direction < 0:
+                matched.reverse()
+            matched.sort(key=_sort_key(key), reverse=direction < 0)
+    finally:
+        if enabled:
+            gc.enable()
+    return matched
 
 
 def search_starts(
@@ -60,15 +134,6 @@ def search_starts(
     >>> [d["uid"] for d in search_starts(docs, {"scan_id": {"$gt": 0}})]
     ['b', 'a']
     """
-    predicate = compile_query(query)
-    matched = [doc for doc in starts if predicate(doc)]
-    # Stable multi-key sort, keys applied from least to most significant. A
-    # descending key reverses ties too (reverse, then a stable reverse sort),
-    # so that newest-first is exactly oldest-first backwards: cat[-1] is
-    # always list(cat)[-1], even when start times tie.
-    for key, direction in reversed(list(sort)):
-        if direction < 0:
-            matched.reverse()
-        matched.sort(key=_sort_key(key), reverse=direction < 0)
+    matched = sorted_matches(starts, query, sort)
     stop = None if limit is None else skip + limit
     return islice(iter(matched), skip, stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -90,20 +91,71 @@ def _not_a_pair(path: str, lineno: int, item) -> ValueError:
 _BATCH = 2048
 
 
-def _documents(data: bytes, path: str, lineno: int = 0, base: int = 0):
-    """Documents of ``data`` (the file's bytes from offset ``base``, after
-    ``lineno`` lines); returns ``(offset, lineno, unterminated)`` just after
-    the last complete line (see :meth:`JSONLFormat.read_appended`)."""
+def _documents(data: bytes, path: str) -> Iterator[tuple[str, dict]]:
+    """Every document of ``data``, the bytes of the file at ``path``."""
+    return itertools.chain.from_iterable(_batches(data, path))
+
+
+#: Bytes read from a file at a time: memory holds one block and one batch of
+#: documents (which the core packs into columns), never the whole file.
+_BLOCK = 4 * 2**20
+
+
+def _file_batches(f: BinaryIO, path: str, lineno: int = 0, offset: int = 0, skip_newline=False):
+    """Lists of documents of an open file from its position ``offset`` on,
+    block by block; returns like :func:`_batches`. The file is closed at the
+    end."""
+    with f:
+        parts: list[bytes] = []  # pieces of a line not finished in its block
+        first = True
+        while True:
+            block = f.read(_BLOCK)
+            if first and skip_newline and block.startswith(b"\n"):
+                # The newline of a line already taken: not a blank line.
+                block = block[1:]
+                offset += 1
+            first = False
+            if not block:
+                break
+            cut = block.rfind(b"\n") + 1
+            if not cut:
+                parts.append(block)
+                continue
+            if parts:
+                parts.append(block)
+                data = b"".join(parts)
+                cut += len(data) - len(block)
+                parts = []
+            else:
+                data = block
+            # Only complete lines here: what follows the last newline waits
+            # for the next block (or the end of the file).
+            _, lineno, _ = yield from _batches(data, path, lineno, offset, cut)
+            offset += cut
+            if cut < len(data):
+                parts.append(data[cut:])
+        if parts:
+            return (yield from _batches(b"".join(parts), path, lineno, offset))
+        return offset, lineno, False
+
+
+def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0, end: int | None = None):
+    """Lists of documents of ``data[:end]`` (the file's bytes from offset
+    ``base``, after ``lineno`` lines); returns ``(offset, lineno,
+    unterminated)`` just after the last complete line (see
+    :meth:`JSONLFormat.read_appended`)."""
     view = memoryview(data)  # lines are decoded from slices, never copied
-    pos, end = 0, len(data)
+    pos, end = 0, len(data) if end is None else end
     consumed, unterminated = 0, False
     while pos < end:
-        batch, lineno, pos, consumed, unterminated = _decode_batch(data, view, path, lineno, pos)
-        yield from batch
+        batch, lineno, pos, consumed, unterminated = _decode_batch(
+            data, view, path, lineno, pos, end
+        )
+        yield batch
     return base + consumed, lineno, unterminated
 
 
-def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: int):
+def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int):
     # Decoding allocates several containers per line and frees none, so the
     # cyclic garbage collector would run again and again over a heap that
     # holds no garbage (about 40% of the time of a 100,000-event file).
@@ -113,17 +165,16 @@ def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: in
     if paused:
         gc.disable()
     try:
-        return _decode_lines(data, view, path, lineno, pos)
+        return _decode_lines(data, view, path, lineno, pos, end)
     finally:
         if paused:
             gc.enable()
 
 
-def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: int):
+def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int):
     loads = orjson.loads
     fast_error = orjson.JSONDecodeError
     find = data.find
-    end = len(data)
     out = []
     append = out.append
     # Where the next read of a growing file resumes: after the last line
@@ -132,7 +183,7 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
     # skipped then (``unterminated``).
     consumed, unterminated = pos, False
     while pos < end and len(out) < _BATCH:
-        nl = find(b"\n", pos)
+        nl = find(b"\n", pos, end)
         # No newline after the last piece: a line whose writing has not
         # finished (or a final line without one).
         terminated = nl >= 0
@@ -165,8 +216,11 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
         if type(name) is not str or type(doc) is not dict:
             raise _not_a_pair(path, lineno, loads(line))
         append((name, doc))
-        consumed, unterminated = min(pos, end), not terminated
+        consumed = pos
     else:
+        # pos is one past the end only after a last line without a newline.
+        if consumed > end:
+            return out, lineno, pos, end, True
         return out, lineno, pos, consumed, unterminated
     # Stopped at an incomplete last line: it is read again next time.
     return out, lineno - 1, pos, consumed, unterminated
@@ -214,6 +268,8 @@ class JSONLFormat(FileFormat):
 
     suffixes = (".jsonl",)
     name = "JSONL"
+    # Headers are decoded from JSON: stored in the on-disk index unchecked.
+    json_documents = True
 
     def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
         """Every ``(name, doc)`` of the file, in stored order.
@@ -229,14 +285,13 @@ class JSONLFormat(FileFormat):
             file and the line (1-based) and says what to do.
         """
         path = _path(location)
-        # One read: a snapshot of a file that may be growing, and splitting
-        # bytes in memory beats iterating a file object line by line.
-        with open(path, "rb") as f:
-            data = f.read()
-        return _documents(data, path)
+        # Read in blocks, split in memory (faster than iterating a file object
+        # line by line); opened now, so a missing file raises here.
+        return itertools.chain.from_iterable(_file_batches(open(path, "rb"), path))
 
     def read_appended(self, location: Location, resume):
-        """The documents after ``resume`` (None: all), returning the next one.
+        """Lists of the documents after ``resume`` (None: all); returns the
+        next ``resume``.
 
         ``resume`` is ``(offset, lineno, unterminated)``: the byte offset
         after the last complete line read, its (1-based) number, and whether
@@ -245,14 +300,9 @@ class JSONLFormat(FileFormat):
         """
         path = _path(location)
         offset, lineno, unterminated = resume if resume is not None else (0, 0, False)
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-        if unterminated and data.startswith(b"\n"):
-            # The newline of the line already taken: not a blank line.
-            data = data[1:]
-            offset += 1
-        return (yield from _documents(data, path, lineno, offset))
+        f = open(path, "rb")
+        f.seek(offset)
+        return (yield from _file_batches(f, path, lineno, offset, unterminated))
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
         """``(start, stop)`` from the first and last lines only.

@@ -167,7 +167,8 @@ class MsgpackFormat(FileFormat):
         yield from documents
 
     def read_appended(self, location: Location, resume):
-        """The documents after ``resume`` (None: all), returning the next one.
+        """Lists of the documents after ``resume`` (None: all); returns the
+        next ``resume``.
 
         ``resume`` is ``(offset,)``, the byte offset after the last complete
         record read: only the bytes from there on are read, and a truncated
@@ -178,7 +179,7 @@ class MsgpackFormat(FileFormat):
         with open(path, "rb") as file:
             file.seek(offset)
             documents, end = _read(path, file, offset)
-        yield from documents
+        yield documents
         return (end,)
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
