@@ -156,3 +156,35 @@ def test_numpy_integers_look_runs_up():
     assert cat[np.int32(-1)].uid == uid
     with pytest.raises(TypeError):
         cat[np.bool_(True)]
+
+
+def test_rows_without_events_never_change_values():
+    from intake_bluesky.core._assembly import _spread
+
+    where = np.array([0, 2])
+    big = _spread(np.array([2**53 + 1, 7]), where, 3)
+    assert big.dtype == object and big.tolist() == [2**53 + 1, None, 7]
+    small = _spread(np.array([1, 7]), where, 3)
+    assert small.dtype == np.float64 and np.isnan(small[1]) and small[[0, 2]].tolist() == [1, 7]
+    flags = _spread(np.array([True, False]), where, 3)
+    assert flags.dtype == np.float64 and flags[[0, 2]].tolist() == [1.0, 0.0]
+    text = _spread(np.array(["a", "bb"]), where, 3)
+    assert text.dtype == object and text.tolist() == ["a", None, "bb"]
+
+
+def test_yaml_of_a_catalog_made_with_a_time_range_loads_back(tmp_path):
+    import intake
+
+    from intake_bluesky.core.testing import UIDS, example_runs
+
+    cat = BlueskyInMemoryCatalog(query=TimeRange(since=0, until=1_700_000_150, timezone="UTC"))
+    for docs in example_runs(tmp_path):
+        cat.ingest(docs)
+    assert list(cat) == [UIDS["scan"], UIDS["count"]]
+    text = cat.yaml()
+    assert "TimeRange" not in text and "python/object" not in text
+    path = tmp_path / "cat.yaml"
+    path.write_text(text)
+    loaded = intake.open_catalog(str(path))
+    entry = loaded[list(loaded)[0]]
+    assert entry._query == {"time": {"$gte": 0.0, "$lt": 1_700_000_150.0}}

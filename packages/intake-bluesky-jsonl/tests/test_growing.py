@@ -179,3 +179,41 @@ def test_reading_in_blocks_of_any_size(tmp_path, monkeypatch, make_run, block):
     path.write_text(text + "oops\n" + _line(*docs[2]))
     with pytest.raises(ValueError, match=rf"line {len(docs) + 1}\b"):
         list(_format.JSONLFormat().read_documents(str(path)))
+
+
+def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(tmp_path):
+    # Same inode, same size, same first and last lines: only a value in the
+    # middle changed (an edit in place). It must not be taken as "nothing
+    # appended".
+    import os
+
+    import event_model
+
+    from intake_bluesky.jsonl import BlueskyJSONLCatalog
+
+    run = event_model.compose_run(uid="rewritten-run", time=1.0)
+    desc = run.compose_descriptor(
+        name="primary", data_keys={"det": {"source": "s", "dtype": "number", "shape": []}}
+    )
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i in range(20):
+        docs.append(
+            (
+                "event",
+                desc.compose_event(data={"det": 1.5}, timestamps={"det": 1.0}, seq_num=i + 1),
+            )
+        )
+    docs.append(("stop", run.compose_stop()))
+    path = tmp_path / "rewritten-run.jsonl"
+    path.write_text("".join(json.dumps([n, d]) + "\n" for n, d in docs))
+    cat = BlueskyJSONLCatalog(str(tmp_path), index_path=False)
+    assert cat[-1].primary.read()["det"].values.tolist() == [1.5] * 20
+    lines = path.read_text().splitlines(keepends=True)
+    lines[12] = lines[12].replace('"det": 1.5', '"det": 9.5')
+    stat = os.stat(path)
+    with open(path, "r+") as f:
+        f.write("".join(lines))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1000))
+    assert os.stat(path).st_size == stat.st_size
+    values = cat[-1].primary.read()["det"].values.tolist()
+    assert values[10] == 9.5 and values.count(1.5) == 19

@@ -204,16 +204,21 @@ class RowIndex:
             )
         if not has_stream:
             return cls(event_seq, times, event_seq, True)
-        ranges = [
-            (sd["seq_nums"]["start"], sd["seq_nums"]["stop"])
-            for sd in source.stream_datums(descriptor["uid"])
-        ]
+        ranges = [seq_range(sd, source.uid) for sd in source.stream_datums(descriptor["uid"])]
         if not ranges:
             return cls(event_seq, times, event_seq, True)
         declared = np.concatenate([np.arange(a, b, dtype="int64") for a, b in ranges])
         seq = np.union1d(event_seq, declared)
         if len(seq) == len(event_seq):
             return cls(event_seq, times, event_seq, True)
+        if len(event_seq) and seq[-1] > event_seq[-1] and source.stop() is None:
+            # ophyd-async emits a stream_datum just before its event: in a run
+            # being written, rows after the last event wait for their events
+            # (shown once they arrive), so a step scan read live keeps the
+            # dtypes of its inline fields.
+            pending = seq > event_seq[-1]
+            if len(seq) - pending.sum() == len(event_seq):
+                return cls(event_seq, times, event_seq, True)
         time = np.full(len(seq), np.nan)
         time[np.searchsorted(seq, event_seq)] = times
         return cls(seq, time, event_seq, False)
@@ -238,15 +243,37 @@ class RowIndex:
 # --- loading --------------------------------------------------------------------
 
 
+def seq_range(sd: dict, run: str) -> tuple[int, int]:
+    """A stream_datum's ``seq_nums`` as ``(start, stop)``, or a clear error."""
+    try:
+        return int(sd["seq_nums"]["start"]), int(sd["seq_nums"]["stop"])
+    except (KeyError, TypeError) as err:
+        raise BadDocumentError(
+            f"Run {run!r}: stream_datum {sd.get('uid')!r} has no seq_nums {{start, stop}} "
+            f"({err!r}); it is of an event-model older than 1.20 (block_idx/event_count/"
+            "event_offset), which cannot be aligned with events. Re-export the run with "
+            "event-model >= 1.20, or read the other fields with exclude=[...]."
+        ) from None
+
+
+def missing_capable(dtype: np.dtype | None) -> np.dtype | None:
+    """The dtype a column takes when some rows have no event: NaN for
+    numbers (floats stay, integers and booleans become float64, as in
+    xarray's own alignment), None in objects for the rest."""
+    if dtype is None or dtype.kind in "fc":
+        return dtype
+    return np.dtype("float64") if dtype.kind in "iub" else np.dtype(object)
+
+
 def _spread(values: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
     """Event values placed at their rows; rows without an event are missing
-    (NaN for numbers, as xarray's own alignment would give, None otherwise)."""
-    if values.dtype.kind in "fc":
-        out = np.full((n, *values.shape[1:]), np.nan, dtype=values.dtype)
-    elif values.dtype.kind in "iub":
-        out = np.full((n, *values.shape[1:]), np.nan)
-    else:
-        out = np.full((n, *values.shape[1:]), None, dtype=object)
+    (see :func:`missing_capable`). Integers too large for float64 keep their
+    values in an object array: no value is changed."""
+    dtype = missing_capable(values.dtype)
+    if dtype.kind == "f" and not fits(values, dtype):
+        dtype = np.dtype(object)
+    fill = np.nan if dtype.kind in "fc" else None
+    out = np.full((n, *values.shape[1:]), fill, dtype=dtype)
     out[positions] = values
     return out
 
@@ -333,7 +360,7 @@ def _stream_datums_for(source: RunSource, filler: Filler, descriptor_uid: str, k
         for sd in source.stream_datums(descriptor_uid)
         if filler.stream_resource(sd["stream_resource"]).get("data_key") == key
     ]
-    return sorted(sds, key=lambda sd: sd["seq_nums"]["start"])
+    return sorted(sds, key=lambda sd: seq_range(sd, source.uid)[0])
 
 
 def _stream_column(source, filler, descriptor_uid, spec, columns):
@@ -354,7 +381,7 @@ def _stream_column(source, filler, descriptor_uid, spec, columns):
     lo, hi = int(seq[0]), int(seq[-1]) + 1
     wanted, covered = [], []
     for sd in sds:
-        s0, s1 = sd["seq_nums"]["start"], sd["seq_nums"]["stop"]
+        s0, s1 = seq_range(sd, source.uid)
         a, b = max(s0, lo), min(s1, hi)
         if a < b:
             i0 = sd["indices"]["start"] + (a - s0)
@@ -459,6 +486,10 @@ def _lazy_descriptor(source, filler, descriptor_uid, specs, part, index: RowInde
     """Dask arrays for fields of one descriptor: one load task per chunk of
     rows (shared by the fields of a group), one take task per field."""
     _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index)
+    if not index.aligned and len(index) > len(index.event_seq):
+        for spec in specs:
+            if spec.kind != "stream" or part == "timestamps":
+                spec.dtype = missing_capable(spec.dtype)
     n = len(index)
     arrays: dict[str, da.Array] = {}
     # Group fields by rows-per-chunk so small fields share a task.

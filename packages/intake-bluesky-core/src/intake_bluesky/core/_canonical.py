@@ -38,7 +38,7 @@ def canonical(
     transforms = transforms or {}
     tf = {
         name: transforms.get(name, _identity)
-        for name in ("start", "stop", "descriptor", "resource")
+        for name in ("start", "stop", "descriptor", "resource", "stream_resource")
     }
     yield "start", tf["start"](source.start())
 
@@ -72,7 +72,9 @@ def canonical(
             (page if len(page["datum_id"]) > 1 else _single_datum(page)),
         )
 
-    stream_resources = {sr["uid"]: sr for sr in source.stream_resources()}
+    stream_resources = {
+        sr["uid"]: sr for sr in (tf["stream_resource"](d) for d in source.stream_resources())
+    }
     emitted_stream_resources: set[str] = set()
 
     def emit_descriptor(d):

@@ -41,8 +41,8 @@ class BlueskyCatalog(EntriesMixin, Catalog):
     query : dict, optional
         A MongoDB query on start documents that pre-filters the catalog.
     transforms : dict, optional
-        ``start``/``stop``/``descriptor``/``resource`` -> callable that patches
-        those documents on read. Searches see the stored start documents,
+        ``start``/``stop``/``descriptor``/``resource``/``stream_resource`` -> callable
+        that patches those documents on read. Searches see the stored start documents,
         not the transformed ones (a database evaluates them where they are).
     **kwargs
         Passed to ``intake.catalog.Catalog`` (``name``, ``metadata``, ...).
@@ -83,6 +83,10 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             raise TypeError(f"{type(driver).__name__} does not implement the Driver protocol.")
         self.driver = driver
         self._query = validate_query(query, server=getattr(driver, "server_side_queries", False))
+        if query is not None:
+            # yaml()/pickle re-create the catalog from these: the plain query
+            # (a TimeRange or numpy values would not load back as YAML).
+            self._captured_init_kwargs["query"] = self._query
         given = self._captured_init_kwargs.get("handler_registry")
         if given:
             # Written by yaml()/pickle as importable names, not Python objects.

@@ -903,7 +903,11 @@ class _Parsed:
         (path,) = _files_of(location)
         resume = self.resume
         if self.source is not None and resume is not None:
-            now = _fingerprint(path, resume[0])
+            # A serializer only appends: a file that did not grow was
+            # rewritten in place (new mtime, same size) or truncated; one that
+            # grew keeps its bytes up to where we stopped (checked by sample).
+            grew = self.version is not None and version[0][0] > self.version[0][0]
+            now = _fingerprint(path, resume[0]) if grew else None
             if now is None or now != self.fingerprint:
                 resume = None  # truncated or rewritten: start over
         result: list = []

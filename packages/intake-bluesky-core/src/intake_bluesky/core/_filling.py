@@ -170,17 +170,23 @@ class Filler:
     registry : HandlerRegistry
     root_map : mapping, optional
         Old root -> new root, for data moved since it was written.
-    transform_resource : callable, optional
-        Applied to every resource document before use.
+    transform_resource, transform_stream_resource : callable, optional
+        Applied to every resource / stream_resource document before use.
     """
 
     def __init__(
-        self, source: RunSource, registry: HandlerRegistry, root_map=None, transform_resource=None
+        self,
+        source: RunSource,
+        registry: HandlerRegistry,
+        root_map=None,
+        transform_resource=None,
+        transform_stream_resource=None,
     ):
         self.source = source
         self.registry = registry
         self.root_map = dict(root_map or {})
         self.transform_resource = transform_resource
+        self.transform_stream_resource = transform_stream_resource
         self._init_caches()
 
     def _init_caches(self):
@@ -302,10 +308,17 @@ class Filler:
         return lossless_cast(stacked, dtype, run=self.source.uid, field=field, what=declared)
 
     # --- stream_resource / stream_datum -------------------------------------
-    def stream_resource(self, uid: str) -> dict:
-        """The stream_resource document ``uid`` of this run."""
+    def _all_stream_resources(self) -> list[dict]:
         if self._stream_resources is None:
-            self._stream_resources = {d["uid"]: d for d in self.source.stream_resources()}
+            docs = self.source.stream_resources()
+            if self.transform_stream_resource is not None:
+                docs = [self.transform_stream_resource(d) for d in docs]
+            self._stream_resources = {d["uid"]: d for d in docs}
+        return list(self._stream_resources.values())
+
+    def stream_resource(self, uid: str) -> dict:
+        """The stream_resource document ``uid`` of this run (transformed)."""
+        self._all_stream_resources()
         try:
             return self._stream_resources[uid]
         except KeyError:
@@ -320,7 +333,8 @@ class Filler:
             raise FillError(
                 f"Run {self.source.uid!r}: stream_resource {sr.get('uid')!r} (data key "
                 f"{sr.get('data_key')!r}) has neither 'mimetype' nor 'spec', so no reader can "
-                "be chosen for it. Patch it with transforms or pass the documents through "
+                "be chosen for it. Give it one with transforms={'stream_resource': func} (func "
+                "returns the document with 'mimetype' set), or write the run again with "
                 "event-model >= 1.20, which writes 'mimetype'."
             )
         return key
@@ -328,7 +342,7 @@ class Filler:
     def stream_chunk_rows(self, key: str, data_key: dict) -> int | None:
         """Rows per storage chunk of a stream field, from its reader class
         (no file opened); None when the reader does not say."""
-        for sr in self.source.stream_resources():
+        for sr in self._all_stream_resources():
             if sr.get("data_key") != key:
                 continue
             try:

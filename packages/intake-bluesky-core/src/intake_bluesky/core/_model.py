@@ -17,7 +17,7 @@ from .driver import RunSource
 
 __all__ = ["RunModel", "StreamModel", "Settings"]
 
-TRANSFORM_NAMES = ("start", "stop", "descriptor", "resource")
+TRANSFORM_NAMES = ("start", "stop", "descriptor", "resource", "stream_resource")
 
 
 class Settings:
@@ -67,6 +67,7 @@ class RunModel:
             self.settings.registry,
             self.settings.root_map,
             self.settings.transforms.get("resource"),
+            self.settings.transforms.get("stream_resource"),
         )
 
     @property

@@ -14,6 +14,7 @@ from .._filling import FillError, MissingHandlerError
 from ._examples import EXTERNAL_ROOT
 from ._examples_v2 import (
     FRAME,
+    NPZ_MIMETYPE,
     STREAM_UIDS,
     NpzFramesReader,
     frames,
@@ -156,6 +157,17 @@ class StreamDataTests:
         cat = store.catalog(**stream_registry(stream_dir))
         with pytest.raises(FillError, match="neither 'mimetype' nor 'spec'"):
             cat[STREAM_UIDS["fly"]].primary.read()
+        # The fix the error suggests: a stream_resource transform.
+        fixed = store.catalog(
+            **stream_registry(stream_dir),
+            transforms={"stream_resource": lambda d: {**d, "mimetype": NPZ_MIMETYPE}},
+        )
+        ds = fixed[STREAM_UIDS["fly"]].primary.read()
+        np.testing.assert_array_equal(ds["bdet"].values[:, 0], frames(7, 3))
+        patched = [
+            d for n, d in fixed[STREAM_UIDS["fly"]].canonical(fill="no") if n == "stream_resource"
+        ]
+        assert patched and all(d["mimetype"] == NPZ_MIMETYPE for d in patched)
 
     def test_missing_reader_names_mimetype(self, store, stream_docs, stream_dir):
         store.write_run(stream_docs[1])
@@ -204,3 +216,45 @@ class StreamDataTests:
         np.testing.assert_array_equal(ds["bdet-sum"].values[:, 0], sums)
         mismatch = [w for w in caught if issubclass(w.category, DtypeMismatchWarning)]
         assert mismatch and "bdet-sum" in str(mismatch[0].message)
+
+    def test_live_step_scan_waits_for_the_event_of_its_last_row(
+        self, store, stream_docs, stream_dir
+    ):
+        # Cut as the file looks between the last stream_datums and their event.
+        docs = stream_docs[0]
+        cut = max(i for i, (n, _) in enumerate(docs) if n == "event")
+        store.write_run(docs[:cut])
+        stream = store.catalog(**stream_registry(stream_dir))[STREAM_UIDS["step"]].primary
+        for ds in (stream.read(), stream.to_dask().compute()):
+            assert ds["seq_num"].values.tolist() == [1, 2, 3]
+            assert ds["pdet"].dtype == np.int64 and ds["pdet"].values.tolist() == [100, 101, 102]
+            np.testing.assert_array_equal(ds["bdet"].values[:, 0], frames(4, 1)[:3])
+
+    def test_rows_without_events_keep_every_value(self, store, stream_docs, stream_dir):
+        # A finished run whose event for seq_num 2 is missing: that row has
+        # stream data only; inline fields are missing there, never changed.
+        docs = [(n, d) for n, d in stream_docs[0] if not (n == "event" and d["seq_num"] == 2)]
+        store.write_run(docs)
+        stream = store.catalog(**stream_registry(stream_dir))[STREAM_UIDS["step"]].primary
+        eager = stream.read()
+        lazy = stream.to_dask()
+        assert lazy["pdet"].dtype == eager["pdet"].dtype == np.float64
+        for ds in (eager, lazy.compute()):
+            assert ds["seq_num"].values.tolist() == [1, 2, 3, 4]
+            np.testing.assert_array_equal(ds["pdet"].values, [100, np.nan, 102, 103])
+            assert (
+                np.isnan(ds["time"].values[1]) and not np.isnan(ds["time"].values[[0, 2, 3]]).any()
+            )
+            np.testing.assert_array_equal(ds["bdet"].values[:, 0], frames(4, 1))
+
+    def test_stream_datum_without_seq_nums_is_named(self, store, stream_docs, stream_dir):
+        docs = []
+        for n, d in stream_docs[1]:
+            if n == "stream_datum":
+                d = {k: v for k, v in d.items() if k != "seq_nums"}
+                d.update(block_idx=0, event_count=1, event_offset=0)
+            docs.append((n, d))
+        store.write_run(docs)
+        cat = store.catalog(**stream_registry(stream_dir))
+        with pytest.raises(ValueError, match="has no seq_nums.*event-model older than 1.20"):
+            cat[STREAM_UIDS["fly"]].primary.read()
