@@ -457,6 +457,12 @@ def main(argv=None) -> int:
 
         peer = ["--tiled-python", args.tiled_python] if args.tiled_python else []
         bench_stream.main([*(["--quick"] if args.quick else []), "--reps", str(args.reps), *peer])
+        import bench_export  # export rows: bench_export.py (runnable alone too)
+
+        anchor = ["--anchor-python", args.anchor_python] if args.anchor_python else []
+        bench_export.main(
+            [*(["--quick"] if args.quick else []), "--reps", str(args.reps), *anchor]
+        )
     return 0
 
 

@@ -33,5 +33,6 @@ Write a small run the way suitcase-jsonl does and read it back:
 
 from ._catalog import BlueskyJSONLCatalog
 from ._format import JSONLFormat
+from ._writer import JSONLWriter
 
-__all__ = ["BlueskyJSONLCatalog", "JSONLFormat"]
+__all__ = ["BlueskyJSONLCatalog", "JSONLFormat", "JSONLWriter"]

@@ -30,10 +30,11 @@ Examples
 from intake_bluesky.core import BlueskyCatalog, FileDriver
 
 from ._format import MsgpackFormat, decode_numpy
+from ._writer import MsgpackWriter
 
 __version__ = "0.1.0"
 
-__all__ = ["BlueskyMsgpackCatalog", "MsgpackFormat", "decode_numpy"]
+__all__ = ["BlueskyMsgpackCatalog", "MsgpackFormat", "MsgpackWriter", "decode_numpy"]
 
 
 class BlueskyMsgpackCatalog(BlueskyCatalog):
