@@ -144,7 +144,7 @@ def _column(pieces: Sequence, numeric: bool = False, float_hint: bool = False) -
 
 def _exact(flat: list, out: np.ndarray) -> bool:
     """Whether every int of ``flat`` survived as the float at its place."""
-    return all(v == float(f) and v == int(f) for v, f in zip(flat, out) if type(v) is int)
+    return all(v == float(f) for v, f in zip(flat, out) if isinstance(v, int))
 
 
 # --- rows ---------------------------------------------------------------------
