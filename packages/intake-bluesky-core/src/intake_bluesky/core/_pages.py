@@ -43,17 +43,25 @@ def pack_events(events: Sequence[dict]) -> dict:
     first = events[0]
     keys = list(first["data"])
     ts_keys = list(first.get("timestamps", {}))
+    # One pass to reach each event's inner dicts, then one per key: for runs
+    # stored as single events this is most of the cost beyond decoding.
+    datas = [e["data"] for e in events]
+    stamps = [e["timestamps"] for e in events] if ts_keys else []
     # 'filled' may be given for some events only; absent means not filled.
-    filled_keys = list(dict.fromkeys(k for e in events for k in e.get("filled", {})))
+    filleds = [e.get("filled") or _EMPTY for e in events]
+    filled_keys = list(dict.fromkeys(k for f in filleds if f for k in f))
     return {
         "descriptor": first["descriptor"],
         "time": [e["time"] for e in events],
         "uid": [e["uid"] for e in events],
         "seq_num": [e["seq_num"] for e in events],
-        "data": {k: [e["data"][k] for e in events] for k in keys},
-        "timestamps": {k: [e["timestamps"][k] for e in events] for k in ts_keys},
-        "filled": {k: [e.get("filled", {}).get(k, False) for e in events] for k in filled_keys},
+        "data": {k: [d[k] for d in datas] for k in keys},
+        "timestamps": {k: [t[k] for t in stamps] for k in ts_keys},
+        "filled": {k: [f.get(k, False) for f in filleds] for k in filled_keys},
     }
+
+
+_EMPTY: dict = {}
 
 
 def unpack_event_page(page: dict) -> Iterator[dict]:
