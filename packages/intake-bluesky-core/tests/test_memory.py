@@ -300,3 +300,64 @@ def test_events_with_swapped_keys_are_not_packed_together():
     assert [sorted(p["data"]) for p in pages] == [
         ["det", "temp"], ["det", "other"], ["det", "temp"]]  # fmt: skip
     assert [list(p["seq_num"]) for p in pages] == [[1, 2], [3], [4]]
+
+
+def test_events_whose_keys_change_midway_keep_every_value_in_order():
+    # Packing works on groups of a few hundred events: key changes fall
+    # inside groups and between them, and no value is dropped or moved.
+    docs = _count_run(n=1000)
+    events = [d for n, d in docs if n == "event"]
+    changed = {300: "extra", 600: "missing", 601: "missing", 700: "filled", 256: "extra"}
+    for seq, how in changed.items():
+        event = events[seq - 1]
+        if how == "extra":
+            event["data"]["extra"] = -1.0
+            event["timestamps"]["extra"] = 0.0
+        elif how == "missing":
+            del event["data"]["temp"], event["timestamps"]["temp"]
+        else:
+            event["filled"] = {"det": True}
+    source = DocumentRunSource(docs, keep_documents=False)
+    pages = list(source.event_pages(docs[1][1]["uid"]))
+    rows = [int(s) for p in pages for s in p["seq_num"]]
+    assert rows == list(range(1, 1001))
+    det = [float(v) for p in pages for v in p["data"]["det"]]
+    assert det == [float(i) for i in range(1, 1001)]
+    for p in pages:
+        seqs = [int(s) for s in p["seq_num"]]
+        keys = set(p["data"])
+        assert keys == set(p["timestamps"])
+        for s in seqs:
+            expected = {"det", "temp"}
+            if changed.get(s) == "extra":
+                expected.add("extra")
+            elif changed.get(s) == "missing":
+                expected.discard("temp")
+            assert keys == expected, s
+        filled = p.get("filled", {})
+        if 700 in seqs:
+            assert list(filled["det"])[seqs.index(700)] is True
+            assert sum(bool(v) for v in filled["det"]) == 1
+    extra = [p["data"]["extra"] for p in pages if "extra" in p["data"]]
+    assert [list(e) for e in extra] == [[-1.0], [-1.0]]
+
+
+def test_interleaved_streams_are_packed_per_stream():
+    import event_model
+
+    bundle = event_model.compose_run(uid="two-streams", time=0.0)
+    keys = {"v": {"source": "s", "dtype": "number", "shape": []}}
+    a = bundle.compose_descriptor(name="primary", data_keys=keys, time=0.0)
+    b = bundle.compose_descriptor(name="monitor", data_keys=keys, time=0.0)
+    docs = [("start", bundle.start_doc), ("descriptor", a.descriptor_doc)]
+    docs.append(("descriptor", b.descriptor_doc))
+    for i in range(1, 601):
+        d = a if i % 3 else b
+        event = d.compose_event(data={"v": float(i)}, timestamps={"v": float(i)}, time=float(i))
+        docs.append(("event", event))
+    docs.append(("stop", bundle.compose_stop(time=700.0)))
+    source = DocumentRunSource(docs, keep_documents=False)
+    for desc, expected in ((a, [i for i in range(1, 601) if i % 3]), (b, list(range(3, 601, 3)))):
+        pages = list(source.event_pages(desc.descriptor_doc["uid"]))
+        assert [float(v) for p in pages for v in p["data"]["v"]] == [float(i) for i in expected]
+        assert [int(s) for p in pages for s in p["seq_num"]] == list(range(1, len(expected) + 1))

@@ -454,3 +454,89 @@ def test_garbage_collector_state_is_restored(tmp_path, make_run, write_jsonl, en
         assert gc.isenabled() is enabled
     finally:
         set_gc(was)
+
+
+# --- decoding in chunks: the fast path and the careful path agree ----------------
+
+
+@pytest.fixture(params=[(97, 64), (1000, 300), (8192, 2048), (2**20, 64 * 1024)])
+def small_blocks(request, monkeypatch):
+    """Blocks read and chunks decoded this many bytes long: lines fall across
+    every kind of boundary."""
+    block, chunk = request.param
+    monkeypatch.setattr(format_module, "_BLOCK", block)
+    monkeypatch.setattr(format_module, "_CHUNK", chunk)
+
+
+def _mixed_lines(make_run):
+    """A run of 120 events as (name, doc) and as text: bare NaN in some
+    lines, blank and CRLF lines between others, and one event page longer
+    than any chunk."""
+    values = [float("nan") if i % 37 == 5 else float(i) for i in range(120)]
+    docs = make_run(values=values)
+    events = [d for n, d in docs if n == "event"]
+    page = dict(event_model.pack_event_page(*events[100:110]))
+    page["data"]["det"] = [float(i) + 0.5 for i in range(10)]
+    page["data"]["long"] = ["x" * 400] * 10  # a line longer than most chunks
+    page["timestamps"]["long"] = page["time"]
+    docs = docs[:102] + [("event_page", page)] + docs[112:]
+    lines = [dump_line(n, d) for n, d in docs]
+    for i in (7, 50, 51, 90):
+        lines[i] = lines[i] + "\n \n"  # blank lines
+    lines[60] = lines[60].replace("\n", "\r\n")
+    return docs, "".join(lines)
+
+
+def test_chunked_decoding_gives_every_document_in_order(tmp_path, make_run, small_blocks):
+    docs, text = _mixed_lines(make_run)
+    path = tmp_path / "run.jsonl"
+    path.write_text(text)
+    out = read(path)
+    assert all(type(pair) is tuple for pair in out)
+    # json.dumps spells NaN alike on both sides (NaN != NaN in ==).
+    assert json.dumps(out) == json.dumps(docs)
+    assert [type(d["data"]["det"]) for n, d in out if n == "event"] == [float] * 110
+
+
+@pytest.mark.parametrize("lineno", [2, 40, 103, 123])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ('["event", {"uid": ', "not valid JSON"),
+        ('["event", {}]["event", {}]', "not valid JSON"),  # two documents on a line
+        ('["event", {}], ["event", {}]', "not valid JSON"),
+        ('["event", {}, {}]', r"expected \[name, document\]"),
+        ("[1, {}]", r"expected \[name, document\]"),
+    ],
+)
+def test_chunked_decoding_names_the_bad_line(
+    tmp_path, make_run, small_blocks, lineno, bad, message
+):
+    docs = make_run(150)
+    lines = [dump_line(n, d) for n, d in docs]
+    lines[lineno - 1] = bad + "\n"
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(lines))
+    with pytest.raises(ValueError, match=f"{path}, line {lineno}: {message}"):
+        read(path)
+
+
+def test_chunked_decoding_of_a_growing_file(tmp_path, make_run, small_blocks):
+    docs, text = _mixed_lines(make_run)
+    path = tmp_path / "run.jsonl"
+    got, resume = [], None
+    data = text.encode()
+    for end in range(0, len(data) + 1, 997):  # cut anywhere, lines included
+        path.write_bytes(data[:end])
+        reader = fmt.read_appended(str(path), resume)
+        while True:
+            try:
+                got.extend(next(reader))
+            except StopIteration as done:
+                resume = done.value
+                break
+    path.write_bytes(data)
+    reader = fmt.read_appended(str(path), resume)
+    for batch in reader:
+        got.extend(batch)
+    assert json.dumps(got) == json.dumps(docs)

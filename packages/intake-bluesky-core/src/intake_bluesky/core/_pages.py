@@ -39,17 +39,33 @@ def page_length(page: dict) -> int:
 
 
 def pack_events(events: Sequence[dict]) -> dict:
-    """One event_page from events of one descriptor with the same data keys."""
+    """One event_page from events of one descriptor with the same data keys.
+
+    Raises
+    ------
+    KeyError
+        If the events do not all have the first one's data and timestamps
+        keys (pages stay rectangular: split such events into several pages).
+    """
     first = events[0]
     keys = list(first["data"])
-    ts_keys = list(first.get("timestamps", {}))
+    ts_keys = list(first["timestamps"])
     # One pass to reach each event's inner dicts, then one per key: for runs
     # stored as single events this is most of the cost beyond decoding.
     datas = [e["data"] for e in events]
-    stamps = [e["timestamps"] for e in events] if ts_keys else []
+    stamps = [e["timestamps"] for e in events]
+    # A key missing from an event raises KeyError below; one too many would
+    # be dropped, so the sizes are compared here (in C, not per event).
+    if set(map(len, datas)) != {len(keys)} or set(map(len, stamps)) != {len(ts_keys)}:
+        raise KeyError(f"events of descriptor {first['descriptor']!r} differ in their keys")
     # 'filled' may be given for some events only; absent means not filled.
-    filleds = [e.get("filled") or _EMPTY for e in events]
-    filled_keys = list(dict.fromkeys(k for f in filleds if f for k in f))
+    # Mostly it is {} everywhere: any() tells that without a Python loop.
+    filleds = [e.get("filled") for e in events]
+    if any(filleds):
+        filleds = [f or _EMPTY for f in filleds]
+        filled_keys = list(dict.fromkeys(k for f in filleds if f for k in f))
+    else:
+        filled_keys = []
     return {
         "descriptor": first["descriptor"],
         "time": [e["time"] for e in events],
@@ -144,7 +160,14 @@ def as_column(values):
     Array-valued columns stay as they came (nested lists, or numpy from a
     binary format) so that :func:`plain_page` can give them back unmodified.
     """
-    if isinstance(values, np.ndarray) or not values or isinstance(values[0], list | dict):
+    if isinstance(values, np.ndarray) or not values:
+        return values
+    first = values[0]
+    if type(first) is float and list(map(type, values)).count(float) == len(values):
+        # Only floats (the common case, checked about twice as fast as a set
+        # of types): no dtype for numpy to infer.
+        return np.fromiter(values, np.float64, len(values))
+    if isinstance(first, list | dict):
         return values
     try:
         arr = np.asarray(values)

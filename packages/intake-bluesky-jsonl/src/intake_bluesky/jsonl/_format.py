@@ -85,20 +85,23 @@ def _not_a_pair(path: str, lineno: int, item) -> ValueError:
     )
 
 
-#: Lines decoded per batch: documents are handed on (and freed by the core,
-#: which packs them into columns) batch by batch, so memory holds the file's
-#: bytes and one batch of dicts, never every document of the run.
+#: Lines decoded per batch on the careful path (blank lines, bare NaN, an
+#: incomplete last line, errors): documents are handed on (and freed by the
+#: core, which packs them into columns) batch by batch, so memory holds the
+#: file's bytes and one batch of dicts, never every document of the run.
 _BATCH = 2048
 
-
-def _documents(data: bytes, path: str) -> Iterator[tuple[str, dict]]:
-    """Every document of ``data``, the bytes of the file at ``path``."""
-    return itertools.chain.from_iterable(_batches(data, path))
+#: Bytes of complete lines decoded at once on the fast path: about 170 events
+#: of a scalar run. Small enough that one batch of dicts stays in the CPU's
+#: cache while the core packs it (larger batches are measurably slower).
+_CHUNK = 64 * 1024
 
 
 #: Bytes read from a file at a time: memory holds one block and one batch of
-#: documents (which the core packs into columns), never the whole file.
-_BLOCK = 4 * 2**20
+#: documents (which the core packs into columns), never the whole file. A
+#: block that stays in the CPU's cache while it is decoded reads a 100,000-event
+#: file about 10% faster than 4 MiB blocks.
+_BLOCK = 2**20
 
 
 def _file_batches(f: BinaryIO, path: str, lineno: int = 0, offset: int = 0, skip_newline=False):
@@ -144,18 +147,34 @@ def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0, end: int | 
     ``base``, after ``lineno`` lines); returns ``(offset, lineno,
     unterminated)`` just after the last complete line (see
     :meth:`JSONLFormat.read_appended`)."""
-    view = memoryview(data)  # lines are decoded from slices, never copied
+    view = memoryview(data)  # careful lines are decoded from slices, never copied
     pos, end = 0, len(data) if end is None else end
     consumed, unterminated = 0, False
     while pos < end:
-        batch, lineno, pos, consumed, unterminated = _decode_batch(
-            data, view, path, lineno, pos, end
-        )
-        yield batch
+        limit = min(pos + _CHUNK, end)
+        cut = data.rfind(b"\n", pos, limit) + 1 or data.find(b"\n", limit, end) + 1
+        if cut:
+            # Complete lines: one C-level call decodes them all when every
+            # line is a plain [name, document] (the common case).
+            batch = _paused_gc(_decode_plain, data[pos : cut - 1])
+            if batch is not None:
+                lineno += len(batch)
+                pos = consumed = cut
+                unterminated = False
+                yield batch
+                continue
+        else:
+            cut = end  # the last line, with no newline after it yet
+        # Blank lines, bare NaN, a corrupt or incomplete line: line by line.
+        while pos < cut:
+            batch, lineno, pos, consumed, unterminated = _paused_gc(
+                _decode_lines, data, view, path, lineno, pos, cut
+            )
+            yield batch
     return base + consumed, lineno, unterminated
 
 
-def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int):
+def _paused_gc(decode, *args):
     # Decoding allocates several containers per line and frees none, so the
     # cyclic garbage collector would run again and again over a heap that
     # holds no garbage (about 40% of the time of a 100,000-event file).
@@ -165,10 +184,35 @@ def _decode_batch(data: bytes, view: memoryview, path: str, lineno: int, pos: in
     if paused:
         gc.disable()
     try:
-        return _decode_lines(data, view, path, lineno, pos, end)
+        return decode(*args)
     finally:
         if paused:
             gc.enable()
+
+
+def _decode_plain(lines: bytes) -> list[tuple[str, dict]] | None:
+    """The documents of ``lines`` (complete lines, without the last newline),
+    or None if any line is not a plain ``[name, document]`` that orjson reads.
+
+    Each line is still decoded on its own (``split``, then ``map``), so a line
+    that is not one JSON value by itself never passes; None sends the lines
+    down the careful path, which skips blank lines, reads bare NaN and names
+    the line of an error.
+    """
+    try:
+        items = list(map(orjson.loads, lines.split(b"\n")))
+    except orjson.JSONDecodeError:
+        return None
+    out = []
+    append = out.append
+    for item in items:
+        if type(item) is not list or len(item) != 2:
+            return None
+        name, doc = item
+        if type(name) is not str or type(doc) is not dict:
+            return None
+        append((name, doc))
+    return out
 
 
 def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int):
