@@ -163,8 +163,9 @@ class MsgpackFormat(FileFormat):
         with open(path, "rb") as file:
             # Read eagerly: the file is closed before the first document is
             # handed out, however long the caller takes.
-            documents, _ = _read(path, file)
-        yield from documents
+            batches = list(_read(path, file))
+        for documents in batches:
+            yield from documents
 
     def read_appended(self, location: Location, resume):
         """Lists of the documents after ``resume`` (None: all); returns the
@@ -178,8 +179,7 @@ class MsgpackFormat(FileFormat):
         offset = resume[0] if resume is not None else 0
         with open(path, "rb") as file:
             file.seek(offset)
-            documents, end = _read(path, file, offset)
-        yield documents
+            end = yield from _read(path, file, offset)
         return (end,)
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
@@ -270,13 +270,17 @@ class _NotARecord(Exception):
     pass
 
 
-def _read(path: str, file, base: int = 0) -> tuple[list[tuple[str, dict]], int]:
+def _read(path: str, file, base: int = 0):
     """Decode and merge the records of an open file (see ``read_documents``),
-    from its position ``base``; also the offset after the last complete record.
+    from its position ``base``: lists of documents, from a generator that
+    returns the offset after the last complete record.
 
     Pages are merged while streaming: each page's rows are appended to the
     columns of its descriptor (or resource) as soon as it is decoded, so the
-    decoded records die young instead of piling up.
+    decoded records die young instead of piling up. Every ``_STRETCH_ROWS``
+    rows the merged pages are handed on, so the caller turns them into
+    arrays before the next rows are decoded: memory holds that many rows as
+    Python objects, never the whole run's.
     """
     out: list[tuple[str, dict]] = []
     stretch = _Stretch()
@@ -289,6 +293,7 @@ def _read(path: str, file, base: int = 0) -> tuple[list[tuple[str, dict]], int]:
     # datum page: the next page of the same descriptor or resource goes
     # straight there. Reset at every flush, which ends those columns.
     last_event = last_datum = (None, None)
+    rows = 0  # in the stretch's pages
     try:
         for record in unpacker:
             if type(record) is not list or len(record) != 2:
@@ -300,16 +305,27 @@ def _read(path: str, file, base: int = 0) -> tuple[list[tuple[str, dict]], int]:
                 key = doc.get("descriptor")
                 if last_event[1] is None or key != last_event[0] or not last_event[1](doc):
                     last_event = stretch.add(stretch.events, key, doc, _EventColumns)
+                rows += _rows(doc.get("seq_num"))
             elif name == "datum_page":
                 key = doc.get("resource")
                 if last_datum[1] is None or key != last_datum[0] or not last_datum[1](doc):
                     last_datum = stretch.add(stretch.datums, key, doc, _DatumColumns)
+                rows += _rows(doc.get("datum_id"))
             else:
                 if stretch:
                     stretch.flush(path, out)
                     last_event = last_datum = (None, None)
+                    rows = 0
                 out.append((name, _decode_document(path, name, doc)))
             offset = base + tell()
+            if rows >= _STRETCH_ROWS:
+                # Datum pages go first, as at the end of a stretch: every
+                # datum still precedes the events that refer to it.
+                stretch.flush(path, out)
+                last_event = last_datum = (None, None)
+                rows = 0
+                yield out
+                out = []
     except _NotARecord:
         raise _corrupt(path, offset, "it is not a [name, document] pair") from None
     except _ReadError:
@@ -319,7 +335,17 @@ def _read(path: str, file, base: int = 0) -> tuple[list[tuple[str, dict]], int]:
         raise _corrupt(path, offset, why) from exc
     stretch.flush(path, out)
     _check_tail(path, file, offset, file.tell())
-    return out, offset
+    yield out
+    return offset
+
+
+#: Rows of merged pages handed on at a time (see :func:`_read`): twice the
+#: core's page size, so that each hand-over becomes its own page, not a copy.
+_STRETCH_ROWS = 8192
+
+
+def _rows(column) -> int:
+    return len(column) if type(column) is list else 1
 
 
 class _ReadError(ValueError):
@@ -538,7 +564,10 @@ def _adder(size: int, rows: tuple, row_columns: list, parts: list, extra: dict):
     ]
     # Safe: the source is built from names made above only.
     exec("\n".join(lines), namespace)
-    return namespace["add"]
+    # Taken out of its own globals: a function in the namespace it runs in is
+    # a reference cycle, so its columns (a whole stretch's rows) would wait
+    # for the cyclic garbage collector instead of dying with the stretch.
+    return namespace.pop("add")
 
 
 class _EventColumns(_Columns):
