@@ -361,3 +361,50 @@ def test_interleaved_streams_are_packed_per_stream():
         pages = list(source.event_pages(desc.descriptor_doc["uid"]))
         assert [float(v) for p in pages for v in p["data"]["v"]] == [float(i) for i in expected]
         assert [int(s) for p in pages for s in p["seq_num"]] == list(range(1, len(expected) + 1))
+
+
+def _plain_event(i, keys, filled=None):
+    event = {
+        "descriptor": "d",
+        "uid": f"e{i}",
+        "time": float(i),
+        "seq_num": i,
+        "data": {k: float(i) for k in keys},
+        "timestamps": {k: float(i) for k in keys},
+    }
+    if filled is not None:
+        event["filled"] = filled
+    return ("event", event)
+
+
+_PLAIN_HEAD = [
+    ("start", {"uid": "s", "time": 0.0}),
+    ("descriptor", {"uid": "d", "run_start": "s", "time": 0.0, "data_keys": {}, "name": "p"}),
+]
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        # Keys change exactly where a packing group starts, and stay changed.
+        [_plain_event(i, ["a"]) for i in range(1, 257)]
+        + [_plain_event(i, ["b"]) for i in range(257, 701)],
+        # 'filled' in one event only: that group's layout differs from the next.
+        [_plain_event(1, ["a"], {"a": False})] + [_plain_event(i, ["a"]) for i in range(2, 701)],
+        # Changes at group starts, back and forth.
+        [_plain_event(i, ["a"] if (i - 1) // 256 % 2 else ["a", "b"]) for i in range(1, 701)],
+    ],
+    ids=["keys-change-at-a-group-start", "filled-in-one-group", "back-and-forth"],
+)
+def test_packing_groups_of_other_layouts_keep_every_row(events):
+    source = DocumentRunSource(_PLAIN_HEAD + events, keep_documents=False)
+    pages = list(source.event_pages("d"))
+    assert source.event_count("d") == 700
+    assert [int(s) for p in pages for s in p["seq_num"]] == list(range(1, 701))
+    for p in pages:
+        for key, column in p["data"].items():
+            assert [float(v) for v in column] == [float(s) for s in p["seq_num"]], key
+    filled = [
+        bool(v) for p in pages for v in p.get("filled", {}).get("a", [False] * len(p["seq_num"]))
+    ]
+    assert filled == [False] * 700

@@ -116,10 +116,9 @@ class _Organized:
                 self.add("event", doc)
             self._flush_events()
             return
-        packed = self._packed
-        if packed and not _same_layout(packed[0], page):
-            self._flush_packed()
-        packed.append(page)
+        if self._packed and not _same_layout(self._packed[0], page):
+            self._flush_packed()  # (a new list: no alias of the old one here)
+        self._packed.append(page)
         self._packed_rows += len(group)
         if self._packed_rows >= _PAGE_ROWS:
             self._flush_packed()
