@@ -209,3 +209,50 @@ def test_equal_to_a_date_string_is_its_period():
     assert epoch_span("2026-03-01T14:05:07", timezone="UTC")[1] - day == 14 * 3600 + 5 * 60 + 8
     assert epoch_span("2026-03-01T14:05:07.5") is None
     assert epoch_span("2026-03-01T14:05:07+00:00") is None
+
+
+# --- columns of pages ------------------------------------------------------------
+def test_columns_keep_numbers_among_strings():
+    from intake_bluesky.core._pages import as_column
+
+    assert as_column([1.5, "a"]) == [1.5, "a"]  # not ['1.5', 'a']
+    assert as_column(["a", "bb"]).dtype == np.dtype("<U2")
+    floats = as_column([0.5, float("nan"), -2.0])
+    assert floats.dtype == np.float64 and floats[0] == 0.5 and np.isnan(floats[1])
+
+
+def test_merging_pages_of_other_kinds_keeps_values():
+    # Pages of one field packed separately (floats, then ints above 2**53,
+    # appended to a live run) must not be joined through float64.
+    from intake_bluesky.core import DocumentRunSource
+    from intake_bluesky.core._pages import _concat
+
+    head = [
+        ("start", {"uid": "s", "time": 0.0}),
+        ("descriptor", {"uid": "d", "run_start": "s", "time": 0.0, "data_keys": {}, "name": "p"}),
+    ]
+    events = [
+        (
+            "event",
+            {
+                "descriptor": "d",
+                "uid": f"e{i}",
+                "time": 1.0,
+                "seq_num": i,
+                "data": {"a": 0.5},
+                "timestamps": {"a": 0.0},
+            },
+        )  # fmt: skip
+        for i in (1, 2)
+    ]
+    page = ("event_page", {"descriptor": "d", "uid": ["p1", "p2"], "time": [1.0, 1.0],
+                           "seq_num": [3, 4], "data": {"a": [2**60 + 1, 7]},
+                           "timestamps": {"a": [0.0, 0.0]}, "filled": {}})  # fmt: skip
+    source = DocumentRunSource(head + events, keep_documents=False)
+    source.extend([page])
+    values = [v for p in source.event_pages("d") for v in p["data"]["a"]]
+    assert values == [0.5, 0.5, 2**60 + 1, 7]
+    assert type(values[2]) is int
+    ints = np.array([1, 2], dtype=np.int32), np.array([2**40], dtype=np.int64)
+    joined = _concat(list(ints))
+    assert joined.dtype == np.int64 and joined.tolist() == [1, 2, 2**40]

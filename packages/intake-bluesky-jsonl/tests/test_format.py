@@ -540,3 +540,34 @@ def test_chunked_decoding_of_a_growing_file(tmp_path, make_run, small_blocks):
     for batch in reader:
         got.extend(batch)
     assert json.dumps(got) == json.dumps(docs)
+
+
+def _read_appended(path, resume):
+    reader = fmt.read_appended(str(path), resume)
+    got = []
+    while True:
+        try:
+            got.extend(next(reader))
+        except StopIteration as done:
+            return got, done.value
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+def test_line_ending_that_arrives_later_is_not_a_line(tmp_path, make_run, ending):
+    # The last line is taken before its line ending is written; read again
+    # while nothing changed, again with half a CRLF, then with the rest: the
+    # ending is not counted as a (blank) line, so a later error names its
+    # real line.
+    docs = make_run(1, stop=False)
+    lines = [json.dumps([n, d]).encode() for n, d in docs]
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(lines[0])
+    got, resume = _read_appended(path, None)
+    assert got == docs[:1] and resume == (len(lines[0]), 1, True)
+    assert _read_appended(path, resume) == ([], resume)  # unchanged
+    if ending == b"\r\n":
+        path.write_bytes(lines[0] + b"\r")
+        assert _read_appended(path, resume) == ([], resume)
+    path.write_bytes(lines[0] + ending + ending.join(lines[1:]) + ending + b"oops" + ending)
+    with pytest.raises(ValueError, match=f"line {len(lines) + 1}: not valid JSON"):
+        _read_appended(path, resume)

@@ -177,6 +177,9 @@ def as_column(values):
         # ints (or bools) among floats: numpy would make them floats (and
         # round ints above 2**53); the stored values are kept as they are.
         return values
+    if arr.dtype.kind in "US" and len(set(map(type, values))) > 1:
+        # numbers among strings: numpy would make them strings.
+        return values
     return arr if arr.ndim == 1 and arr.dtype != object else values
 
 
@@ -205,13 +208,18 @@ def _concat(columns: list):
     if len(columns) == 1:
         return columns[0]
     if all(isinstance(c, np.ndarray) for c in columns):
-        try:
-            return np.concatenate(columns)
-        except ValueError:  # differing shapes
-            pass
+        # Within one kind, numpy only widens (int32 with int64, float32 with
+        # float64): exact. Across kinds it would change values (ints above
+        # 2**53 among floats, bools among ints), so those become lists.
+        if len({c.dtype.kind for c in columns}) == 1:
+            try:
+                return np.concatenate(columns)
+            except ValueError:  # differing shapes
+                pass
     out: list = []
     for c in columns:
-        out.extend(c)
+        # 1-D arrays as Python values, so as_column() sees what was stored.
+        out.extend(c.tolist() if isinstance(c, np.ndarray) and c.ndim == 1 else c)
     return out
 
 

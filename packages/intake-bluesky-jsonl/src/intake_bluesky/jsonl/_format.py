@@ -112,11 +112,16 @@ def _file_batches(f: BinaryIO, path: str, lineno: int = 0, offset: int = 0, skip
         parts: list[bytes] = []  # pieces of a line not finished in its block
         first = True
         while True:
-            block = f.read(_BLOCK)
-            if first and skip_newline and block.startswith(b"\n"):
-                # The newline of a line already taken: not a blank line.
-                block = block[1:]
-                offset += 1
+            block = f.read(max(_BLOCK, 2))
+            if first and skip_newline:
+                # The line ending of a line already taken: not a blank line.
+                ending = b"\r\n" if block.startswith(b"\r") else b"\n"
+                if block.startswith(ending):
+                    block = block[len(ending) :]
+                    offset += len(ending)
+                elif ending.startswith(block):
+                    # Nothing new, or only the "\r" of a "\r\n": still waiting.
+                    return offset, lineno, True
             first = False
             if not block:
                 break
