@@ -155,13 +155,24 @@ def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0, end: int | 
     view = memoryview(data)  # careful lines are decoded from slices, never copied
     pos, end = 0, len(data) if end is None else end
     consumed, unterminated = 0, False
+    # Once a chunk held a bare NaN or Infinity (suitcase-jsonl's spelling of
+    # non-finite floats, which orjson refuses), chunks are searched for one
+    # first: those go straight down the careful path instead of being
+    # decoded twice. Files without any pay for no search.
+    non_finite = False
     while pos < end:
         limit = min(pos + _CHUNK, end)
         cut = data.rfind(b"\n", pos, limit) + 1 or data.find(b"\n", limit, end) + 1
         if cut:
             # Complete lines: one C-level call decodes them all when every
             # line is a plain [name, document] (the common case).
-            batch = _paused_gc(_decode_plain, data[pos : cut - 1])
+            chunk = data[pos : cut - 1]
+            if non_finite and (b"NaN" in chunk or b"Infinity" in chunk):
+                batch = None
+            else:
+                batch = _paused_gc(_decode_plain, chunk)
+                if batch is None:
+                    non_finite = b"NaN" in chunk or b"Infinity" in chunk
             if batch is not None:
                 lineno += len(batch)
                 pos = consumed = cut
