@@ -408,3 +408,27 @@ def test_packing_groups_of_other_layouts_keep_every_row(events):
         bool(v) for p in pages for v in p.get("filled", {}).get("a", [False] * len(p["seq_num"]))
     ]
     assert filled == [False] * 700
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_small_pages_with_filled_in_one_only_keep_it(which):
+    # Small pages are joined only with pages laid out alike, 'filled' included.
+    pages = [
+        {
+            "descriptor": "d",
+            "uid": [f"u{i}"],
+            "time": [float(i)],
+            "seq_num": [i],
+            "data": {"a": [float(i)]},
+            "timestamps": {"a": [0.0]},
+        }  # fmt: skip
+        for i in (1, 2, 3)
+    ]
+    pages[which]["filled"] = {"a": [True]}
+    source = DocumentRunSource(_PLAIN_HEAD + [("event_page", p) for p in pages])
+    out = list(source.event_pages("d"))
+    assert [float(v) for p in out for v in p["data"]["a"]] == [1.0, 2.0, 3.0]
+    filled = [
+        bool(v) for p in out for v in p.get("filled", {}).get("a", [False] * len(p["seq_num"]))
+    ]
+    assert filled == [i == which for i in range(3)]

@@ -65,9 +65,6 @@ class _Organized:
         self._pending_key: tuple | None = None
         self._pending_rows = 0
         self._pending_datums: list[dict] = []
-        # Small packed pages of _add_all(), waiting to be one page.
-        self._packed: list[dict] = []
-        self._packed_rows = 0
         self._unknown: set[str] = set()
         self._add_all(documents)
         self.flush()
@@ -88,22 +85,22 @@ class _Organized:
                         self._pack(group)
                         group = []
                     continue
-                self._end_group(group)
+                self._pack(group)
                 self._flush_events()  # pages pending from add()
                 self._check_descriptor(self.uid, doc, name)
                 group = [doc]
                 descriptor = doc["descriptor"]
                 continue
             if descriptor is not _NO_GROUP:
-                self._end_group(group)
+                self._pack(group)
                 group, descriptor = [], _NO_GROUP
             add(name, doc)
-        self._end_group(group)
+        self._pack(group)
 
     def _pack(self, group: list[dict]) -> None:
         """Pack events of one descriptor into a small page of lists, while
         their dicts are still in the CPU's cache (packing 4,096 at once reads
-        them back from memory)."""
+        them back from memory); add() joins such pages into big ones."""
         if not group:
             return
         try:
@@ -111,29 +108,11 @@ class _Organized:
         except KeyError:
             # Rare: an event has other keys than the first. Split where the
             # key sets change, through add().
-            self._flush_packed()
             for doc in group:
                 self.add("event", doc)
             self._flush_events()
             return
-        if self._packed and not _same_layout(self._packed[0], page):
-            self._flush_packed()  # (a new list: no alias of the old one here)
-        self._packed.append(page)
-        self._packed_rows += len(group)
-        if self._packed_rows >= _PAGE_ROWS:
-            self._flush_packed()
-
-    def _end_group(self, group: list[dict]) -> None:
-        self._pack(group)
-        self._flush_packed()
-
-    def _flush_packed(self) -> None:
-        """The small pages of _pack() as one page with numpy columns."""
-        if not self._packed:
-            return
-        page = merge_event_pages(self._packed)  # lists: joined, not copied item by item
-        self.pages[page["descriptor"]].append(_columnar(page))
-        self._packed, self._packed_rows = [], 0
+        self.add("event_page", page)
 
     def add(self, name: str, doc: dict) -> None:
         """Take one more document (call :meth:`flush` before reading)."""
@@ -164,7 +143,12 @@ class _Organized:
                 self._flush_events()
                 self.pages[doc["descriptor"]].append(_columnar(doc))
                 return
-            key = (doc["descriptor"], frozenset(doc["data"]), frozenset(doc["timestamps"]))
+            key = (
+                doc["descriptor"],
+                frozenset(doc["data"]),
+                frozenset(doc["timestamps"]),
+                frozenset(doc.get("filled", ())),
+            )
             if self._pending and key != self._pending_key:
                 self._flush_events()
             self._pending_key = key
