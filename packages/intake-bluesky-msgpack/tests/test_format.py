@@ -283,7 +283,9 @@ def test_one_row_pages_merge_into_columns(tmp_path):
     assert_same_run(documents, docs)
 
 
-def test_interleaved_streams_and_datums(tmp_path):
+def interleaved_run(n):
+    """A run of n rows of two streams, "primary" (an external image, a datum
+    before each event) and "monitor"; and the primary descriptor's uid."""
     bundle = event_model.compose_run()
     resource = bundle.compose_resource(
         spec="NPY_SEQ", root="/r", resource_path="p", resource_kwargs={}
@@ -303,7 +305,7 @@ def test_interleaved_streams_and_datums(tmp_path):
         ("descriptor", b.descriptor_doc),
         ("resource", resource.resource_doc),
     ]
-    for i in range(4):
+    for i in range(n):
         datum = resource.compose_datum(datum_kwargs={"index": i})
         docs.append(("datum", datum))
         docs.append(
@@ -321,6 +323,11 @@ def test_interleaved_streams_and_datums(tmp_path):
             ("event", b.compose_event(data={"m": float(i)}, timestamps={"m": i}, seq_num=i + 1))
         )
     docs.append(("stop", bundle.compose_stop()))
+    return docs, a.descriptor_doc["uid"]
+
+
+def test_interleaved_streams_and_datums(tmp_path):
+    docs, primary_uid = interleaved_run(4)
     path = write_run(tmp_path / "run.msgpack", docs)
     documents = read(path)
     assert [n for n, _ in documents] == [
@@ -336,7 +343,7 @@ def test_interleaved_streams_and_datums(tmp_path):
     assert_same_run(documents, docs)
     datum_page = documents[4][1]
     assert datum_page["datum_kwargs"] == {"index": [0, 1, 2, 3]}
-    primary = next(p for p in pages(documents) if p["descriptor"] == a.descriptor_doc["uid"])
+    primary = next(p for p in pages(documents) if p["descriptor"] == primary_uid)
     assert primary["data"]["img"] == datum_page["datum_id"]
     assert primary["filled"] == {"img": [False] * 4}
 
@@ -675,40 +682,7 @@ def test_long_stretches_are_handed_on_in_bounded_pieces(tmp_path, monkeypatch):
     # memory); datums still precede the events that refer to them, and the
     # documents are the run's, in order.
     monkeypatch.setattr(_format, "_STRETCH_ROWS", 10)
-    bundle = event_model.compose_run()
-    resource = bundle.compose_resource(
-        spec="NPY_SEQ", root="/r", resource_path="p", resource_kwargs={}
-    )
-    a = bundle.compose_descriptor(
-        name="primary",
-        data_keys={
-            "img": {"source": "s", "dtype": "array", "shape": [2], "external": "FILESTORE:"}
-        },
-    )
-    b = bundle.compose_descriptor(
-        name="monitor", data_keys={"m": {"source": "s", "dtype": "number", "shape": []}}
-    )
-    docs = [
-        ("start", bundle.start_doc),
-        ("descriptor", a.descriptor_doc),
-        ("descriptor", b.descriptor_doc),
-        ("resource", resource.resource_doc),
-    ]
-    for i in range(25):
-        datum = resource.compose_datum(datum_kwargs={"index": i})
-        docs.append(("datum", datum))
-        docs.append(
-            (
-                "event",
-                a.compose_event(
-                    data={"img": datum["datum_id"]}, timestamps={"img": i}, seq_num=i + 1
-                ),
-            )
-        )
-        docs.append(
-            ("event", b.compose_event(data={"m": float(i)}, timestamps={"m": i}, seq_num=i + 1))
-        )
-    docs.append(("stop", bundle.compose_stop()))
+    docs, primary_uid = interleaved_run(25)
     path = write_run(tmp_path / "run.msgpack", docs)
 
     batches = []
@@ -728,7 +702,7 @@ def test_long_stretches_are_handed_on_in_bounded_pieces(tmp_path, monkeypatch):
     for name, doc in documents:
         if name == "datum_page":
             seen.update(doc["datum_id"])
-        elif name == "event_page" and doc["descriptor"] == a.descriptor_doc["uid"]:
+        elif name == "event_page" and doc["descriptor"] == primary_uid:
             assert set(doc["data"]["img"]) <= seen
     rows = [len(doc["seq_num"]) for name, doc in documents if name == "event_page"]
     assert max(rows) <= 10 and sum(rows) == 50

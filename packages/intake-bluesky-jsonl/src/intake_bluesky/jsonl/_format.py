@@ -221,6 +221,8 @@ def _decode_plain(lines: bytes) -> list[tuple[str, dict]] | None:
         return None
     out = []
     append = out.append
+    # _is_pair() inlined: calling it per line (map) costs a third more here,
+    # about 10 ms per 100,000 lines.
     for item in items:
         if type(item) is not list or len(item) != 2:
             return None
