@@ -38,9 +38,8 @@ from ._progress import set_progress
 from ._query import and_queries, compile_query, normalize_query, validate_query
 from ._table import run_rows
 from ._time import TimeRange, to_epoch
+from ._version import __version__ as __version__
 from .driver import Driver, RunSource, RunSourceBase, SummaryDriver
-
-__version__ = "0.1.0"
 
 # Public classes carry their public module, so that yaml(), pickles and reprs
 # name intake_bluesky.core.X and not the private module that defines it.

@@ -19,6 +19,7 @@ from ._html import catalog_html
 from ._model import Settings
 from ._query import and_queries, validate_query
 from ._table import _check_fields, rows_to_dataframe, run_rows
+from ._version import __version__
 from .driver import Driver
 
 __all__ = ["BlueskyCatalog", "RunsView"]
@@ -67,7 +68,7 @@ class BlueskyCatalog(EntriesMixin, Catalog):
     """
 
     container = "catalog"
-    version = "0.1.0"
+    version = __version__
 
     def __init__(
         self,

@@ -14,6 +14,7 @@ from intake.source.base import DataSource, Schema
 from ._html import run_html, stream_html
 from ._model import RunModel, Settings, StreamModel
 from ._progress import ProgressCounter
+from ._version import __version__
 from .driver import RunSource
 
 __all__ = ["BlueskyRun", "BlueskyEventStream"]
@@ -87,7 +88,7 @@ class BlueskyEventStream(DataSource):
 
     container = "xarray"
     name = "bluesky_event_stream"
-    version = "0.1.0"
+    version = __version__
     partition_access = False
 
     def __init__(
@@ -317,7 +318,7 @@ class BlueskyRun(EntriesMixin, Catalog):
 
     container = "catalog"
     name = "bluesky_run"
-    version = "0.1.0"
+    version = __version__
 
     def __init__(self, source: RunSource, settings: Settings | None = None, **kwargs):
         if not isinstance(source, RunSource):

@@ -23,9 +23,12 @@ Examples
 >>> reader.close()
 """
 
+import importlib.metadata
+
 from ._files import open_count
 from ._reader import MIMETYPE, HDF5StreamReader, UnknownParameterWarning, parse_slice
 
-__version__ = "0.1.0"
+# The one version source: the distribution's metadata (pyproject.toml).
+__version__ = importlib.metadata.version("intake-bluesky-hdf5")
 
 __all__ = ["MIMETYPE", "HDF5StreamReader", "UnknownParameterWarning", "open_count", "parse_slice"]

@@ -27,12 +27,15 @@ Examples
 ((4, 2, 3), 'uint16', [0, 1, 2, 3])
 """
 
+import importlib.metadata
+
 from intake_bluesky.core import BlueskyCatalog, FileDriver
 
 from ._format import MsgpackFormat, decode_numpy
 from ._writer import MsgpackWriter
 
-__version__ = "0.1.0"
+# The one version source: the distribution's metadata (pyproject.toml).
+__version__ = importlib.metadata.version("intake-bluesky-msgpack")
 
 __all__ = ["BlueskyMsgpackCatalog", "MsgpackFormat", "MsgpackWriter", "decode_numpy"]
 

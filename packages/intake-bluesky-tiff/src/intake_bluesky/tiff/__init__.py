@@ -29,6 +29,8 @@ Examples
 ['start', 'descriptor', 'resource', 'datum']
 """
 
+import importlib.metadata
+
 from ._catalog import BlueskyTiffCatalog
 from ._format import MixedFramesError, TiffFormat, TiffSkippedWarning, run_uid
 from ._grouping import SERIES_PATTERN, Grouping, natural_key
@@ -43,7 +45,8 @@ from ._multipart import (
     file_name,
 )
 
-__version__ = "0.1.0"
+# The one version source: the distribution's metadata (pyproject.toml).
+__version__ = importlib.metadata.version("intake-bluesky-tiff")
 
 __all__ = [
     "JPEG_MIMETYPE",
