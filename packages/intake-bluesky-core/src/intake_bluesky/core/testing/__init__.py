@@ -9,8 +9,13 @@ Examples
 >>> from intake_bluesky.core.testing import example_runs
 >>> [name for name, _ in example_runs()[1]]
 ['start', 'descriptor', 'event_page', 'stop']
+
+The example runs, registries and :class:`RunStore` need only the core's own
+dependencies; :class:`ConformanceTests` needs pytest and is imported on first
+use, so ``example_runs()`` works where pytest is not installed.
 """
 
+from ._compare import RunStore, normalize_documents, plain
 from ._examples import (
     EXTERNAL_ROOT,
     NPY_STACK_MIMETYPE,
@@ -29,7 +34,6 @@ from ._examples_v2 import (
     stream_registry,
     stream_runs,
 )
-from ._suite import ConformanceTests, RunStore, normalize_documents, plain
 
 __all__ = [
     "CORRECTNESS_UIDS",
@@ -51,3 +55,12 @@ __all__ = [
     "stream_registry",
     "stream_runs",
 ]
+
+
+def __getattr__(name: str):
+    # The test classes import pytest: loaded only when asked for.
+    if name == "ConformanceTests":
+        from ._suite import ConformanceTests
+
+        return ConformanceTests
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
