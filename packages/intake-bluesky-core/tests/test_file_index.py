@@ -244,6 +244,68 @@ def test_documents_are_stored_exactly_or_in_memory_only(tmp_path):
     assert index.get_all("f") == {}
 
 
+def test_index_entries_are_json_and_come_back_exactly(tmp_path):
+    import marshal
+
+    import orjson
+
+    index = _diskindex.DiskIndex(str(tmp_path / "i.sqlite"))
+    plain = {"uid": "p", "time": 1.5, "n": 2**64 - 1, "m": -(2**63), "z": -0.0, "x": [None, True]}
+    special = {
+        "uid": "s",
+        "big": 2**70,
+        "small": -(2**63) - 1,
+        "nan": float("nan"),
+        "inf": [float("inf"), float("-inf")],
+        "pair": ("x", ("y", [])),
+        "raw": b"\x00\xff",
+        "c": 1 - 2j,
+        3: {None: "none key", 2.5: "float key", ("t",): "tuple key"},
+    }
+    index.put("f", [("/p", ((1, 2),), plain, None), ("/s", ((1, 2),), special, {"uid": "e"})])
+    index.put("g", [("/q", ((1, 2),), {"uid": "q", "v": 2**80, "w": float("nan")}, None)], True)
+    # Stored as JSON (decoded by orjson, or the standard json module for the
+    # tagged form of values JSON cannot hold): never marshal or pickle.
+    with sqlite3.connect(index.path) as conn:
+        blobs = dict(conn.execute(f"SELECT location, start FROM {_diskindex._TABLE}"))
+    assert blobs["/p"][:1] == b"J" and orjson.loads(blobs["/p"][1:]) == plain
+    assert blobs["/s"][:1] == b"T" and isinstance(json.loads(blobs["/s"][1:]), list)
+    got = {**index.get_all("f"), **index.get_all("g")}
+    start = got["/p"][1]
+    assert start == plain and type(start["n"]) is int and str(start["z"]) == "-0.0"
+    start = got["/s"][1]
+    assert repr(start) == repr(special)  # tuples stay tuples, keys keep their types
+    assert type(start["pair"]) is tuple and type(start["pair"][1][1]) is list
+    assert start["big"] == 2**70 and start["small"] == -(2**63) - 1
+    assert start["nan"] != start["nan"] and start["inf"] == [float("inf"), float("-inf")]
+    start = got["/q"][1]
+    assert start["v"] == 2**80 and start["w"] != start["w"]  # not rounded, not null
+    # A marshal blob (what older versions stored) is not decoded: the file is
+    # read again instead.
+    with sqlite3.connect(index.path) as conn:
+        conn.execute(
+            f"UPDATE {_diskindex._TABLE} SET start = ? WHERE location = '/p'",
+            (marshal.dumps({"uid": "p"}),),
+        )
+    with pytest.raises(ValueError, match="damaged"):
+        _diskindex.decode(marshal.dumps({"uid": "p"}))
+    assert "/p" not in index.get_all("f")
+
+
+def test_entries_of_an_older_index_schema_are_dropped(tmp_path):
+    directory, _ = _run_dir(tmp_path, 2)
+    index = tmp_path / "index.sqlite"
+    assert _open_in_new_process_or_here(directory, index) == 2
+    # An index written by an older version: its table is dropped, not read.
+    with sqlite3.connect(index) as conn:
+        conn.execute("CREATE TABLE headers_v4_m4 (fmt TEXT, location TEXT, start BLOB)")
+        conn.execute("INSERT INTO headers_v4_m4 VALUES ('x', '/a', x'00')")
+    assert _open_in_new_process_or_here(directory, index) == 2
+    with sqlite3.connect(index) as conn:
+        tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == [_diskindex._TABLE] and _diskindex._TABLE == "headers_v5"
+
+
 # --- no per-file syscalls when nothing changed -------------------------------
 
 

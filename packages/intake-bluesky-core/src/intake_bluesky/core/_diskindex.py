@@ -27,19 +27,23 @@ Examples
 
 from __future__ import annotations
 
-import marshal
+import base64
+import binascii
+import json
 import os
 import sqlite3
 import threading
 import warnings
 from collections.abc import Iterable
 
+import orjson
+
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
 #: Bumped when what is stored changes meaning: older entries are ignored.
-SCHEMA = 4
-#: The table of this schema and marshal format (other tables are dropped).
-_TABLE = f"headers_v{SCHEMA}_m{marshal.version}"
+SCHEMA = 5
+#: The table of this schema (other tables, of older schemas, are dropped).
+_TABLE = f"headers_v{SCHEMA}"
 _FILE_NAME = "file-index.sqlite"
 _ENV = "INTAKE_BLUESKY_INDEX"
 _BUSY_MS = 10_000
@@ -95,31 +99,125 @@ def open_index(path: str | None) -> DiskIndex | None:
         return index
 
 
-_EXACT = frozenset({str, int, float, bool, type(None), bytes, complex})
+# Entries are JSON, never marshal or pickle: the index is a file that anyone
+# who can write to the cache folder can change, and decoding must not be able
+# to run code or build arbitrary objects. A document is stored in one of two
+# forms, told apart by its first byte:
+#
+# * ``J``: plain JSON (orjson). Used when every value comes back exactly as
+#   it was: dicts with string keys, lists, strings, bools, None, finite
+#   floats and integers orjson reads back exactly (-2**63 .. 2**64-1).
+#   orjson decodes faster than marshal did.
+# * ``T``: tagged JSON for everything else the index keeps exactly (tuples,
+#   keys that are not strings, bytes, complex numbers, NaN and infinities,
+#   integers of any size): each container or special value becomes a list
+#   whose first item says what it was. Slower, and rare.
+#
+# Documents holding anything else (numpy scalars and arrays, other classes)
+# are indexed in memory only.
+_PLAIN = b"J"
+_TAGGED = b"T"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_EXACT = _SCALARS | {bytes, complex}
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def _needs_tags(doc) -> bool:
+    """Whether ``doc`` needs the tagged form; TypeError if it holds a value
+    the index cannot give back exactly."""
+    stack = [doc]
+    tagged = False
+    while stack:
+        obj = stack.pop()
+        kind = type(obj)
+        if kind is dict:
+            for key in obj:
+                if type(key) is not str:
+                    tagged = True
+                    stack.append(key)
+            stack.extend(obj.values())
+        elif kind is list:
+            stack.extend(obj)
+        elif kind is tuple:
+            tagged = True
+            stack.extend(obj)
+        elif kind is float:
+            if obj - obj != 0.0:  # NaN or an infinity
+                tagged = True
+        elif kind is int:
+            if not _INT_MIN <= obj <= _INT_MAX:
+                tagged = True
+        elif kind not in _EXACT:
+            raise TypeError(f"{kind.__name__} is not stored exactly")
+        elif kind is not str and kind is not bool and obj is not None:
+            tagged = True  # bytes, complex
+    return tagged
+
+
+def _tag(obj):
+    """``obj`` as JSON-able values that say what each container was."""
+    kind = type(obj)
+    if kind is dict:
+        out = ["d"]
+        for key, value in obj.items():
+            out.append(_tag(key))
+            out.append(_tag(value))
+        return out
+    if kind is list:
+        return ["l", *map(_tag, obj)]
+    if kind is tuple:
+        return ["t", *map(_tag, obj)]
+    if kind is float and obj - obj != 0.0:
+        return ["f", repr(obj)]  # 'nan', 'inf', '-inf'
+    if kind is bytes:
+        return ["b", base64.b64encode(obj).decode("ascii")]
+    if kind is complex:
+        return ["c", _tag(obj.real), _tag(obj.imag)]
+    return obj  # str, int (any size: the standard json module keeps it), ...
+
+
+def _untag(obj):
+    if type(obj) is not list:
+        return obj
+    kind = obj[0] if obj else None
+    if kind == "d":
+        items = obj[1:]
+        if len(items) % 2:
+            raise ValueError("an odd number of dict items")
+        return {_untag(items[i]): _untag(items[i + 1]) for i in range(0, len(items), 2)}
+    if kind == "l":
+        return [_untag(item) for item in obj[1:]]
+    if kind == "t":
+        return tuple(_untag(item) for item in obj[1:])
+    if kind == "f" and len(obj) == 2 and obj[1] in ("nan", "inf", "-inf"):
+        return float(obj[1])
+    if kind == "b" and len(obj) == 2 and type(obj[1]) is str:
+        return base64.b64decode(obj[1], validate=True)
+    if kind == "c" and len(obj) == 3:
+        return complex(_untag(obj[1]), _untag(obj[2]))
+    raise ValueError(f"an unknown tag {kind!r}")
 
 
 def _encode(doc, plain: bool = False) -> bytes | None:
     if doc is None:
         return None
-    if plain:  # the format vouches for JSON types only
-        return marshal.dumps(doc)
-    # marshal (standard library) gives back exactly what it stored, tuples,
-    # non-string keys and NaN included, for these exact types; it would turn
-    # other buffers (numpy scalars and arrays) into bytes, so documents that
-    # hold anything else are indexed in memory only. It decodes faster than
-    # json.
-    stack = [doc]
-    while stack:
-        obj = stack.pop()
-        kind = type(obj)
-        if kind is dict:
-            stack.extend(obj.keys())
-            stack.extend(obj.values())
-        elif kind is list or kind is tuple:
-            stack.extend(obj)
-        elif kind not in _EXACT:
-            raise TypeError(f"{kind.__name__} is not stored exactly")
-    return marshal.dumps(doc)
+    if plain:
+        # JSON types only (as decoded from JSON): orjson checks the integers
+        # itself (TypeError beyond 64 bits) but writes NaN and infinities as
+        # null, so a document with a null is looked at closely.
+        try:
+            blob = orjson.dumps(doc)
+        except TypeError:
+            return _encode(doc)
+        if b"null" in blob and _needs_tags(doc):
+            return _encode(doc)
+        return _PLAIN + blob
+    if _needs_tags(doc):
+        try:
+            return _TAGGED + json.dumps(_tag(doc), separators=(",", ":")).encode()
+        except RecursionError:
+            raise TypeError("nested too deeply to be stored") from None
+    return _PLAIN + orjson.dumps(doc)
 
 
 def decode(blob: bytes | None):
@@ -130,8 +228,14 @@ def decode(blob: bytes | None):
     if blob is None:
         return None
     try:
-        doc = marshal.loads(blob)
-    except (EOFError, TypeError, ValueError) as err:
+        form, body = blob[:1], memoryview(blob)[1:]
+        if form == _PLAIN:
+            doc = orjson.loads(body)
+        elif form == _TAGGED:
+            doc = _untag(json.loads(bytes(body)))
+        else:
+            raise ValueError("an unknown form")
+    except (TypeError, ValueError, RecursionError, binascii.Error) as err:
         raise ValueError(f"a damaged entry of the on-disk index ({err})") from None
     if type(doc) is not dict:
         raise ValueError("a damaged entry of the on-disk index (not a document)")
