@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from intake_bluesky.core import BlueskyInMemoryCatalog, DataNotWrittenError, HandlerRegistry
+from intake_bluesky.core import (
+    BlueskyInMemoryCatalog,
+    DataNotWrittenError,
+    FillError,
+    HandlerRegistry,
+    MissingExternalFileError,
+)
 from intake_bluesky.tiff import TIFF_MIMETYPE, MultipartTiffReader
 
 SHAPE = (6, 7)
@@ -100,3 +106,15 @@ def test_frames_not_written_yet(tmp_path, frame):
     cat = _catalog(docs, tmp_path, handler_registry={TIFF_MIMETYPE: MultipartTiffReader})
     with pytest.raises(DataNotWrittenError, match="cam_000002.tiff"):
         cat[7].primary.read()
+
+
+def test_missing_series_is_a_file_not_found_error(tmp_path, frame):
+    (tmp_path / "written").mkdir()
+    docs, _ = _fly_scan(tmp_path / "written", frame)
+    cat = _catalog(docs, tmp_path / "moved", handler_registry={TIFF_MIMETYPE: MultipartTiffReader})
+    with pytest.raises(FileNotFoundError) as info:
+        cat[7].primary.read()
+    assert isinstance(info.value, FillError) and isinstance(info.value, MissingExternalFileError)
+    message = str(info.value)
+    assert str(tmp_path / "moved" / "part0") in message  # the folder tried, after root_map
+    assert "file://localhost/written/elsewhere/part0/" in message and "root_map" in message

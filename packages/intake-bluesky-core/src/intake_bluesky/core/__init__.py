@@ -31,7 +31,13 @@ from ._files import (
     absolute_paths,
     expand_paths,
 )
-from ._filling import DataNotWrittenError, FillError, HandlerRegistry, MissingHandlerError
+from ._filling import (
+    DataNotWrittenError,
+    FillError,
+    HandlerRegistry,
+    MissingExternalFileError,
+    MissingHandlerError,
+)
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._plugins import backends
 from ._progress import set_progress
@@ -62,6 +68,7 @@ __all__ = [
     "FileFormat",
     "FileRunSource",
     "FillError",
+    "MissingExternalFileError",
     "HandlerRegistry",
     "IndexUnavailableWarning",
     "Location",

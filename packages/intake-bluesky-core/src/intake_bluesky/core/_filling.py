@@ -37,6 +37,7 @@ registry (keys containing ``/``) then in ``intake_bluesky.stream_readers``.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import inspect
 import math
@@ -53,7 +54,14 @@ from ._plugins import entry_point_objects
 from ._progress import progress
 from .driver import RunSource
 
-__all__ = ["Filler", "HandlerRegistry", "MissingHandlerError", "FillError", "DataNotWrittenError"]
+__all__ = [
+    "Filler",
+    "HandlerRegistry",
+    "MissingHandlerError",
+    "FillError",
+    "MissingExternalFileError",
+    "DataNotWrittenError",
+]
 
 HANDLER_GROUP = "databroker.handlers"
 READER_GROUP = "intake_bluesky.stream_readers"
@@ -68,6 +76,16 @@ class MissingHandlerError(KeyError):
 
 class FillError(RuntimeError):
     """External data could not be loaded; the message names run and document."""
+
+
+class MissingExternalFileError(FillError, FileNotFoundError):
+    """A file (or folder) that external data points at does not exist.
+
+    Both a :class:`FillError` and a :class:`FileNotFoundError`: catch either.
+    The message names the run, the document, the path tried (after
+    ``root_map``) and the location the documents store, so that a
+    ``root_map`` can be written.
+    """
 
 
 class DataNotWrittenError(FillError):
@@ -132,13 +150,44 @@ class HandlerRegistry:
         )
 
 
+def _as_path(root: str) -> str:
+    """A ``root_map`` key or value as the path it names.
+
+    The documents show stream data locations as URIs
+    (``file://localhost/old/dir``); such a key means the folder ``/old/dir``,
+    whatever the host, since locations are compared after the URI is made a
+    path.
+    """
+    root = os.fspath(root)
+    if root.startswith("file:"):
+        parsed = urlparse(root)
+        return unquote(parsed.path) or "/"
+    return root
+
+
+def _matches(path: str, old: str) -> bool:
+    bare = old.rstrip("/")
+    return path == (bare or "/") or path.startswith(bare + "/")
+
+
 def _map_root(path: str, root_map: Mapping[str, str]) -> str:
     # Longest matching prefix wins, so nested roots can be remapped separately.
-    for old in sorted(root_map, key=len, reverse=True):
-        bare = old.rstrip("/") or "/"
-        if path == bare or path.startswith(bare.rstrip("/") + "/"):
-            return root_map[old].rstrip("/") + path[len(bare.rstrip("/")) :]
+    roots = {_as_path(old): _as_path(new) for old, new in root_map.items()}
+    for old in sorted(roots, key=len, reverse=True):
+        if _matches(path, old):
+            return roots[old].rstrip("/") + path[len(old.rstrip("/")) :]
     return path
+
+
+def _unmapped_hint(root_map: Mapping[str, str], stored: Sequence[str]) -> str:
+    """Name the ``root_map`` keys that match none of a run's stored locations."""
+    unmatched = [old for old in root_map if not any(_matches(p, _as_path(old)) for p in stored)]
+    if not unmatched:
+        return ""
+    return (
+        f" root_map keys {unmatched} match no location this run's documents store; "
+        f"they store {sorted(set(stored))} (a key must be one of these or a folder above it)."
+    )
 
 
 def resource_path(resource: dict, root_map: Mapping[str, str]) -> str:
@@ -249,9 +298,9 @@ class Filler:
             try:
                 opened = cls(path, **kwargs)
             except Exception as err:
-                raise FillError(
+                raise _error_for(err)(
                     f"Run {self.source.uid!r}: {cls.__name__}, the {what}) failed to open "
-                    f"{path!r}: {err!r}. {stored}{_ROOT_MAP_HINT}"
+                    f"{path!r}: {err!r}. {stored}{_ROOT_MAP_HINT}{self._unmapped()}"
                 ) from err
             self._handlers[uid] = opened
             return opened
@@ -279,9 +328,9 @@ class Filler:
                     resource = self._resource(datum["resource"])
                     hint = (
                         f" Path tried: {resource_path(resource, self.root_map)!r}. "
-                        f"{_stored_location(resource)}{_ROOT_MAP_HINT}"
+                        f"{_stored_location(resource)}{_ROOT_MAP_HINT}{self._unmapped()}"
                     )
-                raise FillError(
+                raise _error_for(err)(
                     f"Run {self.source.uid!r}: handler {type(handler).__name__} failed to load "
                     f"datum {datum_id!r} (kwargs {datum.get('datum_kwargs')}): {err!r}.{hint}"
                 ) from err
@@ -393,9 +442,17 @@ class Filler:
             except FillError:
                 raise
             except Exception as err:
-                raise FillError(
+                hint = ""
+                if isinstance(err, OSError):
+                    sr = self.stream_resource(sd["stream_resource"])
+                    hint = (
+                        f" Path tried: {stream_resource_path(sr, self.root_map)!r}. "
+                        f"{_stored_location(sr)}{_ROOT_MAP_HINT}{self._unmapped()}"
+                    )
+                raise _error_for(err)(
                     f"Run {self.source.uid!r}: reader {type(reader).__name__} failed on "
-                    f"stream_datum {sd.get('uid')!r} ({field!r}, rows {start}:{stop}): {err!r}"
+                    f"stream_datum {sd.get('uid')!r} ({field!r}, rows {start}:{stop}): "
+                    f"{err!r}.{hint}"
                 ) from err
             parts.append(self._as_rows(rows, stop - start, shape, sd, field))
         if not parts:
@@ -416,6 +473,19 @@ class Filler:
             f"{sd['indices']['stop']}), where the descriptor declares rows of shape "
             f"{list(shape)}, i.e. {(n, *shape)}. The reader or the descriptor is wrong."
         )
+
+    def _unmapped(self) -> str:
+        """When loading failed: the ``root_map`` keys that match nothing the
+        run's documents store, and what they do store (a key written for
+        another run, or in another form, is the usual reason)."""
+        if not self.root_map:
+            return ""
+        try:
+            stored = [_stored_root(r) for r in self.source.resources()]
+            stored += [_stored_root(sr) for sr in self._all_stream_resources()]
+        except Exception:  # the hint must never hide the error it explains
+            return ""
+        return _unmapped_hint(self.root_map, [p for p in stored if p])
 
     def close(self) -> None:
         """Close every handler and reader that has a ``close()``."""
@@ -463,6 +533,28 @@ def _stored_location(doc: dict) -> str:
     if root:
         return f"The resource stores root {root!r} and resource_path {path!r}."
     return f"The resource stores resource_path {path!r} (no root)."
+
+
+def _stored_root(doc: dict) -> str:
+    """The location a (stream_)resource stores, as the path root_map applies to."""
+    if doc.get("uri"):
+        return stream_resource_path(doc, {})
+    return doc.get("root") or doc.get("resource_path") or ""
+
+
+def _error_for(err: BaseException) -> type[FillError]:
+    """The class of the error to raise for a failure to load external data:
+    a missing file stays a FileNotFoundError (as a MissingExternalFileError),
+    however the handler or reader reported it."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, FileNotFoundError) or (
+            isinstance(err, OSError) and err.errno == errno.ENOENT
+        ):
+            return MissingExternalFileError
+        seen.add(id(err))
+        err = err.__cause__
+    return FillError
 
 
 def _parameters(sr: dict) -> dict:

@@ -8,10 +8,10 @@ import pickle
 import numpy as np
 import pytest
 
-from .._filling import FillError, MissingHandlerError
+from .._filling import FillError, MissingExternalFileError, MissingHandlerError
 from .._pages import unpack_event_page
 from ._compare import RunStore, normalize_documents, plain
-from ._examples import T0, UIDS, NumpySeqHandler, example_registry, example_runs
+from ._examples import EXTERNAL_ROOT, T0, UIDS, NumpySeqHandler, example_registry, example_runs
 from ._suite_correctness import CorrectnessTests
 from ._suite_faces import FacesTests
 from ._suite_follow import FollowTests
@@ -375,6 +375,52 @@ class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests, FollowTest
         )
         assert cat[UIDS["scan"]].primary(include=["ext"]).read()["ext"].shape == (6, 3, 2)
 
+    def test_missing_external_file_is_file_not_found(self, store, runs, external_dir, tmp_path):
+        for docs in runs:
+            store.write_run(docs)
+        moved = tmp_path / "moved"  # holds nothing: every external file is missing
+        registry = example_registry(external_dir)["handler_registry"]
+        cat = store.catalog(handler_registry=registry, root_map={EXTERNAL_ROOT: str(moved)})
+        # A handler (resource/datum) and a stream reader (stream_resource) alike.
+        for uid, field, tried in (
+            (UIDS["scan"], "ext", str(moved)),
+            (UIDS["stream"], "frames", str(moved / "stream_frames.npy")),
+        ):
+            with pytest.raises(FileNotFoundError) as info:
+                cat[uid].primary(include=[field]).read()
+            error = info.value
+            assert isinstance(error, FillError) and isinstance(error, MissingExternalFileError)
+            message = str(error)
+            assert uid in message and tried in message and EXTERNAL_ROOT in message
+            assert "root_map" in message
+
+    def test_root_map_keyed_by_uri(self, store, runs, external_dir):
+        for docs in runs:
+            store.write_run(docs)
+        registry = example_registry(external_dir)["handler_registry"]
+        # The form the stream_resource documents show (file://host/path): any host.
+        for key in (f"file://localhost{EXTERNAL_ROOT}", f"file://{EXTERNAL_ROOT}/"):
+            cat = store.catalog(handler_registry=registry, root_map={key: str(external_dir)})
+            ext = cat[UIDS["scan"]].primary(include=["ext"]).read()["ext"]
+            expected = np.arange(1, 7)[:, None, None] * 10.0 + np.arange(6).reshape(3, 2)
+            np.testing.assert_array_equal(ext.values, expected)
+            frames = cat[UIDS["stream"]].primary.read()["frames"]
+            np.testing.assert_array_equal(frames.values, np.arange(24).reshape(4, 2, 3))
+
+    def test_root_map_key_matching_nothing_is_named(self, store, runs, external_dir):
+        for docs in runs:
+            store.write_run(docs)
+        registry = example_registry(external_dir)["handler_registry"]
+        root_map = {"/somewhere/else": str(external_dir), EXTERNAL_ROOT + "/sub": "/x"}
+        cat = store.catalog(handler_registry=registry, root_map=root_map)
+        for uid in (UIDS["scan"], UIDS["stream"]):
+            with pytest.raises(FillError) as info:
+                cat[uid].primary.read()
+            message = str(info.value)
+            assert "root_map keys ['/somewhere/else', " in message
+            assert f"{EXTERNAL_ROOT}/sub']" in message
+            assert f"they store ['{EXTERNAL_ROOT}" in message
+
     def test_missing_handler_names_spec(self, store, runs, external_dir):
         for docs in runs:
             store.write_run(docs)
@@ -402,6 +448,8 @@ class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests, FollowTest
         with pytest.raises(FillError, match="disk on fire") as info:
             cat[UIDS["scan"]].primary.read()
         assert UIDS["scan"] in str(info.value)
+        # Only a missing file is a FileNotFoundError.
+        assert not isinstance(info.value, FileNotFoundError)
 
     def test_transforms(self, store, runs, common):
         for docs in runs:
