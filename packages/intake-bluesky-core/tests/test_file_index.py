@@ -18,6 +18,7 @@ from intake_bluesky.core import (
     FileFormat,
     IndexUnavailableWarning,
     _diskindex,
+    _files,
 )
 from intake_bluesky.core.testing import UIDS, example_runs
 
@@ -211,12 +212,91 @@ class _Failing:
 def test_corrupt_index_is_rebuilt(tmp_path):
     directory, _ = _run_dir(tmp_path, 2)
     index = tmp_path / "index.sqlite"
-    index.write_bytes(b"this is not an sqlite database, it was damaged" * 100)
+    assert _open_in_new_process_or_here(directory, index) == 2
+    _diskindex._OPEN.pop(str(index))._conn.close()  # the last connection: WAL checkpointed
+    # Damaged past its header (which still says it is ours).
+    data = bytearray(index.read_bytes())
+    data[100:8192] = b"this is not an sqlite page, it was damaged.".ljust(8092, b"!")
+    index.write_bytes(bytes(data))
+    _files._HEADERS.clear()  # as in a new process
     with pytest.warns(IndexUnavailableWarning, match="corrupt"):
         assert _open_in_new_process_or_here(directory, index) == 2
     # Rebuilt: a valid database holding the two runs' headers.
     with sqlite3.connect(index) as conn:
         assert conn.execute(f"SELECT count(*) FROM {_diskindex._TABLE}").fetchone()[0] == 2
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == _diskindex.APPLICATION_ID
+
+
+def _foreign_files(tmp_path, directory):
+    """Files an index path might name by mistake, by what they are."""
+    text = tmp_path / "notes.txt"
+    text.write_text("my notes, not an index\n" * 50)
+    garbage = tmp_path / "index.sqlite"  # named like an index, but not one
+    garbage.write_bytes(b"this is not an sqlite database" * 100)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE samples (name TEXT)")
+        conn.execute("INSERT INTO samples VALUES ('Si')")
+    conn.close()
+    marked = tmp_path / "marked.db"
+    with sqlite3.connect(marked) as conn:
+        conn.execute("PRAGMA application_id = 1234")
+        conn.execute("CREATE TABLE headers_v5 (x)")
+    conn.close()
+    run_file = directory / f"{UIDS['count']}.lines"
+    return {
+        "not an SQLite database": [text, garbage, run_file],
+        "tables samples": [other],
+        "another application": [marked],
+    }
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_file_that_is_not_an_index_is_left_untouched(tmp_path, monkeypatch, how):
+    directory, _ = _run_dir(tmp_path, 2)
+    for reason, paths in _foreign_files(tmp_path, directory).items():
+        for path in paths:
+            before = path.read_bytes()
+            siblings = sorted(os.listdir(path.parent))
+            _diskindex._OPEN.pop(str(path), None)
+            if how == "environment":
+                monkeypatch.setenv("INTAKE_BLUESKY_INDEX", str(path))
+                index_path = None
+            else:
+                index_path = path
+            with pytest.warns(IndexUnavailableWarning) as record:
+                cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index_path))
+                assert sorted(cat) == sorted([UIDS["scan"], UIDS["count"]])
+                assert cat[UIDS["count"]].metadata["stop"]["exit_status"] == "success"
+            (message,) = [str(w.message) for w in record]
+            assert message.startswith(f"{path} is not an index of intake-bluesky's file")
+            assert reason in message and "left untouched" in message
+            assert "a new file name or a folder" in message
+            # Byte for byte as it was; no journal beside it.
+            assert path.read_bytes() == before, path
+            assert sorted(os.listdir(path.parent)) == siblings, path
+
+
+def test_an_index_of_an_older_version_is_recognised_and_reused(tmp_path):
+    directory, _ = _run_dir(tmp_path, 2)
+    index = tmp_path / "index.sqlite"
+    # As versions without an application id wrote it (WAL, its own tables).
+    with sqlite3.connect(index) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(
+            "CREATE TABLE headers_v4_m4 (fmt TEXT NOT NULL, location TEXT NOT NULL,"
+            " version TEXT NOT NULL, uid TEXT, start BLOB, stop BLOB,"
+            " PRIMARY KEY (fmt, location))"
+        )
+    conn.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _open_in_new_process_or_here(directory, index) == 2
+    with sqlite3.connect(index) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == _diskindex.APPLICATION_ID
+        assert conn.execute(f"SELECT count(*) FROM {_diskindex._TABLE}").fetchone()[0] == 2
+    conn.close()
+    assert int.from_bytes(index.read_bytes()[68:72], "big") == _diskindex.APPLICATION_ID
 
 
 def _open_in_new_process_or_here(directory, index):

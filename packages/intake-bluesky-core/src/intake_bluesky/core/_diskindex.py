@@ -10,7 +10,13 @@ user's cache directory (``platformdirs.user_cache_dir("intake-bluesky")``).
   timeout, one transaction per batch of new entries).
 * A read-only location or a full disk: the catalog keeps its in-memory index
   and warns once (:class:`IndexUnavailableWarning`); never an error.
-* A corrupt file is deleted and rebuilt, with a warning.
+* Only a file recognisably this index is ever changed, deleted or rebuilt:
+  an SQLite database whose application id (``PRAGMA application_id``) is
+  :data:`APPLICATION_ID`, or whose only tables are those of this index (as
+  older versions wrote it, without the id). Anything else at that path (a
+  text file, a run file, another program's database) is left untouched: the
+  catalog warns (:class:`IndexUnavailableWarning`) and indexes in memory.
+* A corrupt index is deleted and rebuilt, with a warning.
 
 Where it lives: the ``index_path`` argument of every file catalog (a path,
 or ``False`` for no on-disk index), else the environment variable
@@ -31,8 +37,11 @@ import base64
 import binascii
 import json
 import os
+import re
 import sqlite3
+import stat
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Iterable
 
@@ -47,6 +56,12 @@ _TABLE = f"headers_v{SCHEMA}"
 _FILE_NAME = "file-index.sqlite"
 _ENV = "INTAKE_BLUESKY_INDEX"
 _BUSY_MS = 10_000
+#: ``PRAGMA application_id`` of an intake-bluesky index ("iBsk"): how a file
+#: is recognised as one, so that nothing else is ever deleted or changed.
+APPLICATION_ID = int.from_bytes(b"iBsk", "big")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: The tables of an index written before it had an application id.
+_OUR_TABLES = re.compile(r"headers_v\d+(_m\d+)?")
 
 
 class IndexUnavailableWarning(UserWarning):
@@ -266,6 +281,14 @@ class DiskIndex:
     # --- connection and failure handling ----------------------------------
     def _connect(self) -> None:
         try:
+            foreign = _not_ours(self.path)
+        except OSError as err:
+            self._give_up(err)
+            return
+        if foreign is not None:
+            self._refuse(foreign)
+            return
+        try:
             self._conn = self._open()
         except sqlite3.DatabaseError as err:
             if _is_corrupt(err):
@@ -282,6 +305,12 @@ class DiskIndex:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                # A new file (or one of an older version): marked as ours
+                # before anything else is written, and checkpointed, so that
+                # the id is in the file's own header, where it is looked for.
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             # WAL: readers never block the one writer, and a crash mid-write
             # leaves the previous state intact.
             conn.execute("PRAGMA journal_mode = WAL")
@@ -320,7 +349,33 @@ class DiskIndex:
                 stacklevel=5,
             )
 
+    def _refuse(self, reason: str) -> None:
+        self._failed = True
+        warnings.warn(
+            f"{self.path} is not an index of intake-bluesky's file catalogs ({reason}), so it "
+            "is left untouched, and catalogs keep their index in memory only (a new process "
+            "reads each run file's first and last record again). Give the catalog "
+            "index_path= (or set INTAKE_BLUESKY_INDEX to) a new file name or a folder, or "
+            "index_path=False to silence this.",
+            IndexUnavailableWarning,
+            stacklevel=5,
+        )
+
     def _rebuild(self, err: BaseException) -> None:
+        try:
+            foreign = _not_ours(self.path)
+        except OSError as again:
+            foreign = str(again)
+        if foreign is not None:
+            # Not recognisably ours (any more): never deleted.
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except sqlite3.Error:
+                    pass
+                self._conn = None
+            self._refuse(f"{foreign}; {err}")
+            return
         warnings.warn(
             f"The on-disk index of file catalogs at {self.path} is corrupt ({err}); it is "
             "deleted and rebuilt (run files are read again once).",
@@ -481,6 +536,47 @@ def _prefix_range(directory: str) -> tuple[str, str]:
     prefix = os.path.join(directory, "")
     # Every string starting with prefix sorts in [prefix, prefix + U+10FFFF).
     return prefix, prefix + "\U0010ffff"
+
+
+def _not_ours(path: str) -> str | None:
+    """None if ``path`` is missing, empty or an index of ours (safe to write,
+    and to rebuild if corrupt); else why it is something else."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    if st.st_size == 0:
+        return None  # holds nothing; or an index just created (its pages in the WAL)
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header.startswith(_SQLITE_MAGIC):
+        return "it is not an SQLite database"
+    found = int.from_bytes(header[68:72], "big")
+    if found == APPLICATION_ID:
+        return None
+    if found != 0:
+        return f"it is an SQLite database of another application (application id {found:#x})"
+    # No id in the header: an index written by an older version (known by its
+    # tables), or one whose id is still in its WAL. Read without writing.
+    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000)
+        try:
+            found = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = [
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            ]
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        return f"an SQLite database that cannot be read as an index ({err})"
+    if found == APPLICATION_ID or all(_OUR_TABLES.fullmatch(name) for name in tables):
+        return None
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    return f"an SQLite database of something else, with tables {shown}"
 
 
 def _is_corrupt(err: BaseException) -> bool:
