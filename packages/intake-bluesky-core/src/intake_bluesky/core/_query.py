@@ -14,7 +14,13 @@ backends answer exactly what a MongoDB server would:
   ``{"scan_id": {"$gt": 1}}`` never matches a string scan_id; booleans are
   not numbers;
 * ``$regex`` honours ``$options`` (``i``, ``m``, ``s``, ``x``) and compiled
-  patterns are accepted wherever MongoDB accepts them;
+  patterns are accepted wherever MongoDB accepts them. The in-process
+  evaluator matches with RE2 (google-re2), whose time is linear in the text:
+  no pattern can run away (``^(a+)+$`` on a long string answers at once, where
+  a backtracking engine would take hours). RE2 lacks lookarounds,
+  backreferences, possessive quantifiers and atomic groups; such a pattern is
+  a ``ValueError`` saying so (a MongoDB server, which evaluates its own
+  queries, accepts them);
 * values are compared as they are once serialized: a tuple (bluesky emits
   ``motors`` as one) is an array, numpy scalars and arrays are numbers and
   arrays, in documents and in queries alike;
@@ -31,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import re2
 
 from ._time import epoch_span, to_epoch
 
@@ -346,18 +353,97 @@ def _candidates(values: list) -> list:
     return out
 
 
-def _eq_predicate(target) -> Predicate:
+def _eq_predicate(target, path: str = "query", server: bool = False) -> Predicate:
     if isinstance(target, re.Pattern):
-        return _regex_predicate(target)
+        return _regex_predicate(target, path, server)
     if target is None:
         return lambda values: not values or any(v is None for v in _candidates(values))
     return lambda values: any(_equal(v, target) for v in _candidates(values))
 
 
-def _regex_predicate(pattern: re.Pattern) -> Predicate:
+def _regex_predicate(pattern: re.Pattern, path: str, server: bool) -> Predicate:
+    # A query for a server is only validated here (Python's re checked its
+    # syntax); the server's engine evaluates it. Evaluated here: RE2.
+    engine = pattern if server else _linear_pattern(pattern, path)
     return lambda values: any(
-        isinstance(v, str) and pattern.search(v) for v in _candidates(values)
+        isinstance(v, str) and engine.search(v) is not None for v in _candidates(values)
     )
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # errors are raised, not also printed by the C++ library
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+_RE2_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
+
+
+def _linear_pattern(pattern: re.Pattern, path: str):
+    """``pattern`` compiled by RE2: matching takes time linear in the text.
+
+    Python's flags become RE2's inline flags; ``re.VERBOSE`` (``$options``
+    ``x``), which RE2 lacks, is applied by removing the pattern's whitespace
+    and comments first.
+    """
+    text = pattern.pattern
+    if isinstance(text, bytes):
+        raise ValueError(f"$regex at {path} must be a str pattern, not bytes {text!r}.")
+    if pattern.flags & re.VERBOSE:
+        text = _strip_verbose(text)
+    inline = "".join(letter for flag, letter in _RE2_FLAGS if pattern.flags & flag)
+    try:
+        return re2.compile(f"(?{inline}){text}" if inline else text, _RE2_OPTIONS)
+    except re2.error as err:
+        reason = err.args[0].decode() if err.args and isinstance(err.args[0], bytes) else err
+        raise ValueError(
+            f"$regex {pattern.pattern!r} at {path} uses a construct the in-process regular "
+            f"expression engine (RE2, which never runs away on any input) does not have: "
+            f"{reason}. Lookarounds ((?=...), (?!...), (?<=...)), backreferences (\\1), "
+            "possessive quantifiers, atomic groups and \\Z are not available; rewrite the "
+            "pattern without them (\\z for the end of the text), or search a MongoDB "
+            "catalog, whose server evaluates regexes itself."
+        ) from None
+
+
+def _strip_verbose(text: str) -> str:
+    """A verbose pattern (``re.VERBOSE``) as the plain pattern it means:
+    unescaped whitespace and ``#`` comments outside character classes removed."""
+    out: list[str] = []
+    i, n, in_class = 0, len(text), False
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n:
+            escaped = text[i + 1]
+            # An escaped space means the space itself.
+            out.append(escaped if escaped.isspace() else text[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+            out.append(c)
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            # ']' first in a class (after an optional '^') is a literal.
+            j = i + 1
+            if j < n and text[j] == "^":
+                out.append("^")
+                j += 1
+            if j < n and text[j] == "]":
+                out.append("]")
+                j += 1
+            i = j
+            continue
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif not c.isspace():
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 _COMPARE = {
@@ -457,7 +543,7 @@ def _compile_condition(value: Any, path: str, server: bool) -> Predicate:
                 f"Condition at {path} mixes operators and field names: {dict(value)!r}."
             )
         return _compile_operators(value, path, server)
-    return _eq_predicate(value)
+    return _eq_predicate(value, path, server)
 
 
 def _compile_operators(ops: Mapping, path: str, server: bool) -> Predicate:
@@ -469,14 +555,14 @@ def _compile_operators(ops: Mapping, path: str, server: bool) -> Predicate:
         if op in ("$eq", "$ne"):
             if isinstance(arg, re.Pattern):
                 raise ValueError(f"{op} at {path} takes a value, not a regular expression.")
-            eq = _eq_predicate(arg)
+            eq = _eq_predicate(arg, where, server)
             tests.append(eq if op == "$eq" else (lambda values, eq=eq: not eq(values)))
         elif op in _COMPARE:
             tests.append(_comparison(_COMPARE[op], arg))
         elif op in ("$in", "$nin"):
             if not isinstance(arg, list | tuple):
                 raise ValueError(f"{op} at {path} needs a list, not {arg!r}.")
-            eqs = [_eq_predicate(a) for a in arg]
+            eqs = [_eq_predicate(a, where, server) for a in arg]
             any_eq = lambda values, eqs=eqs: any(e(values) for e in eqs)  # noqa: E731
             tests.append(any_eq if op == "$in" else (lambda values, f=any_eq: not f(values)))
         elif op == "$exists":
@@ -485,12 +571,13 @@ def _compile_operators(ops: Mapping, path: str, server: bool) -> Predicate:
         elif op == "$type":
             tests.append(_type_test(arg, path))
         elif op == "$regex":
-            tests.append(_regex_predicate(_pattern(arg, ops.get("$options", ""), path)))
+            pattern = _pattern(arg, ops.get("$options", ""), path)
+            tests.append(_regex_predicate(pattern, path, server))
         elif op == "$options":
             continue
         elif op == "$not":
             if isinstance(arg, re.Pattern):
-                inner = _regex_predicate(arg)
+                inner = _regex_predicate(arg, where, server)
             elif _is_operator_document(arg):
                 inner = _compile_operators(arg, where, server)
             else:
@@ -502,7 +589,7 @@ def _compile_operators(ops: Mapping, path: str, server: bool) -> Predicate:
         elif op == "$all":
             if not isinstance(arg, list | tuple):
                 raise ValueError(f"$all at {path} needs a list, not {arg!r}.")
-            eqs = [_eq_predicate(a) for a in arg]
+            eqs = [_eq_predicate(a, where, server) for a in arg]
             tests.append(lambda values, eqs=eqs: bool(eqs) and all(e(values) for e in eqs))
         elif op == "$elemMatch":
             tests.append(_elem_match(arg, path, server))
