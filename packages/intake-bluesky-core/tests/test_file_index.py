@@ -386,6 +386,35 @@ def test_entries_of_an_older_index_schema_are_dropped(tmp_path):
     assert tables == [_diskindex._TABLE] and _diskindex._TABLE == "headers_v5"
 
 
+def test_a_file_rewritten_with_its_old_size_and_mtime_is_read_again(tmp_path):
+    directory, _ = _run_dir(tmp_path, 2)
+    index = tmp_path / "index.sqlite"
+    path = directory / f"{UIDS['count']}.lines"
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    assert cat[UIDS["count"]].metadata["stop"]["exit_status"] == "success"
+    before = os.stat(path)
+    data = path.read_bytes()
+    assert data.count(b'"success"') == 1
+    # Rewritten in place (same size), its mtime set back as cp -p or rsync do.
+    while True:
+        with open(path, "r+b") as f:
+            f.write(data.replace(b'"success"', b'"aborted"'))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = os.stat(path)
+        if after.st_ctime_ns != before.st_ctime_ns:
+            break  # (else rewritten within one tick of the clock: again)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    # A new catalog in this process (headers cached in memory), then as in a
+    # new process (headers from the on-disk index only).
+    for fresh_process in (False, True):
+        if fresh_process:
+            _files._HEADERS.clear()
+            _files._SOURCES.clear()
+        run = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))[UIDS["count"]]
+        assert run.metadata["stop"]["exit_status"] == "aborted"
+        assert list(run.canonical(fill="no"))[-1][1]["exit_status"] == "aborted"
+
+
 # --- no per-file syscalls when nothing changed -------------------------------
 
 

@@ -2,9 +2,11 @@
 
 A new process opening a directory it has seen before reads no file's
 contents: each run file's ``(start, stop)`` is looked up here by format,
-absolute path, size and mtime (ns). The store is an SQLite database (the
-standard library's ``sqlite3``), by default ``file-index.sqlite`` in the
-user's cache directory (``platformdirs.user_cache_dir("intake-bluesky")``).
+absolute path and file version (size, mtime, ctime and inode: a file
+rewritten in place with its old size and mtime is read again). The store is
+an SQLite database (the standard library's ``sqlite3``), by default
+``file-index.sqlite`` in the user's cache directory
+(``platformdirs.user_cache_dir("intake-bluesky")``).
 
 * Several processes may read and write it at once (WAL journal, a busy
   timeout, one transaction per batch of new entries).
@@ -521,8 +523,9 @@ class DiskIndex:
 
 
 def _version_text(version: tuple) -> str:
-    # Sizes and mtimes of a location's files: "size,mtime;size,mtime"
-    return ";".join(f"{int(size)},{int(mtime)}" for size, mtime in version)
+    # Per file of a location, what identifies its version (size, mtime,
+    # ctime, inode): "size,mtime,ctime,inode;size,mtime,ctime,inode"
+    return ";".join(",".join(str(int(part)) for part in parts) for parts in version)
 
 
 def _version(text: str) -> tuple | None:

@@ -387,20 +387,27 @@ def absolute_paths(paths):
 
 
 def _version(location: Location) -> tuple | None:
-    """Size and mtime of every file of a location; None if one is gone."""
+    """Size, mtime, ctime and inode of every file of a location; None if one
+    is gone.
+
+    Size and mtime alone miss a file rewritten in place to the same size whose
+    mtime was then set back (``os.utime``, ``touch -r``, ``cp -p``, ``rsync``):
+    its ctime cannot be set back, and a file replaced by another has another
+    inode.
+    """
     out = []
     for path in _files_of(location):
         try:
             st = os.stat(path)
         except FileNotFoundError:
             return None
-        out.append((st.st_size, st.st_mtime_ns))
+        out.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
     return tuple(out)
 
 
 # Headers of file versions already read in this process: a warm re-open of a
 # catalog reads no file. Keyed by format (its index key) and location; valid
-# for one version (sizes and mtimes). Bounded, least recently used dropped, so
+# for one version (see :func:`_version`). Bounded, least recently used dropped, so
 # a long session over growing directories does not grow without limit.
 _HEADERS: OrderedDict[tuple[str, Location], tuple[tuple, dict | None, dict | None]] = OrderedDict()
 _HEADERS_MAX = 200_000
@@ -933,7 +940,7 @@ class _Parsed:
         resume = self.resume
         if self.source is not None and resume is not None:
             # A serializer only appends: a file that did not grow was
-            # rewritten in place (new mtime, same size) or truncated; one that
+            # rewritten in place (same size) or truncated; one that
             # grew keeps its bytes up to where we stopped (checked by sample).
             grew = self.version is not None and version[0][0] > self.version[0][0]
             now = _fingerprint(path, resume[0]) if grew else None
@@ -981,7 +988,7 @@ def _parsed(fmt: FileFormat, location: Location) -> _Parsed:
 
 class FileRunSource(DelegatingRunSource):
     """A run stored in files, read again (only the appended bytes, where the
-    format allows) whenever a file's size or mtime changes.
+    format allows) whenever a file's size, mtime, ctime or inode changes.
 
     So a live run's new events and its stop show up on the next access.
     """
