@@ -323,3 +323,23 @@ def test_show_counts_rows_of_a_live_fly_scan(tmp_path):
     # Once stopped, the stop document's count (bluesky counts the rows).
     assert stream["events"] == stop["num_events"][name] == 7
     assert "stream_datum_rows" not in stream
+
+
+def test_install_hints_say_how_to_install_from_a_checkout(monkeypatch):
+    from intake_bluesky.core import export
+    from intake_bluesky.core._cli import stores
+    from intake_bluesky.core._cli.errors import CLIError
+
+    checkout = (
+        "python3 -m pip install ./packages/intake-bluesky-core ./packages/intake-bluesky-msgpack"
+    )
+    monkeypatch.setattr(stores, "entry_point_objects", lambda group: {})
+    with pytest.raises(CLIError) as info:
+        stores.backend_class("msgpack")
+    assert "pip install intake-bluesky-msgpack" in str(info.value)
+    assert checkout in str(info.value) and "from a checkout" in str(info.value)
+    monkeypatch.setattr(export, "writers", lambda: {})
+    with pytest.raises(export.ExportError) as info:
+        export.get_writer("msgpack")
+    assert "pip install intake-bluesky-msgpack" in str(info.value)
+    assert checkout in str(info.value)

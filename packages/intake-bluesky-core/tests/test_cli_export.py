@@ -204,7 +204,8 @@ def test_export_examples_round_trip(cli, example_store, tmp_path, fmt):
     )
     shutil.rmtree(external)  # the export must not need it
     names = sorted(p.name for p in dest.iterdir() if p.is_file())
-    assert names == sorted(f"{uid}.{fmt}" for uid in UIDS.values())
+    # The run files, and the intake catalog that opens them where they are.
+    assert names == sorted([*(f"{uid}.{fmt}" for uid in UIDS.values()), "catalog.yml"])
 
     # (The source's external files are gone: its external fields are not read.)
     source = _open("msgpack", store)
@@ -451,3 +452,24 @@ def test_copy_external_stream_data_hdf5(cli, repo, tmp_path):
     uris = [d["uri"] for n, d in exported[1].canonical(fill="no") if n == "stream_resource"]
     assert len(uris) == 2 and len(set(uris)) == 1
     assert uris[0].startswith(f"file://localhost{dest}/external/")
+
+
+def test_ls_that_finds_no_runs_but_warns_fails(cli, samples, tmp_path):
+    parent = tmp_path / "parent"
+    for name, uid in (("a", RUN0), ("b", RUN1)):
+        (parent / name).mkdir(parents=True)
+        shutil.copy(samples["jsonl"] / f"{uid}.jsonl", parent / name)
+    for extra in ([], ["--json"]):
+        result = cli("ls", parent, *extra)
+        assert result.returncode == 1, result
+        assert "Traceback" not in result.stderr
+        assert "its subfolders a, b do: open those folders" in result.stderr
+    # Another format's files given to a backend: the warning, and a failure.
+    result = cli("ls", samples["msgpack"], "--backend", "jsonl")
+    assert result.returncode == 1
+    assert "open it with the catalog of that format instead" in result.stderr
+    # No runs and nothing to say: an empty listing is a success.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("ls", empty, "--backend", "jsonl")
+    assert (result.returncode, result.stderr) == (0, "")

@@ -18,6 +18,15 @@ run file unless told to, and optionally copies the files that resources and
 stream resources point at into the directory, rewriting their locations so
 that the export is self-contained.
 
+Uids are data, not paths: a uid that is not a plain file name (one holding
+``/``, ``%``, spaces, or beginning with ``.``) is percent-escaped, so a file
+name derived from a document never leaves the directory (``../x`` is written
+as ``%2E.%2Fx.jsonl``; the documents inside keep the uid as it is). External
+files are copied only from inside the roots the documents name (never via
+``..``), and a file already in the export is kept only when its content is
+equal. An export with copied external files also writes ``catalog.yml``
+beside the run files, so that it opens wherever it is moved to.
+
 Examples
 --------
 >>> import tempfile
@@ -37,19 +46,23 @@ import glob
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import BinaryIO, Protocol, runtime_checkable
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from ._filling import resource_path, stream_resource_path
-from ._plugins import entry_point_objects
+from ._plugins import BACKEND_GROUP, entry_point_objects
 
 __all__ = [
+    "CATALOG_FILE",
     "WRITER_GROUP",
     "WRITER_PACKAGES",
     "ExportError",
     "RunWriter",
     "export_runs",
+    "exported_format",
+    "exported_root_map",
     "get_writer",
     "writers",
 ]
@@ -60,8 +73,28 @@ WRITER_GROUP = "intake_bluesky.writers"
 #: Which distribution provides each known writer (for "pip install" hints).
 WRITER_PACKAGES = {"jsonl": "intake-bluesky-jsonl", "msgpack": "intake-bluesky-msgpack"}
 
+#: How to install a package from a checkout while it is not on PyPI (as the
+#: repository's README says).
+CHECKOUT_HINT = (
+    "from a checkout of intake-bluesky, while the packages are not on PyPI: "
+    "python3 -m pip install ./packages/intake-bluesky-core ./packages/{package}"
+)
+
 #: Where copied external files go, inside the export directory.
 EXTERNAL_DIR = "external"
+
+#: The intake catalog file an export with copied external files writes beside
+#: its run files: ``intake.open_catalog(<directory>/catalog.yml)`` opens it
+#: wherever the folder was moved to, as does ``intake-bluesky ls <directory>``.
+CATALOG_FILE = "catalog.yml"
+
+#: The metadata key that marks a catalog file as written by an export (only
+#: such a file is ever rewritten).
+_CATALOG_MARK = "intake_bluesky_export"
+
+#: Longest file name made from a uid (file systems allow 255 bytes; the
+#: temporary name of a file being written adds 18).
+_MAX_NAME = 200
 
 
 class ExportError(RuntimeError):
@@ -102,7 +135,7 @@ def get_writer(name: str) -> RunWriter:
     if name not in found:
         package = WRITER_PACKAGES.get(name)
         hint = (
-            f"install it: pip install {package}"
+            f"install it: pip install {package}; or, {CHECKOUT_HINT.format(package=package)}"
             if package
             else "install the package that provides it"
         )
@@ -141,10 +174,19 @@ def export_runs(
     copy_external : bool
         Copy the files that resources and stream resources point at (after
         the catalog's ``root_map``) into ``directory/external/<uid>/`` and
-        rewrite ``root``/``resource_path`` and ``uri`` to the copies.
+        rewrite ``root``/``resource_path`` and ``uri`` to the copies. Only
+        files inside the root a resource names (its ``root``; a stream
+        resource's folder) are copied: a location that leaves it (``..``, an
+        absolute ``resource_path`` under a root) or names the root itself is
+        refused. Also writes ``directory/catalog.yml``, an intake catalog
+        that maps the copies' locations to wherever the folder is, so that
+        the export opens after it was moved (a ``catalog.yml`` not written
+        by an export is left as it is, with a warning).
     existing : {'error', 'skip', 'overwrite'}
         What to do when a run file is already there. With ``'error'`` every
-        run is checked before anything is written.
+        run is checked before anything is written. A copied external file
+        already there is kept when its content is equal; a different one is
+        an error, unless ``'overwrite'`` (then it is replaced).
     progress : callable, optional
         Called with the number of event rows just written (for a progress bar).
     on_written : callable, optional
@@ -158,8 +200,9 @@ def export_runs(
     Raises
     ------
     ExportError
-        A run file exists (``existing='error'``), an external file cannot be
-        found, or no such writer is installed.
+        A run file exists (``existing='error'``), a start uid is not a string,
+        an external file cannot be found, differs from the one already in the
+        export or lies outside its root, or no such writer is installed.
     """
     if existing not in ("error", "skip", "overwrite"):
         raise ValueError(f"existing must be 'error', 'skip' or 'overwrite', not {existing!r}.")
@@ -168,7 +211,7 @@ def export_runs(
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ExportError(f"{directory} exists and is not a directory; give a directory.")
     runs = list(runs.values()) if hasattr(runs, "values") else list(runs)
-    targets = [(run, os.path.join(directory, run.uid + writer.suffix)) for run in runs]
+    targets = [(run, _run_file(directory, run, writer.suffix)) for run in runs]
     if existing == "error":
         there = [path for _, path in targets if os.path.lexists(path)]
         if there:
@@ -180,7 +223,9 @@ def export_runs(
                 "choose to skip or overwrite existing runs."
             )
     os.makedirs(directory, exist_ok=True)
-    copier = _ExternalCopier(directory) if copy_external else None
+    copier = (
+        _ExternalCopier(directory, overwrite=existing == "overwrite") if copy_external else None
+    )
     written = []
     for run, path in targets:
         if os.path.lexists(path) and existing == "skip":
@@ -194,7 +239,60 @@ def export_runs(
         written.append(path)
         if on_written is not None:
             on_written(path)
+    if copier is not None:
+        _write_catalog_file(directory, format)
     return written
+
+
+def _describe(run) -> str:
+    """``run 'uid'`` (with its scan_id when it has one), for messages."""
+    start = getattr(run, "metadata", {}).get("start") or {}
+    scan_id = start.get("scan_id")
+    return f"run {start.get('uid', getattr(run, 'uid', None))!r}" + (
+        f" (scan_id {scan_id!r})" if scan_id is not None else ""
+    )
+
+
+def _file_name(name: str) -> str:
+    """``name`` as one file name: itself when it is a plain name, else
+    percent-escaped (injective: ``%`` is escaped too), so it can never be
+    ``..``, hold a separator, or begin with ``.`` (a hidden file)."""
+    out = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else _escape(c) for c in name)
+    return "%2E" + out[1:] if out.startswith(".") else out
+
+
+def _escape(char: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+def _named(what: str, uid, directory: str, suffix: str = "") -> str:
+    """The path ``directory/<uid as a file name><suffix>``; refuses a uid
+    that is no string, or that is too long for a file name."""
+    if not isinstance(uid, str) or not uid:
+        raise ExportError(
+            f"{what}: its uid is {uid!r} ({type(uid).__name__}), not a non-empty string, so "
+            "no file can be named after it. Nothing was written. Fix the document, or leave "
+            "it out of the export."
+        )
+    name = _file_name(uid) + suffix
+    if len(name) > _MAX_NAME:
+        raise ExportError(
+            f"{what}: its uid ({len(uid)} characters, {uid[:40]!r}...) is too long for a file "
+            "name. Nothing was written. Leave it out of the export."
+        )
+    path = os.path.join(directory, name)
+    # By construction a single plain name; checked so that no future change of
+    # _file_name can ever write outside the directory.
+    if os.path.dirname(path) != directory or name in (".", ".."):
+        raise ExportError(f"{what}: uid {uid!r} cannot name a file in {directory}.")
+    return path
+
+
+def _run_file(directory: str, run, suffix: str) -> str:
+    start = getattr(run, "metadata", {}).get("start") or {}
+    uid = start.get("uid", getattr(run, "uid", None))
+    what = _describe(run)
+    return _named(what[0].upper() + what[1:], uid, directory, suffix)
 
 
 def _counting(documents, progress) -> Iterator[tuple[str, dict]]:
@@ -251,10 +349,15 @@ class _ExternalCopier:
     shared by several runs, and a file shared by several (stream) resources
     (ophyd-async detectors write several data keys into one HDF5 file), are
     copied once.
+
+    Only files inside the root a document names are copied: the documents
+    may come from anyone, and an export is made to be handed on, so a
+    resource must not be able to pull ``~/.ssh`` into it.
     """
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, *, overwrite: bool = False):
         self.directory = directory
+        self.overwrite = overwrite
         self._done: dict[str, dict] = {}
         self._copied: dict[str, str] = {}  # real source path -> its copy
 
@@ -269,21 +372,25 @@ class _ExternalCopier:
 
     def _resource(self, run, doc: dict, root_map) -> dict:
         uid = doc.get("uid")
+        what = f"resource {uid!r} (spec {doc.get('spec')!r})"
+        folder = self._folder(run, what, uid)
         if uid in self._done:
             return self._done[uid]
+        stored = doc.get("resource_path")
+        _check_relative(run, what, stored, doc.get("root") or "")
         full = resource_path(doc, root_map)
-        what = f"resource {uid!r} (spec {doc.get('spec')!r})"
-        target = self._copy(run, what, full, doc.get("root"), uid)
+        root = resource_path({**doc, "resource_path": ""}, root_map) if doc.get("root") else None
+        target = self._copy(run, what, full, root, stored, folder)
         new = {**doc, "root": os.path.dirname(target), "resource_path": os.path.basename(target)}
         self._done[uid] = new
         return new
 
     def _stream_resource(self, run, doc: dict, root_map) -> dict:
         uid = doc.get("uid")
+        what = f"stream_resource {uid!r} (mimetype {doc.get('mimetype')!r})"
+        folder = self._folder(run, what, uid)
         if uid in self._done:
             return self._done[uid]
-        full = stream_resource_path(doc, root_map)
-        what = f"stream_resource {uid!r} (mimetype {doc.get('mimetype')!r})"
         if doc.get("uri"):
             parsed = urlparse(doc["uri"])
             if parsed.scheme not in ("file", ""):
@@ -291,11 +398,19 @@ class _ExternalCopier:
                     f"Run {run.uid!r}: {what} points at {doc['uri']!r}, which is not a local "
                     "file; it cannot be copied. Export without copying external files."
                 )
-            target = self._copy(run, what, full, doc["uri"], uid)
+            _check_relative(run, what, unquote(parsed.path), "")
+            full = stream_resource_path(doc, root_map)
+            target = self._copy(run, what, full, None, doc["uri"], folder)
             host = parsed.netloc if parsed.scheme == "file" else "localhost"
             new = {**doc, "uri": f"file://{host}{quote(target)}"}
         else:  # older stream_resource: root + resource_path
-            target = self._copy(run, what, full, doc.get("root"), uid)
+            stored = doc.get("resource_path")
+            _check_relative(run, what, stored, doc.get("root") or "")
+            full = stream_resource_path(doc, root_map)
+            root = None
+            if doc.get("root"):
+                root = stream_resource_path({**doc, "resource_path": ""}, root_map)
+            target = self._copy(run, what, full, root, stored, folder)
             new = {
                 **doc,
                 "root": os.path.dirname(target),
@@ -304,11 +419,32 @@ class _ExternalCopier:
         self._done[uid] = new
         return new
 
-    def _copy(self, run, what: str, full: str, stored, uid) -> str:
-        """Copy what ``full`` names; return its path in the export."""
+    def _folder(self, run, what: str, uid) -> str:
+        return _named(f"Run {run.uid!r}: {what}", uid, os.path.join(self.directory, EXTERNAL_DIR))
+
+    def _copy(self, run, what: str, full: str, root, stored, folder: str) -> str:
+        """Copy what ``full`` names into ``folder``; return its path there.
+
+        ``root`` is the (mapped) root the document names, or None when the
+        location is a whole path (then the root is its folder).
+        """
         key = os.path.realpath(full)
         if key in self._copied:
             return self._copied[key]
+        full = os.path.abspath(full)
+        root = os.path.abspath(root) if root else os.path.dirname(full)
+        if os.path.dirname(full) == full or full == root:
+            raise ExportError(
+                f"Run {run.uid!r}: {what} names {full!r}, the whole of "
+                f"{'the file system' if os.path.dirname(full) == full else 'its root'} rather "
+                f"than files in it (stored location {stored!r}); it was not copied. Export "
+                "without copying external files."
+            )
+        if not full.startswith(root.rstrip(os.sep) + os.sep):  # _check_relative's net
+            raise ExportError(
+                f"Run {run.uid!r}: {what} names {full!r}, outside its root {root!r}; it was "
+                "not copied. Export without copying external files."
+            )
         files = _files_named_by(full)
         if not files:
             raise ExportError(
@@ -317,21 +453,39 @@ class _ExternalCopier:
                 "the data moved, map the old root to the new one (--root-map OLD=NEW), or "
                 "export without copying external files."
             )
-        folder = os.path.join(self.directory, EXTERNAL_DIR, _safe(str(uid)))
-        base = os.path.dirname(full.rstrip("/")) or "/"
+        base = os.path.dirname(full)
         for source in files:
-            _copy_file(source, os.path.join(folder, os.path.relpath(source, base)))
-        target = os.path.join(folder, os.path.basename(full.rstrip("/")))
+            _copy_file(
+                source,
+                os.path.join(folder, os.path.relpath(source, base)),
+                overwrite=self.overwrite,
+                what=f"run {run.uid!r}, {what}",
+            )
+        target = os.path.join(folder, os.path.basename(full))
         self._copied[key] = target
         return target
 
 
+def _check_relative(run, what: str, location, root: str) -> None:
+    """Refuse a stored location that climbs out of its root with ``..``, or
+    (under a root) is absolute, before anything is looked up."""
+    if not isinstance(location, str):
+        raise ExportError(
+            f"Run {run.uid!r}: {what} has resource_path {location!r}, not a string; its "
+            "files cannot be copied. Export without copying external files."
+        )
+    parts = location.replace(os.sep, "/").split("/")
+    if ".." in parts or (root and os.path.isabs(location)):
+        where = f"under its root {root!r}" if root else "as its location"
+        raise ExportError(
+            f"Run {run.uid!r}: {what} names {location!r} {where}, which leaves the folder it "
+            "names ('..' or an absolute path); it was not copied. Only files inside the "
+            "roots the documents name are copied. Export without copying external files."
+        )
+
+
 def _root_map_of(run) -> Mapping[str, str]:
     return run._run.settings.root_map
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "_"
 
 
 def _files_named_by(full: str) -> list[str]:
@@ -348,20 +502,158 @@ def _files_named_by(full: str) -> list[str]:
     return sorted(p for p in glob.glob(glob.escape(full) + "*") if os.path.isfile(p))
 
 
-def _copy_file(source: str, target: str) -> None:
+def _same_content(a: str, b: str) -> bool:
+    """Whether two regular files hold the same bytes (read, not trusted to
+    size or time: a stale copy can have both)."""
+    if os.path.islink(b) or not os.path.isfile(b):
+        return False
+    if os.path.getsize(a) != os.path.getsize(b):
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk = fa.read(1 << 20)
+            if chunk != fb.read(1 << 20):
+                return False
+            if not chunk:
+                return True
+
+
+def _copy_file(source: str, target: str, *, overwrite: bool = False, what: str = "") -> None:
     if os.path.lexists(target):
-        if os.path.getsize(target) == os.path.getsize(source):
+        if _same_content(source, target):
             return  # copied before (a resource shared by runs, or a re-export)
-        raise ExportError(
-            f"{target} already exists and differs from {source}; it was left as it is. "
-            "Remove it, or export to another directory."
-        )
+        if not overwrite:
+            raise ExportError(
+                f"{target} already exists and differs from {source} ({what}); it was left as "
+                "it is. Remove it, export to another directory, or overwrite existing files "
+                "(--overwrite, existing='overwrite')."
+            )
     os.makedirs(os.path.dirname(target), exist_ok=True)
     tmp = _temp_path(target)
     try:
         shutil.copyfile(source, tmp)
         shutil.copystat(source, tmp)
-        _publish(tmp, target, overwrite=False)
+        _publish(tmp, target, overwrite=overwrite)
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+# --- catalog.yml: an export that opens where it lands ---------------------------
+def _read_export_catalog(path: str) -> dict | None:
+    """The content of an export's catalog file, None if there is none; a
+    file there that an export did not write raises ValueError."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = yaml.safe_load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ValueError(f"it cannot be read as YAML ({err})") from None
+    metadata = content.get("metadata") if isinstance(content, dict) else None
+    if not isinstance(metadata, dict) or _CATALOG_MARK not in metadata:
+        raise ValueError("it was not written by an intake-bluesky export")
+    sources = content.get("sources")
+    if not isinstance(sources, dict):
+        raise ValueError("it has no sources")
+    return content
+
+
+def _stored_roots(content: dict) -> dict[str, str]:
+    """``old root -> template`` over every entry of an export's catalog file."""
+    out: dict[str, str] = {}
+    for source in content["sources"].values():
+        args = source.get("args") if isinstance(source, dict) else None
+        root_map = args.get("root_map") if isinstance(args, dict) else None
+        if isinstance(root_map, dict):
+            out.update({str(k): str(v) for k, v in root_map.items()})
+    return out
+
+
+def _write_catalog_file(directory: str, format: str) -> None:
+    """Write (or update) ``directory/catalog.yml``: an entry per exported
+    format whose ``root_map`` sends the folders the copies were written to
+    (this export's, and those of earlier exports into the same folder, which
+    may have been elsewhere) to ``{{ CATALOG_DIR }}/external``."""
+    import yaml
+
+    path = os.path.join(directory, CATALOG_FILE)
+    try:
+        content = _read_export_catalog(path)
+    except ValueError as why:
+        warnings.warn(
+            f"{path} exists and {why}; it was left as it is. If this export is moved, open "
+            f"it with root_map={{{os.path.join(directory, EXTERNAL_DIR)!r}: "
+            f"'<where it is>/{EXTERNAL_DIR}'}}.",
+            stacklevel=3,
+        )
+        return
+    backend = entry_point_objects(BACKEND_GROUP).get(format)
+    if content is None:
+        content = {
+            "metadata": {
+                _CATALOG_MARK: 1,
+                "description": "Runs exported by intake-bluesky export, with copies of their "
+                "external files in external/. Open with intake.open_catalog(this file).",
+            },
+            "sources": {},
+        }
+    roots = _stored_roots(content)
+    roots[os.path.join(directory, EXTERNAL_DIR)] = "{{ CATALOG_DIR }}/" + EXTERNAL_DIR
+    if backend is not None:
+        content["sources"][format] = {
+            "driver": backend.value.replace(":", "."),
+            "description": f"the {format} run files beside this file",
+            "args": {"paths": "{{ CATALOG_DIR }}"},
+        }
+    if not content["sources"]:
+        return  # no backend reads this format: nothing to open
+    for source in content["sources"].values():
+        if isinstance(source, dict) and isinstance(source.setdefault("args", {}), dict):
+            source["args"]["root_map"] = dict(roots)
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            yaml.safe_dump(content, f, sort_keys=False, allow_unicode=True, width=1000)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def exported_root_map(directory) -> dict[str, str]:
+    """The ``root_map`` that opens an export made with copied external files
+    where ``directory`` is now (read from its ``catalog.yml``; ``{}`` if it
+    has none, or one an export did not write).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> exported_root_map(tempfile.mkdtemp())
+    {}
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    try:
+        content = _read_export_catalog(os.path.join(directory, CATALOG_FILE))
+    except ValueError:
+        return {}
+    if content is None:
+        return {}
+    here = directory.rstrip(os.sep)
+    return {
+        old: new.replace("{{ CATALOG_DIR }}", here) for old, new in _stored_roots(content).items()
+    }
+
+
+def exported_format(directory) -> str | None:
+    """The format of the run files of an export (from its ``catalog.yml``),
+    when it holds exactly one; else None."""
+    try:
+        content = _read_export_catalog(os.path.join(os.fspath(directory), CATALOG_FILE))
+    except ValueError:
+        return None
+    if content is None or len(content["sources"]) != 1:
+        return None
+    return next(iter(content["sources"]))

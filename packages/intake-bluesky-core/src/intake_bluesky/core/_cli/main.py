@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
             ".msgpack) file per run, as suitcase-jsonl / suitcase-msgpack write them. With no "
             "RUN and no selection option, every run is exported. Each file is written under a "
             "temporary name and renamed when complete; existing run files are never "
-            "overwritten unless --overwrite is given."
+            "overwritten unless --overwrite is given. A uid that is not a plain file name "
+            "(holding '/', or beginning with '.') is percent-escaped in the file name: "
+            "nothing is ever written outside DEST."
         ),
         epilog="examples:\n"
         "  intake-bluesky export mongodb://localhost/mds ./runs\n"
@@ -190,12 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--copy-external",
         action="store_true",
-        help="copy the files that resources and stream_resources point at into "
-        "DEST/external/ and rewrite their locations: a self-contained export",
+        help="copy the files that resources and stream_resources point at (only from inside "
+        "the roots they name) into DEST/external/, rewrite their locations, and write "
+        "DEST/catalog.yml: a self-contained export that opens wherever it is moved to "
+        "(intake-bluesky ls DEST, or intake.open_catalog('DEST/catalog.yml'))",
     )
     existing = export.add_mutually_exclusive_group()
     existing.add_argument(
-        "--overwrite", action="store_true", help="replace run files that already exist"
+        "--overwrite",
+        action="store_true",
+        help="replace run files that already exist (and copied external files that differ)",
     )
     existing.add_argument(
         "--skip-existing", action="store_true", help="leave run files that exist as they are"
@@ -267,10 +273,13 @@ def _cmd_ls(args) -> int:
     from .listing import print_rows, run_rows
 
     fields = [f.strip() for f in args.fields.split(",") if f.strip()]
+    warned = _WARNINGS["count"]
     cat = _selected(_open(args), args)
     rows = run_rows(cat, fields=fields, limit=args.limit)
     print_rows(rows, fields, args.json)
-    return 0
+    # No runs, and the store said why (run files in subfolders, files of
+    # another format): a failure a script must see, not an empty success.
+    return 1 if not rows and _WARNINGS["count"] > warned else 0
 
 
 def _run_key(key: str):
@@ -304,7 +313,15 @@ def _cmd_export(args) -> int:
                 seen.add(run.uid)
                 runs.append(run)
     else:
-        runs = list(selected.values())
+        try:
+            runs = list(selected.values())
+        except KeyError as err:  # listed, but not found by its own key
+            key = err.args[0] if err.args else None
+            why = "" if isinstance(key, str) else f": its start uid is a {type(key).__name__}"
+            raise CLIError(
+                f"Run {key!r} is listed in {args.store} but cannot be opened{why}. Nothing was "
+                "written. Leave it out: name the runs to export, or select them with --search."
+            ) from None
     if not runs:
         raise CLIError("No runs match; nothing to export.")
     existing = "overwrite" if args.overwrite else "skip" if args.skip_existing else "error"
@@ -331,7 +348,13 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 _COMMANDS = {"ls": _cmd_ls, "show": _cmd_show, "export": _cmd_export}
 
 
+#: How many warnings the command printed (an empty listing that warned fails).
+_WARNINGS = {"count": 0}
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if not issubclass(category, DeprecationWarning | PendingDeprecationWarning):
+        _WARNINGS["count"] += 1
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from .._catalog import BlueskyCatalog
 from .._plugins import BACKEND_GROUP, entry_point_objects
+from ..export import CHECKOUT_HINT, exported_format, exported_root_map
 from .errors import CLIError
 
 __all__ = ["open_store", "KNOWN_BACKENDS"]
@@ -39,7 +40,8 @@ def backend_class(name: str) -> type:
         installed = ", ".join(sorted(found)) or "none"
         if known:
             raise CLIError(
-                f"The {name} backend is not installed; install it with: pip install {known[0]}"
+                f"The {name} backend is not installed; install it with: pip install {known[0]} "
+                f"(or, {CHECKOUT_HINT.format(package=known[0])})"
             )
         raise CLIError(
             f"No backend named {name!r} is installed (installed: {installed}). Known "
@@ -77,6 +79,15 @@ def open_store(
         return _open_yaml(store, entry, common)
     if entry:
         raise CLIError("--entry applies to YAML catalog files (.yml, .yaml) only.")
+    if os.path.isdir(store) and not glob.has_magic(store):
+        # An export with copied external files, maybe moved: its catalog.yml
+        # says where the copies are now (given roots win) and its format
+        # (its external/ folder may hold .tif files of the data).
+        moved = exported_root_map(store)
+        if moved:
+            common = {"root_map": {**moved, **common.get("root_map", {})}}
+        if backend is None:
+            backend = exported_format(store)
     if backend is None:
         backend = _detect_file_backend(store)
     if backend in ("mongo_normalized", "mongo_embedded"):
@@ -202,6 +213,12 @@ def _open_yaml(path: str, entry: str | None, common) -> BlueskyCatalog:
     except ImportError as err:
         raise CLIError(
             f"{path}, entry {entry!r}: its driver cannot be imported ({err}). Install the "
-            "backend package it names (pip install intake-bluesky-<backend>)."
+            "backend package it names (pip install intake-bluesky-<backend>; or, "
+            f"{CHECKOUT_HINT.format(package='intake-bluesky-<backend>')})."
+        ) from None
+    except Exception as err:  # bad args: a transform that is no function, ...
+        raise CLIError(
+            f"{path}, entry {entry!r}: cannot be opened: {str(err).rstrip('.')}. Fix the "
+            "entry's args."
         ) from None
     return _checked(cat, f"{path} entry {entry!r}")
