@@ -415,6 +415,20 @@ def test_a_file_rewritten_with_its_old_size_and_mtime_is_read_again(tmp_path):
         assert list(run.canonical(fill="no"))[-1][1]["exit_status"] == "aborted"
 
 
+def test_a_file_holding_two_runs_says_so_naming_both(tmp_path):
+    runs = example_runs(tmp_path / "ext")
+    path = tmp_path / "two.lines"
+    _write(path, runs[1] + runs[2])
+    cat = BlueskyCatalog(FileDriver(tmp_path, Lines(), index_path=False))
+    assert list(cat) == [UIDS["count"]]  # listed by its first start document
+    expected = (
+        f"{path} holds more than one run: it begins with the start document of run "
+        f"'{UIDS['count']}' and has another, of run '{UIDS['failed']}', after it"
+    )
+    with pytest.raises(ValueError, match=expected):
+        cat[UIDS["count"]].read()
+
+
 # --- no per-file syscalls when nothing changed -------------------------------
 
 

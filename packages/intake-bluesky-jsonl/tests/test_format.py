@@ -398,6 +398,42 @@ def test_file_without_start_is_skipped_with_a_warning(tmp_path, make_run, write_
     assert [s["uid"] for s in driver.search({})] == [good[0][1]["uid"]]
 
 
+@pytest.mark.parametrize("careful", [False, True])
+def test_two_start_documents_in_one_file_name_both_runs_and_lines(
+    tmp_path, make_run, write_jsonl, careful
+):
+    first, second = make_run(2, stop=False), make_run(1, scan_id=2)
+    if careful:  # lines the fast decoder refuses: read line by line
+        first[2][1]["data"]["det"] = float("nan")
+    path = write_jsonl(tmp_path / "two.jsonl", first + second)
+    a, b = first[0][1]["uid"], second[0][1]["uid"]
+    expected = (
+        f"{path}, line 5: a second start document \\(run '{b}'\\); line 1 starts run "
+        f"'{a}'. A JSONL file holds one run, so this file holds more than one"
+    )
+    with pytest.raises(ValueError, match=expected):
+        read(path)
+    from intake_bluesky.jsonl import BlueskyJSONLCatalog
+
+    cat = BlueskyJSONLCatalog(str(tmp_path), index_path=False)
+    assert list(cat) == [a]  # listed by its first start (the header)
+    with pytest.raises(ValueError, match=expected):
+        cat[a].read()
+
+
+def test_start_document_without_uid_is_skipped_with_a_warning(tmp_path, make_run, write_jsonl):
+    good = make_run(1)
+    write_jsonl(tmp_path / f"{good[0][1]['uid']}.jsonl", good)
+    nameless = make_run(1)
+    del nameless[0][1]["uid"]
+    path = write_jsonl(tmp_path / "nameless.jsonl", nameless)
+    driver = FileDriver(str(tmp_path), JSONLFormat(), index_path=False)
+    with pytest.warns(UserWarning, match="start document has no 'uid'") as record:
+        assert driver.count({}) == 1
+    (message,) = [str(w.message) for w in record]
+    assert message.startswith(f"Skipping {path}: its start document has no 'uid'")
+
+
 def test_driver_notices_new_changed_and_deleted_files(tmp_path, make_run, write_jsonl):
     driver = FileDriver(str(tmp_path), JSONLFormat())
     assert driver.count({}) == 0
@@ -563,7 +599,7 @@ def test_line_ending_that_arrives_later_is_not_a_line(tmp_path, make_run, ending
     path = tmp_path / "run.jsonl"
     path.write_bytes(lines[0])
     got, resume = _read_appended(path, None)
-    assert got == docs[:1] and resume == (len(lines[0]), 1, True)
+    assert got == docs[:1] and resume == (len(lines[0]), 1, True, (1, docs[0][1]["uid"]))
     assert _read_appended(path, resume) == ([], resume)  # unchanged
     if ending == b"\r\n":
         path.write_bytes(lines[0] + b"\r")

@@ -174,7 +174,7 @@ def test_reading_in_blocks_of_any_size(tmp_path, monkeypatch, make_run, block):
     except StopIteration as stop:
         resume = stop.value
     assert sum(map(len, batches)) == len(docs)
-    assert resume == (len(text) + 1, len(docs) + 1, False)
+    assert resume == (len(text) + 1, len(docs) + 1, False, (1, docs[0][1]["uid"]))
     # A corrupt line is named by its number whatever the blocks.
     path.write_text(text + "oops\n" + _line(*docs[2]))
     with pytest.raises(ValueError, match=rf"line {len(docs) + 1}\b"):

@@ -443,6 +443,16 @@ def _read_header(fmt: FileFormat, location: Location):
         return None, None
     except FileNotFoundError:
         return None, None
+    if start is not None and start.get("uid") is None:
+        # Without a uid the run can be neither listed nor looked up: said,
+        # never hidden.
+        warnings.warn(
+            f"Skipping {location}: its start document has no 'uid', so the run cannot be "
+            f"listed or looked up ({fmt.name}). Give the start document a uid (event-model "
+            "requires one), or move the file out of the catalog's paths.",
+            stacklevel=5,
+        )
+        return None, None
     if start is None and not fmt.reports_skipped_files:
         warnings.warn(
             f"Skipping {location}: it holds no start document, so it is not a bluesky "
@@ -1035,11 +1045,28 @@ class FileRunSource(DelegatingRunSource):
             parsed.update(self.fmt, self.location, self.uid, version)
             source = parsed.source
         if source.start()["uid"] != self.uid:
+            self._raise_more_than_one_run(source.start()["uid"])
             raise RunChangedError(
                 f"Run {self.uid!r} no longer exists: its file(s) {self.location} changed "
                 f"and now hold run {source.start()['uid']!r}. Look it up again."
             )
         return source
+
+    def _raise_more_than_one_run(self, other) -> None:
+        """ValueError if the file still begins with this run: then the run
+        read last (``other``) is a second run in the same file, not a sign
+        that the file changed."""
+        try:
+            first = self.fmt.read_header(self.location)[0]
+        except (OSError, ValueError):
+            return
+        if first is not None and first.get("uid") == self.uid:
+            raise ValueError(
+                f"{self.location} holds more than one run: it begins with the start document "
+                f"of run {self.uid!r} and has another, of run {other!r}, after it. A run file "
+                "holds one run: split it into one file per run, or move it out of the "
+                "catalog's paths."
+            )
 
     def _valid_header(self):
         header = self._header

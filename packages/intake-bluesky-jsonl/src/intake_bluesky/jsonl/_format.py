@@ -85,6 +85,29 @@ def _not_a_pair(path: str, lineno: int, item) -> ValueError:
     )
 
 
+class _Starts:
+    """Where the file's start document is: a second one is an error (a JSONL
+    file holds one run), named with both lines and both uids."""
+
+    __slots__ = ("path", "first")
+
+    def __init__(self, path: str, first: tuple | None = None):
+        self.path = path
+        self.first = first  # (line, uid) of the start document
+
+    def see(self, lineno: int, doc: dict) -> None:
+        if self.first is None:
+            self.first = (lineno, doc.get("uid"))
+            return
+        line, uid = self.first
+        raise ValueError(
+            f"{self.path}, line {lineno}: a second start document (run {doc.get('uid')!r}); "
+            f"line {line} starts run {uid!r}. A JSONL file holds one run, so this file holds "
+            "more than one: split it into one file per run (each from its start document "
+            "on), or move it out of the catalog's paths."
+        )
+
+
 #: Lines decoded per batch on the careful path (blank lines, bare NaN, an
 #: incomplete last line, errors): documents are handed on (and freed by the
 #: core, which packs them into columns) batch by batch, so memory holds the
@@ -104,10 +127,18 @@ _CHUNK = 64 * 1024
 _BLOCK = 2**20
 
 
-def _file_batches(f: BinaryIO, path: str, lineno: int = 0, offset: int = 0, skip_newline=False):
+def _file_batches(
+    f: BinaryIO,
+    path: str,
+    lineno: int = 0,
+    offset: int = 0,
+    skip_newline=False,
+    first_start: tuple | None = None,
+):
     """Lists of documents of an open file from its position ``offset`` on,
-    block by block; returns like :func:`_batches`. The file is closed at the
-    end."""
+    block by block; returns like :func:`_batches`, and the ``(line, uid)``
+    of the file's start document. The file is closed at the end."""
+    starts = _Starts(path, first_start)
     with f:
         parts: list[bytes] = []  # pieces of a line not finished in its block
         first = True
@@ -121,7 +152,7 @@ def _file_batches(f: BinaryIO, path: str, lineno: int = 0, offset: int = 0, skip
                     offset += len(ending)
                 elif ending.startswith(block):
                     # Nothing new, or only the "\r" of a "\r\n": still waiting.
-                    return offset, lineno, True
+                    return offset, lineno, True, starts.first
             first = False
             if not block:
                 break
@@ -138,20 +169,31 @@ def _file_batches(f: BinaryIO, path: str, lineno: int = 0, offset: int = 0, skip
                 data = block
             # Only complete lines here: what follows the last newline waits
             # for the next block (or the end of the file).
-            _, lineno, _ = yield from _batches(data, path, lineno, offset, cut)
+            _, lineno, _ = yield from _batches(data, path, lineno, offset, cut, starts)
             offset += cut
             if cut < len(data):
                 parts.append(data[cut:])
         if parts:
-            return (yield from _batches(b"".join(parts), path, lineno, offset))
-        return offset, lineno, False
+            end = yield from _batches(b"".join(parts), path, lineno, offset, None, starts)
+            return (*end, starts.first)
+        return offset, lineno, False, starts.first
 
 
-def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0, end: int | None = None):
+def _batches(
+    data: bytes,
+    path: str,
+    lineno: int = 0,
+    base: int = 0,
+    end: int | None = None,
+    starts: _Starts | None = None,
+):
     """Lists of documents of ``data[:end]`` (the file's bytes from offset
     ``base``, after ``lineno`` lines); returns ``(offset, lineno,
     unterminated)`` just after the last complete line (see
-    :meth:`JSONLFormat.read_appended`)."""
+    :meth:`JSONLFormat.read_appended`). ``starts`` is told of every start
+    document."""
+    if starts is None:
+        starts = _Starts(path)
     view = memoryview(data)  # careful lines are decoded from slices, never copied
     pos, end = 0, len(data) if end is None else end
     consumed, unterminated = 0, False
@@ -174,6 +216,12 @@ def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0, end: int | 
                 if batch is None:
                     non_finite = b"NaN" in chunk or b"Infinity" in chunk
             if batch is not None:
+                # A start document's line: a search of bytes, so that the
+                # names of other lines are not looked at one by one.
+                if b'"start"' in chunk:
+                    for i, (name, doc) in enumerate(batch):
+                        if name == "start":
+                            starts.see(lineno + i + 1, doc)
                 lineno += len(batch)
                 pos = consumed = cut
                 unterminated = False
@@ -184,7 +232,7 @@ def _batches(data: bytes, path: str, lineno: int = 0, base: int = 0, end: int | 
         # Blank lines, bare NaN, a corrupt or incomplete line: line by line.
         while pos < cut:
             batch, lineno, pos, consumed, unterminated = _paused_gc(
-                _decode_lines, data, view, path, lineno, pos, cut
+                _decode_lines, data, view, path, lineno, pos, cut, starts
             )
             yield batch
     return base + consumed, lineno, unterminated
@@ -233,7 +281,9 @@ def _decode_plain(lines: bytes) -> list[tuple[str, dict]] | None:
     return out
 
 
-def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int):
+def _decode_lines(
+    data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int, starts: _Starts
+):
     loads = orjson.loads
     fast_error = orjson.JSONDecodeError
     find = data.find
@@ -277,6 +327,8 @@ def _decode_lines(data: bytes, view: memoryview, path: str, lineno: int, pos: in
             raise _not_a_pair(path, lineno, loads(line)) from None
         if type(name) is not str or type(doc) is not dict:
             raise _not_a_pair(path, lineno, loads(line))
+        if name == "start":
+            starts.see(lineno, doc)
         append((name, doc))
         consumed = pos
     else:
@@ -355,16 +407,18 @@ class JSONLFormat(FileFormat):
         """Lists of the documents after ``resume`` (None: all); returns the
         next ``resume``.
 
-        ``resume`` is ``(offset, lineno, unterminated)``: the byte offset
-        after the last complete line read, its (1-based) number, and whether
-        that line had no newline yet. Only the bytes from ``offset`` on are
-        read; an incomplete last line is left for the next call.
+        ``resume`` is ``(offset, lineno, unterminated, start)``: the byte
+        offset after the last complete line read, its (1-based) number,
+        whether that line had no newline yet, and the ``(line, uid)`` of the
+        start document read (a second one is an error). Only the bytes from
+        ``offset`` on are read; an incomplete last line is left for the next
+        call.
         """
         path = _path(location)
-        offset, lineno, unterminated = resume if resume is not None else (0, 0, False)
+        offset, lineno, unterminated, start = resume or (0, 0, False, None)
         f = open(path, "rb")
         f.seek(offset)
-        return (yield from _file_batches(f, path, lineno, offset, unterminated))
+        return (yield from _file_batches(f, path, lineno, offset, unterminated, start))
 
     def read_header(self, location: Location) -> tuple[dict | None, dict | None]:
         """``(start, stop)`` from the first and last lines only.
