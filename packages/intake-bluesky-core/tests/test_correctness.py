@@ -8,6 +8,7 @@ import zoneinfo
 import event_model
 import numpy as np
 import pytest
+import xarray as xr
 
 from intake_bluesky.core import BlueskyInMemoryCatalog, TimeRange, normalize_query, to_epoch
 from intake_bluesky.core._casting import fits, lossless_cast
@@ -256,3 +257,81 @@ def test_merging_pages_of_other_kinds_keeps_values():
     ints = np.array([1, 2], dtype=np.int32), np.array([2**40], dtype=np.int64)
     joined = _concat(list(ints))
     assert joined.dtype == np.int64 and joined.tolist() == [1, 2, 2**40]
+
+
+def test_exact_arrays_hold_every_value():
+    from intake_bluesky.core._pages import as_column, exact_array
+
+    beyond = exact_array([0, 2**63 + 1])
+    assert beyond.dtype == np.uint64 and beyond.tolist() == [0, 2**63 + 1]
+    huge = exact_array([-1, 2**64 + 1])
+    assert huge.dtype == object and huge.tolist() == [-1, 2**64 + 1]
+    mixed = exact_array([[2**60 + 1, 0.5], [1, 2]])
+    assert mixed.dtype == object and mixed.shape == (2, 2)
+    assert mixed.tolist() == [[2**60 + 1, 0.5], [1, 2]]
+    small = exact_array([1, 0.5, float("nan")])
+    assert small.dtype == np.float64 and small[:2].tolist() == [1.0, 0.5]
+    nul = exact_array([["x\x00", "y"], ["z", ""]])
+    assert nul.dtype == object and nul.tolist() == [["x\x00", "y"], ["z", ""]]
+    assert exact_array([b"a\x00", b"b"]).tolist() == [b"a\x00", b"b"]
+    assert exact_array(["a", "b\x00c"]).dtype == object  # any NUL: checked exactly
+    assert exact_array(["a", "bc"]).dtype == np.dtype("<U2")
+    # Page columns: kept as stored where no numpy dtype but object holds them.
+    assert as_column(["a\x00", "b"]) == ["a\x00", "b"]
+    assert as_column([0, 2**63 + 1]).dtype == np.uint64
+
+
+def test_mismatch_messages_say_what_does_not_fit():
+    from intake_bluesky.core._casting import why_not
+
+    assert why_not(np.array([0.0, 2.5, np.nan, 3.5]), np.dtype("int64")) == (
+        "row 1 holds 2.5, a fraction (3 rows do not fit)"
+    )
+    assert why_not(np.array([1.0, np.nan]), np.dtype("int64")) == (
+        "row 1 holds nan, NaN, which an integer dtype cannot hold"
+    )
+    assert why_not(np.array([7, 300]), np.dtype("uint8"), first_row=10) == (
+        "row 11 holds 300, outside uint8's range"
+    )
+    assert why_not(np.array([1, 2**53 + 1]), np.dtype("float64")) == (
+        "row 1 holds 9007199254740993, an integer beyond float64's precision"
+    )
+    assert why_not(np.array([1, 2**64], dtype=object), np.dtype("int64")) == (
+        "row 1 holds 18446744073709551616, outside int64's range"
+    )
+    with pytest.warns(UserWarning) as caught:
+        lossless_cast(np.array([0, 2**63 + 1], dtype=np.uint64), np.dtype("int64"),
+                      run="r", field="i", what="dtype 'integer'")  # fmt: skip
+    message = str(caught[0].message)
+    assert message == (
+        "Run 'r': field 'i' is declared with dtype 'integer', but row 1 holds "
+        "9223372036854775809, outside int64's range; the values keep their own dtype "
+        "(uint64) so that none of them changes."
+    )
+
+
+def test_descriptors_concatenate_without_changing_values():
+    from intake_bluesky.core._assembly import _common_dtypes
+
+    def ds(t, **fields):
+        return xr.Dataset(
+            {k: ("time", np.asarray(v)) for k, v in fields.items()},
+            coords={"time": ("time", np.asarray(t, dtype=float))},
+        )
+
+    empty = xr.Dataset(
+        {"n": ("time", np.empty((0,))), "m": ("time", np.empty((0,)))},
+        coords={"time": ("time", np.empty((0,)))},
+    )
+    big = ds([1.0], n=[2**60 + 1], m=[1])
+    floats = ds([2.0], n=[0.5], m=[2])
+    parts = _common_dtypes([big, empty, floats])
+    joined = xr.concat(parts, dim="time", data_vars="all", join="outer")
+    assert joined["n"].dtype == object and joined["n"].values.tolist() == [2**60 + 1, 0.5]
+    assert joined["m"].dtype == np.int64 and joined["m"].values.tolist() == [1, 2]
+    # A descriptor without the field: its rows are missing (NaN), and the
+    # big integer is not rounded to make room for them.
+    parts = _common_dtypes([big, ds([3.0], m=[3])])
+    joined = xr.concat(parts, dim="time", data_vars="all", join="outer")
+    values = joined["n"].values.tolist()
+    assert values[0] == 2**60 + 1 and values[1] != values[1]

@@ -34,7 +34,7 @@ from dask.utils import parse_bytes
 from ._casting import fits, lossless_cast, why_not
 from ._documents import BadDocumentError
 from ._filling import Filler, FillError
-from ._pages import first_of, mixed_numbers
+from ._pages import exact_array, first_of
 from .driver import RunSource
 
 __all__ = [
@@ -122,29 +122,29 @@ class FieldSpec:
 
 
 def _column(pieces: Sequence, numeric: bool = False, float_hint: bool = False) -> np.ndarray:
-    """One column from page columns, in the values' own dtype."""
+    """One column from page columns, in the values' own dtype (no value
+    changed: see :func:`exact_array`)."""
     if pieces and all(isinstance(p, np.ndarray) for p in pieces):
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-    flat = list(itertools.chain.from_iterable(pieces))
-    out = np.asarray(flat) if flat else np.empty((0,))
-    if out.dtype.kind == "f" and out.ndim == 1 and mixed_numbers(flat) and not _exact(flat, out):
-        # Integers above 2**53 among floats: float64 would round them.
-        out = np.asarray(flat, dtype=object)
+        if len(pieces) == 1:
+            return pieces[0]
+        # Within one kind numpy only widens (exact); across kinds (int64 and
+        # float64 pages of one field) it would round, so those go through
+        # their Python values below.
+        if len({p.dtype.kind for p in pieces}) == 1:
+            return np.concatenate(pieces)
+    flat = list(
+        itertools.chain.from_iterable(
+            p.tolist() if isinstance(p, np.ndarray) and p.ndim == 1 else p for p in pieces
+        )
+    )
+    out = exact_array(flat) if flat else np.empty((0,))
     if out.dtype == object and (numeric or float_hint) and any(v is None for v in flat):
         # JSON null for a missing numeric reading becomes NaN.
-        try:
-            filled = [np.nan if v is None else v for v in flat]
-            as_float = np.asarray(filled, dtype=float)
-            if not mixed_numbers(filled) or _exact(filled, as_float):
-                out = as_float
-        except (TypeError, ValueError):
-            pass
+        filled = [np.nan if v is None else v for v in flat]
+        as_float = exact_array(filled)
+        if as_float.dtype.kind == "f":
+            out = as_float
     return out
-
-
-def _exact(flat: list, out: np.ndarray) -> bool:
-    """Whether every int of ``flat`` survived as the float at its place."""
-    return all(v == float(f) for v, f in zip(flat, out) if isinstance(v, int))
 
 
 # --- rows ---------------------------------------------------------------------
@@ -437,17 +437,27 @@ def _variable(spec: FieldSpec, values, part: str) -> xr.Variable:
 def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index: RowIndex):
     """Complete dtype/shape of fields whose descriptor does not declare them.
 
-    Reads the first row only (for external data: loads one datum).
+    Inline fields (values in the events) are typed from all their rows, as
+    ``read()`` types them: a first row of ints followed by floats, or by ints
+    beyond int64, would otherwise fix a dtype that the later rows do not fit.
+    External data is typed from its first row (loads one datum).
     """
     unknown = [s for s in specs if s.dtype is None and part == "data"]
     if not unknown:
         return
-    try:
-        first = load_columns(source, filler, descriptor_uid, unknown, index.window(0, 1), part)
-    except Exception:
-        # E.g. no handler yet: declare float64 with the descriptor's shape;
-        # the error, if any, comes at compute time, where data is read.
-        first = {}
+    inline = [s for s in unknown if s.kind == "inline"]
+    external = [s for s in unknown if s.kind != "inline"]
+    first: dict = {}
+    for group, window in ((inline, index.everything()), (external, index.window(0, 1))):
+        if not group:
+            continue
+        try:
+            first.update(load_columns(source, filler, descriptor_uid, group, window, part))
+        except Exception:
+            # E.g. no handler yet: declare float64 with the descriptor's
+            # shape; the error, if any, comes at compute time, where data is
+            # read.
+            pass
     for spec in unknown:
         sample = first.get(spec.key)
         if sample is None or len(sample) == 0:
@@ -467,8 +477,8 @@ def _take(columns: dict, key: str, dtype: np.dtype, run: str, rows: tuple[int, i
     if fits(values, dtype):
         return values.astype(dtype)
     raise DtypeMismatchError(
-        f"Run {run!r}: field {key!r} is declared {dtype.name}, but rows {rows[0]}-{rows[1] - 1} "
-        f"hold {values.dtype.name} values that do not fit it{why_not(values.dtype, dtype)}. "
+        f"Run {run!r}: field {key!r} is declared {dtype.name}, but "
+        f"{why_not(values, dtype, first_row=rows[0])}. "
         "to_dask() fixes dtypes before reading, so it refuses to truncate them: use "
         f"read(), which keeps the stored dtype, or to_dask(dtypes={{{key!r}: "
         f"{values.dtype.name!r}}})."
@@ -614,6 +624,7 @@ def build_dataset(
         return xr.Dataset(coords={"time": ("time", np.empty((0,), dtype="float64"))})
     if len(datasets) == 1:
         return datasets[0]
+    datasets = _common_dtypes(datasets)
     try:
         return xr.concat(
             datasets,
@@ -630,6 +641,57 @@ def build_dataset(
             f"concatenate along time ({err}). A field changed shape between descriptors; read "
             "it separately with include=[...] or exclude=[...]."
         ) from err
+
+
+def _common_dtypes(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
+    """The descriptors' datasets with each field in one dtype that holds all
+    its values, so that concatenating them changes none.
+
+    ``xr.concat`` promotes by dtype alone: int64 rows beside float64 rows (or
+    beside the float64 placeholder of a descriptor without events, or NaN
+    for a descriptor that lacks the field) would round integers above 2**53.
+    A descriptor without rows takes the others' dtype (it has no values to
+    change); where promotion would change a value, the field becomes object.
+    """
+    rows = [ds.sizes.get("time", 0) for ds in datasets]
+    found: dict[str, list] = {}
+    for ds, n in zip(datasets, rows):
+        for key, var in ds.data_vars.items():
+            if n:
+                found.setdefault(key, []).append(var)
+    target: dict[str, np.dtype] = {}
+    for key, variables in found.items():
+        dtypes = [v.dtype for v in variables]
+        try:
+            dtype = np.result_type(*dtypes)
+        except TypeError:  # e.g. strings beside numbers
+            dtype = np.dtype(object)
+        if sum(1 for ds, n in zip(datasets, rows) if n and key in ds.data_vars) < sum(
+            1 for n in rows if n
+        ):
+            dtype = missing_capable(dtype)  # rows of descriptors without the field
+        if dtype.kind != "O" and any(not _promotes_exactly(v, dtype) for v in variables):
+            dtype = np.dtype(object)
+        target[key] = dtype
+    out = []
+    for ds in datasets:
+        changed = {
+            key: var.astype(target[key])
+            for key, var in ds.data_vars.items()
+            if key in target and var.dtype != target[key]
+        }
+        out.append(ds.assign(changed) if changed else ds)
+    return out
+
+
+def _promotes_exactly(var: xr.Variable, dtype: np.dtype) -> bool:
+    if var.dtype == dtype:
+        return True
+    if isinstance(var.data, np.ndarray):
+        return fits(var.data, dtype)
+    # Lazy: no values to look at; only casts that never change one.
+    rounds = var.dtype.kind in "iu" and dtype.kind in "fc"
+    return np.can_cast(var.dtype, dtype, casting="safe") and not rounds
 
 
 def _check_lost_stream_documents(source: RunSource, descriptor: dict) -> None:

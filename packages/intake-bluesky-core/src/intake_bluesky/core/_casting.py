@@ -84,33 +84,103 @@ def lossless_cast(values, dtype: np.dtype | None, *, run: str, field: str, what:
         return values
     if fits(values, dtype):
         return values.astype(dtype)
-    warn_mismatch(values.dtype, dtype, run=run, field=field, what=what)
+    warn_mismatch(values, dtype, run=run, field=field, what=what)
     return values
 
 
-def why_not(found, declared) -> str:
-    """A hint at the usual cause of a mismatch, for messages."""
-    found, declared = np.dtype(found), np.dtype(declared)
-    if found.kind == "f" and declared.kind in "iub":
-        return " (fractions or NaN in an integer field)"
-    if found.kind in "iu" and declared.kind in "iu":
-        return " (values out of its range)"
-    if found.kind in "iu" and declared.kind == "f":
-        return " (integers beyond the float's precision)"
-    return ""
+def why_not(values, declared, first_row: int = 0) -> str:
+    """What in ``values`` does not fit ``declared``, for messages: the first
+    row that does not (numbered from ``first_row``), its value and why (and
+    how many rows do not).
+
+    Examples
+    --------
+    >>> why_not(np.array([0, 2**63 + 1], dtype="uint64"), np.dtype("int64"))
+    "row 1 holds 9223372036854775809, outside int64's range"
+    >>> why_not(np.array([0.0, 2.5, np.nan]), np.dtype("int64"))
+    'row 1 holds 2.5, a fraction (2 rows do not fit)'
+    """
+    values = np.asarray(values)
+    declared = np.dtype(declared)
+    rows = values.reshape(len(values), -1) if values.ndim else values.reshape(1, 1)
+    bad = _misfits(rows, declared)
+    if bad is not None:
+        hit = np.flatnonzero(bad.any(axis=1))
+        if not len(hit):
+            return f"its {values.dtype.name} values are not {declared.name}"
+        row = int(hit[0])
+        value = rows[row][bad[row]][0]
+        more = f" ({len(hit)} rows do not fit)" if len(hit) > 1 else ""
+        where = f"row {first_row + row}"
+        return f"{where} holds {_show(value)}, {_reason(value, declared)}{more}"
+    for row, items in enumerate(rows):
+        for value in items.tolist():
+            if not fits(_one(value), declared):
+                where = f"row {first_row + row}"
+                return f"{where} holds {_show(value)}, {_reason(value, declared)}"
+    return f"its {values.dtype.name} values are not {declared.name}"
 
 
-def warn_mismatch(found, declared, *, run: str, field: str, what: str = "") -> None:
+def _misfits(rows: np.ndarray, declared: np.dtype) -> np.ndarray | None:
+    """Elementwise "does not fit" for numbers cast to integers or floats
+    (vectorized: a warning about 100,000 rows costs no Python loop), or
+    None for the other cases."""
+    kind = rows.dtype.kind
+    if kind not in "iuf" or declared.kind not in "iuf":
+        return None
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if declared.kind in "iu":
+            info = np.iinfo(declared)
+            bad = (rows < info.min) | (rows > info.max)
+            if kind == "f":
+                bad |= ~np.isfinite(rows) | (rows != np.floor(rows))
+            return bad
+        back = rows.astype(declared).astype(rows.dtype)
+        bad = back != rows
+        if kind == "f":
+            bad &= ~np.isnan(rows)
+        return bad
+
+
+def _one(value) -> np.ndarray:
+    from ._pages import exact_array
+
+    return exact_array([value])
+
+
+def _show(value) -> str:
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _reason(value, declared: np.dtype) -> str:
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and declared.kind in "iub":
+        if value != value:
+            return "NaN, which an integer dtype cannot hold"
+        if value in (float("inf"), float("-inf")):
+            return "an infinity, which an integer dtype cannot hold"
+        if value != int(value):
+            return "a fraction"
+    if isinstance(value, int | float) and declared.kind in "iu":
+        return f"outside {declared.name}'s range"
+    if isinstance(value, int) and declared.kind in "fc":
+        return f"an integer beyond {declared.name}'s precision"
+    return f"a {type(value).__name__}, which {declared.name} cannot hold exactly"
+
+
+def warn_mismatch(values, declared, *, run: str, field: str, what: str = "") -> None:
     """Warn that stored values keep their own dtype.
 
     Python's default warning filter shows one message once per place, and the
     message names run and field: each mismatch is reported once.
     """
+    values = np.asarray(values)
     declared_as = what or f"dtype {np.dtype(declared).str!r}"
     warnings.warn(
-        f"Run {run!r}: field {field!r} is declared with {declared_as}, but its stored "
-        f"{np.dtype(found).name} values do not fit it{why_not(found, declared)}; they are "
-        "kept as they are so that no value changes.",
+        f"Run {run!r}: field {field!r} is declared with {declared_as}, but "
+        f"{why_not(values, declared)}; the values keep their own dtype "
+        f"({values.dtype.name}) so that none of them changes.",
         DtypeMismatchWarning,
         stacklevel=3,
     )

@@ -6,12 +6,14 @@ place that walks documents row by row.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 __all__ = [
     "as_column",
+    "exact_array",
     "first_of",
     "merge_event_pages",
     "merge_datum_pages",
@@ -158,7 +160,8 @@ def as_column(values):
     """A 1-D numpy array for a column of scalars; anything else unchanged.
 
     Array-valued columns stay as they came (nested lists, or numpy from a
-    binary format) so that :func:`plain_page` can give them back unmodified.
+    binary format) so that :func:`plain_page` can give them back unmodified,
+    and so do columns that no numpy dtype other than object holds exactly.
     """
     if isinstance(values, np.ndarray) or not values:
         return values
@@ -169,18 +172,98 @@ def as_column(values):
         return np.fromiter(values, np.float64, len(values))
     if isinstance(first, list | dict):
         return values
-    try:
-        arr = np.asarray(values)
-    except (ValueError, TypeError):
-        return values
+    arr = exact_array(values)
     if arr.dtype.kind == "f" and mixed_numbers(values):
-        # ints (or bools) among floats: numpy would make them floats (and
-        # round ints above 2**53); the stored values are kept as they are.
+        # ints (or bools) among floats: kept as stored (canonical() gives
+        # back 0, not 0.0); the float64 column is built when reading.
         return values
     if arr.dtype.kind in "US" and len(set(map(type, values))) > 1:
         # numbers among strings: numpy would make them strings.
         return values
     return arr if arr.ndim == 1 and arr.dtype != object else values
+
+
+def exact_array(values: list) -> np.ndarray:
+    """``values`` (Python scalars, or nested lists of them) as an array that
+    holds every one of them unchanged: numpy's own dtype where it does,
+    uint64 for integers above int64's range, else object.
+
+    ``np.asarray`` alone rounds integers above 2**53 whenever it picks
+    float64 (ints among floats, or ints beyond int64) and drops trailing NUL
+    characters from strings (``<U``/``S``); these are the cases checked.
+
+    Examples
+    --------
+    >>> exact_array([0, 2**63 + 1]).dtype
+    dtype('uint64')
+    >>> exact_array([2**53 + 1, 0.5]).tolist()
+    [9007199254740993, 0.5]
+    >>> exact_array(["a\\x00", "b"]).tolist()
+    ['a\\x00', 'b']
+    """
+    try:
+        arr = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        arr = _objects(values)
+    kind = arr.dtype.kind
+    if kind == "f" and not _survived(values, arr):
+        try:
+            # Integers beyond int64 (up to 2**64 - 1) fit uint64; anything
+            # else this truncates or wraps is caught by the check below.
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arr = np.asarray(values, dtype=np.uint64)
+        except (ValueError, TypeError, OverflowError):
+            return _objects(values)
+        return arr if _survived(values, arr) else _objects(values)
+    if kind in "US" and arr.size:
+        # numpy strips trailing NULs; any NUL at all is rare, and one C-speed
+        # search over the joined text tells whether to look closer.
+        # (Rows of nested lists are joined from the stored strings: arr's
+        # own have lost their NULs already.)
+        flat = _objects(values).ravel().tolist() if arr.ndim > 1 else values
+        nul = "\0" if kind == "U" else b"\0"
+        try:
+            joined = nul[:0].join(flat)
+        except TypeError:  # str and bytes together: numpy made them one kind
+            return _objects(values)
+        if nul in joined:
+            return _objects(values)
+    return arr
+
+
+def _objects(values) -> np.ndarray:
+    """An object array of the values (rows of nested lists as lists when
+    they are not rectangular)."""
+    try:
+        arr = np.array(values, dtype=object)
+    except ValueError:
+        arr = None
+    if arr is None or arr.ndim == 0:
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+    return arr
+
+
+def _survived(values, arr: np.ndarray) -> bool:
+    """Whether every value is equal to its element of numeric ``arr``.
+
+    All floats (what JSON numbers with a point are) survive: only ints, the
+    cheap signal, need the elementwise comparison, done in C on objects
+    (Python compares ints with floats exactly).
+    """
+    if arr.ndim == 1 and list(map(type, values)).count(float) == len(values):
+        return True
+    try:
+        obj = np.array(values, dtype=object)
+    except ValueError:
+        return False
+    if obj.shape != arr.shape:
+        return False
+    differ = obj != arr.astype(object)
+    if arr.dtype.kind == "f":
+        differ &= ~np.isnan(arr)
+    return not differ.any()
 
 
 def mixed_numbers(values) -> bool:

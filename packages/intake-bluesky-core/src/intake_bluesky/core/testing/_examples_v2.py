@@ -28,6 +28,7 @@ __all__ = [
     "CORRECTNESS_UIDS",
     "stream_runs",
     "correctness_runs",
+    "exact_runs",
     "stream_registry",
 ]
 
@@ -45,6 +46,8 @@ CORRECTNESS_UIDS = {
     "tuples": "c0000000-0000-4000-8000-000000000002",
     "empty": "c0000000-0000-4000-8000-000000000003",
     "mixed": "c0000000-0000-4000-8000-000000000004",
+    "exact": "c0000000-0000-4000-8000-000000000005",
+    "uint64": "c0000000-0000-4000-8000-000000000006",
 }
 
 #: Frame shape of the example detector, and its dtype.
@@ -439,6 +442,87 @@ def correctness_runs() -> list[list[tuple[str, dict]]]:
                 ),
             )
         )
+    docs.append(("stop", run.compose_stop(uid=uid(), time=t + 5)))
+    out.append(docs)
+    return out
+
+
+def exact_runs(uint64: bool = True) -> list[list[tuple[str, dict]]]:
+    """Runs whose values numpy would change if asked carelessly.
+
+    1. ``exact`` (scan_id 25): stream ``primary`` of two descriptors, the
+       second without events. Its fields: ``n`` (``'number'``, no
+       ``dtype_numpy``) holding 2**60 + 1, 0.5 and 0.25, written as an
+       event_page of one row and then two single events; ``s``, strings with
+       NUL characters (``'a\\x00'``, ``'\\x00\\x00'``); ``a``, an ``'array'``
+       of shape ``[2]`` without ``dtype_numpy`` holding integers above 2**53.
+    2. ``uint64`` (26), when ``uint64`` (a format that holds unsigned 64-bit
+       integers; BSON does not): ``i`` declared ``'integer'`` recording 0,
+       2**63 + 1 and 7.
+    """
+    out = []
+    uid = _uid_factory("v2-exact")
+    t = T0 + 2400
+    run = event_model.compose_run(
+        uid=CORRECTNESS_UIDS["exact"], time=t, metadata={"scan_id": 25, "plan_name": "count"}
+    )
+    keys = {
+        "n": {"source": "SIM:n", "dtype": "number", "shape": []},
+        "s": {"source": "SIM:s", "dtype": "string", "shape": []},
+        "a": {"source": "SIM:a", "dtype": "array", "shape": [2]},
+    }
+    desc = run.compose_descriptor(name="primary", uid=uid(), time=t + 0.1, data_keys=keys)
+    spare = run.compose_descriptor(name="primary", uid=uid(), time=t + 0.2, data_keys=keys)
+    rows = [
+        (2**60 + 1, "a\x00", [2**60 + 1, 1]),
+        (0.5, "b", [2, 2**53 + 1]),
+        (0.25, "\x00\x00", [-(2**62) - 1, 0]),
+    ]
+    docs = [
+        ("start", run.start_doc),
+        ("descriptor", desc.descriptor_doc),
+        ("descriptor", spare.descriptor_doc),
+    ]
+    n, s, a = rows[0]
+    page = desc.compose_event_page(
+        data={"n": [n], "s": [s], "a": [a]},
+        timestamps={"n": [t], "s": [t], "a": [t]},
+        seq_num=[1],
+        time=[t + 1],
+        uid=[uid()],
+    )
+    docs.append(("event_page", page))
+    for i, (n, s, a) in enumerate(rows[1:], start=2):
+        event = desc.compose_event(
+            data={"n": n, "s": s, "a": a},
+            timestamps={"n": t, "s": t, "a": t},
+            seq_num=i,
+            time=t + i,
+            uid=uid(),
+        )
+        docs.append(("event", event))
+    docs.append(("stop", run.compose_stop(uid=uid(), time=t + 5)))
+    out.append(docs)
+    if not uint64:
+        return out
+
+    uid = _uid_factory("v2-uint64")
+    t = T0 + 2500
+    run = event_model.compose_run(
+        uid=CORRECTNESS_UIDS["uint64"], time=t, metadata={"scan_id": 26, "plan_name": "count"}
+    )
+    desc = run.compose_descriptor(
+        name="primary",
+        uid=uid(),
+        time=t + 0.1,
+        data_keys={"i": {"source": "SIM:i", "dtype": "integer", "shape": []}},
+    )
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    for k, value in enumerate((0, 2**63 + 1, 7), start=1):
+        event = desc.compose_event(
+            data={"i": value}, timestamps={"i": t}, seq_num=k, time=t + k, uid=uid()
+        )
+        docs.append(("event", event))
     docs.append(("stop", run.compose_stop(uid=uid(), time=t + 5)))
     out.append(docs)
     return out

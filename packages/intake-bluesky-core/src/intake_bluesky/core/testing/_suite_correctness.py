@@ -15,7 +15,7 @@ from .._casting import DtypeMismatchWarning
 from .._filling import FillError
 from .._time import TimeRange
 from ._examples import EXTERNAL_ROOT, T0, UIDS
-from ._examples_v2 import CORRECTNESS_UIDS, correctness_runs
+from ._examples_v2 import CORRECTNESS_UIDS, correctness_runs, exact_runs
 
 __all__ = ["CorrectnessTests"]
 
@@ -82,6 +82,96 @@ class CorrectnessTests:
         ds = run.primary.read()
         assert ds["sp"].values.tolist() == [0.0, 2.5]
         assert ds["n"].values.tolist() == [2**53 + 1, 0.5]  # not rounded to 2**53
+
+    # --- no value changes ---------------------------------------------------
+    @pytest.fixture
+    def exact_cat(self, store):
+        # A store may say which integers its format holds (BSON: int64 only).
+        low, high = getattr(store, "integer_range", (-(2**63), 2**64 - 1))
+        for docs in exact_runs(uint64=high >= 2**64 - 1):
+            try:
+                store.write_run(docs)
+            except OverflowError:
+                # The format holds no integers beyond int64 (BSON: pymongo
+                # refuses to write them), and the store did not say so.
+                if docs[0][1]["uid"] != CORRECTNESS_UIDS["uint64"]:
+                    raise
+                store.delete_run(docs[0][1]["uid"])
+        return store.catalog()
+
+    @staticmethod
+    def _stored(run, key: str) -> list:
+        """The values of one field, in row order, as canonical(fill='no') gives them."""
+        values = []
+        for name, doc in run.canonical(fill="no"):
+            if name == "event":
+                values.append(doc["data"][key])
+            elif name == "event_page":
+                values.extend(list(doc["data"][key]))
+        return values
+
+    @staticmethod
+    def _faces(stream):
+        """read(), to_dask() and to_dask().compute(): every way to a Dataset."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DtypeMismatchWarning)
+            lazy = stream.to_dask()
+            return {"read": stream.read(), "to_dask": lazy, "computed": lazy.compute()}
+
+    def test_big_integers_among_floats_stay_exact_across_events_and_pages(self, exact_cat):
+        run = exact_cat[CORRECTNESS_UIDS["exact"]]
+        expected = [2**60 + 1, 0.5, 0.25]
+        for face, ds in self._faces(run.primary).items():
+            assert ds["n"].values.tolist() == expected, face  # not 1.152921504606847e+18
+            assert ds["n"].dtype == object, face
+        stored = self._stored(run, "n")
+        assert stored == expected
+        # (bson.Int64 from a server is an int)
+        assert [isinstance(v, int) for v in stored] == [True, False, False]
+
+    def test_integer_arrays_stay_exact_beside_a_descriptor_without_events(self, exact_cat):
+        run = exact_cat[CORRECTNESS_UIDS["exact"]]
+        expected = [[2**60 + 1, 1], [2, 2**53 + 1], [-(2**62) - 1, 0]]
+        for face, ds in self._faces(run.primary).items():
+            assert ds["a"].dtype == np.int64, face  # not float64
+            assert ds["a"].values.tolist() == expected, face
+            assert ds["a"].shape == (3, 2), face
+        assert [list(v) for v in self._stored(run, "a")] == expected
+
+    def test_strings_keep_trailing_nul_characters(self, exact_cat):
+        run = exact_cat[CORRECTNESS_UIDS["exact"]]
+        expected = ["a\x00", "b", "\x00\x00"]
+        for face, ds in self._faces(run.primary).items():
+            assert ds["s"].values.tolist() == expected, face  # not ['a', 'b', '']
+        assert self._stored(run, "s") == expected
+
+    def test_integers_beyond_int64_stay_exact_and_the_warning_says_why(self, exact_cat):
+        if CORRECTNESS_UIDS["uint64"] not in exact_cat:
+            pytest.skip("this store's format holds no integers beyond int64")
+        run = exact_cat[CORRECTNESS_UIDS["uint64"]]
+        expected = [0, 2**63 + 1, 7]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = run.primary.read()
+        assert ds["i"].dtype == np.uint64 and ds["i"].values.tolist() == expected
+        messages = [str(w.message) for w in caught if w.category is DtypeMismatchWarning]
+        assert len(messages) == 1, messages
+        message = messages[0]
+        assert CORRECTNESS_UIDS["uint64"] in message and "'i'" in message
+        assert "dtype 'integer'" in message
+        assert "row 1 holds 9223372036854775809, outside int64's range" in message
+        assert "(uint64)" in message
+        assert "fraction" not in message and "NaN" not in message
+        assert self._stored(run, "i") == expected
+        # to_dask() fixes the declared int64 before reading: it refuses, and
+        # says which value and how to read it.
+        with pytest.raises(DtypeMismatchError) as info:
+            run.primary.to_dask()["i"].compute()
+        text = str(info.value)
+        assert "row 1 holds 9223372036854775809, outside int64's range" in text
+        assert "dtypes={'i': 'uint64'}" in text
+        wide = run.primary.to_dask(dtypes={"i": "uint64"})["i"]
+        assert wide.dtype == np.uint64 and wide.values.tolist() == expected
 
     # --- search answers -------------------------------------------------------
     @pytest.mark.parametrize(
