@@ -217,3 +217,98 @@ def test_a_file_rewritten_in_place_with_the_same_size_is_read_again(tmp_path):
     assert os.stat(path).st_size == stat.st_size
     values = cat[-1].primary.read()["det"].values.tolist()
     assert values[10] == 9.5 and values.count(1.5) == 19
+
+
+# --- NUL bytes, as a crash can leave at a file's end ---------------------------
+
+_NULS = 64 * 2**20
+
+
+def _with_nul_run(path, before: bytes, n: int, after: bytes = b""):
+    """``before``, ``n`` NUL bytes (a sparse stretch: no disk used), ``after``."""
+    with open(path, "wb") as f:
+        f.write(before)
+        f.truncate(len(before) + n)
+        f.seek(len(before) + n)
+        f.write(after)
+    return str(path)
+
+
+def _peak(work):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = work()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_nul_filled_tail_is_skipped_in_bounded_memory_and_named(tmp_path, make_run):
+    docs = make_run(3, stop=False)
+    text = "".join(_line(*d) for d in docs).encode()
+    path = _with_nul_run(tmp_path / f"{docs[0][1]['uid']}.jsonl", text, _NULS)
+    expected = (
+        f"{path}: {_NULS} NUL bytes from byte offset {len(text)} were skipped. A crash can "
+        f"leave a file's end filled with NUL bytes where nothing was written: the documents "
+        f"before them are read. Truncate the file at byte offset {len(text)} to remove them."
+    )
+    fmt = _format.JSONLFormat()
+    with pytest.warns(UserWarning) as record:
+        got, peak = _peak(lambda: list(fmt.read_documents(path)))
+    assert [str(w.message) for w in record] == [expected]
+    assert got == docs
+    assert peak < 8 * 2**20  # a few blocks of 1 MiB, never the 64 MiB of NULs
+    with pytest.warns(UserWarning) as record:
+        header, peak = _peak(lambda: fmt.read_header(path))
+    assert [str(w.message) for w in record] == [expected]
+    assert header == (docs[0][1], None) and peak < 8 * 2**20
+    # Read incrementally: the next read starts after the NULs.
+    gen = fmt.read_appended(path, None)
+    with pytest.warns(UserWarning, match="NUL bytes from byte offset"):
+        batches = list(_drain(gen))
+    assert sum(batches[:-1], []) == docs and batches[-1][0] == len(text) + _NULS
+    # Through a catalog: the run is listed (in progress) and read.
+    with pytest.warns(UserWarning, match="NUL bytes"):
+        run = BlueskyJSONLCatalog(str(tmp_path), index_path=False)[docs[0][1]["uid"]]
+        assert run.metadata["stop"] is None
+        assert run.primary.read()["det"].values.tolist() == [0.0, 1.0, 2.0]
+
+
+def _drain(gen):
+    """The batches of a read_appended generator, then what it returned."""
+    try:
+        while True:
+            yield next(gen)
+    except StopIteration as stop:
+        yield stop.value
+
+
+def test_nul_bytes_end_the_line_before_them_and_what_follows_is_read(tmp_path, make_run):
+    docs = make_run(3)
+    lines = [_line(*d).encode() for d in docs]
+    partial = lines[3][:20]  # an event line cut by the crash
+    before = b"".join(lines[:3]) + partial
+    path = _with_nul_run(tmp_path / "run.jsonl", before, 2**20 + 5, b"".join(lines[3:]))
+    fmt = _format.JSONLFormat()
+    with pytest.warns(UserWarning) as record:
+        got = list(fmt.read_documents(path))
+    (message,) = [str(w.message) for w in record]
+    assert message.startswith(
+        f"{path}: {2**20 + 5} NUL bytes from byte offset {len(before)} were skipped, and the "
+        f"incomplete line before them (from byte offset {len(before) - 20}) with them; the "
+        "documents before and after them are read"
+    )
+    assert got == docs
+    assert fmt.read_header(path) == (docs[0][1], docs[-1][1])
+
+
+def test_a_file_of_nul_bytes_only_holds_no_run(tmp_path):
+    path = _with_nul_run(tmp_path / "zeros.jsonl", b"", _NULS)
+    fmt = _format.JSONLFormat()
+    with pytest.warns(UserWarning, match=f"{_NULS} NUL bytes from byte offset 0"):
+        (got, peak) = _peak(lambda: list(fmt.read_documents(path)))
+    assert got == [] and peak < 8 * 2**20
+    with pytest.warns(UserWarning, match="NUL bytes from byte offset 0"):
+        assert fmt.read_header(path) == (None, None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -137,13 +139,22 @@ def _file_batches(
 ):
     """Lists of documents of an open file from its position ``offset`` on,
     block by block; returns like :func:`_batches`, and the ``(line, uid)``
-    of the file's start document. The file is closed at the end."""
+    of the file's start document. The file is closed at the end.
+
+    Runs of NUL bytes (what a crash can leave at a file's end) are skipped
+    without being decoded, with a warning: each ends the line before it.
+    """
     starts = _Starts(path, first_start)
     with f:
         parts: list[bytes] = []  # pieces of a line not finished in its block
         first = True
+        ahead = b""  # bytes read after a run of NULs, not handled yet
+        warned = False
         while True:
-            block = f.read(max(_BLOCK, 2))
+            if ahead:
+                block, ahead = ahead, b""
+            else:
+                block = f.read(max(_BLOCK, 2))
             if first and skip_newline:
                 # The line ending of a line already taken: not a blank line.
                 ending = b"\r\n" if block.startswith(b"\r") else b"\n"
@@ -156,27 +167,94 @@ def _file_batches(
             first = False
             if not block:
                 break
+            # A memchr per block: files without NULs pay nothing more.
+            nul = block.find(b"\x00")
+            if nul >= 0:
+                block, ahead = block[:nul], block[nul:]
             cut = block.rfind(b"\n") + 1
             if not cut:
-                parts.append(block)
-                continue
-            if parts:
-                parts.append(block)
-                data = b"".join(parts)
-                cut += len(data) - len(block)
-                parts = []
+                if block:
+                    parts.append(block)
             else:
-                data = block
-            # Only complete lines here: what follows the last newline waits
-            # for the next block (or the end of the file).
-            _, lineno, _ = yield from _batches(data, path, lineno, offset, cut, starts)
-            offset += cut
-            if cut < len(data):
-                parts.append(data[cut:])
+                if parts:
+                    parts.append(block)
+                    data = b"".join(parts)
+                    cut += len(data) - len(block)
+                    parts = []
+                else:
+                    data = block
+                # Only complete lines here: what follows the last newline
+                # waits for the next block (or the end of the file).
+                _, lineno, _ = yield from _batches(data, path, lineno, offset, cut, starts)
+                offset += cut
+                if cut < len(data):
+                    parts.append(data[cut:])
+            if nul < 0:
+                continue
+            # NUL bytes from ``at``: they end the line in progress, which is
+            # taken if it is complete JSON, else skipped with them.
+            at = offset + sum(map(len, parts))
+            dropped = b""
+            if parts:
+                data = b"".join(parts)
+                parts = []
+                consumed, lineno, _ = yield from _batches(data, path, lineno, offset, None, starts)
+                dropped = data[consumed - offset :]
+            offset, ahead = _skip_nuls(f, ahead, at)
+            if not warned:
+                warned = True
+                _warn_nuls(path, at, offset, dropped, not ahead)
         if parts:
             end = yield from _batches(b"".join(parts), path, lineno, offset, None, starts)
             return (*end, starts.first)
         return offset, lineno, False, starts.first
+
+
+#: Blocks of zeros to compare blocks of NULs with (made when first needed).
+_zeros = functools.lru_cache(maxsize=2)(bytes)
+
+
+def _skip_nuls(f: BinaryIO, ahead: bytes, at: int) -> tuple[int, bytes]:
+    """Past the run of NUL bytes that begins ``ahead`` (read from byte
+    offset ``at``): the offset just after it, and the bytes read after it.
+
+    Whole blocks of NULs are compared, not decoded or searched byte by byte,
+    one block at a time: a GiB of NULs costs about a second and a block of
+    memory.
+    """
+    end = at
+    while True:
+        if ahead == _zeros(len(ahead)):
+            rest = b""
+        else:
+            rest = ahead.lstrip(b"\x00")
+        end += len(ahead) - len(rest)
+        if rest:
+            return end, rest
+        ahead = f.read(_BLOCK)
+        if not ahead:
+            return end, b""
+
+
+def _warn_nuls(path: str, at: int, end: int, dropped: bytes, at_end: bool) -> None:
+    text = f"{path}: {end - at} NUL bytes from byte offset {at} were skipped"
+    if dropped.strip():
+        text += (
+            f", and the incomplete line before them (from byte offset {at - len(dropped)}) "
+            "with them"
+        )
+    if at_end:
+        text += (
+            ". A crash can leave a file's end filled with NUL bytes where nothing was "
+            "written: the documents before them are read. Truncate the file at byte offset "
+            f"{at - len(dropped)} to remove them."
+        )
+    else:
+        text += (
+            "; the documents before and after them are read (any further NUL bytes in the "
+            "file are skipped too). Check how the file was written."
+        )
+    warnings.warn(text, stacklevel=4)
 
 
 def _batches(
@@ -340,12 +418,13 @@ def _decode_lines(
     return out, lineno - 1, pos, consumed, unterminated
 
 
-def _reverse_lines(f: BinaryIO) -> Iterator[tuple[bytes, bool]]:
-    """The lines of a file from last to first, as ``(line, terminated)``.
+def _reverse_lines(f: BinaryIO, end: int) -> Iterator[tuple[bytes, bool]]:
+    """The lines of a file's first ``end`` bytes from last to first, as
+    ``(line, terminated)``.
 
     Only as much of the end of the file as the caller consumes is read.
     """
-    pos = f.seek(0, os.SEEK_END)
+    pos = end
     block = _FIRST_BLOCK
     pending = b""  # the start of this piece lies before ``pos``
     terminated = False  # the piece after the file's last newline is not
@@ -439,12 +518,42 @@ class JSONLFormat(FileFormat):
             start = _first_start(f, path)
             if start is None:
                 return None, None
-            return start, _last_stop(f)
+            return start, _last_stop(f, path)
+
+
+#: Bytes of a line read at a time by :func:`_first_start`.
+_LINE_PIECE = 64 * 1024
+
+
+def _first_line(f: BinaryIO, path: str) -> tuple[bytes, bool]:
+    """The next line from the file's position, and whether it is complete
+    (a newline, or NUL bytes, follow it). A run of NUL bytes ends the line
+    and is skipped (with a warning), as in :func:`_file_batches`; memory
+    holds the line, never the NULs."""
+    pieces = []
+    while True:
+        piece = f.readline(_LINE_PIECE)
+        nul = piece.find(b"\x00")
+        if nul >= 0:
+            at = f.tell() - len(piece) + nul
+            pieces.append(piece[:nul])
+            end, _ = _skip_nuls(f, piece[nul:], at)
+            f.seek(end)
+            line = b"".join(pieces)
+            _warn_nuls(path, at, end, line, end >= os.fstat(f.fileno()).st_size)
+            return line, True
+        pieces.append(piece)
+        if not piece or piece.endswith(b"\n"):
+            line = b"".join(pieces)
+            return line, line.endswith(b"\n")
 
 
 def _first_start(f: BinaryIO, path: str) -> dict | None:
     lineno = 0
-    for line in iter(f.readline, b""):
+    while True:
+        line, complete = _first_line(f, path)
+        if not line and not complete:
+            return None  # the end of the file
         lineno += 1
         if not line.strip():
             continue
@@ -452,23 +561,49 @@ def _first_start(f: BinaryIO, path: str) -> dict | None:
             item = _loads(line)
         except ValueError as err:
             if not line.endswith(b"\n"):
-                return None  # the start document is still being written
+                return None  # the start document is still being written (or cut by NULs)
             raise _corrupt(path, lineno, err) from None
         return item[1] if _is_pair(item) and item[0] == "start" else None
-    return None
 
 
-def _last_stop(f: BinaryIO) -> dict | None:
-    for line, terminated in _reverse_lines(f):
-        if not line.strip():
+def _data_end(f: BinaryIO, path: str) -> int:
+    """The size of the file without the NUL bytes at its end (skipped with a
+    warning): one byte is read when there are none."""
+    size = f.seek(0, os.SEEK_END)
+    if size == 0:
+        return 0
+    f.seek(size - 1)
+    if f.read(1) != b"\x00":
+        return size
+    end = size
+    while end > 0:
+        n = min(_BLOCK, end)
+        f.seek(end - n)
+        block = f.read(n)
+        if block == _zeros(n):
+            end -= n
             continue
-        try:
-            item = _loads(line)
-        except ValueError:
-            if not terminated:
-                continue  # being written; the stop, if any, is before it
-            # A corrupt last line: the run is listed, and reading it reports
-            # the line with its number (read_documents).
-            return None
-        return item[1] if _is_pair(item) and item[0] == "stop" else None
+        end -= n - len(block.rstrip(b"\x00"))
+        break
+    _warn_nuls(path, end, size, b"", True)
+    return end
+
+
+def _last_stop(f: BinaryIO, path: str) -> dict | None:
+    for line, terminated in _reverse_lines(f, _data_end(f, path)):
+        # NUL bytes end a line (see _file_batches): its pieces, last first.
+        pieces = line.split(b"\x00") if b"\x00" in line else [line]
+        for i in range(len(pieces) - 1, -1, -1):
+            piece = pieces[i]
+            if not piece.strip():
+                continue
+            try:
+                item = _loads(piece)
+            except ValueError:
+                if not terminated or i < len(pieces) - 1:
+                    continue  # being written (or cut by NULs); the stop, if any, is before
+                # A corrupt last line: the run is listed, and reading it reports
+                # the line with its number (read_documents).
+                return None
+            return item[1] if _is_pair(item) and item[0] == "stop" else None
     return None
