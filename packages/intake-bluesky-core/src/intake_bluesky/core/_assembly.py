@@ -147,6 +147,56 @@ def _column(pieces: Sequence, numeric: bool = False, float_hint: bool = False) -
     return out
 
 
+def _row_event(pages: Sequence[dict], row: int) -> str:
+    """Which event row ``row`` of the pages' columns is, for messages."""
+    for page in pages:
+        n = len(page["seq_num"])
+        if row < n:
+            uid = page["uid"] if isinstance(page["uid"], str) else page["uid"][row]
+            return f"event {uid!r} (seq_num {list(page['seq_num'])[row]})"
+        row -= n
+    return f"event row {row}"
+
+
+def _seconds(pages, pieces, run: str, descriptor_uid: str, what: str) -> np.ndarray:
+    """A column of epoch seconds (event times or timestamps) as float64, or
+    an error naming the event whose value is not a number."""
+    column = _column(pieces, numeric=True)
+    if column.dtype.kind in "fiub":
+        return column.astype("float64", copy=False)
+    bad = [
+        (row, value)
+        for row, value in enumerate(column.tolist())
+        if value is not None and not isinstance(value, int | float)
+    ]
+    if not bad:
+        return column.astype("float64")
+    row, value = bad[0]
+    raise BadDocumentError(
+        f"Run {run!r}: {_row_event(pages, row)} of descriptor {descriptor_uid!r} has "
+        f"{what} {value!r}, which is not a number (epoch seconds). The run's storage "
+        "holds a damaged event; correct or remove it."
+    )
+
+
+def _check_scalars(column: np.ndarray, pages, run: str, descriptor_uid: str, key: str) -> None:
+    """A field declared scalar (``shape: []``) whose events hold arrays in
+    some rows: an error naming the first such event, not a ragged column."""
+    for row, value in enumerate(column.tolist()):
+        if isinstance(value, list | dict | np.ndarray):
+            raise BadDocumentError(
+                f"Run {run!r}: {_row_event(pages, row)} of descriptor {descriptor_uid!r} "
+                f"holds {type(value).__name__} {_brief_value(value)} in field {key!r}, which "
+                "the descriptor declares a scalar (shape []). Read the other fields with "
+                f"exclude=[{key!r}]."
+            )
+
+
+def _brief_value(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 # --- rows ---------------------------------------------------------------------
 
 
@@ -206,7 +256,7 @@ class RowIndex:
     @classmethod
     def build(cls, source: RunSource, descriptor: dict, has_stream: bool) -> RowIndex:
         pages = list(source.event_pages(descriptor["uid"], [], None))
-        times = _column([p["time"] for p in pages], numeric=True).astype("float64", copy=False)
+        times = _seconds(pages, [p["time"] for p in pages], source.uid, descriptor["uid"], "time")
         event_seq = _column([p["seq_num"] for p in pages]).astype("int64", copy=False)
         if len(event_seq) > 1 and (np.diff(event_seq) <= 0).any():
             raise BadDocumentError(
@@ -314,7 +364,7 @@ def load_columns(
     event_specs = [s for s in specs if s.kind != "stream"]
     pages = list(source.event_pages(descriptor_uid, [s.key for s in event_specs], rows))
     event_seq = _column([p["seq_num"] for p in pages]).astype("int64", copy=False)
-    event_time = _column([p["time"] for p in pages], numeric=True).astype("float64", copy=False)
+    event_time = _seconds(pages, [p["time"] for p in pages], source.uid, descriptor_uid, "time")
     seq = None if window is None else window.seq_nums()
     positions = None
     if seq is None or (len(seq) == len(event_seq) and np.array_equal(seq, event_seq)):
@@ -336,7 +386,9 @@ def load_columns(
                 f"fields with exclude=[{spec.key!r}]."
             )
         if part == "timestamps":
-            column = _column(pieces, numeric=True).astype("float64", copy=False)
+            column = _seconds(
+                pages, pieces, source.uid, descriptor_uid, f"timestamp of {spec.key!r}"
+            )
         elif spec.kind == "datum" and filler is not None:
             ids = list(itertools.chain.from_iterable(pieces))
             # A whole descriptor read eagerly may be many frames: a progress
@@ -351,6 +403,8 @@ def load_columns(
             numeric = spec.data_key.get("dtype") == "number"
             float_hint = spec.dtype is not None and spec.dtype.kind in "fc"
             column = _column(pieces, numeric, float_hint)
+            if column.dtype.kind == "O" and not spec.shape and spec.data_key.get("shape") == []:
+                _check_scalars(column, pages, source.uid, descriptor_uid, spec.key)
             if cast:
                 column = lossless_cast(
                     column, spec.dtype, run=source.uid, field=spec.key, what=spec.declared
@@ -453,6 +507,8 @@ def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index: RowIn
             continue
         try:
             first.update(load_columns(source, filler, descriptor_uid, group, window, part))
+        except BadDocumentError:
+            raise  # the documents are damaged: say so now, not at compute
         except Exception:
             # E.g. no handler yet: declare float64 with the descriptor's
             # shape; the error, if any, comes at compute time, where data is
@@ -592,7 +648,7 @@ def build_dataset(
     for descriptor in descriptors:
         data_keys = descriptor.get("data_keys", {})
         wanted = [k for k in data_keys if keys is None or k in keys]
-        specs = [FieldSpec.from_data_key(k, data_keys[k]) for k in wanted]
+        specs = [_field_spec(source.uid, descriptor, k) for k in wanted]
         for spec in specs:
             if spec.key in dtypes:
                 spec.dtype = np.dtype(dtypes[spec.key])
@@ -692,6 +748,30 @@ def _promotes_exactly(var: xr.Variable, dtype: np.dtype) -> bool:
     # Lazy: no values to look at; only casts that never change one.
     rounds = var.dtype.kind in "iu" and dtype.kind in "fc"
     return np.can_cast(var.dtype, dtype, casting="safe") and not rounds
+
+
+def _field_spec(run: str, descriptor: dict, key: str) -> FieldSpec:
+    """:meth:`FieldSpec.from_data_key`, or an error naming run, descriptor
+    and field when the data key's shape or dtype_numpy is not one."""
+    data_key = descriptor["data_keys"][key]
+    try:
+        return FieldSpec.from_data_key(key, data_key)
+    except (TypeError, ValueError) as err:
+        shape = data_key.get("shape")
+        if not isinstance(shape, list | tuple) or not all(
+            s is None or (isinstance(s, int) and not isinstance(s, bool)) for s in shape
+        ):
+            what = f"shape {shape!r}, which is not a list of dimension sizes"
+        else:
+            what = (
+                f"dtype_numpy {data_key.get('dtype_numpy')!r}, which numpy does not know ({err})"
+            )
+        raise BadDocumentError(
+            f"Run {run!r}: descriptor {descriptor.get('uid')!r} (stream "
+            f"{descriptor.get('name')!r}) declares field {key!r} with {what}. Read the other "
+            f"fields with exclude=[{key!r}], or correct the descriptor with transforms="
+            "{'descriptor': ...}."
+        ) from None
 
 
 def _check_lost_stream_documents(source: RunSource, descriptor: dict) -> None:

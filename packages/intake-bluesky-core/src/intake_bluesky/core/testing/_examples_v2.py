@@ -27,7 +27,9 @@ __all__ = [
     "STREAM_UIDS",
     "CORRECTNESS_UIDS",
     "stream_runs",
+    "DAMAGED_UIDS",
     "correctness_runs",
+    "damaged_run",
     "exact_runs",
     "stream_registry",
 ]
@@ -48,6 +50,14 @@ CORRECTNESS_UIDS = {
     "mixed": "c0000000-0000-4000-8000-000000000004",
     "exact": "c0000000-0000-4000-8000-000000000005",
     "uint64": "c0000000-0000-4000-8000-000000000006",
+}
+
+#: Runs of :func:`damaged_run`, by what is damaged.
+DAMAGED_UIDS = {
+    "time": "da000000-0000-4000-8000-000000000001",
+    "list": "da000000-0000-4000-8000-000000000002",
+    "shape": "da000000-0000-4000-8000-000000000003",
+    "dtype_numpy": "da000000-0000-4000-8000-000000000004",
 }
 
 #: Frame shape of the example detector, and its dtype.
@@ -526,3 +536,50 @@ def exact_runs(uint64: bool = True) -> list[list[tuple[str, dict]]]:
     docs.append(("stop", run.compose_stop(uid=uid(), time=t + 5)))
     out.append(docs)
     return out
+
+
+def damaged_run(damage: str) -> list[tuple[str, dict]]:
+    """A run of three events of ``x`` (a number) and ``y`` (an integer) in
+    stream ``primary``, damaged as ``damage`` says (a key of
+    :data:`DAMAGED_UIDS`):
+
+    * ``"time"``: event 2 has ``time: 'yesterday'``;
+    * ``"list"``: event 2 holds ``[1, 2]`` in ``x``, declared ``shape: []``;
+    * ``"shape"``: the descriptor declares ``x`` with ``shape: 'abc'``;
+    * ``"dtype_numpy"``: the descriptor declares ``x`` with
+      ``dtype_numpy: 'garbage'``.
+
+    Descriptor uid ``<run uid>-desc``, event uids ``<run uid>-e<seq_num>``.
+    """
+    uid = DAMAGED_UIDS[damage]
+    t = T0 + 2600
+    run = event_model.compose_run(uid=uid, time=t, metadata={"scan_id": 27, "plan_name": "count"})
+    keys = {
+        "x": {"source": "SIM:x", "dtype": "number", "shape": []},
+        "y": {"source": "SIM:y", "dtype": "integer", "shape": []},
+    }
+    desc = run.compose_descriptor(name="primary", uid=f"{uid}-desc", time=t + 0.1, data_keys=keys)
+    descriptor = desc.descriptor_doc
+    if damage in ("shape", "dtype_numpy"):
+        # Written as a faulty program would: past event-model's validation.
+        x = {
+            **keys["x"],
+            **({"shape": "abc"} if damage == "shape" else {"dtype_numpy": "garbage"}),
+        }
+        descriptor = {**descriptor, "data_keys": {**keys, "x": x}}
+    docs = [("start", run.start_doc), ("descriptor", descriptor)]
+    for seq in (1, 2, 3):
+        event = desc.compose_event(
+            data={"x": 0.5 * seq, "y": seq},
+            timestamps={"x": t + seq, "y": t + seq},
+            seq_num=seq,
+            time=t + seq,
+            uid=f"{uid}-e{seq}",
+        )
+        if seq == 2 and damage == "time":
+            event = {**event, "time": "yesterday"}
+        elif seq == 2 and damage == "list":
+            event = {**event, "data": {**event["data"], "x": [1, 2]}}
+        docs.append(("event", event))
+    docs.append(("stop", run.compose_stop(uid=f"{uid}-stop", time=t + 5)))
+    return docs

@@ -12,10 +12,17 @@ import pytest
 
 from .._assembly import DtypeMismatchError
 from .._casting import DtypeMismatchWarning
+from .._documents import BadDocumentError
 from .._filling import FillError
 from .._time import TimeRange
 from ._examples import EXTERNAL_ROOT, T0, UIDS
-from ._examples_v2 import CORRECTNESS_UIDS, correctness_runs, exact_runs
+from ._examples_v2 import (
+    CORRECTNESS_UIDS,
+    DAMAGED_UIDS,
+    correctness_runs,
+    damaged_run,
+    exact_runs,
+)
 
 __all__ = ["CorrectnessTests"]
 
@@ -252,3 +259,29 @@ class CorrectnessTests:
         assert str(moved) in message  # the path tried, after root_map
         assert repr(EXTERNAL_ROOT) in message  # the stored root
         assert "root_map" in message
+
+    # --- damaged documents: errors that name run, document and field ----------
+    @pytest.mark.parametrize(
+        "damage, names",
+        [
+            ("time", ["-e2' (seq_num 2)", "-desc'", "time 'yesterday'", "not a number"]),
+            ("list", ["-e2' (seq_num 2)", "-desc'", "list [1, 2]", "field 'x'", "shape []"]),
+            ("shape", ["descriptor '", "-desc'", "field 'x'", "shape 'abc'", "exclude=['x']"]),
+            ("dtype_numpy", ["-desc'", "field 'x'", "dtype_numpy 'garbage'", "exclude=['x']"]),
+        ],
+    )
+    def test_damaged_documents_are_named(self, store, damage, names):
+        uid = DAMAGED_UIDS[damage]
+        store.write_run(damaged_run(damage))
+        stream = store.catalog()[uid].primary
+        for face in (stream.read, stream.to_dask):
+            with pytest.raises(BadDocumentError) as info:
+                face()
+            message = str(info.value)
+            assert f"Run {uid!r}" in message
+            for name in names:
+                assert name in message, (face.__name__, message)
+        if damage in ("list", "shape", "dtype_numpy"):
+            # The error says what to do, and doing it works.
+            ds = store.catalog()[uid].primary(exclude=["x"]).read()
+            assert ds["y"].values.tolist() == [1, 2, 3]
