@@ -282,6 +282,23 @@ def test_refused_operators_never_reach_the_server(lay):
     assert lay.reads() == []
 
 
+def test_a_query_too_large_for_mongodb_is_a_clear_error(lay):
+    lay.add_starts(_starts(3))
+    cat = lay.catalog()
+    driver = lay.driver()
+    lay.clear()
+    # ~20 MiB of uids: past MongoDB's 16 MiB limit (pymongo: DocumentTooLarge).
+    uids = [f"{i:0200d}" for i in range(100_000)]
+    for call in (driver.search, driver.count, lambda q: list(cat.search(q))):
+        with pytest.raises(ValueError) as info:
+            call({"uid": {"$in": uids}})
+        message = str(info.value)
+        assert "The query is 20.2 MiB as BSON" in message
+        assert "('uid.$in' lists 100,000 values)" in message
+        assert "at most 16 MiB" in message and "Narrow it" in message
+    assert lay.reads() == []  # nothing was sent
+
+
 def test_expr_queries_address_start_documents(lay):
     starts = _starts(20)
     lay.add_starts(starts)

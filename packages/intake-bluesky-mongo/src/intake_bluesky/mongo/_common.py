@@ -77,13 +77,43 @@ def check_encodable(query: dict) -> dict:
     from bson import encode
 
     try:
-        encode(query)
+        size = len(encode(query))
     except Exception as err:  # InvalidDocument, OverflowError (ints over 64 bits)
         raise ValueError(
             f"The query {query!r} cannot be sent to MongoDB: {err}. Use str, int, float, "
             "bool, None, lists and dicts."
         ) from None
+    if size > MAX_QUERY_BYTES:
+        # pymongo would raise DocumentTooLarge from deep inside a cursor.
+        key, count = _longest_list(query)
+        biggest = f" ({key!r} lists {count:,} values)" if key else ""
+        raise ValueError(
+            f"The query is {size / 2**20:.1f} MiB as BSON{biggest}; MongoDB accepts "
+            f"at most {MAX_QUERY_BYTES / 2**20:.0f} MiB per query. Narrow it: search in "
+            "batches of fewer values (e.g. 100,000 uids per $in), or by a range such as "
+            "{'time': {'$gte': ..., '$lt': ...}} or {'scan_id': {'$gte': ..., '$lte': ...}}."
+        )
     return query
+
+
+#: The largest query sent: MongoDB's 16 MiB document limit, less room for
+#: the command that carries the query (sort, projection, options).
+MAX_QUERY_BYTES = 16 * 2**20 - 64 * 2**10
+
+
+def _longest_list(value: Any, where: str = "") -> tuple[str, int]:
+    """The dotted path of the longest list in a query, and its length."""
+    best = ("", 0)
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            found = _longest_list(sub, f"{where}.{key}" if where else str(key))
+            best = max(best, found, key=lambda pair: pair[1])
+    elif isinstance(value, list):
+        best = (where, len(value))
+        for sub in value:
+            if isinstance(sub, Mapping | list):
+                best = max(best, _longest_list(sub, where), key=lambda pair: pair[1])
+    return best
 
 
 def _refuse_javascript(value: Any) -> None:
