@@ -740,3 +740,37 @@ def test_reading_leaves_no_reference_cycles(tmp_path, monkeypatch):
         gc.garbage.clear()
         if was:
             gc.enable()
+
+
+@pytest.mark.parametrize("layout", ["event", "event_page"])
+def test_an_extension_value_is_named_with_its_document_and_field(tmp_path, layout):
+    # msgpack ExtType: neither bluesky's serializers nor msgpack-numpy write
+    # one; left alone it read as the 2-element list [code, data].
+    from intake_bluesky.msgpack import BlueskyMsgpackCatalog
+
+    run = event_model.compose_run(uid="ext-run")
+    desc = run.compose_descriptor(
+        uid="ext-desc",
+        name="primary",
+        data_keys={"x": {"source": "s", "dtype": "number", "shape": []}},
+    )
+    events = [
+        desc.compose_event(data={"x": 1.0}, timestamps={"x": 0.0}, seq_num=i, uid=f"ext-e{i}")
+        for i in (1, 2)
+    ]
+    events[1]["data"]["x"] = msgpack.ExtType(5, b"abc")
+    if layout == "event":
+        docs = [("event", e) for e in events]
+    else:
+        docs = [("event_page", event_model.pack_event_page(e)) for e in events]
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc), *docs]
+    with open(tmp_path / "ext-run.msgpack", "wb") as f:
+        for name, doc in [*docs, ("stop", run.compose_stop())]:
+            f.write(msgpack.packb([name, doc]))
+    cat = BlueskyMsgpackCatalog(str(tmp_path))
+    with pytest.raises(ValueError) as info:
+        cat["ext-run"].primary.read()
+    message = str(info.value)
+    assert "ext-run.msgpack" in message
+    assert "'ext-e2'" in message and "data.x holds a msgpack extension value" in message
+    assert "ExtType code 5, 3 bytes" in message

@@ -44,6 +44,24 @@ _RECORD_PREFIXES = tuple(
 _PLAIN = frozenset({str, int, float, bool, type(None), bytes})
 
 
+class _ExtTypeValue(ValueError):
+    """A msgpack extension value in a document; ``where`` is its path."""
+
+    def __init__(self, ext: msgpack.ExtType):
+        super().__init__()
+        self.ext = ext
+        self.where: list = []
+
+    def __str__(self):
+        where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in self.where)
+        return (
+            f"{where.lstrip('.') or 'it'} holds a msgpack extension value (ExtType code "
+            f"{self.ext.code}, {len(self.ext.data)} bytes), which neither bluesky's "
+            "serializers nor msgpack-numpy write: the file was written by another program. "
+            "Rewrite the value as a number, string, list or msgpack-numpy array."
+        )
+
+
 def decode_numpy(obj: dict):
     """Decode a msgpack-numpy map; any other map is returned unchanged.
 
@@ -111,15 +129,26 @@ def _decode_tree(obj):
             return decode_numpy(obj)
         for key, value in obj.items():
             if type(value) not in _PLAIN:
-                new = _decode_tree(value)
+                try:
+                    new = _decode_tree(value)
+                except _ExtTypeValue as err:
+                    err.where.insert(0, key)  # named where it sits: data.x
+                    raise
                 if new is not value:
                     obj[key] = new
     elif kind is list:
         for i, value in enumerate(obj):
             if type(value) not in _PLAIN:
-                new = _decode_tree(value)
+                try:
+                    new = _decode_tree(value)
+                except _ExtTypeValue as err:
+                    err.where.insert(0, i)
+                    raise
                 if new is not value:
                     obj[i] = new
+    elif kind is msgpack.ExtType:
+        # (Left alone it would read as a 2-tuple [code, bytes] of data.)
+        raise _ExtTypeValue(obj)
     return obj
 
 
@@ -450,10 +479,31 @@ class _Stretch:
                     for entry in entries:
                         page = entry.page() if isinstance(entry, _Columns) else _decode_tree(entry)
                         out.append((name, page))
+        except _ExtTypeValue as exc:
+            raise _ReadError(f"{path}: {_ext_location(entry, exc)}") from exc
         except ValueError as exc:
             raise _ReadError(f"{path}: an event or datum page cannot be read: {exc}") from exc
         self.events.clear()
         self.datums.clear()
+
+
+def _ext_location(entry, exc: _ExtTypeValue) -> str:
+    """Which document and field of merged pages hold an extension value."""
+    if not isinstance(entry, _Columns):
+        uid = entry.get("uid", entry.get("datum_id"))
+        return f"the page {uid!r}: {exc}"
+    for part, columns in entry.part_columns.items():
+        for key, column in columns.items():
+            for row, value in enumerate(column):
+                try:
+                    _decode_tree([value])
+                except _ExtTypeValue as found:
+                    found.where = [part, key, *found.where[1:]]
+                    uids = entry.row_columns.get("uid") or entry.rows
+                    what = "event" if "uid" in entry.row_columns else "datum"
+                    seq = f" (seq_num {entry.rows[row]})" if what == "event" else ""
+                    return f"{what} {uids[row]!r}{seq}: {found}"
+    return f"an event or datum page: {exc}"
 
 
 class _Columns:
