@@ -317,7 +317,11 @@ def _cmd_export(args) -> int:
             runs = list(selected.values())
         except KeyError as err:  # listed, but not found by its own key
             key = err.args[0] if err.args else None
-            why = "" if isinstance(key, str) else f": its start uid is a {type(key).__name__}"
+            why = (
+                ""
+                if isinstance(key, str)
+                else f": its start uid is not a string (type {type(key).__name__})"
+            )
             raise CLIError(
                 f"Run {key!r} is listed in {args.store} but cannot be opened{why}. Nothing was "
                 "written. Leave it out: name the runs to export, or select them with --search."
