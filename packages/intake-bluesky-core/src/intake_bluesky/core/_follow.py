@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 
 from ._canonical import canonical
+from ._files import RunChangedError
 
 __all__ = ["follow"]
 
@@ -93,6 +94,9 @@ class _Seen:
     def __init__(self):
         self.start = False
         self.rows: dict[str, int] = {}
+        # descriptor uid -> uid of the last event yielded: still there, in
+        # the same row, unless the run was rewritten rather than appended to.
+        self.last_event: dict[str, object] = {}
         self.uids: dict[str, set] = {
             "descriptor": set(),
             "resource": set(),
@@ -111,6 +115,9 @@ class _Seen:
         if name in ("event", "event_page"):
             n = 1 if name == "event" else len(doc["seq_num"])
             self.rows[doc["descriptor"]] = self.rows.get(doc["descriptor"], 0) + n
+            if n:
+                uid = doc["uid"] if name == "event" else doc["uid"][-1]
+                self.last_event[doc["descriptor"]] = uid
             return name, doc
         if name == "datum_page":
             seen = self.uids["datum"]
@@ -131,6 +138,30 @@ class _Seen:
             return None
         self.uids[kind].add(key)
         return name, doc
+
+    def rewritten(self, source) -> str | None:
+        """How ``source`` no longer holds what was yielded (the run was
+        rewritten, not appended to), or None: descriptors yielded are still
+        there, with at least as many events, the last one yielded in its row."""
+        if self.uids["descriptor"]:
+            present = {d["uid"] for d in source.descriptors()}
+            for uid in self.uids["descriptor"] - present:
+                return f"descriptor {uid!r} is gone"
+        for descriptor, n in self.rows.items():
+            count = source.event_count(descriptor)
+            if count < n:
+                return (
+                    f"the events of descriptor {descriptor!r} are {count} now, and {n} were "
+                    "yielded"
+                )
+            last = self.last_event.get(descriptor)
+            if last is None:
+                continue
+            page = next(iter(source.event_pages(descriptor, [], rows=(n - 1, n))), None)
+            uids = list(page["uid"]) if page is not None else []
+            if uids[-1:] != [last]:
+                return f"event {n} of descriptor {descriptor!r} is another event now"
+        return None
 
 
 def _take_datums(page: dict, keep: list[int]) -> dict:
@@ -171,6 +202,13 @@ def follow(
         events referring to them, events in time order across streams). A
         document is never yielded twice; events found in a later look come
         after those of an earlier one.
+
+    Raises
+    ------
+    RunChangedError
+        The run was rewritten rather than appended to (e.g. a run file
+        truncated and written again): what was yielded is no longer what is
+        stored, so following it on would mix two versions of the run.
     """
     if fill not in ("yes", "no"):
         raise ValueError(f"fill must be 'yes' or 'no', not {fill!r}.")
@@ -182,6 +220,15 @@ def follow(
     seen = _Seen()
     last_new = time.monotonic()
     while True:
+        changed = seen.rewritten(source) if seen.start else None
+        if changed is not None:
+            where = getattr(source, "location", None)
+            where = f" ({where})" if where is not None else ""
+            raise RunChangedError(
+                f"Run {run.uid!r} changed while it was followed: {changed}. Its storage{where} "
+                "was rewritten, not appended to, so the documents yielded so far are not the "
+                "run as stored now. Look the run up again and read or follow it anew."
+            )
         snapshot = _Snapshot(source, seen.rows)
         found = False
         for name, doc in canonical(

@@ -80,9 +80,78 @@ class FollowTests:
         assert [n for n, _ in got] == ["start", "descriptor", "event"]
         assert got[2][1]["seq_num"] == 1
 
+    def test_follow_never_mixes_a_run_with_its_rewritten_version(self, store, common, follow_docs):
+        from .._files import RunChangedError
+
+        # Written up to its second primary event; then the whole run is
+        # written again (a file truncated and rewritten in place): another
+        # first event (new uid and time), no others, and a stop.
+        primary = next(
+            d["uid"] for n, d in follow_docs if n == "descriptor" and d["name"] == "primary"
+        )
+        cut = next(
+            i
+            for i, (n, d) in enumerate(follow_docs)
+            if n == "event" and d["descriptor"] == primary and d["seq_num"] == 2
+        )
+        store.write_run(follow_docs[: cut + 1])
+        rewritten = []
+        for name, doc in follow_docs:
+            if name in ("event", "event_page") and doc["descriptor"] == primary:
+                if name == "event_page" or doc["seq_num"] > 1:
+                    continue
+                doc = {**doc, "uid": doc["uid"] + "-again", "time": doc["time"] + 0.25}
+            rewritten.append((name, doc))
+        run = store.catalog(**common)[UIDS["scan"]]
+        followed, ended = [], []
+
+        def follow():
+            try:
+                for item in run.follow(poll_interval=0.01, idle_timeout=3):
+                    followed.append(item)
+            except (RunChangedError, TimeoutError, KeyError) as err:
+                ended.append(err)
+            else:
+                ended.append(None)
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+        try:
+            deadline = time.monotonic() + 20
+            while _primary_rows(followed, primary) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _primary_rows(followed, primary) == 2
+            store.write_run(rewritten)
+        finally:
+            follower.join()
+        # Never the old events and the new stop, ended as if complete: the
+        # follower says the run changed. (A store that replaces a run by
+        # deleting it first may instead say the run is gone, KeyError, or
+        # leave the followed object waiting, a timeout: nothing mixed.)
+        (err,) = ended
+        assert err is not None, "follow() ended normally over two versions of the run"
+        assert UIDS["scan"] in str(err)
+        if isinstance(err, RunChangedError):
+            assert "changed while it was followed" in str(err)
+        assert "stop" not in [n for n, _ in followed]
+        uids = [u for n, d in followed if n in ("event", "event_page") for u in _uids(n, d)]
+        assert not [u for u in uids if u.endswith("-again")]
+
     def test_follow_arguments(self, cat):
         run = cat[UIDS["scan"]]
         with pytest.raises(ValueError, match="fill"):
             next(run.follow(fill="maybe"))
         with pytest.raises(ValueError, match="poll_interval"):
             next(run.follow(poll_interval=0))
+
+
+def _uids(name, doc):
+    return [doc["uid"]] if name == "event" else list(doc["uid"])
+
+
+def _primary_rows(followed, primary):
+    return sum(
+        len(_uids(n, d))
+        for n, d in list(followed)
+        if n in ("event", "event_page") and d["descriptor"] == primary
+    )
