@@ -4,7 +4,8 @@
 package under ``packages/`` (each alone with the core, so a dependency leaking
 into the core fails), ``all_together`` and ``build``. ``nox -s bench`` runs the
 benchmarks; ``nox -s mongo_real`` runs the Mongo tests against a real server
-named by ``INTAKE_BLUESKY_TEST_MONGO_URI``.
+named by ``INTAKE_BLUESKY_TEST_MONGO_URI``; ``nox -s roundtrip_thorough`` runs
+the conformance kit's Hypothesis round trip with many more random runs.
 """
 
 from __future__ import annotations
@@ -128,4 +129,28 @@ def mongo_real(session: nox.Session) -> None:
         "-k",
         "not mongomock",
         *session.posargs,
+    )
+
+
+@nox.session(default=False)
+def roundtrip_thorough(session: nox.Session) -> None:
+    """The conformance kit's round trip of random runs, thoroughly.
+
+    The default ``tests`` sessions run a fixed set of a few dozen runs per
+    backend; this one draws new random runs each time, 1,000 per backend
+    (``INTAKE_BLUESKY_HYPOTHESIS_PROFILE=thorough``; any registered Hypothesis
+    profile name works too).
+    """
+    _install(session, PACKAGES)
+    session.run(
+        "pytest",
+        *[str(PACKAGES_DIR / p / "tests") for p in PACKAGES],
+        "-k",
+        "random_runs_round_trip",
+        *session.posargs,
+        env={
+            "INTAKE_BLUESKY_HYPOTHESIS_PROFILE": os.environ.get(
+                "INTAKE_BLUESKY_HYPOTHESIS_PROFILE", "thorough"
+            )
+        },
     )

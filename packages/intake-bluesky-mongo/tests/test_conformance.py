@@ -30,6 +30,9 @@ def _mongomock_limits(request):
 class NormalizedStore(RunStore):
     """Normalized layout, metadatastore and asset registry in two databases."""
 
+    #: BSON holds 64-bit signed integers only (for the kit's round trip).
+    integer_range = (-(2**63), 2**63 - 1)
+
     def __init__(self, writer):
         self.mds, self.assets = writer.mds, writer.assets
         self.writer = writer
@@ -49,6 +52,9 @@ class NormalizedStore(RunStore):
 
 class EmbeddedStore(RunStore):
     """Embedded layout (header, event pages, datum pages)."""
+
+    #: BSON holds 64-bit signed integers only (for the kit's round trip).
+    integer_range = (-(2**63), 2**63 - 1)
 
     def __init__(self, writer):
         self.db = writer.db

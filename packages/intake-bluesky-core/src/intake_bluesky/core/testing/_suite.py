@@ -15,6 +15,7 @@ from ._examples import EXTERNAL_ROOT, T0, UIDS, NumpySeqHandler, example_registr
 from ._suite_correctness import CorrectnessTests
 from ._suite_faces import FacesTests
 from ._suite_follow import FollowTests
+from ._suite_roundtrip import RoundTripTests
 from ._suite_stream import StreamDataTests
 
 __all__ = ["ConformanceTests", "RunStore", "normalize_documents", "plain"]
@@ -58,7 +59,7 @@ def _check_order(documents):
     return names
 
 
-class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests, FollowTests):
+class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests, FollowTests, RoundTripTests):
     """Subclass with a ``store`` fixture returning a :class:`RunStore`.
 
     Topic mixins add their tests: :class:`CorrectnessTests`,
