@@ -47,8 +47,6 @@ import urllib.parse
 import warnings
 from collections.abc import Iterable
 
-import orjson
-
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
 #: Bumped when what is stored changes meaning: older entries are ignored.
@@ -139,6 +137,20 @@ _EXACT = _SCALARS | {bytes, complex}
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
+_orjson = None
+
+
+def _fast_json():
+    """orjson, imported when the index is first used: importing the core
+    stays as light as importing it without file catalogs."""
+    global _orjson
+    if _orjson is None:
+        import orjson
+
+        _orjson = orjson
+    return _orjson
+
+
 def _needs_tags(doc) -> bool:
     """Whether ``doc`` needs the tagged form; TypeError if it holds a value
     the index cannot give back exactly."""
@@ -223,7 +235,7 @@ def _encode(doc, plain: bool = False) -> bytes | None:
         # itself (TypeError beyond 64 bits) but writes NaN and infinities as
         # null, so a document with a null is looked at closely.
         try:
-            blob = orjson.dumps(doc)
+            blob = _fast_json().dumps(doc)
         except TypeError:
             return _encode(doc)
         if b"null" in blob and _needs_tags(doc):
@@ -234,7 +246,7 @@ def _encode(doc, plain: bool = False) -> bytes | None:
             return _TAGGED + json.dumps(_tag(doc), separators=(",", ":")).encode()
         except RecursionError:
             raise TypeError("nested too deeply to be stored") from None
-    return _PLAIN + orjson.dumps(doc)
+    return _PLAIN + _fast_json().dumps(doc)
 
 
 def decode(blob: bytes | None):
@@ -247,7 +259,7 @@ def decode(blob: bytes | None):
     try:
         form, body = blob[:1], memoryview(blob)[1:]
         if form == _PLAIN:
-            doc = orjson.loads(body)
+            doc = (_orjson or _fast_json()).loads(body)
         elif form == _TAGGED:
             doc = _untag(json.loads(bytes(body)))
         else:
