@@ -26,8 +26,10 @@ def test_jsonl_tour_runs_and_its_files_read_back(tmp_path):
     assert lines[0] == f"4 runs in {tmp_path}"
     assert lines[1] == "2 runs on copper: scan_ids [1, 3]"
     assert "peak at motor = +0.00" in lines
+    # The tour writes single events (as suitcase-jsonl stores a step scan):
+    # canonical() gives them back as stored.
     assert lines[-1] == (
-        "canonical documents: {'start': 1, 'descriptor': 1, 'event_page': 1, 'stop': 1}"
+        "canonical documents: {'start': 1, 'descriptor': 1, 'event': 11, 'stop': 1}"
     )
     assert not out.stderr
     # What it wrote is real suitcase-style JSONL that reads back with values.

@@ -3,6 +3,7 @@ suitcase-mongo stores documents (see ``_suitcase.py``)."""
 
 import pytest
 
+from intake_bluesky.core._pages import unpack_datum_page, unpack_event_page
 from intake_bluesky.core.testing import ConformanceTests, RunStore
 from intake_bluesky.mongo import BlueskyMongoCatalog, BlueskyMongoEmbeddedCatalog
 
@@ -46,6 +47,34 @@ class NormalizedStore(RunStore):
     def delete_run(self, uid):
         self.writer.delete(uid)
 
+    def as_stored(self, documents):
+        # One document per event and per datum, pages unpacked. Events and
+        # datums live in separate collections, so their interleaving is not
+        # stored: each datum comes back just before the first event using it.
+        out, waiting = [], {}
+        for name, doc in documents:
+            if name == "event_page":
+                events = [("event", event) for event in unpack_event_page(doc)]
+            elif name == "event":
+                events = [(name, doc)]
+            elif name == "datum_page":
+                waiting.update((d["datum_id"], d) for d in unpack_datum_page(doc))
+                continue
+            elif name == "datum":
+                waiting[doc["datum_id"]] = doc
+                continue
+            else:
+                if name == "stop":
+                    out.extend(("datum", d) for d in waiting.values())
+                out.append((name, doc))
+                continue
+            for name, event in events:
+                for value in event["data"].values():
+                    if isinstance(value, str) and value in waiting:
+                        out.append(("datum", waiting.pop(value)))
+                out.append((name, event))
+        return out
+
     def catalog(self, **common):
         return BlueskyMongoCatalog(self.mds, self.assets, **common)
 
@@ -68,6 +97,9 @@ class EmbeddedStore(RunStore):
 
     def delete_run(self, uid):
         self.writer.delete(uid)
+
+    def as_stored(self, documents):
+        return None  # events and datums regrouped into pages of page_size rows
 
     def catalog(self, **common):
         return BlueskyMongoEmbeddedCatalog(self.db, **common)

@@ -20,7 +20,7 @@ from ._assembly import DtypeMismatchError
 from ._casting import DtypeMismatchWarning
 from ._catalog import BlueskyCatalog, RunsView
 from ._diskindex import IndexUnavailableWarning
-from ._documents import BadDocumentError, DocumentRunSource
+from ._documents import BadDocumentError, DocumentRunSource, MergedPage
 from ._faces import BlueskyEventStream, BlueskyRun
 from ._files import (
     FileDriver,
@@ -69,6 +69,7 @@ __all__ = [
     "FileRunSource",
     "FillError",
     "MissingExternalFileError",
+    "MergedPage",
     "HandlerRegistry",
     "IndexUnavailableWarning",
     "Location",

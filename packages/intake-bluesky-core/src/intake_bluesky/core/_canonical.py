@@ -3,9 +3,18 @@
 Invariants: ``start`` first; each descriptor before its events; each
 resource and datum before the events that reference it; each stream_resource
 before its stream_datums, each stream_datum after its descriptor; events in
-time order across streams; ``stop`` last when present. Pages are split only
-where streams interleave in time, so a stream recorded in pages streams as
-pages.
+time order across streams; ``stop`` last when present.
+
+Every document comes in the form it is stored in (when the run source says,
+see :mod:`.driver`): a stored event is an ``event``, a stored event_page an
+``event_page`` (of one row, too), a datum a ``datum``, a datum_page a
+``datum_page``. A page is split only where another stream's events fall
+inside its time span (its pieces stay ``event_page``s), so a run read back
+from an export of it is the same, document for document.
+
+Stream data (stream_resource / stream_datum) is never filled into documents:
+``fill=True`` fills the resource/datum references in events; stream_datum
+documents come as stored, and their rows are read with ``stream.read()``.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import numpy as np
 
 from ._assembly import data_kind
 from ._filling import Filler
-from ._pages import page_length, plain_page, slice_page, unpack_event_page
+from ._pages import page_length, plain_page, slice_page, unpack_datum_page, unpack_event_page
 from .driver import RunSource
 
 __all__ = ["canonical"]
@@ -34,7 +43,14 @@ def canonical(
     filler: Filler | None,
     transforms: Mapping[str, Callable[[dict], dict]] | None = None,
 ) -> Iterator[tuple[str, dict]]:
-    """Yield ``(name, doc)`` of a run in canonical order (see module docstring)."""
+    """Yield ``(name, doc)`` of a run in canonical order, each document in
+    its stored form (see the module docstring).
+
+    ``fill=True`` replaces the datum ids of resource/datum external fields in
+    events by the loaded data (``filled[key]`` true); stream data
+    (stream_resource/stream_datum) is not filled into documents, its
+    stream_datums come as stored.
+    """
     transforms = transforms or {}
     tf = {
         name: transforms.get(name, _identity)
@@ -52,25 +68,32 @@ def canonical(
     # Datum pages are emitted lazily, just before the first event that refers
     # to one of their datums; the resource just before its first datum page.
     resources = {r["uid"]: r for r in source.resources()}
-    datum_pages = list(source.datum_pages()) if any(external.values()) or resources else []
+    # Each stored datum or datum_page, in stored order.
+    datum_docs = _datum_documents(source) if any(external.values()) or resources else []
     page_of: dict[str, int] = {}
-    for i, page in enumerate(datum_pages):
-        for datum_id in page["datum_id"]:
-            page_of[datum_id] = i
+    for i, (name, doc) in enumerate(datum_docs):
+        if name == "datum":
+            page_of[doc["datum_id"]] = i
+        else:
+            for datum_id in doc["datum_id"]:
+                page_of[datum_id] = i
     emitted_pages: set[int] = set()
     emitted_resources: set[str] = set()
 
     def emit_datum_page(i):
-        page = datum_pages[i]
+        name, doc = datum_docs[i]
         emitted_pages.add(i)
-        res_uid = page["resource"]
+        res_uid = doc["resource"]
         if res_uid not in emitted_resources and res_uid in resources:
             emitted_resources.add(res_uid)
             yield "resource", tf["resource"](resources[res_uid])
-        yield (
-            ("datum_page" if len(page["datum_id"]) > 1 else "datum"),
-            (page if len(page["datum_id"]) > 1 else _single_datum(page)),
-        )
+        yield name, doc
+
+    def emit_datums(datum_id):
+        """The stored datum (or datum_page) of ``datum_id``, unless emitted."""
+        i = page_of.get(datum_id)
+        if i is not None and i not in emitted_pages:
+            yield from emit_datum_page(i)
 
     stream_resources = {
         sr["uid"]: sr for sr in (tf["stream_resource"](d) for d in source.stream_resources())
@@ -86,20 +109,28 @@ def canonical(
                 yield "stream_resource", stream_resources[sr_uid]
             yield "stream_datum", sd
 
-    # k-way merge of the descriptors' event pages by time.
-    iters = {d["uid"]: source.event_pages(d["uid"]) for d in descriptors}
+    # k-way merge of the descriptors' stored event documents by time.
+    stored = getattr(source, "stored_event_pages", None)
+    if stored is None:  # a run source that does not say: pages as it yields them
+        iters = {d["uid"]: _as_pages(source.event_pages(d["uid"])) for d in descriptors}
+    else:
+        iters = {d["uid"]: stored(d["uid"]) for d in descriptors}
     heads: list = []
     order = {d["uid"]: i for i, d in enumerate(descriptors)}
 
-    def push(uid, page, offset=0):
-        times = np.asarray(page["time"], dtype=float)
+    def push(uid, form, page, times, offset, bounds):
         if offset < len(times):
-            heapq.heappush(heads, (float(times[offset]), order[uid], uid, page, times, offset))
+            heapq.heappush(
+                heads, (float(times[offset]), order[uid], uid, form, page, times, offset, bounds)
+            )
 
     def advance(uid):
-        for page in iters[uid]:
+        for form, page in iters[uid]:
             if page_length(page):
-                push(uid, page)
+                # Where the stored pages of a merged page end (rows of it).
+                sizes = getattr(page, "stored_rows", None)
+                bounds = None if sizes is None else np.cumsum(sizes)
+                push(uid, form, page, np.asarray(page["time"], dtype=float), 0, bounds)
                 return
 
     for d in descriptors:
@@ -108,7 +139,7 @@ def canonical(
     pending = sorted(descriptors, key=lambda d: d.get("time", 0))
     emitted_descriptors: set[str] = set()
     while heads:
-        t, _, uid, page, times, offset = heapq.heappop(heads)
+        t, _, uid, form, page, times, offset, bounds = heapq.heappop(heads)
         # Descriptors (of any stream) created before this event come first.
         while pending and (pending[0].get("time", 0) <= t or pending[0]["uid"] == uid):
             d = pending.pop(0)
@@ -124,25 +155,39 @@ def canonical(
         end = max(offset + 1, int(np.searchsorted(times, limit, side="right")))
         n = len(times)
         piece = page if (offset, end) == (0, n) else slice_page(page, offset, end)
-        for key in external[uid]:
-            for datum_id in piece["data"].get(key, ()):
-                i = page_of.get(datum_id)
-                if i is not None and i not in emitted_pages:
-                    yield from emit_datum_page(i)
+        # The datum ids of the piece's external fields, row by row.
+        refs = [piece["data"][key] for key in external[uid] if key in piece["data"]]
         piece = plain_page(piece)
         if fill and filler is not None and external[uid]:
             piece = _fill_page(piece, external[uid], filler)
-        if end - offset == 1:
-            yield "event", next(unpack_event_page(piece))
+        if form == "event":
+            # Each event after its own datums, as a run is written.
+            for row, event in enumerate(unpack_event_page(piece)):
+                for column in refs:
+                    yield from emit_datums(column[row])
+                yield "event", event
+            edges = None
+        elif bounds is None:
+            edges = [0, end - offset]
         else:
-            yield "event_page", piece
+            # Consecutive stored pages: each as it was stored.
+            cuts = bounds[(bounds > offset) & (bounds < end)] - offset
+            edges = [0, *cuts.tolist(), end - offset]
+        if edges is not None:
+            whole = len(edges) == 2
+            for a, b in zip(edges[:-1], edges[1:], strict=True):
+                # Datums before the page that refers to them.
+                for column in refs:
+                    for datum_id in column[a:b]:
+                        yield from emit_datums(datum_id)
+                yield "event_page", piece if whole else slice_page(piece, a, b)
         if end < n:
-            push(uid, page, end)
+            push(uid, form, page, times, end, bounds)
         else:
             advance(uid)
     for d in pending:
         yield from emit_descriptor(d)
-    for i in range(len(datum_pages)):
+    for i in range(len(datum_docs)):
         if i not in emitted_pages:
             yield from emit_datum_page(i)
     for res_uid, resource in resources.items():
@@ -156,11 +201,39 @@ def canonical(
         yield "stop", tf["stop"](stop)
 
 
-def _single_datum(page: dict) -> dict:
+def _as_pages(pages):
+    for page in pages:
+        yield "event_page", page
+
+
+def _datum_documents(source: RunSource) -> list[tuple[str, dict]]:
+    """Every stored ``datum`` and ``datum_page`` of the run, in stored order."""
+    stored = getattr(source, "stored_datum_pages", None)
+    if stored is None:
+        units = (("datum_page", page) for page in source.datum_pages())
+    else:
+        units = stored()
+    out: list[tuple[str, dict]] = []
+    for form, page in units:
+        if form == "datum":
+            out.extend(("datum", datum) for datum in unpack_datum_page(page))
+            continue
+        sizes = getattr(page, "stored_rows", None)
+        if sizes is None:
+            out.append(("datum_page", page))
+            continue
+        first = 0
+        for size in sizes:  # consecutive stored pages: each as it was stored
+            out.append(("datum_page", _datum_rows(page, first, first + size)))
+            first += size
+    return out
+
+
+def _datum_rows(page: dict, start: int, stop: int) -> dict:
     return {
         "resource": page["resource"],
-        "datum_id": page["datum_id"][0],
-        "datum_kwargs": {k: v[0] for k, v in page["datum_kwargs"].items()},
+        "datum_id": page["datum_id"][start:stop],
+        "datum_kwargs": {k: v[start:stop] for k, v in page["datum_kwargs"].items()},
     }
 
 

@@ -16,16 +16,36 @@ from ._pages import (
     pack_datums,
     pack_events,
     select_fields,
+    slice_page,
     slice_pages,
     unpack_datum_page,
 )
 from .driver import RunSourceBase
 
-__all__ = ["DocumentRunSource", "BadDocumentError"]
+__all__ = ["DocumentRunSource", "BadDocumentError", "MergedPage"]
 
 
 class BadDocumentError(ValueError):
     """A document that cannot belong to its run (names run and document)."""
+
+
+class MergedPage(dict):
+    """An event_page or datum_page that a file format merged from several
+    stored pages while reading (to build columns in one go).
+
+    ``stored_rows`` lists the rows of each stored page, in order, so that
+    ``canonical()`` still gives every page back as it was stored. A plain
+    ``dict`` in every other respect (equality, JSON, pickling of its items).
+
+    Examples
+    --------
+    >>> page = MergedPage({"descriptor": "d", "seq_num": [1, 2, 3]})
+    >>> page.stored_rows = [1, 2]
+    >>> page == {"descriptor": "d", "seq_num": [1, 2, 3]}
+    True
+    """
+
+    stored_rows: list[int]
 
 
 #: Rows gathered into one page when packing events or merging small pages:
@@ -40,12 +60,39 @@ _PACK_ROWS = 256
 _NO_GROUP = object()
 
 
+def _push_form(layout: list[int], form: int) -> None:
+    """Add one stored document to a page's layout (see :class:`_Organized`)."""
+    if form < 0 and layout and layout[-1] < 0:
+        layout[-1] += form  # one more of a run of single documents
+    else:
+        layout.append(form)
+
+
+def _stored_rows(page: dict, rows_key: str) -> list[int]:
+    """The layout of a page as read: one stored page, or the pages a
+    :class:`MergedPage` was merged from."""
+    stored = getattr(page, "stored_rows", None)
+    return list(stored) if stored is not None else [len(page[rows_key])]
+
+
+def _joined_layouts(a: list[int], b: list[int]) -> list[int]:
+    out = list(a)
+    for form in b:
+        _push_form(out, form)
+    return out
+
+
 class _Organized:
     """The documents of a run sorted into what the protocol asks for.
 
     Single events and small pages of one descriptor are packed into pages of
     up to ``_PAGE_ROWS`` rows with numpy columns, so a run of 100,000 single
     events costs 25 column conversions per field, not 100,000 dicts.
+
+    Each page keeps its *layout*: how its rows were stored, as a list of
+    ints, ``n > 0`` one stored page of ``n`` rows, ``-n`` a run of ``n``
+    single documents (events, datums). So ``canonical()`` gives every
+    document back in its stored form at the cost of a few ints per page.
     """
 
     def __init__(self, uid: str, documents: Iterable[tuple[str, dict]] = ()):
@@ -54,8 +101,10 @@ class _Organized:
         self.stop: dict | None = None
         self.descriptors: dict[str, dict] = {}
         self.pages: dict[str, list[dict]] = defaultdict(list)
+        self.layouts: dict[str, list[list[int]]] = defaultdict(list)  # parallel to pages
         self.resources: dict[str, dict] = {}
         self.datum_pages: list[dict] = []
+        self.datum_layouts: list[list[int]] = []  # parallel to datum_pages
         self.stream_resources: list[dict] = []
         self.stream_datums: list[dict] = []
         self.datum_index: dict[str, dict] | None = None
@@ -64,7 +113,9 @@ class _Organized:
         self._pending: list[dict] = []
         self._pending_key: tuple | None = None
         self._pending_rows = 0
+        self._pending_layout: list[int] = []
         self._pending_datums: list[dict] = []
+        self._pending_datum_layout: list[int] = []
         self._unknown: set[str] = set()
         self._add_all(documents)
         self.flush()
@@ -112,7 +163,7 @@ class _Organized:
                 self.add("event", doc)
             self._flush_events()
             return
-        self.add("event_page", page)
+        self._add_page(page, [-len(group)])
 
     def add(self, name: str, doc: dict) -> None:
         """Take one more document (call :meth:`flush` before reading)."""
@@ -133,34 +184,19 @@ class _Organized:
                 self._check_descriptor(self.uid, doc, name)
                 self._pending_key = "event"
             pending.append(doc)
+            _push_form(self._pending_layout, -1)
             if len(pending) >= _PAGE_ROWS:
                 self._flush_events()
             return
         if name == "event_page":
-            self._check_descriptor(self.uid, doc, name)
-            rows = len(doc["seq_num"])
-            if rows >= _PAGE_ROWS:
-                self._flush_events()
-                self.pages[doc["descriptor"]].append(_columnar(doc))
-                return
-            key = (
-                doc["descriptor"],
-                frozenset(doc["data"]),
-                frozenset(doc["timestamps"]),
-                frozenset(doc.get("filled", ())),
-            )
-            if self._pending and key != self._pending_key:
-                self._flush_events()
-            self._pending_key = key
-            self._pending.append(doc)
-            self._pending_rows += rows
-            if self._pending_rows >= _PAGE_ROWS:
-                self._flush_events()
+            self._add_page(doc, _stored_rows(doc, "seq_num"))
             return
         if name in ("datum", "datum_page"):
             if self._pending_datums and self._pending_datums[0]["resource"] != doc["resource"]:
                 self._flush_datums()
             self._pending_datums.append(doc)
+            for form in [-1] if name == "datum" else _stored_rows(doc, "datum_id"):
+                _push_form(self._pending_datum_layout, form)
             return
         self.flush()
         if name == "descriptor":
@@ -183,6 +219,32 @@ class _Organized:
                 stacklevel=2,
             )
 
+    def _add_page(self, doc: dict, forms: list[int]) -> None:
+        """Take an event page and how its rows were stored (its layout, see
+        the class docstring)."""
+        self._check_descriptor(self.uid, doc, "event_page")
+        rows = len(doc["seq_num"])
+        if rows >= _PAGE_ROWS:
+            self._flush_events()
+            self.pages[doc["descriptor"]].append(_columnar(doc))
+            self.layouts[doc["descriptor"]].append(_joined_layouts([], forms))
+            return
+        key = (
+            doc["descriptor"],
+            frozenset(doc["data"]),
+            frozenset(doc["timestamps"]),
+            frozenset(doc.get("filled", ())),
+        )
+        if self._pending and key != self._pending_key:
+            self._flush_events()
+        self._pending_key = key
+        self._pending.append(doc)
+        self._pending_rows += rows
+        for form in forms:
+            _push_form(self._pending_layout, form)
+        if self._pending_rows >= _PAGE_ROWS:
+            self._flush_events()
+
     def flush(self) -> None:
         self._flush_events()
         self._flush_datums()
@@ -195,7 +257,9 @@ class _Organized:
         else:
             page = merge_event_pages(self._pending)
         self.pages[page["descriptor"]].append(_columnar(page))
+        self.layouts[page["descriptor"]].append(self._pending_layout)
         self._pending, self._pending_key, self._pending_rows = [], None, 0
+        self._pending_layout = []
 
     def _flush_datums(self) -> None:
         pending = self._pending_datums
@@ -208,8 +272,10 @@ class _Organized:
                 [pack_datums([d]) if isinstance(d["datum_id"], str) else d for d in pending]
             )
         self.datum_pages.append(page)
+        self.datum_layouts.append(self._pending_datum_layout)
         self.datum_index = None
         self._pending_datums = []
+        self._pending_datum_layout = []
 
     def _check_descriptor(self, uid: str, doc: dict, name: str) -> None:
         if doc["descriptor"] not in self.descriptors:
@@ -220,14 +286,16 @@ class _Organized:
             )
 
 
-def _compact(pages: list[dict], first: int) -> None:
+def _compact(pages: list[dict], layouts: list[list[int]], first: int) -> None:
     """Merge neighbouring small pages (from ``first`` on) of one descriptor
-    laid out alike, up to ``_PAGE_ROWS`` rows each."""
+    laid out alike, up to ``_PAGE_ROWS`` rows each (their stored layouts
+    joined alike)."""
     i = max(first, 0)
     while i + 1 < len(pages):
         a, b = pages[i], pages[i + 1]
         if len(a["seq_num"]) + len(b["seq_num"]) <= _PAGE_ROWS and _same_layout(a, b):
             pages[i : i + 2] = [_columnar(merge_event_pages([a, b]))]
+            layouts[i : i + 2] = [_joined_layouts(layouts[i], layouts[i + 1])]
         else:
             i += 1
 
@@ -344,7 +412,9 @@ class DocumentRunSource(RunSourceBase):
             # New lists: readers iterating the old ones (a generator of
             # event_pages handed out earlier) see the run as it was.
             org.pages = defaultdict(list, {uid: list(p) for uid, p in org.pages.items()})
+            org.layouts = defaultdict(list, {uid: list(v) for uid, v in org.layouts.items()})
             org.datum_pages = list(org.datum_pages)
+            org.datum_layouts = list(org.datum_layouts)
             org.stream_datums = list(org.stream_datums)
             org.stream_resources = list(org.stream_resources)
             before = {uid: len(pages) for uid, pages in org.pages.items()}
@@ -352,7 +422,7 @@ class DocumentRunSource(RunSourceBase):
             org.flush()
             for uid, pages in org.pages.items():
                 if len(pages) > before.get(uid, 0):
-                    _compact(pages, max(before.get(uid, 0) - 1, 0))
+                    _compact(pages, org.layouts[uid], max(before.get(uid, 0) - 1, 0))
             self._notify()
 
     def _notify(self) -> None:
@@ -409,6 +479,18 @@ class DocumentRunSource(RunSourceBase):
     def event_count(self, descriptor_uid: str) -> int:
         return sum(len(p["seq_num"]) for p in self._organized.pages.get(descriptor_uid, []))
 
+    def stored_event_pages(self, descriptor_uid, rows=None) -> Iterator[tuple[str, dict]]:
+        org = self._organized
+        pages = org.pages.get(descriptor_uid, [])
+        layouts = org.layouts.get(descriptor_uid, [])
+        yield from _stored_units(pages, layouts, rows, "event", "event_page", slice_page)
+
+    def stored_datum_pages(self, resource_uid=None) -> Iterator[tuple[str, dict]]:
+        org = self._organized
+        for page, layout in zip(org.datum_pages, org.datum_layouts, strict=True):
+            if resource_uid is None or page["resource"] == resource_uid:
+                yield from _stored_units([page], [layout], None, "datum", "datum_page", _datums)
+
     def resources(self) -> list[dict]:
         return list(self._organized.resources.values())
 
@@ -443,6 +525,56 @@ class DocumentRunSource(RunSourceBase):
         yield from list(self._docs)
 
 
+def _stored_units(pages, layouts, rows, single: str, paged: str, cut):
+    """``(form, page)`` of the stored documents in ``pages``, within the
+    ``rows`` window (see :class:`_Organized`): a run of single documents as
+    one ``(single, page)``; consecutive stored pages as one ``(paged, page)``
+    whose page is a :class:`MergedPage` when it holds more than one (a
+    thousand 1-row pages cost one slice, not a thousand)."""
+    lo, hi = (0, None) if rows is None else rows
+    offset = 0  # rows of the earlier pages
+    for page, layout in zip(pages, layouts, strict=True):
+        n_page = len(page[_ROW_KEY[single]])
+        top = n_page if hi is None else min(n_page, hi - offset)
+        first = 0  # of the current group of units, in the page
+        sizes: list[int] = []  # rows of the stored pages in the group, in the window
+        group_start = None
+        for form in layout + [-0.5]:  # a sentinel ends the last group
+            if form >= 0:
+                a, b = max(first, lo - offset), min(first + form, top)
+                if a < b:
+                    group_start = a if group_start is None else group_start
+                    sizes.append(b - a)
+                first += form
+                continue
+            if sizes:
+                a, b = group_start, group_start + sum(sizes)
+                part = page if (a, b) == (0, n_page) else cut(page, a, b)
+                if len(sizes) > 1:
+                    part = MergedPage(part)
+                    part.stored_rows = sizes
+                yield paged, part
+                sizes, group_start = [], None
+            if form == -0.5:
+                break
+            a, b = max(first, lo - offset), min(first - form, top)
+            first -= form
+            if a < b:
+                yield single, page if (a, b) == (0, n_page) else cut(page, a, b)
+        offset += n_page
+
+
+def _datums(page: dict, start: int, stop: int) -> dict:
+    return {
+        "resource": page["resource"],
+        "datum_id": page["datum_id"][start:stop],
+        "datum_kwargs": {k: v[start:stop] for k, v in page["datum_kwargs"].items()},
+    }
+
+
+_ROW_KEY = {"event": "seq_num", "datum": "datum_id"}
+
+
 class DelegatingRunSource(RunSourceBase):
     """A run source that reads through a :class:`DocumentRunSource` it makes
     on demand (:attr:`_current`): from a file, a generator, ..."""
@@ -474,6 +606,12 @@ class DelegatingRunSource(RunSourceBase):
 
     def datums(self, datum_ids):
         return self._current.datums(datum_ids)
+
+    def stored_event_pages(self, descriptor_uid, rows=None):
+        return self._current.stored_event_pages(descriptor_uid, rows)
+
+    def stored_datum_pages(self, resource_uid=None):
+        return self._current.stored_datum_pages(resource_uid)
 
     def stream_resources(self):
         return self._current.stream_resources()

@@ -408,8 +408,12 @@ class BlueskyRun(EntriesMixin, Catalog):
         Parameters
         ----------
         fill : {'yes', 'no'}
-            ``'yes'`` replaces external references in events with the loaded
-            data (``filled[key]`` true); ``'no'`` yields documents as stored.
+            ``'yes'`` replaces the resource/datum references in events with
+            the loaded data (``filled[key]`` true); ``'no'`` yields documents
+            as stored. Stream data (stream_resource/stream_datum, as
+            ophyd-async detectors write it) is not filled into documents
+            either way: its stream_datums come as stored; read its rows with
+            ``run[stream].read()``.
 
         Yields
         ------
@@ -417,9 +421,13 @@ class BlueskyRun(EntriesMixin, Catalog):
             ``'start'``, ``'descriptor'``, ``'event'``/``'event_page'``, ... ,
             ``'stop'``.
         doc : dict
-            The document. ``start`` comes first, every descriptor before its
+            The document, in the form it is stored in (a stored event is an
+            ``event``, a stored event_page an ``event_page``; likewise datum
+            and datum_page), so that an export reads back document for
+            document. ``start`` comes first, every descriptor before its
             events, every resource/datum before the events that reference it,
-            events in time order across streams, ``stop`` last.
+            events in time order across streams (a page is split only where
+            another stream's events fall inside its time span), ``stop`` last.
         """
         documents = self._run.canonical(fill)
         if fill != "yes":

@@ -72,6 +72,22 @@ class _Snapshot:
         first, last = self._rows.get(descriptor_uid, (0, 0))
         return last - first
 
+    def stored_event_pages(self, descriptor_uid, rows=None):
+        first, last = self._rows.get(descriptor_uid, (0, 0))
+        if first >= last:
+            return iter(())
+        stored = getattr(self._source, "stored_event_pages", None)
+        if stored is None:
+            pages = self._source.event_pages(descriptor_uid, rows=(first, last))
+            return (("event_page", page) for page in pages)
+        return stored(descriptor_uid, rows=(first, last))
+
+    def stored_datum_pages(self, resource_uid=None):
+        stored = getattr(self._source, "stored_datum_pages", None)
+        if stored is None:
+            return (("datum_page", page) for page in self._source.datum_pages(resource_uid))
+        return stored(resource_uid)
+
     def resources(self):
         return self._source.resources()
 

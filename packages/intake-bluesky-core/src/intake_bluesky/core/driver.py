@@ -15,6 +15,18 @@ search) lives once in the core model.
   :class:`RunSourceBase` derives most methods from a few; a file backend that
   can list a run's documents gets a complete one from
   :class:`~intake_bluesky.core.DocumentRunSource`.
+* Optionally, a run source says in which *form* each event and datum is
+  stored, so that ``canonical(fill='no')`` gives every document back as it
+  was written (an event stays an event, a page a page):
+  ``stored_event_pages(descriptor_uid, rows=None)`` and
+  ``stored_datum_pages(resource_uid=None)`` yield ``(form, page)``, where
+  form ``'event'`` (``'datum'``) means each row of ``page`` was stored as a
+  single document and ``'event_page'`` (``'datum_page'``) that ``page`` is
+  one stored page. :class:`RunSourceBase` derives them from
+  ``stored_event_form``/``stored_datum_form`` (a store that keeps every
+  event as its own document, as Mongo's normalized layout does, sets
+  ``'event'``/``'datum'``); :class:`~intake_bluesky.core.DocumentRunSource`
+  records the form of every document it reads.
 
 How to write a backend, in a dozen lines (a file format)::
 
@@ -229,8 +241,35 @@ class RunSourceBase:
 
     uid: str
 
+    #: How the store keeps events: ``'event_page'`` (pages as
+    #: :meth:`event_pages` yields them) or ``'event'`` (one document per event).
+    stored_event_form = "event_page"
+    #: How the store keeps datums: ``'datum_page'`` or ``'datum'``.
+    stored_datum_form = "datum_page"
+
     def event_count(self, descriptor_uid: str) -> int:
         return sum(len(page["seq_num"]) for page in self.event_pages(descriptor_uid, fields=[]))
+
+    def stored_event_pages(
+        self, descriptor_uid: str, rows: tuple[int, int] | None = None
+    ) -> Iterator[tuple[str, dict]]:
+        """``(form, page)`` of one descriptor's events in their stored form.
+
+        ``form`` is ``'event'`` when each row of ``page`` is stored as a single
+        event document, ``'event_page'`` when ``page`` is one stored event_page
+        (or the part of one inside ``rows``). Same rows and order as
+        :meth:`event_pages`.
+        """
+        form = self.stored_event_form
+        for page in self.event_pages(descriptor_uid, rows=rows):
+            yield form, page
+
+    def stored_datum_pages(self, resource_uid: str | None = None) -> Iterator[tuple[str, dict]]:
+        """``(form, page)`` of the datums in their stored form: ``'datum'``
+        (each row a single datum document) or ``'datum_page'``."""
+        form = self.stored_datum_form
+        for page in self.datum_pages(resource_uid):
+            yield form, page
 
     def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
         from ._pages import unpack_datum_page

@@ -151,6 +151,11 @@ class NormalizedRunSource(RunSourceBase):
         Events per event page.
     """
 
+    # suitcase.mongo_normalized stores one document per event and per datum
+    # (pages unpacked): canonical() gives them back as events and datums.
+    stored_event_form = "event"
+    stored_datum_form = "datum"
+
     def __init__(
         self,
         mds: DatabaseRef,

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import msgpack
 import numpy as np
 
-from intake_bluesky.core import FileFormat, Location
+from intake_bluesky.core import FileFormat, Location, MergedPage
 
 __all__ = ["MsgpackFormat", "decode_numpy"]
 
@@ -182,7 +182,9 @@ class MsgpackFormat(FileFormat):
         merge, and merged datum pages come before merged event pages, so
         every datum still precedes the events that refer to it. Columns of
         merged pages are lists, except array data of one shape and dtype,
-        which is stacked into one numpy array (rows first).
+        which is stacked into one numpy array (rows first). A merged page is
+        a :class:`~intake_bluesky.core.MergedPage` that lists the rows of
+        each stored page, so ``canonical()`` still gives each back as stored.
 
         A truncated last record (a run being written) ends the documents
         silently; a corrupt record before the end raises ``ValueError``
@@ -524,6 +526,8 @@ class _Columns:
         # Keys outside the schema: merged only while every page agrees.
         self.extra = {k: v for k, v in doc.items() if k not in known}
         self.rows: list = []
+        # Rows of each stored page: canonical() gives the pages back as stored.
+        self.sizes: list[int] = []
         self.row_columns = {k: [] for k in self.row_keys}
         self.part_columns: dict[str, dict] = {
             part: {k: [] for k in doc[part]}
@@ -533,6 +537,7 @@ class _Columns:
         self.add = _adder(
             len(doc),
             (self.rows_key, self.rows),
+            self.sizes,
             list(self.row_columns.items()),
             [(part, list(cols.items())) for part, cols in self.part_columns.items()],
             self.extra,
@@ -544,7 +549,8 @@ class _Columns:
         return _stack(column) if part == "data" else column
 
     def page(self) -> dict:
-        page = {self.rows_key: self._finish(self.rows, None)}
+        page = MergedPage({self.rows_key: self._finish(self.rows, None)})
+        page.stored_rows = self.sizes
         for key, column in self.row_columns.items():
             page[key] = self._finish(column, None)
         for part, columns in self.part_columns.items():
@@ -554,7 +560,7 @@ class _Columns:
         return page
 
 
-def _adder(size: int, rows: tuple, row_columns: list, parts: list, extra: dict):
+def _adder(size: int, rows: tuple, sizes: list, row_columns: list, parts: list, extra: dict):
     """A function ``add(page) -> bool`` for pages of one layout.
 
     It is called once per stored page (100,000 times for 100,000 events), so
@@ -578,6 +584,7 @@ def _adder(size: int, rows: tuple, row_columns: list, parts: list, extra: dict):
     rows_key, rows_column = rows
     fetch.append(f"r = doc[{name('k', rows_key)}]")
     extend.append(f"{name('x', rows_column.extend)}(r)")
+    extend.append(f"{name('x', sizes.append)}(n)")
     for i, (key, column) in enumerate(row_columns):
         fetch.append(f"a{i} = doc[{name('k', key)}]")
         lists.append(f"a{i}")

@@ -24,6 +24,7 @@ from ._examples import (
     NumpySeqHandler,
     example_registry,
     example_runs,
+    mixed_forms_run,
 )
 from ._examples_v2 import (
     CORRECTNESS_UIDS,
@@ -50,6 +51,7 @@ __all__ = [
     "correctness_runs",
     "example_registry",
     "example_runs",
+    "mixed_forms_run",
     "normalize_documents",
     "plain",
     "stream_registry",

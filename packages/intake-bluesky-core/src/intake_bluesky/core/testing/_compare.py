@@ -33,6 +33,18 @@ class RunStore:
         being written). By default the run is written again, longer."""
         self.write_run(list(documents) + list(new))
 
+    def as_stored(self, documents: list[tuple[str, dict]]) -> list[tuple[str, dict]] | None:
+        """``documents`` in the forms this store keeps them in: what
+        ``canonical(fill='no')`` of the stored run must give back, document
+        for document.
+
+        By default every document keeps its form (an event stays an event, a
+        page a page). A store that converts overrides this (e.g. every event
+        stored as a 1-row event_page), or returns None when it regroups rows
+        into pages of its own (the forms are then not compared).
+        """
+        return list(documents)
+
 
 def plain(value):
     """numpy arrays and scalars -> lists and Python scalars, recursively."""

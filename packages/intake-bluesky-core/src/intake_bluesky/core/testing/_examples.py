@@ -16,6 +16,7 @@ __all__ = [
     "NumpySeqHandler",
     "NpyStackReader",
     "example_runs",
+    "mixed_forms_run",
     "example_registry",
 ]
 
@@ -429,3 +430,29 @@ def example_runs(directory=None) -> list[list[tuple[str, dict]]]:
         _simple("live", 3, T0 + 300, 3, None, "Ni"),
         _stream(directory),
     ]
+
+
+def mixed_forms_run(directory=None) -> list[tuple[str, dict]]:
+    """The ``scan`` example run with every form a run's documents are stored
+    in: single events and an event page, one event as a 1-row event_page,
+    single datums, a datum page and a 1-row datum_page.
+
+    ``canonical(fill='no')`` of it stored in a store that keeps each
+    document's form gives it back document for document.
+
+    Examples
+    --------
+    >>> names = [name for name, _ in mixed_forms_run()]
+    >>> sorted({"event", "event_page", "datum", "datum_page"} - set(names))
+    []
+    """
+    docs, event_seen, datum_seen = [], False, False
+    for name, doc in example_runs(directory)[0]:
+        if name == "event" and "ext" in doc["data"] and not event_seen:
+            event_seen = True
+            name, doc = "event_page", event_model.pack_event_page(doc)
+        elif name == "datum" and not datum_seen:
+            datum_seen = True
+            name, doc = "datum_page", event_model.pack_datum_page(doc)
+        docs.append((name, doc))
+    return docs

@@ -11,7 +11,15 @@ import pytest
 from .._filling import FillError, MissingExternalFileError, MissingHandlerError
 from .._pages import unpack_event_page
 from ._compare import RunStore, normalize_documents, plain
-from ._examples import EXTERNAL_ROOT, T0, UIDS, NumpySeqHandler, example_registry, example_runs
+from ._examples import (
+    EXTERNAL_ROOT,
+    T0,
+    UIDS,
+    NumpySeqHandler,
+    example_registry,
+    example_runs,
+    mixed_forms_run,
+)
 from ._suite_correctness import CorrectnessTests
 from ._suite_faces import FacesTests
 from ._suite_follow import FollowTests
@@ -348,6 +356,40 @@ class ConformanceTests(CorrectnessTests, StreamDataTests, FacesTests, FollowTest
             event["filled"] = {}
             stored["events"][uid]["data"].pop("ext", None)
         assert filled == stored
+
+    def test_canonical_fill_no_yields_each_document_in_its_stored_form(
+        self, store, runs, common, external_dir
+    ):
+        mixed = mixed_forms_run(external_dir)
+        names = [name for name, _ in mixed]
+        assert {"event", "event_page", "datum", "datum_page"} <= set(names)
+        for docs in [mixed, *runs[1:]]:
+            store.write_run(docs)
+            expected = store.as_stored(docs)
+            if expected is None:
+                pytest.skip("this store regroups events into pages of its own")
+            got = list(store.catalog(**common)[docs[0][1]["uid"]].canonical(fill="no"))
+            _check_order(got)
+            assert [name for name, _ in got] == [name for name, _ in expected]
+            assert [(n, plain(d)) for n, d in got] == [(n, plain(d)) for n, d in expected]
+
+    def test_canonical_fill_yes_leaves_stream_data_unfilled(self, cat, runs):
+        # Stream data (stream_resource/stream_datum) is read with
+        # stream.read(); canonical(fill='yes') gives its documents as stored.
+        stored = {name: doc for name, doc in runs[4] if name.startswith("stream_")}
+        docs = list(cat[UIDS["stream"]].canonical(fill="yes"))
+        assert [n for n, _ in docs if n.startswith("stream_")] == [
+            "stream_resource",
+            "stream_datum",
+            "stream_datum",
+        ]
+        assert normalize_documents(docs) == normalize_documents(runs[4])
+        for name, doc in docs:
+            if name == "event_page":
+                assert "frames" not in doc["data"] and not any(doc["filled"].values())
+        assert stored  # the run has stream data to leave alone
+        frames = cat[UIDS["stream"]].primary.read()["frames"]
+        np.testing.assert_array_equal(frames.values, np.arange(24).reshape(4, 2, 3))
 
     def test_canonical_time_order_across_streams(self, cat):
         docs = list(cat[UIDS["scan"]].canonical(fill="no"))
