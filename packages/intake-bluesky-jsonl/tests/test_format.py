@@ -156,6 +156,27 @@ def test_numbers_keep_their_type(tmp_path, make_run, write_jsonl):
     assert out[0][1]["big"] == 2**63 - 1
 
 
+@pytest.mark.parametrize("big", [2**64, 2**64 + 1, -(2**63) - 1, 10**30, -(10**40)])
+def test_integers_beyond_64_bits_are_exact(tmp_path, make_run, write_jsonl, big):
+    # orjson alone reads these as floats (rounded); they must come back as the
+    # exact Python ints suitcase-jsonl wrote, in events, pages and headers.
+    docs = make_run(values=[1, big, 3])
+    docs[0][1]["big"] = big
+    docs[-1][1]["big"] = big
+    events = [d for n, d in docs if n == "event"]
+    page = dict(event_model.pack_event_page(*events))
+    path = write_jsonl(tmp_path / "run.jsonl", [*docs[:-1], ("event_page", page), docs[-1]])
+    out = read(path)
+    values = [d["data"]["det"] for n, d in out if n == "event"]
+    assert values == [1, big, 3] and type(values[1]) is int
+    (got_page,) = [d for n, d in out if n == "event_page"]
+    assert got_page["data"]["det"] == [1, big, 3]
+    assert out[0][1]["big"] == big and type(out[0][1]["big"]) is int
+    start, stop = fmt.read_header(path)
+    assert start["big"] == big and stop["big"] == big
+    assert type(start["big"]) is int and type(stop["big"]) is int
+
+
 # --- blank lines, line endings -------------------------------------------------
 
 

@@ -39,6 +39,22 @@ def _path(location: Location) -> str:
     return path
 
 
+# orjson reads an integer beyond 64 bits (above 2**64 - 1, below -2**63) as a
+# float, silently rounding it; the standard library keeps it exact. Such an
+# integer has at least 19 digits in a row, which floats as Python and
+# suitcase-jsonl write them (17 significant digits at most) never have: text
+# holding such a run takes the exact path, all other text keeps orjson's
+# speed. Mapping every digit to "0" and searching for 19 of them costs about a
+# tenth of decoding the same bytes (a regular expression costs most of it).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_ZEROS = b"0" * 19
+
+
+def _long_digits(text) -> bool:
+    """Whether ``text`` (bytes-like) holds 19 or more digits in a row."""
+    return _NINETEEN_ZEROS in bytes(text).translate(_DIGITS_TO_ZERO)
+
+
 def _is_pair(item) -> bool:
     return type(item) is list and len(item) == 2 and type(item[0]) is str and type(item[1]) is dict
 
@@ -58,6 +74,8 @@ def _slow_loads(line: bytes):
 
 def _loads(line: bytes):
     """Decode one line, fast if possible; ValueError if it is not JSON."""
+    if _long_digits(line):
+        return _slow_loads(line)
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -289,6 +307,8 @@ def _batches(
             chunk = data[pos : cut - 1]
             if non_finite and (b"NaN" in chunk or b"Infinity" in chunk):
                 batch = None
+            elif _long_digits(chunk):
+                batch = None  # a possible integer beyond 64 bits: line by line
             else:
                 batch = _paused_gc(_decode_plain, chunk)
                 if batch is None:
@@ -310,7 +330,15 @@ def _batches(
         # Blank lines, bare NaN, a corrupt or incomplete line: line by line.
         while pos < cut:
             batch, lineno, pos, consumed, unterminated = _paused_gc(
-                _decode_lines, data, view, path, lineno, pos, cut, starts
+                _decode_lines,
+                data,
+                view,
+                path,
+                lineno,
+                pos,
+                cut,
+                starts,
+                _long_digits(view[pos:cut]),
             )
             yield batch
     return base + consumed, lineno, unterminated
@@ -360,7 +388,14 @@ def _decode_plain(lines: bytes) -> list[tuple[str, dict]] | None:
 
 
 def _decode_lines(
-    data: bytes, view: memoryview, path: str, lineno: int, pos: int, end: int, starts: _Starts
+    data: bytes,
+    view: memoryview,
+    path: str,
+    lineno: int,
+    pos: int,
+    end: int,
+    starts: _Starts,
+    long_digits: bool = False,
 ):
     loads = orjson.loads
     fast_error = orjson.JSONDecodeError
@@ -383,6 +418,8 @@ def _decode_lines(
         lineno += 1
         try:
             # Unpacking checks the shape; the hot loop pays for nothing else.
+            if long_digits and _long_digits(line):
+                raise fast_error("an integer beyond 64 bits, perhaps", "", 0)
             name, doc = loads(line)
         except fast_error:
             raw = bytes(line)
