@@ -173,9 +173,10 @@ def as_column(values):
     if isinstance(first, list | dict):
         return values
     arr = exact_array(values)
-    if arr.dtype.kind == "f" and mixed_numbers(values):
+    if arr.dtype.kind in "fiu" and mixed_numbers(values):
         # ints (or bools) among floats: kept as stored (canonical() gives
-        # back 0, not 0.0); the float64 column is built when reading.
+        # back 0, not 0.0, and 1.0, not 1, beside an int that makes the
+        # column uint64); the column is built when reading.
         return values
     if arr.dtype.kind in "US" and len(set(map(type, values))) > 1:
         # numbers among strings: numpy would make them strings.
