@@ -208,6 +208,11 @@ def exact_array(values: list) -> np.ndarray:
         arr = _objects(values)
     kind = arr.dtype.kind
     if kind == "f" and not _survived(values, arr):
+        objects = _objects(values)
+        if any(isinstance(v, float | np.floating) for v in objects.ravel().tolist()):
+            # Floats beside integers float64 cannot hold: uint64 would make
+            # 1.0 an int and -0.0 a 0; only objects keep both exactly.
+            return objects
         try:
             # Integers beyond int64 (up to 2**64 - 1) fit uint64; anything
             # else this truncates or wraps is caught by the check below.
