@@ -11,7 +11,7 @@ import pytest
 
 from intake_bluesky.core._cli.stores import KNOWN_BACKENDS
 from intake_bluesky.core._cli.timeq import time_query
-from intake_bluesky.core._plugins import BACKEND_GROUP, entry_point_objects
+from intake_bluesky.core._registry import BACKEND_GROUP, entry_point_objects
 from intake_bluesky.core.export import WRITER_GROUP
 from intake_bluesky.core.testing import UIDS
 

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from intake_bluesky.core import BlueskyInMemoryCatalog, TimeRange, normalize_query, to_epoch
-from intake_bluesky.core._casting import fits, lossless_cast
+from intake_bluesky.core._model.casting import fits, lossless_cast
 
 UTC = datetime.UTC
 
@@ -160,7 +160,7 @@ def test_numpy_integers_look_runs_up():
 
 
 def test_rows_without_events_never_change_values():
-    from intake_bluesky.core._assembly import _spread
+    from intake_bluesky.core._model.assembly import _spread
 
     where = np.array([0, 2])
     big = _spread(np.array([2**53 + 1, 7]), where, 3)
@@ -192,7 +192,7 @@ def test_yaml_of_a_catalog_made_with_a_time_range_loads_back(tmp_path):
 
 
 def test_equal_to_a_date_string_is_its_period():
-    from intake_bluesky.core._time import epoch_span
+    from intake_bluesky.core._query.time import epoch_span
 
     day = datetime.datetime(2026, 3, 1, tzinfo=UTC).timestamp()
     assert epoch_span("2026-03-01", timezone="UTC") == (day, day + 86400)
@@ -214,7 +214,7 @@ def test_equal_to_a_date_string_is_its_period():
 
 # --- columns of pages ------------------------------------------------------------
 def test_columns_keep_numbers_among_strings():
-    from intake_bluesky.core._pages import as_column
+    from intake_bluesky.core._model.pages import as_column
 
     assert as_column([1.5, "a"]) == [1.5, "a"]  # not ['1.5', 'a']
     assert as_column(["a", "bb"]).dtype == np.dtype("<U2")
@@ -226,7 +226,7 @@ def test_merging_pages_of_other_kinds_keeps_values():
     # Pages of one field packed separately (floats, then ints above 2**53,
     # appended to a live run) must not be joined through float64.
     from intake_bluesky.core import DocumentRunSource
-    from intake_bluesky.core._pages import _concat
+    from intake_bluesky.core._model.pages import _concat
 
     head = [
         ("start", {"uid": "s", "time": 0.0}),
@@ -260,7 +260,7 @@ def test_merging_pages_of_other_kinds_keeps_values():
 
 
 def test_exact_arrays_hold_every_value():
-    from intake_bluesky.core._pages import as_column, exact_array
+    from intake_bluesky.core._model.pages import as_column, exact_array
 
     beyond = exact_array([0, 2**63 + 1])
     assert beyond.dtype == np.uint64 and beyond.tolist() == [0, 2**63 + 1]
@@ -282,7 +282,7 @@ def test_exact_arrays_hold_every_value():
 
 
 def test_mismatch_messages_say_what_does_not_fit():
-    from intake_bluesky.core._casting import why_not
+    from intake_bluesky.core._model.casting import why_not
 
     assert why_not(np.array([0.0, 2.5, np.nan, 3.5]), np.dtype("int64")) == (
         "row 1 holds 2.5, a fraction (3 rows do not fit)"
@@ -311,7 +311,7 @@ def test_mismatch_messages_say_what_does_not_fit():
 
 
 def test_descriptors_concatenate_without_changing_values():
-    from intake_bluesky.core._assembly import _common_dtypes
+    from intake_bluesky.core._model.assembly import _common_dtypes
 
     def ds(t, **fields):
         return xr.Dataset(

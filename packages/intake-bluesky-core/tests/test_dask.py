@@ -4,7 +4,8 @@ import event_model
 import numpy as np
 import pytest
 
-from intake_bluesky.core import BlueskyInMemoryCatalog, _assembly
+from intake_bluesky.core import BlueskyInMemoryCatalog
+from intake_bluesky.core._model import assembly as _assembly
 from intake_bluesky.core.testing import UIDS, NumpySeqHandler, example_registry, example_runs
 
 

@@ -169,7 +169,9 @@ def _bars(monkeypatch):
             seen.append((desc, total, unit))
             super().__init__(total, desc, unit)
 
-    from intake_bluesky.core import _faces, _files, _filling
+    from intake_bluesky.core._faces import run as _faces
+    from intake_bluesky.core._files import driver as _files
+    from intake_bluesky.core._model import filling as _filling
 
     monkeypatch.setattr(_files, "progress", progress)
     monkeypatch.setattr(_filling, "progress", progress)

@@ -17,9 +17,9 @@ from intake_bluesky.core import (
     FileDriver,
     FileFormat,
     IndexUnavailableWarning,
-    _diskindex,
-    _files,
 )
+from intake_bluesky.core._files import diskindex as _diskindex
+from intake_bluesky.core._files import driver as _files
 from intake_bluesky.core.testing import UIDS, example_runs
 
 # A format in its own module, so that a subprocess can import it by name (its

@@ -5,7 +5,8 @@ from importlib.metadata import EntryPoint
 import numpy as np
 import pytest
 
-from intake_bluesky.core import BlueskyInMemoryCatalog, HandlerRegistry, _plugins, backends
+from intake_bluesky.core import BlueskyInMemoryCatalog, HandlerRegistry, backends
+from intake_bluesky.core import _registry as _plugins
 from intake_bluesky.core.testing import UIDS, NumpySeqHandler, example_registry, example_runs
 
 
@@ -17,7 +18,7 @@ def fake_entry_points(monkeypatch):
         return {ep.name: ep for ep in groups.get(group, [])}
 
     monkeypatch.setattr(_plugins, "entry_point_objects", fake)
-    import intake_bluesky.core._filling as filling
+    import intake_bluesky.core._model.filling as filling
 
     monkeypatch.setattr(filling, "entry_point_objects", fake)
     return groups

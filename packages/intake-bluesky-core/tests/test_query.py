@@ -3,7 +3,7 @@ import re
 import pytest
 
 from intake_bluesky.core import and_queries, compile_query, validate_query
-from intake_bluesky.core._index import search_starts
+from intake_bluesky.core._query.starts import search_starts
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from intake_bluesky.core import compile_query, validate_query
-from intake_bluesky.core._query import _linear_pattern
+from intake_bluesky.core._query.evaluate import _linear_pattern
 
 
 def test_catastrophic_pattern_answers_correctly_in_a_subprocess():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from intake_bluesky.core import DataNotWrittenError
-from intake_bluesky.core._filling import HandlerRegistry
+from intake_bluesky.core._model.filling import HandlerRegistry
 from intake_bluesky.hdf5 import HDF5StreamReader, UnknownParameterWarning, open_count, parse_slice
 
 FRAMES = "/entry/data/data"

@@ -3,7 +3,7 @@ suitcase-mongo stores documents (see ``_suitcase.py``)."""
 
 import pytest
 
-from intake_bluesky.core._pages import unpack_datum_page, unpack_event_page
+from intake_bluesky.core._model.pages import unpack_datum_page, unpack_event_page
 from intake_bluesky.core.testing import ConformanceTests, RunStore
 from intake_bluesky.mongo import BlueskyMongoCatalog, BlueskyMongoEmbeddedCatalog
 

@@ -16,13 +16,11 @@ Examples
 [1.5, 3.0, 4.5, 6.0, 7.5, 9.0]
 """
 
-from ._assembly import DtypeMismatchError
-from ._casting import DtypeMismatchWarning
-from ._catalog import BlueskyCatalog, RunsView
-from ._diskindex import IndexUnavailableWarning
-from ._documents import BadDocumentError, DocumentRunSource, MergedPage
-from ._faces import BlueskyEventStream, BlueskyRun
-from ._files import (
+from ._faces.catalog import BlueskyCatalog, RunsView
+from ._faces.run import BlueskyEventStream, BlueskyRun
+from ._faces.table import run_rows
+from ._files.diskindex import IndexUnavailableWarning
+from ._files.driver import (
     FileDriver,
     FileFormat,
     FileRunSource,
@@ -31,19 +29,21 @@ from ._files import (
     absolute_paths,
     expand_paths,
 )
-from ._filling import (
+from ._memory import BlueskyInMemoryCatalog, MemoryDriver
+from ._model.assembly import DtypeMismatchError
+from ._model.casting import DtypeMismatchWarning
+from ._model.documents import BadDocumentError, DocumentRunSource, MergedPage
+from ._model.filling import (
     DataNotWrittenError,
     FillError,
     HandlerRegistry,
     MissingExternalFileError,
     MissingHandlerError,
 )
-from ._memory import BlueskyInMemoryCatalog, MemoryDriver
-from ._plugins import backends
 from ._progress import set_progress
-from ._query import and_queries, compile_query, normalize_query, validate_query
-from ._table import run_rows
-from ._time import TimeRange, to_epoch
+from ._query.evaluate import and_queries, compile_query, normalize_query, validate_query
+from ._query.time import TimeRange, to_epoch
+from ._registry import backends
 from ._version import __version__ as __version__
 from .driver import Driver, RunSource, RunSourceBase, SummaryDriver
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from ._catalog import BlueskyCatalog, _call_hint, _init_parameters
-from ._documents import BadDocumentError, DelegatingRunSource, DocumentRunSource
-from ._index import search_starts
-from ._pages import first_of
+from ._faces.catalog import BlueskyCatalog, _call_hint, _init_parameters
+from ._model.documents import BadDocumentError, DelegatingRunSource, DocumentRunSource
+from ._model.pages import first_of
+from ._query.starts import search_starts
 from .driver import DEFAULT_SORT, RunSourceBase
 
 __all__ = ["MemoryDriver", "BlueskyInMemoryCatalog"]

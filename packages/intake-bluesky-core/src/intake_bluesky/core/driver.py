@@ -272,7 +272,7 @@ class RunSourceBase:
             yield form, page
 
     def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
-        from ._pages import unpack_datum_page
+        from ._model.pages import unpack_datum_page
 
         wanted = set(datum_ids)
         found: dict[str, dict] = {}

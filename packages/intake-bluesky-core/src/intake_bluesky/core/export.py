@@ -51,8 +51,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlparse
 
-from ._filling import resource_path, stream_resource_path
-from ._plugins import BACKEND_GROUP, entry_point_objects
+from ._model.filling import resource_path, stream_resource_path
+from ._registry import BACKEND_GROUP, entry_point_objects
 
 __all__ = [
     "CATALOG_FILE",

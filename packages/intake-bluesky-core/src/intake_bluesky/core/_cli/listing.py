@@ -6,7 +6,7 @@ import datetime
 import json
 import sys
 
-from .._table import BASE_COLUMNS, run_rows
+from .._faces.table import BASE_COLUMNS, run_rows
 from .jsonsafe import to_json
 
 __all__ = ["run_rows", "format_table", "print_rows"]

@@ -369,9 +369,9 @@ def _message(err: BaseException) -> str:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .._documents import BadDocumentError
-    from .._files import RunChangedError
-    from .._filling import FillError, MissingHandlerError
+    from .._files.driver import RunChangedError
+    from .._model.documents import BadDocumentError
+    from .._model.filling import FillError, MissingHandlerError
     from ..export import ExportError
 
     return (

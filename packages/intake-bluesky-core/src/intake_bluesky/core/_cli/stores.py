@@ -12,8 +12,8 @@ import glob
 import os
 from collections.abc import Mapping
 
-from .._catalog import BlueskyCatalog
-from .._plugins import BACKEND_GROUP, entry_point_objects
+from .._faces.catalog import BlueskyCatalog
+from .._registry import BACKEND_GROUP, entry_point_objects
 from ..export import CHECKOUT_HINT, exported_format, exported_root_map
 from .errors import CLIError
 

@@ -3,7 +3,7 @@ the core's :class:`~intake_bluesky.core.TimeRange` (databroker's helper)."""
 
 from __future__ import annotations
 
-from .._time import TimeRange, to_epoch
+from .._query.time import TimeRange, to_epoch
 from .errors import CLIError
 
 __all__ = ["time_query"]

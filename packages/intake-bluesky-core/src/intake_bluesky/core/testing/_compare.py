@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._pages import unpack_datum_page, unpack_event_page
+from .._model.pages import unpack_datum_page, unpack_event_page
 
 __all__ = ["RunStore", "normalize_documents", "plain"]
 

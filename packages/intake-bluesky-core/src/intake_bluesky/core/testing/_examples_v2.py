@@ -18,7 +18,7 @@ import threading
 import event_model
 import numpy as np
 
-from .._filling import DataNotWrittenError
+from .._model.filling import DataNotWrittenError
 from ._examples import EXTERNAL_ROOT, T0, _uid_factory
 
 __all__ = [

@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from .._filling import FillError, MissingExternalFileError, MissingHandlerError
-from .._pages import unpack_event_page
+from .._model.filling import FillError, MissingExternalFileError, MissingHandlerError
+from .._model.pages import unpack_event_page
 from ._compare import RunStore, normalize_documents, plain
 from ._examples import (
     EXTERNAL_ROOT,

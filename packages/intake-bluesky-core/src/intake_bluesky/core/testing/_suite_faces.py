@@ -10,7 +10,7 @@ import event_model
 import numpy as np
 import pytest
 
-from .._table import BASE_COLUMNS, run_rows
+from .._faces.table import BASE_COLUMNS, run_rows
 from ._examples import T0, UIDS, NumpySeqHandler
 
 __all__ = ["FacesTests", "GuardedSource"]
@@ -290,7 +290,7 @@ class FacesTests:
 
     # --- rich reprs ---------------------------------------------------------
     def test_catalog_html(self, cat, monkeypatch):
-        from .. import _html
+        from .._faces import html as _html
 
         html = cat._repr_html_()
         assert "5 runs" in html and "<table" in html

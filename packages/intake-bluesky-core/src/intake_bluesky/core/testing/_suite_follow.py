@@ -87,7 +87,7 @@ class FollowTests:
         assert ([doc["seq_num"]] if name == "event" else list(doc["seq_num"])) == [1]
 
     def test_follow_never_mixes_a_run_with_its_rewritten_version(self, store, common, follow_docs):
-        from .._files import RunChangedError
+        from .._files.driver import RunChangedError
 
         # Written up to its second primary event; then the whole run is
         # written again (a file truncated and rewritten in place): another

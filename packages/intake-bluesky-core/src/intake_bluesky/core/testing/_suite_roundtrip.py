@@ -50,8 +50,8 @@ from dataclasses import dataclass
 import event_model
 import numpy as np
 
-from .._assembly import DtypeMismatchError
-from .._pages import unpack_datum_page, unpack_event_page
+from .._model.assembly import DtypeMismatchError
+from .._model.pages import unpack_datum_page, unpack_event_page
 from ._examples import T0
 
 __all__ = [

@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from .._casting import DtypeMismatchWarning
-from .._filling import FillError, MissingHandlerError
+from .._model.casting import DtypeMismatchWarning
+from .._model.filling import FillError, MissingHandlerError
 from ._examples import EXTERNAL_ROOT
 from ._examples_v2 import (
     FRAME,

@@ -31,11 +31,11 @@ import xarray as xr
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import parse_bytes
 
-from ._casting import fits, lossless_cast, why_not
-from ._documents import BadDocumentError
-from ._filling import Filler, FillError
-from ._pages import exact_array, first_of
-from .driver import RunSource
+from ..driver import RunSource
+from .casting import fits, lossless_cast, why_not
+from .documents import BadDocumentError
+from .filling import Filler, FillError
+from .pages import exact_array, first_of
 
 __all__ = [
     "CHUNK_BYTES",

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import re2
 
-from ._time import epoch_span, to_epoch
+from .time import epoch_span, to_epoch
 
 __all__ = [
     "validate_query",

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from ._table import make_row, run_rows
+from .table import make_row, run_rows
 
 __all__ = ["CATALOG_ROWS", "catalog_html", "run_html", "stream_html"]
 

@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from ._assembly import data_kind
-from ._filling import Filler
-from ._pages import page_length, plain_page, slice_page, unpack_datum_page, unpack_event_page
-from .driver import RunSource
+from ..driver import RunSource
+from .assembly import data_kind
+from .filling import Filler
+from .pages import page_length, plain_page, slice_page, unpack_datum_page, unpack_event_page
 
 __all__ = ["canonical"]
 

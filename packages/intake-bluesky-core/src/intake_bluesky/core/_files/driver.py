@@ -41,11 +41,11 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from itertools import islice
 
-from ._diskindex import decode, open_index, resolve_index_path
-from ._documents import DelegatingRunSource, DocumentRunSource
-from ._index import search_starts, sorted_matches
-from ._progress import progress
-from .driver import DEFAULT_SORT
+from .._model.documents import DelegatingRunSource, DocumentRunSource
+from .._progress import progress
+from .._query.starts import search_starts, sorted_matches
+from ..driver import DEFAULT_SORT
+from .diskindex import decode, open_index, resolve_index_path
 
 __all__ = [
     "FileFormat",

@@ -144,7 +144,7 @@ def _misfits(rows: np.ndarray, declared: np.dtype) -> np.ndarray | None:
 
 
 def _one(value) -> np.ndarray:
-    from ._pages import exact_array
+    from .pages import exact_array
 
     return exact_array([value])
 

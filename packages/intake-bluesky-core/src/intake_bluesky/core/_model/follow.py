@@ -30,8 +30,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from ._canonical import canonical
-from ._files import RunChangedError
+from .._files.driver import RunChangedError
+from .canonical import canonical
 
 __all__ = ["follow"]
 

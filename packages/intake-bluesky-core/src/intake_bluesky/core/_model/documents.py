@@ -8,7 +8,8 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from ._pages import (
+from ..driver import RunSourceBase
+from .pages import (
     as_column,
     first_of,
     merge_datum_pages,
@@ -20,7 +21,6 @@ from ._pages import (
     slice_pages,
     unpack_datum_page,
 )
-from .driver import RunSourceBase
 
 __all__ = ["DocumentRunSource", "BadDocumentError", "MergedPage"]
 

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
-from ._query import compile_query
-from .driver import DEFAULT_SORT, Sort
+from ..driver import DEFAULT_SORT, Sort
+from .evaluate import compile_query
 
 __all__ = ["search_starts", "sorted_matches"]
 

@@ -11,11 +11,11 @@ import xarray as xr
 from intake.catalog.base import Catalog
 from intake.source.base import DataSource, Schema
 
-from ._html import run_html, stream_html
-from ._model import RunModel, Settings, StreamModel
-from ._progress import ProgressCounter
-from ._version import __version__
-from .driver import RunSource
+from .._model.run import RunModel, Settings, StreamModel
+from .._progress import ProgressCounter
+from .._version import __version__
+from ..driver import RunSource
+from .html import run_html, stream_html
 
 __all__ = ["BlueskyRun", "BlueskyEventStream"]
 
@@ -462,7 +462,7 @@ class BlueskyRun(EntriesMixin, Catalog):
             (start first, descriptors before their events, events in time
             order across streams), the stop last.
         """
-        from ._follow import follow
+        from .._model.follow import follow
 
         return follow(self._run, poll_interval=poll_interval, idle_timeout=idle_timeout, fill=fill)
 

@@ -49,10 +49,10 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from ._casting import lossless_cast
-from ._plugins import entry_point_objects
-from ._progress import progress
-from .driver import RunSource
+from .._progress import progress
+from .._registry import entry_point_objects
+from ..driver import RunSource
+from .casting import lossless_cast
 
 __all__ = [
     "Filler",

@@ -26,7 +26,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .driver import summaries
+from ..driver import summaries
 
 __all__ = ["BASE_COLUMNS", "run_rows", "rows_to_dataframe"]
 

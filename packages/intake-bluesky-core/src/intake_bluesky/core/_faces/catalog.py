@@ -14,13 +14,13 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 from intake.catalog.base import Catalog
 
-from ._faces import BlueskyRun, EntriesMixin, describe
-from ._html import catalog_html
-from ._model import Settings
-from ._query import and_queries, validate_query
-from ._table import _check_fields, rows_to_dataframe, run_rows
-from ._version import __version__
-from .driver import Driver
+from .._model.run import Settings
+from .._query.evaluate import and_queries, validate_query
+from .._version import __version__
+from ..driver import Driver
+from .html import catalog_html
+from .run import BlueskyRun, EntriesMixin, describe
+from .table import _check_fields, rows_to_dataframe, run_rows
 
 __all__ = ["BlueskyCatalog", "RunsView"]
 

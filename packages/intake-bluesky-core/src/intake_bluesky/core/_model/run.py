@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import xarray as xr
 
-from ._assembly import build_dataset
-from ._canonical import canonical
-from ._filling import Filler, HandlerRegistry
-from .driver import RunSource
+from ..driver import RunSource
+from .assembly import build_dataset
+from .canonical import canonical
+from .filling import Filler, HandlerRegistry
 
 __all__ = ["RunModel", "StreamModel", "Settings"]
 

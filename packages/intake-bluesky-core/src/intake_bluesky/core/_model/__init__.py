@@ -1,0 +1,9 @@
+"""The core model: bluesky semantics over a run source, intake-free.
+
+Read in this order: :mod:`.pages` (event/datum pages), :mod:`.documents`
+(run sources built from documents), :mod:`.casting` (dtypes without value
+changes), :mod:`.filling` (external data through handlers and stream
+readers), :mod:`.assembly` (rows, eager and lazy xarray assembly),
+:mod:`.canonical` (the ordered document stream), :mod:`.follow` (a run
+being written), :mod:`.run` (the run and stream model the faces delegate to).
+"""
