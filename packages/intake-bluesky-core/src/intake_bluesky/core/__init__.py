@@ -19,33 +19,35 @@ Examples
 from ._faces.catalog import BlueskyCatalog, RunsView
 from ._faces.run import BlueskyEventStream, BlueskyRun
 from ._faces.table import run_rows
-from ._files.diskindex import IndexUnavailableWarning
 from ._files.driver import (
     FileDriver,
     FileFormat,
     FileRunSource,
     Location,
-    RunChangedError,
     absolute_paths,
     expand_paths,
 )
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
-from ._model.assembly import DtypeMismatchError
-from ._model.casting import DtypeMismatchWarning
-from ._model.documents import BadDocumentError, DocumentRunSource, MergedPage
-from ._model.filling import (
-    DataNotWrittenError,
-    FillError,
-    HandlerRegistry,
-    MissingExternalFileError,
-    MissingHandlerError,
-)
+from ._model.documents import DocumentRunSource, MergedPage
+from ._model.filling import HandlerRegistry
 from ._progress import set_progress
 from ._query.evaluate import and_queries, compile_query, normalize_query, validate_query
 from ._query.time import TimeRange, to_epoch
 from ._registry import backends
 from ._version import __version__ as __version__
 from .driver import Driver, RunSource, RunSourceBase, SummaryDriver
+from .errors import (
+    BadDocumentError,
+    DataNotWrittenError,
+    DtypeMismatchError,
+    DtypeMismatchWarning,
+    ExportError,
+    FillError,
+    IndexUnavailableWarning,
+    MissingExternalFileError,
+    MissingHandlerError,
+    RunChangedError,
+)
 
 # Public classes carry their public module, so that yaml(), pickles and reprs
 # name intake_bluesky.core.X and not the private module that defines it.
@@ -63,6 +65,7 @@ __all__ = [
     "DocumentRunSource",
     "DtypeMismatchError",
     "DtypeMismatchWarning",
+    "ExportError",
     "Driver",
     "FileDriver",
     "FileFormat",

@@ -53,6 +53,7 @@ from urllib.parse import quote, unquote, urlparse
 
 from ._model.filling import resource_path, stream_resource_path
 from ._registry import BACKEND_GROUP, entry_point_objects
+from .errors import ExportError
 
 __all__ = [
     "CATALOG_FILE",
@@ -95,10 +96,6 @@ _CATALOG_MARK = "intake_bluesky_export"
 #: Longest file name made from a uid (file systems allow 255 bytes; the
 #: temporary name of a file being written adds 18).
 _MAX_NAME = 200
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be done as asked (names the run/file and what to do)."""
 
 
 @runtime_checkable

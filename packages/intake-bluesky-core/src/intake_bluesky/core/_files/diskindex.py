@@ -47,6 +47,8 @@ import urllib.parse
 import warnings
 from collections.abc import Iterable
 
+from ..errors import IndexUnavailableWarning
+
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
 #: Bumped when what is stored changes meaning: older entries are ignored.
@@ -62,10 +64,6 @@ APPLICATION_ID = int.from_bytes(b"iBsk", "big")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: The tables of an index written before it had an application id.
 _OUR_TABLES = re.compile(r"headers_v\d+(_m\d+)?")
-
-
-class IndexUnavailableWarning(UserWarning):
-    """The on-disk index cannot be used; the catalog indexes in memory only."""
 
 
 def default_index_path() -> str:

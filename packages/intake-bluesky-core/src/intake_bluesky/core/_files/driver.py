@@ -45,6 +45,7 @@ from .._model.documents import DelegatingRunSource, DocumentRunSource
 from .._progress import progress
 from .._query.starts import search_starts, sorted_matches
 from ..driver import DEFAULT_SORT
+from ..errors import RunChangedError
 from .diskindex import decode, open_index, resolve_index_path
 
 __all__ = [
@@ -72,10 +73,6 @@ _KNOWN_FORMATS = {
     ".tif": "TIFF (intake_bluesky.tiff.BlueskyTiffCatalog)",
     ".tiff": "TIFF (intake_bluesky.tiff.BlueskyTiffCatalog)",
 }
-
-
-class RunChangedError(RuntimeError):
-    """A run's files now hold another run (e.g. rewritten in place)."""
 
 
 def _files_of(location: Location) -> tuple[str, ...]:

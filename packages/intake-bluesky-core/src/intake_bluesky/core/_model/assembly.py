@@ -32,6 +32,7 @@ from dask.highlevelgraph import HighLevelGraph
 from dask.utils import parse_bytes
 
 from ..driver import RunSource
+from ..errors import DtypeMismatchError
 from .casting import fits, lossless_cast, why_not
 from .documents import BadDocumentError
 from .filling import Filler, FillError
@@ -61,10 +62,6 @@ _ATTR_KEYS = (
     "shape",
     "limits",
 )
-
-
-class DtypeMismatchError(ValueError):
-    """A dask chunk holds values that do not fit the dtype declared for it."""
 
 
 def data_kind(data_key: dict) -> str:

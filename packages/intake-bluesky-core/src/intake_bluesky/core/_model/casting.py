@@ -25,12 +25,9 @@ import warnings
 
 import numpy as np
 
+from ..errors import DtypeMismatchWarning
+
 __all__ = ["DtypeMismatchWarning", "lossless_cast", "fits", "why_not"]
-
-
-class DtypeMismatchWarning(UserWarning):
-    """Stored values do not fit the dtype their descriptor declares; they keep
-    their own dtype (nothing is truncated)."""
 
 
 def fits(values: np.ndarray, dtype: np.dtype) -> bool:

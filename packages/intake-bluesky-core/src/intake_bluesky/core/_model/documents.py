@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from ..driver import RunSourceBase
+from ..errors import BadDocumentError
 from .pages import (
     as_column,
     first_of,
@@ -23,10 +24,6 @@ from .pages import (
 )
 
 __all__ = ["DocumentRunSource", "BadDocumentError", "MergedPage"]
-
-
-class BadDocumentError(ValueError):
-    """A document that cannot belong to its run (names run and document)."""
 
 
 class MergedPage(dict):

@@ -52,6 +52,7 @@ import numpy as np
 from .._progress import progress
 from .._registry import entry_point_objects
 from ..driver import RunSource
+from ..errors import DataNotWrittenError, FillError, MissingExternalFileError, MissingHandlerError
 from .casting import lossless_cast
 
 __all__ = [
@@ -65,36 +66,6 @@ __all__ = [
 
 HANDLER_GROUP = "databroker.handlers"
 READER_GROUP = "intake_bluesky.stream_readers"
-
-
-class MissingHandlerError(KeyError):
-    """No handler for a resource spec, or no reader for a mimetype."""
-
-    def __str__(self):  # KeyError would repr() the message
-        return str(self.args[0])
-
-
-class FillError(RuntimeError):
-    """External data could not be loaded; the message names run and document."""
-
-
-class MissingExternalFileError(FillError, FileNotFoundError):
-    """A file (or folder) that external data points at does not exist.
-
-    Both a :class:`FillError` and a :class:`FileNotFoundError`: catch either.
-    The message names the run, the document, the path tried (after
-    ``root_map``) and the location the documents store, so that a
-    ``root_map`` can be written.
-    """
-
-
-class DataNotWrittenError(FillError):
-    """Rows asked for are not on disk yet (a detector file still being written).
-
-    Stream readers raise it, naming the file and dataset and how many rows
-    are there, instead of returning zeros or fewer rows; it is worth
-    retrying once the writer has flushed more.
-    """
 
 
 def _import(obj):
