@@ -154,3 +154,10 @@ def roundtrip_thorough(session: nox.Session) -> None:
             )
         },
     )
+
+
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """The API reference site (mkdocs + mkdocstrings), warnings as errors."""
+    session.install(*[str(PACKAGES_DIR / p) for p in PACKAGES], "mkdocs", "mkdocstrings-python")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(session.create_tmp()) + "/site")

@@ -206,6 +206,8 @@ class BlueskyEventStream(DataSource):
         dtypes : dict, optional
             Field -> dtype to use instead of the one the descriptor declares.
 
+        Notes
+        -----
         Values are never changed by a cast: where stored values do not fit
         the declared dtype (ophyd declares ``'integer'`` and records 2.5),
         they keep their own dtype and a ``DtypeMismatchWarning`` names the
