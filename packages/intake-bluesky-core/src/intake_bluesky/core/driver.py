@@ -62,8 +62,24 @@ True
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    # Only for the type checker: event_model's package import costs a few
+    # hundred milliseconds, which ``import intake_bluesky.core`` must not pay.
+    from event_model.documents import (
+        Datum,
+        DatumPage,
+        EventDescriptor,
+        EventPage,
+        Resource,
+        RunStart,
+        RunStop,
+        StreamDatum,
+        StreamResource,
+    )
 
 __all__ = ["Driver", "RunSource", "RunSourceBase", "Sort", "SummaryDriver", "summaries"]
 
@@ -85,7 +101,7 @@ class Driver(Protocol):
         sort: Sort = DEFAULT_SORT,
         skip: int = 0,
         limit: int | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[RunStart]:
         """Yield the start documents matching ``query``, sorted, paged."""
 
     def count(self, query: Mapping[str, Any]) -> int:
@@ -115,7 +131,7 @@ class SummaryDriver(Protocol):
         sort: Sort = DEFAULT_SORT,
         skip: int = 0,
         limit: int | None = None,
-    ) -> Iterator[tuple[dict, dict | None]]:
+    ) -> Iterator[tuple[RunStart, RunStop | None]]:
         """Yield ``(start, stop)`` of the runs matching ``query``, sorted, paged.
 
         ``start_fields``/``stop_fields`` are dotted paths the caller needs
@@ -135,7 +151,7 @@ def summaries(
     sort: Sort = DEFAULT_SORT,
     skip: int = 0,
     limit: int | None = None,
-) -> Iterator[tuple[dict, dict | None]]:
+) -> Iterator[tuple[RunStart, RunStop | None]]:
     """``(start, stop)`` pairs of the matching runs, from any driver.
 
     Uses the driver's own ``summaries`` (see :class:`SummaryDriver`) when it
@@ -153,7 +169,7 @@ def summaries(
     """
     own = getattr(driver, "summaries", None)
     if callable(own):
-        return own(
+        pairs: Iterator[tuple[RunStart, RunStop | None]] = own(
             query,
             start_fields=start_fields,
             stop_fields=stop_fields,
@@ -161,10 +177,13 @@ def summaries(
             skip=skip,
             limit=limit,
         )
+        return pairs
     return _generic_summaries(driver, query, sort=sort, skip=skip, limit=limit)
 
 
-def _generic_summaries(driver, query, *, sort, skip, limit):
+def _generic_summaries(
+    driver: Driver, query: Mapping[str, Any], *, sort: Sort, skip: int, limit: int | None
+) -> Iterator[tuple[RunStart, RunStop | None]]:
     for start in driver.search(query, sort=sort, skip=skip, limit=limit):
         try:
             stop = driver.run(start["uid"]).stop()
@@ -182,16 +201,16 @@ class RunSource(Protocol):
 
     uid: str
 
-    def start(self) -> dict:
+    def start(self) -> RunStart:
         """The start document."""
 
-    def stop(self) -> dict | None:
+    def stop(self) -> RunStop | None:
         """The stop document, ``None`` while the run is in progress.
 
         Called again on every access, so a live run's stop shows up.
         """
 
-    def descriptors(self) -> list[dict]:
+    def descriptors(self) -> list[EventDescriptor]:
         """Every event descriptor of the run, oldest first."""
 
     def event_pages(
@@ -199,7 +218,7 @@ class RunSource(Protocol):
         descriptor_uid: str,
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[EventPage]:
         """Event pages of one descriptor, in seq_num order.
 
         ``fields`` limits ``data``/``timestamps``/``filled`` to those keys
@@ -211,32 +230,36 @@ class RunSource(Protocol):
     def event_count(self, descriptor_uid: str) -> int:
         """Number of events of one descriptor."""
 
-    def resources(self) -> list[dict]:
+    def resources(self) -> list[Resource]:
         """Every resource document of the run, stored order."""
 
-    def datum_pages(self, resource_uid: str | None = None) -> Iterator[dict]:
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[DatumPage]:
         """Datum pages (of one resource, or all), stored order."""
 
-    def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, Datum]:
         """``datum_id -> datum document`` for those ids (missing ids absent)."""
 
-    def stream_resources(self) -> list[dict]:
+    def stream_resources(self) -> list[StreamResource]:
         """Every stream_resource document of the run."""
 
-    def stream_datums(self, descriptor_uid: str | None = None) -> list[dict]:
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[StreamDatum]:
         """stream_datum documents (of one descriptor, or all), stored order."""
 
-    def documents(self) -> Iterator[tuple[str, dict]]:
+    def documents(self) -> Iterator[tuple[str, Any]]:
         """Every stored ``(name, doc)`` pair in stored order."""
+        # ``doc`` is typed Any: its type follows from ``name``, which a union
+        # of event_model's document types could not express.
 
 
-class RunSourceBase:
+class RunSourceBase(ABC):
     """Defaults for a :class:`RunSource`, derived from fewer primitives.
 
-    A subclass must implement ``start``, ``stop``, ``descriptors``,
-    ``event_pages``, ``resources``, ``datum_pages``, ``stream_resources``,
-    ``stream_datums``. ``event_count``, ``datums`` and ``documents`` are
-    derived here; a database backend overrides them with cheaper queries.
+    A subclass must implement the abstract primitives ``start``, ``stop``,
+    ``descriptors``, ``event_pages``, ``resources``, ``datum_pages``,
+    ``stream_resources``, ``stream_datums`` (a class missing one cannot be
+    instantiated). ``event_count``, ``datums``, ``documents`` and the stored
+    forms are derived here; a database backend overrides them with cheaper
+    queries.
     """
 
     uid: str
@@ -247,12 +270,49 @@ class RunSourceBase:
     #: How the store keeps datums: ``'datum_page'`` or ``'datum'``.
     stored_datum_form = "datum_page"
 
+    @abstractmethod
+    def start(self) -> RunStart:
+        """The start document."""
+
+    @abstractmethod
+    def stop(self) -> RunStop | None:
+        """The stop document, ``None`` while the run is in progress."""
+
+    @abstractmethod
+    def descriptors(self) -> list[EventDescriptor]:
+        """Every event descriptor of the run, oldest first."""
+
+    @abstractmethod
+    def event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[EventPage]:
+        """Event pages of one descriptor, in seq_num order (see :class:`RunSource`)."""
+
+    @abstractmethod
+    def resources(self) -> list[Resource]:
+        """Every resource document of the run, stored order."""
+
+    @abstractmethod
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[DatumPage]:
+        """Datum pages (of one resource, or all), stored order."""
+
+    @abstractmethod
+    def stream_resources(self) -> list[StreamResource]:
+        """Every stream_resource document of the run."""
+
+    @abstractmethod
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[StreamDatum]:
+        """stream_datum documents (of one descriptor, or all), stored order."""
+
     def event_count(self, descriptor_uid: str) -> int:
         return sum(len(page["seq_num"]) for page in self.event_pages(descriptor_uid, fields=[]))
 
     def stored_event_pages(
         self, descriptor_uid: str, rows: tuple[int, int] | None = None
-    ) -> Iterator[tuple[str, dict]]:
+    ) -> Iterator[tuple[str, EventPage]]:
         """``(form, page)`` of one descriptor's events in their stored form.
 
         ``form`` is ``'event'`` when each row of ``page`` is stored as a single
@@ -264,40 +324,42 @@ class RunSourceBase:
         for page in self.event_pages(descriptor_uid, rows=rows):
             yield form, page
 
-    def stored_datum_pages(self, resource_uid: str | None = None) -> Iterator[tuple[str, dict]]:
+    def stored_datum_pages(
+        self, resource_uid: str | None = None
+    ) -> Iterator[tuple[str, DatumPage]]:
         """``(form, page)`` of the datums in their stored form: ``'datum'``
         (each row a single datum document) or ``'datum_page'``."""
         form = self.stored_datum_form
         for page in self.datum_pages(resource_uid):
             yield form, page
 
-    def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, Datum]:
         from ._model.pages import unpack_datum_page
 
         wanted = set(datum_ids)
-        found: dict[str, dict] = {}
+        found: dict[str, Datum] = {}
         for page in self.datum_pages():
             for datum in unpack_datum_page(page):
                 if datum["datum_id"] in wanted:
                     found[datum["datum_id"]] = datum
         return found
 
-    def documents(self) -> Iterator[tuple[str, dict]]:
+    def documents(self) -> Iterator[tuple[str, Any]]:
         # Not the emission order, but a valid one: the canonical generator in
         # core re-orders anyway; a file backend overrides this with its own.
         yield "start", self.start()
-        for doc in self.stream_resources():
-            yield "stream_resource", doc
-        for doc in self.resources():
-            yield "resource", doc
-        for page in self.datum_pages():
-            yield "datum_page", page
+        for stream_resource in self.stream_resources():
+            yield "stream_resource", stream_resource
+        for resource in self.resources():
+            yield "resource", resource
+        for datum_page in self.datum_pages():
+            yield "datum_page", datum_page
         for descriptor in self.descriptors():
             yield "descriptor", descriptor
-            for doc in self.stream_datums(descriptor["uid"]):
-                yield "stream_datum", doc
-            for page in self.event_pages(descriptor["uid"]):
-                yield "event_page", page
+            for stream_datum in self.stream_datums(descriptor["uid"]):
+                yield "stream_datum", stream_datum
+            for event_page in self.event_pages(descriptor["uid"]):
+                yield "event_page", event_page
         stop = self.stop()
         if stop is not None:
             yield "stop", stop
