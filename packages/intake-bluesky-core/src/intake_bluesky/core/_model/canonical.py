@@ -20,7 +20,8 @@ documents come as stored, and their rows are read with ``stream.read()``.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -51,154 +52,221 @@ def canonical(
     (stream_resource/stream_datum) is not filled into documents, its
     stream_datums come as stored.
     """
-    transforms = transforms or {}
-    tf = {
-        name: transforms.get(name, _identity)
-        for name in ("start", "stop", "descriptor", "resource", "stream_resource")
-    }
-    yield "start", tf["start"](source.start())
+    # Nothing is read from the source before the first document is asked for.
+    return iter(_CanonicalStream(source, fill=fill, filler=filler, transforms=transforms))
 
-    # Transformed once: what is emitted is also what decides what to fill.
-    descriptors = [tf["descriptor"](d) for d in source.descriptors()]
-    external = {
-        d["uid"]: [k for k, v in d.get("data_keys", {}).items() if data_kind(v) == "datum"]
-        for d in descriptors
-    }
 
-    # Datum pages are emitted lazily, just before the first event that refers
-    # to one of their datums; the resource just before its first datum page.
-    resources = {r["uid"]: r for r in source.resources()}
-    # Each stored datum or datum_page, in stored order.
-    datum_docs = _datum_documents(source) if any(external.values()) or resources else []
-    page_of: dict[str, int] = {}
-    for i, (name, doc) in enumerate(datum_docs):
-        if name == "datum":
-            page_of[doc["datum_id"]] = i
+class _CanonicalStream:
+    """One pass over a run's documents in canonical order.
+
+    The state of the pass lives on the instance: which descriptors, datum
+    documents, resources and stream resources have been emitted, and the heap
+    of the streams' next event documents (a k-way merge by time).
+    """
+
+    def __init__(
+        self,
+        source: RunSource,
+        *,
+        fill: bool,
+        filler: Filler | None,
+        transforms: Mapping[str, Callable[[dict], dict]] | None,
+    ) -> None:
+        self.source = source
+        self.filler = filler if fill else None
+        transforms = transforms or {}
+        self.tf = {
+            name: transforms.get(name, _identity)
+            for name in ("start", "stop", "descriptor", "resource", "stream_resource")
+        }
+        # Datum documents, with the index of the one holding each datum id.
+        self.datum_docs: list[tuple[str, dict]] = []
+        self.page_of: dict[str, int] = {}
+        self.emitted_pages: set[int] = set()
+        self.resources: dict[str, dict] = {}
+        self.emitted_resources: set[str] = set()
+        self.stream_resources: dict[str, dict] = {}
+        self.emitted_stream_resources: set[str] = set()
+        # Descriptors not emitted yet, oldest first.
+        self.pending: list[dict] = []
+        self.emitted_descriptors: set[str] = set()
+        # Per descriptor uid: its external (datum) fields, its stored event
+        # documents, its rank among descriptors (ties on the heap).
+        self.external: dict[str, list[str]] = {}
+        self.iters: dict[str, Iterator[tuple[str, dict]]] = {}
+        self.order: dict[str, int] = {}
+        self.uids: list[str] = []
+        # (time, order, uid, form, page, times, offset, bounds) of each stream.
+        self.heads: list = []
+
+    def __iter__(self) -> Iterator[tuple[str, dict]]:
+        # chain (not nested yield from): each document passes one generator less.
+        return itertools.chain(self._opening(), self._merged_events(), self._closing())
+
+    def _opening(self) -> Iterator[tuple[str, dict]]:
+        yield "start", self.tf["start"](self.source.start())
+        self._read_headers()
+
+    # --- set-up -------------------------------------------------------------
+    def _read_headers(self) -> None:
+        source, tf = self.source, self.tf
+        # Transformed once: what is emitted is also what decides what to fill.
+        descriptors = [tf["descriptor"](d) for d in source.descriptors()]
+        self.external = {
+            d["uid"]: [k for k, v in d.get("data_keys", {}).items() if data_kind(v) == "datum"]
+            for d in descriptors
+        }
+        # Datum pages are emitted lazily, just before the first event that
+        # refers to one of their datums; the resource just before its first
+        # datum page.
+        self.resources = {r["uid"]: r for r in source.resources()}
+        if any(self.external.values()) or self.resources:
+            # Each stored datum or datum_page, in stored order.
+            self.datum_docs = _datum_documents(source)
+        for i, (name, doc) in enumerate(self.datum_docs):
+            if name == "datum":
+                self.page_of[doc["datum_id"]] = i
+            else:
+                for datum_id in doc["datum_id"]:
+                    self.page_of[datum_id] = i
+        self.stream_resources = {
+            sr["uid"]: sr for sr in (tf["stream_resource"](d) for d in source.stream_resources())
+        }
+        stored = getattr(source, "stored_event_pages", None)
+        if stored is None:  # a run source that does not say: pages as it yields them
+            self.iters = {d["uid"]: _as_pages(source.event_pages(d["uid"])) for d in descriptors}
         else:
-            for datum_id in doc["datum_id"]:
-                page_of[datum_id] = i
-    emitted_pages: set[int] = set()
-    emitted_resources: set[str] = set()
+            self.iters = {d["uid"]: stored(d["uid"]) for d in descriptors}
+        self.order = {d["uid"]: i for i, d in enumerate(descriptors)}
+        self.uids = [d["uid"] for d in descriptors]
+        self.pending = sorted(descriptors, key=lambda d: d.get("time", 0))
 
-    def emit_datum_page(i):
-        name, doc = datum_docs[i]
-        emitted_pages.add(i)
-        res_uid = doc["resource"]
-        if res_uid not in emitted_resources and res_uid in resources:
-            emitted_resources.add(res_uid)
-            yield "resource", tf["resource"](resources[res_uid])
-        yield name, doc
-
-    def emit_datums(datum_id):
-        """The stored datum (or datum_page) of ``datum_id``, unless emitted."""
-        i = page_of.get(datum_id)
-        if i is not None and i not in emitted_pages:
-            yield from emit_datum_page(i)
-
-    stream_resources = {
-        sr["uid"]: sr for sr in (tf["stream_resource"](d) for d in source.stream_resources())
-    }
-    emitted_stream_resources: set[str] = set()
-
-    def emit_descriptor(d):
-        yield "descriptor", d
-        for sd in source.stream_datums(d["uid"]):
-            sr_uid = sd["stream_resource"]
-            if sr_uid not in emitted_stream_resources and sr_uid in stream_resources:
-                emitted_stream_resources.add(sr_uid)
-                yield "stream_resource", stream_resources[sr_uid]
-            yield "stream_datum", sd
-
-    # k-way merge of the descriptors' stored event documents by time.
-    stored = getattr(source, "stored_event_pages", None)
-    if stored is None:  # a run source that does not say: pages as it yields them
-        iters = {d["uid"]: _as_pages(source.event_pages(d["uid"])) for d in descriptors}
-    else:
-        iters = {d["uid"]: stored(d["uid"]) for d in descriptors}
-    heads: list = []
-    order = {d["uid"]: i for i, d in enumerate(descriptors)}
-
-    def push(uid, form, page, times, offset, bounds):
+    # --- the k-way merge of the streams' event documents by time -----------
+    def _push(self, uid, form, page, times, offset, bounds) -> None:
         if offset < len(times):
             heapq.heappush(
-                heads, (float(times[offset]), order[uid], uid, form, page, times, offset, bounds)
+                self.heads,
+                (float(times[offset]), self.order[uid], uid, form, page, times, offset, bounds),
             )
 
-    def advance(uid):
-        for form, page in iters[uid]:
+    def _advance(self, uid: str) -> None:
+        """Put the next non-empty stored event document of ``uid`` on the heap."""
+        for form, page in self.iters[uid]:
             if page_length(page):
                 # Where the stored pages of a merged page end (rows of it).
                 sizes = getattr(page, "stored_rows", None)
                 bounds = None if sizes is None else np.cumsum(sizes)
-                push(uid, form, page, np.asarray(page["time"], dtype=float), 0, bounds)
+                self._push(uid, form, page, np.asarray(page["time"], dtype=float), 0, bounds)
                 return
 
-    for d in descriptors:
-        advance(d["uid"])
+    def _merged_events(self) -> Iterator[tuple[str, dict]]:
+        for uid in self.uids:
+            self._advance(uid)
+        heads = self.heads
+        while heads:
+            t, _, uid, form, page, times, offset, bounds = heapq.heappop(heads)
+            yield from self._descriptors_up_to(t, uid)
+            limit = heads[0][0] if heads else np.inf
+            # Rows up to (and including) the next stream's head time stay together.
+            end = max(offset + 1, int(np.searchsorted(times, limit, side="right")))
+            n = len(times)
+            piece = page if (offset, end) == (0, n) else slice_page(page, offset, end)
+            yield from self._piece(uid, form, piece, offset, end, bounds)
+            if end < n:
+                self._push(uid, form, page, times, end, bounds)
+            else:
+                self._advance(uid)
 
-    pending = sorted(descriptors, key=lambda d: d.get("time", 0))
-    emitted_descriptors: set[str] = set()
-    while heads:
-        t, _, uid, form, page, times, offset, bounds = heapq.heappop(heads)
-        # Descriptors (of any stream) created before this event come first.
-        while pending and (pending[0].get("time", 0) <= t or pending[0]["uid"] == uid):
-            d = pending.pop(0)
-            emitted_descriptors.add(d["uid"])
-            yield from emit_descriptor(d)
-        if uid not in emitted_descriptors:
-            d = next(d for d in pending if d["uid"] == uid)
-            pending.remove(d)
-            emitted_descriptors.add(uid)
-            yield from emit_descriptor(d)
-        limit = heads[0][0] if heads else np.inf
-        # Rows up to (and including) the next stream's head time stay together.
-        end = max(offset + 1, int(np.searchsorted(times, limit, side="right")))
-        n = len(times)
-        piece = page if (offset, end) == (0, n) else slice_page(page, offset, end)
+    def _piece(self, uid, form, piece, offset, end, bounds) -> Iterable[tuple[str, dict]]:
+        """The rows ``offset:end`` of a stored event document, in its stored form."""
+        external = self.external[uid]
         # The datum ids of the piece's external fields, row by row.
-        refs = [piece["data"][key] for key in external[uid] if key in piece["data"]]
+        refs = [piece["data"][key] for key in external if key in piece["data"]]
         piece = plain_page(piece)
-        if fill and filler is not None and external[uid]:
-            piece = _fill_page(piece, external[uid], filler)
+        if self.filler is not None and external:
+            piece = _fill_page(piece, external, self.filler)
         if form == "event":
-            # Each event after its own datums, as a run is written.
-            for row, event in enumerate(unpack_event_page(piece)):
-                for column in refs:
-                    yield from emit_datums(column[row])
-                yield "event", event
-            edges = None
-        elif bounds is None:
+            if refs:
+                return self._events_after_datums(piece, refs)
+            return zip(itertools.repeat("event"), unpack_event_page(piece))
+        if bounds is None:
             edges = [0, end - offset]
         else:
             # Consecutive stored pages: each as it was stored.
             cuts = bounds[(bounds > offset) & (bounds < end)] - offset
             edges = [0, *cuts.tolist(), end - offset]
-        if edges is not None:
-            whole = len(edges) == 2
-            for a, b in zip(edges[:-1], edges[1:], strict=True):
-                # Datums before the page that refers to them.
-                for column in refs:
-                    for datum_id in column[a:b]:
-                        yield from emit_datums(datum_id)
-                yield "event_page", piece if whole else slice_page(piece, a, b)
-        if end < n:
-            push(uid, form, page, times, end, bounds)
-        else:
-            advance(uid)
-    for d in pending:
-        yield from emit_descriptor(d)
-    for i in range(len(datum_docs)):
-        if i not in emitted_pages:
-            yield from emit_datum_page(i)
-    for res_uid, resource in resources.items():
-        if res_uid not in emitted_resources:
-            yield "resource", tf["resource"](resource)
-    for sr_uid, sr in stream_resources.items():
-        if sr_uid not in emitted_stream_resources:
-            yield "stream_resource", sr
-    stop = source.stop()
-    if stop is not None:
-        yield "stop", tf["stop"](stop)
+        return self._pages_after_datums(piece, refs, edges)
+
+    def _events_after_datums(self, piece, refs) -> Iterator[tuple[str, dict]]:
+        # Each event after its own datums, as a run is written.
+        for row, event in enumerate(unpack_event_page(piece)):
+            for column in refs:
+                yield from self._datums(column[row])
+            yield "event", event
+
+    def _pages_after_datums(self, piece, refs, edges) -> Iterator[tuple[str, dict]]:
+        whole = len(edges) == 2
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            # Datums before the page that refers to them.
+            for column in refs:
+                for datum_id in column[a:b]:
+                    yield from self._datums(datum_id)
+            yield "event_page", piece if whole else slice_page(piece, a, b)
+
+    # --- documents emitted on first need -----------------------------------
+    def _descriptors_up_to(self, t: float, uid: str) -> Iterator[tuple[str, dict]]:
+        """Descriptors (of any stream) created before an event at ``t``, and its own."""
+        pending = self.pending
+        while pending and (pending[0].get("time", 0) <= t or pending[0]["uid"] == uid):
+            yield from self._descriptor(pending.pop(0))
+        if uid not in self.emitted_descriptors:
+            d = next(d for d in pending if d["uid"] == uid)
+            pending.remove(d)
+            yield from self._descriptor(d)
+
+    def _descriptor(self, d: dict) -> Iterator[tuple[str, dict]]:
+        """A descriptor, then its stream_datums, each after its stream_resource."""
+        self.emitted_descriptors.add(d["uid"])
+        yield "descriptor", d
+        for sd in self.source.stream_datums(d["uid"]):
+            sr_uid = sd["stream_resource"]
+            if sr_uid not in self.emitted_stream_resources and sr_uid in self.stream_resources:
+                self.emitted_stream_resources.add(sr_uid)
+                yield "stream_resource", self.stream_resources[sr_uid]
+            yield "stream_datum", sd
+
+    def _datums(self, datum_id) -> Iterator[tuple[str, dict]]:
+        """The stored datum (or datum_page) of ``datum_id``, unless emitted."""
+        i = self.page_of.get(datum_id)
+        if i is not None and i not in self.emitted_pages:
+            yield from self._datum_document(i)
+
+    def _datum_document(self, i: int) -> Iterator[tuple[str, dict]]:
+        """The ``i``-th stored datum document, after its resource."""
+        name, doc = self.datum_docs[i]
+        self.emitted_pages.add(i)
+        res_uid = doc["resource"]
+        if res_uid not in self.emitted_resources and res_uid in self.resources:
+            self.emitted_resources.add(res_uid)
+            yield "resource", self.tf["resource"](self.resources[res_uid])
+        yield name, doc
+
+    def _closing(self) -> Iterator[tuple[str, dict]]:
+        """What no event called for (descriptors, datums, resources), then stop."""
+        for d in self.pending:
+            yield from self._descriptor(d)
+        for i in range(len(self.datum_docs)):
+            if i not in self.emitted_pages:
+                yield from self._datum_document(i)
+        for res_uid, resource in self.resources.items():
+            if res_uid not in self.emitted_resources:
+                yield "resource", self.tf["resource"](resource)
+        for sr_uid, sr in self.stream_resources.items():
+            if sr_uid not in self.emitted_stream_resources:
+                yield "stream_resource", sr
+        stop = self.source.stop()
+        if stop is not None:
+            yield "stop", self.tf["stop"](stop)
 
 
 def _as_pages(pages):
