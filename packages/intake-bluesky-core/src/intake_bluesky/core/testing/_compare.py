@@ -3,6 +3,8 @@ fixture provides and the comparison of document streams."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .._model.pages import unpack_datum_page, unpack_event_page
@@ -63,7 +65,7 @@ def normalize_documents(documents) -> dict:
     """A run's documents with event/event_page and datum/datum_page packing
     undone, numpy converted to plain Python: compare two of these for equality.
     """
-    out = {
+    out: dict[str, Any] = {
         "start": None,
         "stop": None,
         "descriptors": {},

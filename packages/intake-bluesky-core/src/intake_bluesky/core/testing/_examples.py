@@ -6,6 +6,7 @@ import os
 import tempfile
 import threading
 import uuid
+from typing import Any, Literal
 
 import event_model
 import numpy as np
@@ -86,7 +87,7 @@ def _scan(directory: str) -> list:
     """Two streams, single events and pages, datums and datum pages, inline
     arrays with dims, external arrays, configuration."""
     uid = _uid_factory("scan")
-    docs = []
+    docs: list[tuple[str, Any]] = []
     run = event_model.compose_run(
         uid=UIDS["scan"],
         time=T0,
@@ -269,7 +270,14 @@ def _scan(directory: str) -> list:
     return docs
 
 
-def _simple(key: str, scan_id: int, t: float, n: int, exit_status: str | None, sample: str):
+def _simple(
+    key: str,
+    scan_id: int,
+    t: float,
+    n: int,
+    exit_status: Literal["success", "abort", "fail"] | None,
+    sample: str,
+) -> list[tuple[str, Any]]:
     """A count of one scalar (no dtype_numpy) and one string field, as one page."""
     uid = _uid_factory(key)
     run = event_model.compose_run(
@@ -283,8 +291,9 @@ def _simple(key: str, scan_id: int, t: float, n: int, exit_status: str | None, s
         },
     )
     if key == "live":
-        run.start_doc["plan_name"] = "scan"
-    docs = [("start", run.start_doc)]
+        # Metadata beyond the schema's keys, as every plan adds.
+        run.start_doc["plan_name"] = "scan"  # type: ignore[typeddict-unknown-key]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc)]
     desc = run.compose_descriptor(
         name="primary",
         uid=uid(),
@@ -334,7 +343,7 @@ def _stream(directory: str) -> list:
         time=t,
         metadata={"scan_id": 4, "plan_name": "fly", "sample": {"name": "Au"}, "operator": "alice"},
     )
-    docs = [("start", run.start_doc)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc)]
     desc = run.compose_descriptor(
         name="primary",
         uid=uid(),
@@ -354,7 +363,8 @@ def _stream(directory: str) -> list:
     docs.append(("descriptor", desc.descriptor_doc))
     frames = np.arange(4 * 6, dtype="<i4").reshape(4, 2, 3)
     np.save(os.path.join(directory, "stream_frames.npy"), frames)
-    sres = run.compose_stream_resource(
+    # compose_run always sets compose_stream_resource; its type allows None.
+    sres = run.compose_stream_resource(  # type: ignore[misc]
         mimetype=NPY_STACK_MIMETYPE,
         uri=f"file://localhost{EXTERNAL_ROOT}/stream_frames.npy",
         data_key="frames",
@@ -393,7 +403,7 @@ def _stream(directory: str) -> list:
 _DEFAULT_DIR: list[str] = []
 
 
-def example_runs(directory=None) -> list[list[tuple[str, dict]]]:
+def example_runs(directory=None) -> list[list[tuple[str, Any]]]:
     """The example runs, oldest first, as lists of ``(name, doc)``.
 
     1. ``scan`` (scan_id 1): streams ``primary`` and ``baseline``; scalar,
@@ -432,7 +442,7 @@ def example_runs(directory=None) -> list[list[tuple[str, dict]]]:
     ]
 
 
-def mixed_forms_run(directory=None) -> list[tuple[str, dict]]:
+def mixed_forms_run(directory=None) -> list[tuple[str, Any]]:
     """The ``scan`` example run with every form a run's documents are stored
     in: single events and an event page, one event as a 1-row event_page,
     single datums, a datum page and a 1-row datum_page.
@@ -446,7 +456,8 @@ def mixed_forms_run(directory=None) -> list[tuple[str, dict]]:
     >>> sorted({"event", "event_page", "datum", "datum_page"} - set(names))
     []
     """
-    docs, event_seen, datum_seen = [], False, False
+    docs: list[tuple[str, Any]] = []
+    event_seen = datum_seen = False
     for name, doc in example_runs(directory)[0]:
         if name == "event" and "ext" in doc["data"] and not event_seen:
             event_seen = True

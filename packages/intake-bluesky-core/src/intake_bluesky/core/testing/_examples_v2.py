@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from typing import Any
 
 import event_model
 import numpy as np
@@ -187,7 +188,7 @@ def _step(directory: str) -> list:
         time=t,
         metadata={"scan_id": 11, "plan_name": "scan", "detectors": ["bdet", "bdet2", "pdet"]},
     )
-    docs = [("start", run.start_doc)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc)]
     keys = {
         **_detector_keys("bdet", 1, "step_bdet.npz"),
         **_detector_keys("bdet2", 1, "step_bdet2.npz"),
@@ -230,7 +231,7 @@ def _fly(directory: str) -> list:
     run = event_model.compose_run(
         uid=STREAM_UIDS["fly"], time=t, metadata={"scan_id": 12, "plan_name": "fly"}
     )
-    docs = [("start", run.start_doc)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc)]
     desc = run.compose_descriptor(
         name="primary",
         uid=uid(),
@@ -257,7 +258,7 @@ def _multi(directory: str) -> list:
     run = event_model.compose_run(
         uid=STREAM_UIDS["multi"], time=t, metadata={"scan_id": 13, "plan_name": "fly"}
     )
-    docs = [("start", run.start_doc)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc)]
     desc = run.compose_descriptor(
         name="primary", uid=uid(), time=t + 0.1, data_keys=_detector_keys("bdet", 3, "multi.npz")
     )
@@ -281,7 +282,7 @@ def _rollover(directory: str) -> list:
     run = event_model.compose_run(
         uid=STREAM_UIDS["rollover"], time=t, metadata={"scan_id": 14, "plan_name": "count"}
     )
-    docs = [("start", run.start_doc)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc)]
     desc = run.compose_descriptor(
         name="primary", uid=uid(), time=t + 0.1, data_keys=_detector_keys("bdet", 1, "roll_a.npz")
     )
@@ -314,7 +315,7 @@ def _stop(run, uid: str, time: float, num_events: dict) -> dict:
     return {**run.compose_stop(uid=uid, time=time), "num_events": num_events}
 
 
-def stream_runs(directory) -> list[list[tuple[str, dict]]]:
+def stream_runs(directory) -> list[list[tuple[str, Any]]]:
     """Runs with stream data as ophyd-async writes it, files in ``directory``.
 
     1. ``step`` (scan_id 11): two detectors (each an image key and a sum key
@@ -336,7 +337,7 @@ def stream_runs(directory) -> list[list[tuple[str, dict]]]:
     return [_step(directory), _fly(directory), _multi(directory), _rollover(directory)]
 
 
-def correctness_runs() -> list[list[tuple[str, dict]]]:
+def correctness_runs() -> list[list[tuple[str, Any]]]:
     """Runs that once gave wrong answers.
 
     1. ``casts`` (scan_id 21): baseline ``motor1_setpoint`` declared
@@ -350,7 +351,7 @@ def correctness_runs() -> list[list[tuple[str, dict]]]:
     4. ``mixed`` (24): ints and floats in one field (``sp``: 0 then 2.5;
        ``n``: 2**53 + 1 then 0.5), as a device reading whatever it gets.
     """
-    out = []
+    out: list[list[tuple[str, Any]]] = []
     uid = _uid_factory("v2-casts")
     t = T0 + 2000
     run = event_model.compose_run(
@@ -366,7 +367,7 @@ def correctness_runs() -> list[list[tuple[str, dict]]]:
             "ok": {"source": "SIM:ok", "dtype": "integer", "shape": []},
         },
     )
-    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
     for i, (sp, c) in enumerate(((0, 1), (2.5, 2.5))):
         docs.append(
             (
@@ -457,7 +458,7 @@ def correctness_runs() -> list[list[tuple[str, dict]]]:
     return out
 
 
-def exact_runs(uint64: bool = True) -> list[list[tuple[str, dict]]]:
+def exact_runs(uint64: bool = True) -> list[list[tuple[str, Any]]]:
     """Runs whose values numpy would change if asked carelessly.
 
     1. ``exact`` (scan_id 25): stream ``primary`` of two descriptors, the
@@ -470,7 +471,7 @@ def exact_runs(uint64: bool = True) -> list[list[tuple[str, dict]]]:
        integers; BSON does not): ``i`` declared ``'integer'`` recording 0,
        2**63 + 1 and 7.
     """
-    out = []
+    out: list[list[tuple[str, Any]]] = []
     uid = _uid_factory("v2-exact")
     t = T0 + 2400
     run = event_model.compose_run(
@@ -488,7 +489,7 @@ def exact_runs(uint64: bool = True) -> list[list[tuple[str, dict]]]:
         (0.5, "b", [2, 2**53 + 1]),
         (0.25, "\x00\x00", [-(2**62) - 1, 0]),
     ]
-    docs = [
+    docs: list[tuple[str, Any]] = [
         ("start", run.start_doc),
         ("descriptor", desc.descriptor_doc),
         ("descriptor", spare.descriptor_doc),
@@ -538,7 +539,7 @@ def exact_runs(uint64: bool = True) -> list[list[tuple[str, dict]]]:
     return out
 
 
-def damaged_run(damage: str) -> list[tuple[str, dict]]:
+def damaged_run(damage: str) -> list[tuple[str, Any]]:
     """A run of three events of ``x`` (a number) and ``y`` (an integer) in
     stream ``primary``, damaged as ``damage`` says (a key of
     :data:`DAMAGED_UIDS`):
@@ -559,7 +560,8 @@ def damaged_run(damage: str) -> list[tuple[str, dict]]:
         "y": {"source": "SIM:y", "dtype": "integer", "shape": []},
     }
     desc = run.compose_descriptor(name="primary", uid=f"{uid}-desc", time=t + 0.1, data_keys=keys)
-    descriptor = desc.descriptor_doc
+    # Any: damaged documents are, on purpose, not of the schema's types.
+    descriptor: Any = desc.descriptor_doc
     if damage in ("shape", "dtype_numpy"):
         # Written as a faulty program would: past event-model's validation.
         x = {
@@ -567,9 +569,9 @@ def damaged_run(damage: str) -> list[tuple[str, dict]]:
             **({"shape": "abc"} if damage == "shape" else {"dtype_numpy": "garbage"}),
         }
         descriptor = {**descriptor, "data_keys": {**keys, "x": x}}
-    docs = [("start", run.start_doc), ("descriptor", descriptor)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc), ("descriptor", descriptor)]
     for seq in (1, 2, 3):
-        event = desc.compose_event(
+        event: Any = desc.compose_event(
             data={"x": 0.5 * seq, "y": seq},
             timestamps={"x": t + seq, "y": t + seq},
             seq_num=seq,

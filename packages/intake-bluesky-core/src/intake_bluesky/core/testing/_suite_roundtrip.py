@@ -46,6 +46,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import event_model
 import numpy as np
@@ -271,7 +272,7 @@ def compose_plan(plan: RunPlan) -> list[tuple[str, dict]]:
     pieces; each piece is written as one event_page or as single events.
     """
     run = event_model.compose_run(time=T0, metadata=dict(plan.metadata))
-    docs: list[tuple[str, dict]] = [("start", run.start_doc)]
+    docs: list[tuple[str, Any]] = [("start", run.start_doc)]
     bundles: dict[tuple[str, int], object] = {}
     seq = dict.fromkeys(plan.streams, 0)
     step = itertools.count(1)
@@ -336,7 +337,7 @@ def compose_plan(plan: RunPlan) -> list[tuple[str, dict]]:
 
 
 def _one_field_run(kind, data_key, values, pages, empty_descriptor=False) -> RunPlan:
-    timeline = [("descriptor", "primary", 0)]
+    timeline: list[tuple[str, str, Any]] = [("descriptor", "primary", 0)]
     timeline += [("event", "primary", {"p0": v}) for v in values]
     if empty_descriptor:
         timeline.append(("descriptor", "primary", 1))
@@ -462,7 +463,7 @@ def _normal(name: str, doc: dict) -> dict:
 
 
 def _unpacked(documents) -> list[tuple[str, dict]]:
-    out = []
+    out: list[tuple[str, dict]] = []
     for name, doc in documents:
         if name == "event_page":
             out.extend(("event", _normal_event(e)) for e in unpack_event_page(_plain(doc)))
@@ -479,7 +480,7 @@ def _unpacked(documents) -> list[tuple[str, dict]]:
 def _declared(data_key: dict) -> np.dtype | None:
     if data_key.get("dtype_numpy"):
         return np.dtype(data_key["dtype_numpy"])
-    return _JSON_DECLARED.get(data_key.get("dtype"))
+    return _JSON_DECLARED.get(data_key.get("dtype", ""))
 
 
 def _own_dtype(flat: list) -> np.dtype:
@@ -540,7 +541,7 @@ def expected_fields(plan: RunPlan, stream: str) -> dict[str, Expected]:
         if not values:
             out[key] = Expected([], f.shape, declared, False)
             continue
-        own = _own_dtype(flat)
+        own: np.dtype | None = _own_dtype(flat)
         if {"int", "float"} <= set(map(_kind, flat)):
             # Ints among floats: no one dtype is theirs (float64 rounds big
             # ints; an integer dtype holds integral floats by value). Their
