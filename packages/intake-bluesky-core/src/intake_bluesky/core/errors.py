@@ -22,6 +22,7 @@ __all__ = [
     "MissingExternalFileError",
     "MissingHandlerError",
     "RunChangedError",
+    "UnknownParameterWarning",
 ]
 
 # --- documents and runs ---
@@ -58,6 +59,14 @@ class DataNotWrittenError(FillError):
     Stream readers raise it, naming the file and dataset and how many rows
     are there, instead of returning zeros or fewer rows; it is worth
     retrying once the writer has flushed more.
+    """
+
+
+class UnknownParameterWarning(UserWarning):
+    """A stream_resource parameter a stream reader does not know was ignored.
+
+    The message names the parameters and the file; if they change how the
+    data are laid out, the rows read may be wrong.
     """
 
 

@@ -35,9 +35,7 @@ Examples
 from __future__ import annotations
 
 import builtins
-import math
 import threading
-import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -47,6 +45,17 @@ import hdf5plugin  # noqa: F401  (registers bitshuffle/LZ4/blosc/... filters wit
 import numpy as np
 
 from intake_bluesky.core import DataNotWrittenError
+from intake_bluesky.core.readers import (
+    UnknownParameterWarning,
+    check_dtype,
+    check_rows,
+    positive_shape,
+    renamed_parameter,
+    row_layout,
+    squeezed,
+    warn_unknown,
+)
+from intake_bluesky.core.readers import chunk_rows as rows_per_chunk
 
 from . import _files
 
@@ -54,10 +63,6 @@ __all__ = ["HDF5StreamReader", "MIMETYPE", "UnknownParameterWarning", "parse_sli
 
 #: The stream_resource mimetype this package reads.
 MIMETYPE = "application/x-hdf5"
-
-
-class UnknownParameterWarning(UserWarning):
-    """A stream_resource parameter this reader does not know was ignored."""
 
 
 def parse_slice(text: str) -> tuple:
@@ -100,19 +105,6 @@ def parse_slice(text: str) -> tuple:
     return tuple(out)
 
 
-def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
-    return tuple(int(n) for n in shape if n != 1)
-
-
-def _expected_dtype(data_key: Mapping | None) -> np.dtype | None:
-    declared = (data_key or {}).get("dtype_numpy")
-    if not declared:
-        return None
-    if isinstance(declared, list):  # a structured dtype, JSON-encoded as lists
-        return np.dtype([tuple(field) for field in declared])
-    return np.dtype(declared)
-
-
 class HDF5StreamReader:
     """Rows of one data key from a detector HDF5 file.
 
@@ -149,8 +141,8 @@ class HDF5StreamReader:
         Accepted for compatibility with tiled's adapter; reading does not
         depend on it.
     **unknown
-        Any other parameter is ignored with an :class:`UnknownParameterWarning`
-        naming it.
+        Any other parameter is ignored with an
+        :class:`~intake_bluesky.core.errors.UnknownParameterWarning` naming it.
 
     Raises
     ------
@@ -182,12 +174,8 @@ class HDF5StreamReader:
         **unknown: Any,
     ):
         self.filename = str(filename)
-        if dataset is not None and path is not None and dataset != path:
-            raise ValueError(
-                f"HDF5 stream resource for {self.filename!r} gives both dataset={dataset!r} and "
-                f"its older name path={path!r}, which differ; give one."
-            )
-        dataset = dataset if dataset is not None else path
+        where = f"HDF5 file {self.filename!r}"
+        dataset = renamed_parameter(dataset, path, ("dataset", "path"), where)
         if not dataset:
             raise ValueError(
                 f"HDF5 stream resource for {self.filename!r} has no 'dataset' parameter: "
@@ -195,19 +183,10 @@ class HDF5StreamReader:
             )
         if multiplier is not None and (int(multiplier) != multiplier or multiplier < 1):
             raise ValueError(f"multiplier must be a positive integer, not {multiplier!r}.")
-        if chunk_shape is not None and any(int(c) < 1 for c in chunk_shape):
-            raise ValueError(f"chunk_shape must hold positive integers, not {chunk_shape!r}.")
-        if unknown:
-            warnings.warn(
-                f"HDF5 stream resource for {self.filename!r} (dataset {dataset!r}): parameters "
-                f"{sorted(unknown)} are not known to intake-bluesky-hdf5 and are ignored; if "
-                "they change how the data are laid out, the rows read may be wrong.",
-                UnknownParameterWarning,
-                stacklevel=2,
-            )
+        self.chunk_shape = positive_shape(chunk_shape)
+        warn_unknown(unknown, f"{where} (dataset {dataset!r})", "intake-bluesky-hdf5")
         self.dataset = "/" + dataset.lstrip("/")
         self.data_key = dict(data_key) if data_key is not None else None
-        self.chunk_shape = tuple(int(c) for c in chunk_shape) if chunk_shape else None
         self.swmr = bool(swmr)
         self.locking = locking
         self.multiplier = int(multiplier) if multiplier is not None else None
@@ -324,46 +303,11 @@ class HDF5StreamReader:
                 ) from None
             self._file_index = index[1:]
         if self.squeeze:
-            frame = _squeezed(frame)
-        per_frame = math.prod(frame)
-        declared = (self.data_key or {}).get("shape")
-        if declared is None:
-            k = self.multiplier or 1
-            row = frame if k == 1 else (k, *frame)
-        else:
-            if any(n is None for n in declared) or per_frame == 0:
-                raise ValueError(
-                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: data key shape "
-                    f"{list(declared)} with frames of shape {frame} cannot be read as rows "
-                    "(variable-sized or empty frames)."
-                )
-            row = tuple(int(n) for n in declared)
-            k, rest = divmod(math.prod(row), per_frame)
-            fits = k >= 1 and rest == 0
-            if fits:
-                fits = _squeezed(row) in (_squeezed(frame), (k, *_squeezed(frame)))
-            if not fits:
-                raise ValueError(
-                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: its frames have "
-                    f"shape {frame} (dataset shape {dset.shape}), which cannot make rows of the "
-                    f"data key's shape {list(row)}: a row must be a whole number of frames. The "
-                    "descriptor and the file disagree."
-                )
-            if self.multiplier is not None and self.multiplier != k:
-                raise ValueError(
-                    f"HDF5 file {self.filename!r}, dataset {self.dataset!r}: the data key's shape "
-                    f"{list(row)} holds {k} frame(s) of shape {frame} per row, but the "
-                    f"stream_resource says multiplier={self.multiplier}. The documents disagree."
-                )
-        expected = _expected_dtype(self.data_key)
-        if expected is not None and dset.dtype != expected:
-            raise ValueError(
-                f"HDF5 file {self.filename!r}, dataset {self.dataset!r} holds dtype "
-                f"{dset.dtype.str} ({dset.dtype}), but the data key declares dtype_numpy "
-                f"{expected.str} ({expected}). Values are not cast: fix the descriptor "
-                "(e.g. with a transform) or the file."
-            )
-        self._layout = (k, tuple(frame), tuple(row))
+            frame = squeezed(frame)
+        where = f"HDF5 file {self.filename!r}, dataset {self.dataset!r} of shape {dset.shape}"
+        k, row = row_layout(self.data_key, frame, multiplier=self.multiplier, where=where)
+        check_dtype(dset.dtype, self.data_key, where)
+        self._layout = (k, tuple(frame), row)
         return self._layout
 
     def frames_per_row(self) -> int:
@@ -372,9 +316,7 @@ class HDF5StreamReader:
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` as an array of shape ``(stop - start, *row shape)``."""
-        start, stop = int(start), int(stop)
-        if start < 0 or stop < start:
-            raise ValueError(f"rows [{start}, {stop}) are not a valid range.")
+        start, stop = check_rows(start, stop)
         dset = self._open()
         if self.swmr:
             # See frames the writer appended since the last read.
@@ -409,24 +351,8 @@ class HDF5StreamReader:
         >>> HDF5StreamReader.chunk_rows({"shape": [3, 240, 320]}, {"chunk_shape": [2, 240, 320]})
         2
         """
-        chunk_shape = parameters.get("chunk_shape")
-        if not chunk_shape or parameters.get("slice") or parameters.get("squeeze"):
-            return None
-        per_chunk = int(chunk_shape[0])
-        if per_chunk < 1:
-            return None
-        frame_rank = len(chunk_shape) - 1
-        multiplier = parameters.get("multiplier")
-        declared = None if data_key is None else data_key.get("shape")
-        if declared is None:
-            k = int(multiplier or 1)
-        elif len(declared) == frame_rank + 1:
-            k = int(declared[0])
-        elif len(declared) == frame_rank:
-            k = 1
-        else:
-            return None
-        if k < 1 or (multiplier is not None and int(multiplier) != k):
-            return None
-        # The fewest whole rows that cover whole chunks.
-        return math.lcm(per_chunk, k) // k
+        if parameters.get("slice") or parameters.get("squeeze"):
+            return None  # frames as read are no longer the file's chunks
+        return rows_per_chunk(
+            data_key, parameters.get("chunk_shape"), multiplier=parameters.get("multiplier")
+        )

@@ -32,10 +32,8 @@ Examples
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,6 +41,18 @@ import numpy as np
 import tifffile
 
 from intake_bluesky.core import DataNotWrittenError
+from intake_bluesky.core.readers import (
+    UnknownParameterWarning,
+    check_dtype,
+    check_rows,
+    entry_point_name,
+    expected_dtype,
+    positive_shape,
+    renamed_parameter,
+    row_layout,
+    warn_unknown,
+)
+from intake_bluesky.core.readers import chunk_rows as rows_per_chunk
 
 from ._handler import TiffReadError
 
@@ -61,24 +71,6 @@ JPEG_MIMETYPE = "multipart/related;type=image/jpeg"
 
 _NEW_STYLE = re.compile(r"\{[^{}]*\}")
 _OLD_STYLE_INT = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?d")
-
-
-class UnknownParameterWarning(UserWarning):
-    """A stream_resource parameter this reader does not know was ignored."""
-
-
-def entry_point_name(mimetype: str) -> str:
-    """The entry point name a reader of ``mimetype`` registers under.
-
-    Entry point names may not contain ``=`` (``importlib.metadata`` splits
-    the line there), so ``=`` is written ``%3D``, as in a URL.
-
-    Examples
-    --------
-    >>> entry_point_name("multipart/related;type=image/tiff")
-    'multipart/related;type%3Dimage/tiff'
-    """
-    return mimetype.replace("%", "%25").replace("=", "%3D")
 
 
 def file_name(template: str, number: int, filename: str = "") -> str:
@@ -109,15 +101,6 @@ def file_name(template: str, number: int, filename: str = "") -> str:
     )
 
 
-def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
-    return tuple(int(n) for n in shape if n != 1)
-
-
-def _expected_dtype(data_key: Mapping | None) -> np.dtype | None:
-    declared = (data_key or {}).get("dtype_numpy")
-    return np.dtype(declared) if declared else None
-
-
 class MultipartTiffReader:
     """Rows of one data key from a directory of TIFF files, one file per frame(s).
 
@@ -139,7 +122,8 @@ class MultipartTiffReader:
     chunk_shape : sequence of int, optional
         ``[frames per file, *frame shape]``; one frame per file when absent.
     **unknown
-        Any other parameter is ignored with an :class:`UnknownParameterWarning`.
+        Any other parameter is ignored with an
+        :class:`~intake_bluesky.core.errors.UnknownParameterWarning`.
 
     Raises
     ------
@@ -169,32 +153,19 @@ class MultipartTiffReader:
         **unknown: Any,
     ):
         self.directory = os.fspath(directory)
-        if template is not None and file_template is not None and template != file_template:
-            raise ValueError(
-                f"Stream resource for {self.directory!r} gives both template={template!r} "
-                f"and file_template={file_template!r}, which differ; give one."
-            )
-        template = template if template is not None else file_template
+        where = repr(self.directory)
+        template = renamed_parameter(template, file_template, ("template", "file_template"), where)
         if not template:
             raise ValueError(
                 f"Stream resource for {self.directory!r} has no 'template' parameter: the "
                 "file names of the series are unknown."
             )
         file_name(template, 0, filename)  # a bad template fails here, not at read
-        if chunk_shape is not None and any(int(c) < 1 for c in chunk_shape):
-            raise ValueError(f"chunk_shape must hold positive integers, not {chunk_shape!r}.")
-        if unknown:
-            warnings.warn(
-                f"Stream resource for {self.directory!r}: parameters {sorted(unknown)} are not "
-                f"known to {type(self).__name__} and are ignored; if they change how the data "
-                "are laid out, the rows read may be wrong.",
-                UnknownParameterWarning,
-                stacklevel=2,
-            )
+        self.chunk_shape = positive_shape(chunk_shape)
+        warn_unknown(unknown, where, type(self).__name__)
         self.template = template
         self.filename = filename
         self.data_key = dict(data_key) if data_key is not None else None
-        self.chunk_shape = tuple(int(c) for c in chunk_shape) if chunk_shape else None
         self.frames_per_file = self.chunk_shape[0] if self.chunk_shape else 1
         self.unknown = dict(unknown)
         self._layout: tuple | None = None
@@ -255,48 +226,27 @@ class MultipartTiffReader:
     # --- rows ----------------------------------------------------------------
     def _row_layout(self, frames: np.ndarray) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
         frame = tuple(frames.shape[1:])
-        expected = _expected_dtype(self.data_key)
-        if expected is not None and frames.dtype != expected:
-            raise ValueError(
-                f"Files of the series {self.template!r} in {self.directory!r} hold dtype "
-                f"{frames.dtype.str} ({frames.dtype}), but the data key declares dtype_numpy "
-                f"{expected.str} ({expected}). Values are not cast: fix the descriptor "
-                "(e.g. with a transform)."
-            )
-        declared = (self.data_key or {}).get("shape")
-        if declared is None:
-            return 1, frame, frame
-        row = tuple(int(n) for n in declared)
-        k, rest = divmod(math.prod(row), max(math.prod(frame), 1))
-        if not (
-            k >= 1 and rest == 0 and _squeezed(row) in (_squeezed(frame), (k, *_squeezed(frame)))
-        ):
-            raise ValueError(
-                f"Files of the series {self.template!r} in {self.directory!r} hold frames of "
-                f"shape {frame}, which cannot make rows of the data key's shape {list(row)}: a "
-                "row must be a whole number of frames. The descriptor and the files disagree."
-            )
+        where = f"File series {self.template!r} in {self.directory!r}"
+        check_dtype(frames.dtype, self.data_key, where)
+        k, row = row_layout(self.data_key, frame, where=where)
         return k, frame, row
 
     def _frames_per_row(self) -> int | None:
         """k from the data key and chunk_shape, without reading a file when possible."""
         if self._layout is not None:
             return self._layout[0]
-        declared = (self.data_key or {}).get("shape")
-        if declared is None:
+        if (self.data_key or {}).get("shape") is None:
             return 1
         if self.chunk_shape and len(self.chunk_shape) > 1:
-            frame = self.chunk_shape[1:]
-            k, rest = divmod(math.prod(declared), math.prod(frame))
-            if k >= 1 and rest == 0:
-                return k
+            try:
+                return row_layout(self.data_key, self.chunk_shape[1:])[0]
+            except ValueError:
+                pass
         return None  # learn it from the first file
 
     def __call__(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` as an array of shape ``(stop - start, *row shape)``."""
-        start, stop = int(start), int(stop)
-        if start < 0 or stop < start:
-            raise ValueError(f"rows [{start}, {stop}) are not a valid range.")
+        start, stop = check_rows(start, stop)
         k = self._frames_per_row()
         if k is None:
             # Frame shape unknown: read one frame of the first row to learn it.
@@ -306,7 +256,8 @@ class MultipartTiffReader:
             row = (
                 self._layout[2] if self._layout else tuple((self.data_key or {}).get("shape", ()))
             )
-            return np.empty((0, *row), dtype=_expected_dtype(self.data_key) or float)
+            expected = expected_dtype(self.data_key)
+            return np.empty((0, *row), dtype=float if expected is None else expected)
         frames = self._read_frames(start * k, stop * k, (start, stop))
         self._layout = layout = self._row_layout(frames)
         if layout[0] != k:
@@ -327,18 +278,8 @@ class MultipartTiffReader:
         >>> MultipartTiffReader.chunk_rows({"shape": [4, 8, 8]}, {"chunk_shape": [1, 8, 8]})
         1
         """
-        chunk_shape = parameters.get("chunk_shape") or [1]
-        per_file = int(chunk_shape[0])
-        declared = None if data_key is None else data_key.get("shape")
-        if declared is None:
-            k = 1
-        elif len(chunk_shape) > 1:
-            k, rest = divmod(math.prod(declared), math.prod(chunk_shape[1:]))
-            if k < 1 or rest:
-                return None
-        else:
-            return None if per_file != 1 else 1
-        return math.lcm(per_file, k) // k
+        # No chunk_shape: one frame per file.
+        return rows_per_chunk(data_key, parameters.get("chunk_shape") or [1])
 
 
 def _missing_pillow() -> ImportError | None:
