@@ -23,9 +23,6 @@ __all__ = [
     "pack_event_docs",
 ]
 
-#: Server-side JavaScript: never sent to a server.
-REFUSED_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
-
 #: Events per event page built from single event documents (normalized
 #: layout). Large enough that per-page overhead vanishes for scalar streams,
 #: small enough that a page of detector frames stays a manageable size.
@@ -43,15 +40,21 @@ NO_ID = {"_id": False}
 def check_query(query: Mapping[str, Any] | None) -> dict:
     """Validate a query for a MongoDB server; refused operators raise here.
 
-    The core validates too, but a driver can be called directly, so server-side
-    JavaScript (``$where``, ``$function``, ``$accumulator``) is refused here as
-    well, before anything is sent, and at any depth: ``$function`` is an
-    aggregation expression, valid inside ``$expr``, where the core's
-    validation does not look.
+    The catalog validates too, but a driver can be called directly, so the
+    query is validated again before anything is sent. The core's
+    :func:`~intake_bluesky.core.validate_query` refuses server-side
+    JavaScript (``$where``, ``$function``, ``$accumulator``) at any depth,
+    inside ``$expr`` expressions (where ``$function`` is valid MongoDB) and
+    ``$elemMatch`` too.
+
+    Examples
+    --------
+    >>> check_query({"$expr": {"$function": {"body": "return true", "args": []}}})
+    Traceback (most recent call last):
+    ...
+    ValueError: Query operator '$function' is refused: server-side JavaScript is never run...
     """
-    query = validate_query(query, server=True)
-    _refuse_javascript(query)
-    return check_encodable(query)
+    return check_encodable(validate_query(query, server=True))
 
 
 def check_encodable(query: dict) -> dict:
@@ -114,21 +117,6 @@ def _longest_list(value: Any, where: str = "") -> tuple[str, int]:
             if isinstance(sub, Mapping | list):
                 best = max(best, _longest_list(sub, where), key=lambda pair: pair[1])
     return best
-
-
-def _refuse_javascript(value: Any) -> None:
-    if isinstance(value, Mapping):
-        for key, sub in value.items():
-            if key in REFUSED_OPERATORS:
-                raise ValueError(
-                    f"Query operator {key!r} is refused: server-side JavaScript is never run "
-                    "(it could execute arbitrary code on the database server). Express the "
-                    "condition with MongoDB query operators instead."
-                )
-            _refuse_javascript(sub)
-    elif isinstance(value, list | tuple):
-        for sub in value:
-            _refuse_javascript(sub)
 
 
 def check_paging(sort, skip, limit) -> tuple[list[tuple[str, int]], int, int | None]:
