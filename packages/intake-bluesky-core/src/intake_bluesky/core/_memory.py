@@ -175,6 +175,8 @@ class BlueskyInMemoryCatalog(BlueskyCatalog):
     (1, ['baseline', 'primary'])
     """
 
+    driver: MemoryDriver
+
     def __init__(self, **common):
         super().__init__(MemoryDriver(), **common)
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from typing import TypeVar
 
 __all__ = [
     "DELAY",
@@ -33,6 +34,8 @@ __all__ = [
     "progress_enabled",
     "set_progress",
 ]
+
+_T = TypeVar("_T")
 
 #: Seconds of work before a bar appears: quick work never shows one.
 DELAY = 2.0
@@ -102,12 +105,12 @@ def _bar_class():
 
 
 def progress(
-    iterable: Iterable,
+    iterable: Iterable[_T],
     total: int | None = None,
     desc: str = "",
     unit: str = "it",
     leave: bool = False,
-) -> Iterator:
+) -> Iterable[_T]:
     """``iterable``, with a progress bar when someone is watching.
 
     Parameters
@@ -133,6 +136,7 @@ def progress(
         return iterable
     if total is None:
         try:
+            # An iterable without a length is the TypeError caught below.
             total = len(iterable)  # type: ignore[arg-type]
         except TypeError:
             total = None

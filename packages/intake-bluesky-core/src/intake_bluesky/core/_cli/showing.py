@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+from typing import Any
 
 from .jsonsafe import to_json
 from .listing import format_table
@@ -48,7 +49,7 @@ def summary(run) -> dict:
     source = run._run.source
     descriptors = run._run.descriptors()
     declared = (stop or {}).get("num_events") or {}
-    streams = {}
+    streams: dict[str, Any] = {}
     for d in descriptors:
         name = d.get("name", "primary")
         stream = streams.setdefault(name, {"descriptors": 0, "events": 0, "fields": {}})

@@ -314,7 +314,7 @@ def stream_html(stream) -> str:
         descriptors = model.descriptors()
         rows = _declared_rows(stream)
         if stream._part == "config":
-            fields = {}
+            fields: dict[str, Any] = {}
             for d in descriptors:
                 conf = (d.get("configuration") or {}).get(stream._object_name) or {}
                 for key, data_key in (conf.get("data_keys") or {}).items():
