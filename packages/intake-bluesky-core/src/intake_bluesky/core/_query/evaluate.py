@@ -546,85 +546,136 @@ def _compile_condition(value: Any, path: str, server: bool) -> Predicate:
     return _eq_predicate(value, path, server)
 
 
-def _compile_operators(ops: Mapping, path: str, server: bool) -> Predicate:
+def _compile_operators(ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
     tests: list[Predicate] = []
     if "$options" in ops and "$regex" not in ops:
         raise ValueError(f"$options at {path} needs a $regex beside it.")
     for op, arg in ops.items():
-        where = f"{path}.{op}"
-        if op in ("$eq", "$ne"):
-            if isinstance(arg, re.Pattern):
-                raise ValueError(f"{op} at {path} takes a value, not a regular expression.")
-            eq = _eq_predicate(arg, where, server)
-            tests.append(eq if op == "$eq" else (lambda values, eq=eq: not eq(values)))
-        elif op in _COMPARE:
-            tests.append(_comparison(_COMPARE[op], arg))
-        elif op in ("$in", "$nin"):
-            if not isinstance(arg, list | tuple):
-                raise ValueError(f"{op} at {path} needs a list, not {arg!r}.")
-            eqs = [_eq_predicate(a, where, server) for a in arg]
-            any_eq = lambda values, eqs=eqs: any(e(values) for e in eqs)  # noqa: E731
-            tests.append(any_eq if op == "$in" else (lambda values, f=any_eq: not f(values)))
-        elif op == "$exists":
-            wanted = bool(arg)
-            tests.append(lambda values, wanted=wanted: bool(values) == wanted)
-        elif op == "$type":
-            tests.append(_type_test(arg, path))
-        elif op == "$regex":
-            pattern = _pattern(arg, ops.get("$options", ""), path)
-            tests.append(_regex_predicate(pattern, path, server))
-        elif op == "$options":
-            continue
-        elif op == "$not":
-            if isinstance(arg, re.Pattern):
-                inner = _regex_predicate(arg, where, server)
-            elif _is_operator_document(arg):
-                inner = _compile_operators(arg, where, server)
-            else:
-                raise ValueError(
-                    f"$not at {path} needs an operator expression or a regular expression, "
-                    f"not {arg!r}."
-                )
-            tests.append(lambda values, inner=inner: not inner(values))
-        elif op == "$all":
-            if not isinstance(arg, list | tuple):
-                raise ValueError(f"$all at {path} needs a list, not {arg!r}.")
-            eqs = [_eq_predicate(a, where, server) for a in arg]
-            tests.append(lambda values, eqs=eqs: bool(eqs) and all(e(values) for e in eqs))
-        elif op == "$elemMatch":
-            tests.append(_elem_match(arg, path, server))
-        elif op == "$size":
-            if not isinstance(arg, int) or isinstance(arg, bool) or arg < 0:
-                raise ValueError(f"$size at {path} needs a non-negative integer, not {arg!r}.")
-            tests.append(
-                lambda values, n=arg: any(isinstance(v, list) and len(v) == n for v in values)
-            )
-        elif op == "$mod":
-            if (
-                not isinstance(arg, list | tuple)
-                or len(arg) != 2
-                or not all(_is_number(a) for a in arg)
-                or arg[0] == 0
-            ):
-                raise ValueError(
-                    f"$mod at {path} needs [divisor, remainder], two numbers with a non-zero "
-                    f"divisor, not {arg!r}."
-                )
-            d, r = int(arg[0]), int(arg[1])
-            tests.append(
-                lambda values, d=d, r=r: any(
-                    _is_number(v) and int(v) % d == r for v in _candidates(values)
-                )
-            )
-        elif op in REFUSED_OPERATORS:
-            _refuse(op)
-        else:
+        compile_op = _FIELD_OPERATORS.get(op)
+        if compile_op is None:
+            if op in REFUSED_OPERATORS:
+                _refuse(op)
             raise ValueError(
                 f"Unknown query operator {op!r} at {path}; field operators are $eq, $ne, $gt, "
                 "$gte, $lt, $lte, $in, $nin, $exists, $type, $regex, $options, $not, $all, "
                 "$elemMatch, $size, $mod."
             )
+        test = compile_op(op, arg, ops, path, server)
+        if test is not None:
+            tests.append(test)
     return lambda values: all(t(values) for t in tests)
+
+
+# Each field operator's compiler: ``(op, arg, ops, path, server)`` -> a predicate
+# over the values at the path, or None when the operator only modifies another
+# (``$options`` of ``$regex``). ``ops`` is the whole operator document.
+_OperatorCompiler = Callable[[str, Any, Mapping[str, Any], str, bool], Predicate | None]
+
+
+def _op_equal(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    if isinstance(arg, re.Pattern):
+        raise ValueError(f"{op} at {path} takes a value, not a regular expression.")
+    eq = _eq_predicate(arg, f"{path}.{op}", server)
+    return eq if op == "$eq" else (lambda values: not eq(values))
+
+
+def _op_compare(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    return _comparison(_COMPARE[op], arg)
+
+
+def _op_in(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    if not isinstance(arg, list | tuple):
+        raise ValueError(f"{op} at {path} needs a list, not {arg!r}.")
+    eqs = [_eq_predicate(a, f"{path}.{op}", server) for a in arg]
+
+    def any_eq(values: Any) -> bool:
+        return any(e(values) for e in eqs)
+
+    return any_eq if op == "$in" else (lambda values: not any_eq(values))
+
+
+def _op_exists(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    wanted = bool(arg)
+    return lambda values: bool(values) == wanted
+
+
+def _op_type(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    return _type_test(arg, path)
+
+
+def _op_regex(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    pattern = _pattern(arg, ops.get("$options", ""), path)
+    return _regex_predicate(pattern, path, server)
+
+
+def _op_options(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> None:
+    return None  # read by $regex
+
+
+def _op_not(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    where = f"{path}.{op}"
+    inner: Predicate
+    if isinstance(arg, re.Pattern):
+        inner = _regex_predicate(arg, where, server)
+    elif _is_operator_document(arg):
+        inner = _compile_operators(arg, where, server)
+    else:
+        raise ValueError(
+            f"$not at {path} needs an operator expression or a regular expression, not {arg!r}."
+        )
+    return lambda values: not inner(values)
+
+
+def _op_all(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    if not isinstance(arg, list | tuple):
+        raise ValueError(f"$all at {path} needs a list, not {arg!r}.")
+    eqs = [_eq_predicate(a, f"{path}.{op}", server) for a in arg]
+    return lambda values: bool(eqs) and all(e(values) for e in eqs)
+
+
+def _op_elem_match(
+    op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool
+) -> Predicate:
+    return _elem_match(arg, path, server)
+
+
+def _op_size(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    if not isinstance(arg, int) or isinstance(arg, bool) or arg < 0:
+        raise ValueError(f"$size at {path} needs a non-negative integer, not {arg!r}.")
+    return lambda values: any(isinstance(v, list) and len(v) == arg for v in values)
+
+
+def _op_mod(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) -> Predicate:
+    if (
+        not isinstance(arg, list | tuple)
+        or len(arg) != 2
+        or not all(_is_number(a) for a in arg)
+        or arg[0] == 0
+    ):
+        raise ValueError(
+            f"$mod at {path} needs [divisor, remainder], two numbers with a non-zero "
+            f"divisor, not {arg!r}."
+        )
+    d, r = int(arg[0]), int(arg[1])
+    return lambda values: any(_is_number(v) and int(v) % d == r for v in _candidates(values))
+
+
+_FIELD_OPERATORS: dict[str, _OperatorCompiler] = {
+    "$eq": _op_equal,
+    "$ne": _op_equal,
+    **dict.fromkeys(_COMPARE, _op_compare),
+    "$in": _op_in,
+    "$nin": _op_in,
+    "$exists": _op_exists,
+    "$type": _op_type,
+    "$regex": _op_regex,
+    "$options": _op_options,
+    "$not": _op_not,
+    "$all": _op_all,
+    "$elemMatch": _op_elem_match,
+    "$size": _op_size,
+    "$mod": _op_mod,
+}
 
 
 def _comparison(compare, arg) -> Predicate:
