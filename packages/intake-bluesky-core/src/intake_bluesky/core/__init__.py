@@ -27,6 +27,7 @@ from ._files.driver import (
     absolute_paths,
     expand_paths,
 )
+from ._gc import gc_paused
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._model.documents import DocumentRunSource, MergedPage
 from ._model.filling import HandlerRegistry
@@ -47,6 +48,7 @@ from .errors import (
     MissingExternalFileError,
     MissingHandlerError,
     RunChangedError,
+    UnknownParameterWarning,
 )
 
 # Public classes carry their public module, so that yaml(), pickles and reprs
@@ -84,11 +86,13 @@ __all__ = [
     "RunsView",
     "SummaryDriver",
     "TimeRange",
+    "UnknownParameterWarning",
     "absolute_paths",
     "and_queries",
     "backends",
     "compile_query",
     "expand_paths",
+    "gc_paused",
     "normalize_query",
     "run_rows",
     "set_progress",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import itertools
 import json
 import os
@@ -13,7 +12,7 @@ from typing import BinaryIO
 
 import orjson
 
-from intake_bluesky.core import FileFormat, Location
+from intake_bluesky.core import FileFormat, Location, gc_paused
 
 __all__ = ["JSONLFormat"]
 
@@ -310,7 +309,8 @@ def _batches(
             elif _long_digits(chunk):
                 batch = None  # a possible integer beyond 64 bits: line by line
             else:
-                batch = _paused_gc(_decode_plain, chunk)
+                with gc_paused():
+                    batch = _decode_plain(chunk)
                 if batch is None:
                     non_finite = b"NaN" in chunk or b"Infinity" in chunk
             if batch is not None:
@@ -329,35 +329,13 @@ def _batches(
             cut = end  # the last line, with no newline after it yet
         # Blank lines, bare NaN, a corrupt or incomplete line: line by line.
         while pos < cut:
-            batch, lineno, pos, consumed, unterminated = _paused_gc(
-                _decode_lines,
-                data,
-                view,
-                path,
-                lineno,
-                pos,
-                cut,
-                starts,
-                _long_digits(view[pos:cut]),
-            )
+            long_digits = _long_digits(view[pos:cut])
+            with gc_paused():
+                batch, lineno, pos, consumed, unterminated = _decode_lines(
+                    data, view, path, lineno, pos, cut, starts, long_digits
+                )
             yield batch
     return base + consumed, lineno, unterminated
-
-
-def _paused_gc(decode, *args):
-    # Decoding allocates several containers per line and frees none, so the
-    # cyclic garbage collector would run again and again over a heap that
-    # holds no garbage (about 40% of the time of a 100,000-event file).
-    # Pause it per batch (orjson and json build no reference cycles), and
-    # restore the caller's setting before handing anything back.
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        return decode(*args)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _decode_plain(lines: bytes) -> list[tuple[str, dict]] | None:
