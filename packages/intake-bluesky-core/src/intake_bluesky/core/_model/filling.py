@@ -53,6 +53,7 @@ from .._progress import progress
 from .._registry import entry_point_objects
 from ..driver import RunSource
 from ..errors import DataNotWrittenError, FillError, MissingExternalFileError, MissingHandlerError
+from ..readers import entry_point_name
 from .casting import lossless_cast
 
 __all__ = [
@@ -110,7 +111,7 @@ class HandlerRegistry:
         discovered = entry_point_objects(group)
         # Entry point names cannot hold '=' (importlib.metadata splits there):
         # 'multipart/related;type=image/tiff' registers as '...type%3Dimage/tiff'.
-        for name in dict.fromkeys((key, key.replace("%", "%25").replace("=", "%3D"))):
+        for name in dict.fromkeys((key, entry_point_name(key))):
             if name in discovered:
                 return discovered[name].load()
         what = "stream reader for mimetype" if is_mimetype else "handler for resource spec"

@@ -5,11 +5,11 @@ Shared by every backend that cannot push queries down (files, memory).
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
+from .._gc import gc_paused
 from ..driver import DEFAULT_SORT, Sort
 from .evaluate import compile_query
 
@@ -100,9 +100,7 @@ def sorted_matches(
     # Sorting makes a key tuple per document and frees them all at the end:
     # the cyclic collector would walk every start document held in memory
     # again and again meanwhile (no cycles are made here).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         matched = list(starts) if match is None else [doc for doc in starts if match(doc)]
         # Stable multi-key sort, keys applied from least to most significant.
         # A descending key reverses ties too (reverse, then a stable reverse
@@ -112,9 +110,6 @@ def sorted_matches(
             if direction < 0:
                 matched.reverse()
             matched.sort(key=_sort_key(key), reverse=direction < 0)
-    finally:
-        if enabled:
-            gc.enable()
     return matched
 
 
