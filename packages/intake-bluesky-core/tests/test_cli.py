@@ -1,6 +1,7 @@
-"""The ``intake-bluesky`` command with the core alone (the script as installed,
-in a subprocess): help, errors, and ls/show over a YAML catalog whose driver
-is a catalog class of the test (the core ships no file backend)."""
+"""The ``intake-bluesky`` command with the core alone: help, errors, and
+ls/show over a YAML catalog whose driver is a catalog class of the test (the
+core ships no file backend). ``main(argv)`` runs in this process; a few smoke
+tests at the end run the installed script in a subprocess."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from intake_bluesky.core._registry import BACKEND_GROUP, entry_point_objects
 from intake_bluesky.core.export import WRITER_GROUP
 from intake_bluesky.core.testing import UIDS
 
-# A catalog of the example runs, importable by the subprocess (PYTHONPATH).
+# A catalog of the example runs, importable through PYTHONPATH.
 EXAMPLES_MODULE = """
 from intake_bluesky.core import BlueskyInMemoryCatalog
 from intake_bluesky.core.testing import example_runs
@@ -343,3 +344,21 @@ def test_install_hints_say_how_to_install_from_a_checkout(monkeypatch):
         export.get_writer("msgpack")
     assert "pip install intake-bluesky-msgpack" in str(info.value)
     assert checkout in str(info.value)
+
+
+# --- the installed script, in a subprocess ------------------------------------
+def test_script_prints_its_version(script):
+    from intake_bluesky.core import __version__
+
+    assert script.ok("--version").strip() == f"intake-bluesky {__version__}"
+
+
+def test_script_lists_a_yaml_catalog(script, yaml_store):
+    path, env = yaml_store
+    lines = script.ok("ls", path, "--entry", "examples", env=env).splitlines()
+    assert [line.split()[0] for line in lines[1:]] == [u[:8] for u in UIDS.values()]
+
+
+def test_script_errors_are_one_line_with_a_status(script, tmp_path):
+    assert "no such file" in script.fails("ls", tmp_path / "missing")
+    assert "invalid choice" in script.fails("frobnicate", code=2)

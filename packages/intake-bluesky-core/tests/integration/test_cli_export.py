@@ -1,7 +1,6 @@
-"""``intake-bluesky export`` (and ls/show) over real file backends, through the
-installed script in a subprocess. Needs intake-bluesky-jsonl and
-intake-bluesky-msgpack: these run in the ``all_together`` nox session and are
-skipped in ``tests(intake-bluesky-core)``."""
+"""``intake-bluesky export`` (and ls/show) over real file backends, ``main(argv)``
+in this process. Needs intake-bluesky-jsonl and intake-bluesky-msgpack: runs in
+the ``all_together`` nox session."""
 
 from __future__ import annotations
 
@@ -318,9 +317,9 @@ def test_progress_counts_every_event_and_stays_off_the_pipe(cli, samples, tmp_pa
     result = cli("export", samples["msgpack"], tmp_path / "quiet")
     assert result.returncode == 0 and result.stderr == ""
     assert len(result.stdout.split()) == 2
-    # The bar itself (in-process: a terminal cannot be faked in a subprocess
-    # without waiting out the bar's delay): its total is the stop documents'
-    # event count, and every event written advances it.
+    # The bar itself (a recorder in its place: a real bar shows on a terminal
+    # only after its delay): its total is the stop documents' event count,
+    # and every event written advances it.
     from intake_bluesky.core._cli import main
     from intake_bluesky.core._cli import progress as progress_module
 

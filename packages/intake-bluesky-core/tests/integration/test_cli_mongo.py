@@ -1,8 +1,7 @@
-"""``intake-bluesky`` over MongoDB, both layouts, through the installed script
-in a subprocess against a real MongoDB wire-protocol server (SecantusDB,
-in-process). Needs intake-bluesky-mongo, intake-bluesky-jsonl and SecantusDB
-(the mongo package's test group): runs in the ``all_together`` nox session,
-skipped in ``tests(intake-bluesky-core)``."""
+"""``intake-bluesky`` over MongoDB, both layouts, ``main(argv)`` in this
+process against a real MongoDB wire-protocol server (SecantusDB, in-process).
+Needs intake-bluesky-mongo, intake-bluesky-jsonl and SecantusDB (the mongo
+package's test group): runs in the ``all_together`` nox session."""
 
 from __future__ import annotations
 
