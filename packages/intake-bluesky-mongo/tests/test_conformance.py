@@ -7,32 +7,30 @@ from intake_bluesky.core._model.pages import unpack_datum_page, unpack_event_pag
 from intake_bluesky.core.testing import ConformanceTests, RunStore
 from intake_bluesky.mongo import BlueskyMongoCatalog, BlueskyMongoEmbeddedCatalog
 
-#: Tests mongomock cannot run: name -> why (they run on the real server).
-MONGOMOCK_LIMITS = {
-    "test_follow_sees_every_document_as_written": (
-        "mongomock is not thread-safe: the writer thread's replace_one clears and refills "
-        "the stored header in place while the following thread copies it "
-        "(RuntimeError: OrderedDict mutated during iteration)"
-    ),
-}
+#: Why a store over mongomock cannot append while a run is followed (these
+#: tests run on the real server).
+MONGOMOCK_THREADS = (
+    "mongomock is not thread-safe: the writer thread's replace_one clears and refills "
+    "the stored header in place while the following thread copies it "
+    "(RuntimeError: OrderedDict mutated during iteration)"
+)
+#: BSON holds 64-bit signed integers only (for the kit's round trip).
+BSON_INTEGERS = "BSON holds 64-bit signed integers only"
 
 
-@pytest.fixture(autouse=True)
-def _mongomock_limits(request):
-    callspec = getattr(request.node, "callspec", None)
-    if callspec is None or "mongo" not in callspec.params:
-        return
-    name = request.node.originalname
-    kind = request.getfixturevalue("mongo").kind
-    if kind == "mongomock" and name in MONGOMOCK_LIMITS:
-        pytest.skip(MONGOMOCK_LIMITS[name])
+def _on(store, mongo):
+    """``store`` with the capabilities of the ``mongo`` server it writes to."""
+    if mongo.kind == "mongomock":
+        store.supports_concurrent_appends = False
+        store.limits = {**store.limits, "supports_concurrent_appends": MONGOMOCK_THREADS}
+    return store
 
 
 class NormalizedStore(RunStore):
     """Normalized layout, metadatastore and asset registry in two databases."""
 
-    #: BSON holds 64-bit signed integers only (for the kit's round trip).
     integer_range = (-(2**63), 2**63 - 1)
+    limits = {"integer_range": BSON_INTEGERS}
 
     def __init__(self, writer):
         self.mds, self.assets = writer.mds, writer.assets
@@ -82,8 +80,10 @@ class NormalizedStore(RunStore):
 class EmbeddedStore(RunStore):
     """Embedded layout (header, event pages, datum pages)."""
 
-    #: BSON holds 64-bit signed integers only (for the kit's round trip).
     integer_range = (-(2**63), 2**63 - 1)
+    # Events and datums are regrouped into pages of page_size rows.
+    keeps_event_form = False
+    limits = {"integer_range": BSON_INTEGERS}
 
     def __init__(self, writer):
         self.db = writer.db
@@ -98,9 +98,6 @@ class EmbeddedStore(RunStore):
     def delete_run(self, uid):
         self.writer.delete(uid)
 
-    def as_stored(self, documents):
-        return None  # events and datums regrouped into pages of page_size rows
-
     def catalog(self, **common):
         return BlueskyMongoEmbeddedCatalog(self.db, **common)
 
@@ -108,15 +105,18 @@ class EmbeddedStore(RunStore):
 class TestNormalizedConformance(ConformanceTests):
     @pytest.fixture
     def store(self, mongo, layouts):
-        return NormalizedStore(
-            layouts.NormalizedWriter(mongo.database("mds"), mongo.database("assets"))
+        return _on(
+            NormalizedStore(
+                layouts.NormalizedWriter(mongo.database("mds"), mongo.database("assets"))
+            ),
+            mongo,
         )
 
 
 class TestEmbeddedConformance(ConformanceTests):
     @pytest.fixture
     def store(self, mongo, layouts):
-        return EmbeddedStore(layouts.EmbeddedWriter(mongo.database("datastore")))
+        return _on(EmbeddedStore(layouts.EmbeddedWriter(mongo.database("datastore"))), mongo)
 
 
 class TestEmbeddedSmallPagesConformance(ConformanceTests):
@@ -124,4 +124,5 @@ class TestEmbeddedSmallPagesConformance(ConformanceTests):
 
     @pytest.fixture
     def store(self, mongo, layouts):
-        return EmbeddedStore(layouts.EmbeddedWriter(mongo.database("datastore"), page_size=4))
+        store = EmbeddedStore(layouts.EmbeddedWriter(mongo.database("datastore"), page_size=4))
+        return _on(store, mongo)

@@ -3,6 +3,8 @@ fixture provides and the comparison of document streams."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,43 @@ __all__ = ["RunStore", "normalize_documents", "plain"]
 class RunStore:
     """What a backend's test fixture provides: its storage, writable.
 
-    Subclasses implement the three methods below in their format.
+    Subclasses implement the three methods below in their format, and say
+    what their format keeps with the capability attributes (class or
+    instance attributes); the kit skips the tests a store cannot pass, with
+    the reason in ``limits`` (or a default one).
+
+    Attributes
+    ----------
+    integer_range : tuple of int
+        ``(low, high)``: the integers the format holds. Default
+        ``(-2**63, 2**64 - 1)``, numpy's int64 and uint64 (some formats hold
+        int64 only).
+    keeps_event_form : bool
+        ``canonical(fill='no')`` gives every document back in the form it was
+        stored in (an event stays an event, a page a page; see
+        :meth:`as_stored`). False when the store regroups events into pages
+        of its own (e.g. pages of a fixed size): only the unpacked events are
+        compared.
+    supports_concurrent_appends : bool
+        ``append_documents`` may run in one thread while another follows the
+        run (``follow()`` reads it).
+    limits : dict of str to str
+        Why a capability is off: attribute name -> reason, shown as the
+        reason of the tests skipped for it.
+
+    Examples
+    --------
+    >>> class NoUint64Store(RunStore):
+    ...     integer_range = (-(2**63), 2**63 - 1)
+    ...     limits = {"integer_range": "the format holds signed 64-bit integers only"}
+    >>> NoUint64Store().keeps_event_form
+    True
     """
+
+    integer_range: tuple[int, int] = (-(2**63), 2**64 - 1)
+    keeps_event_form: bool = True
+    supports_concurrent_appends: bool = True
+    limits: Mapping[str, str] = MappingProxyType({})
 
     def write_run(self, documents: list[tuple[str, dict]]) -> None:
         """Store a run, or replace a stored run with this (longer) list."""
@@ -42,10 +79,23 @@ class RunStore:
 
         By default every document keeps its form (an event stays an event, a
         page a page). A store that converts overrides this (e.g. every event
-        stored as a 1-row event_page), or returns None when it regroups rows
-        into pages of its own (the forms are then not compared).
+        stored as a 1-row event_page). None when the store regroups rows into
+        pages of its own (``keeps_event_form`` False, or an override giving
+        None): the forms are then not compared.
         """
-        return list(documents)
+        return list(documents) if self.keeps_event_form else None
+
+
+def _skip_without(store: RunStore, capability: str, reason: str) -> None:
+    """Skip the running test unless ``store`` has ``capability``.
+
+    The skip's reason is the store's own (its ``limits``), else ``reason``.
+    """
+    if not getattr(store, capability, True):
+        import pytest
+
+        limits = getattr(store, "limits", {})
+        pytest.skip(f"{capability} is off: {limits.get(capability, reason)}")
 
 
 def plain(value):

@@ -35,8 +35,12 @@ A :class:`RunStore` may tell the round trip what its format keeps:
     The documents as the store keeps them (e.g. suitcase-msgpack writes every
     event as a 1-row event_page), which ``canonical(fill='no')`` must yield
     document for document; ``None`` when the layout regroups events into
-    pages of its own (Mongo embedded), so that only the unpacked events are
-    compared, in order. Default: the documents as written.
+    pages of its own (Mongo embedded; ``keeps_event_form = False``), so that
+    only the unpacked events are compared, in order. Default: the documents
+    as written.
+
+The other tests of the kit read the same capability attributes (see
+:class:`RunStore`).
 """
 
 from __future__ import annotations
