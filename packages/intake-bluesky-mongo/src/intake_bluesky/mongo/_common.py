@@ -4,11 +4,14 @@ and building columnar pages from single documents."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from intake_bluesky.core import validate_query
 
 from ._connect import DatabaseRef, translate_errors
+
+if TYPE_CHECKING:
+    from event_model.documents import DatumPage, EventPage
 
 __all__ = [
     "EVENT_PAGE_SIZE",
@@ -197,7 +200,7 @@ def event_projection(fields: Iterable[str] | None, extra: Iterable[str] = ()) ->
     return projection
 
 
-def pack_event_docs(events: Sequence[dict], fields: Iterable[str] | None = None) -> dict:
+def pack_event_docs(events: Sequence[dict], fields: Iterable[str] | None = None) -> EventPage:
     """One ``event_page`` from single event documents of one descriptor.
 
     Tolerant of what a projection leaves out: keys absent from an event (e.g.
@@ -217,16 +220,17 @@ def pack_event_docs(events: Sequence[dict], fields: Iterable[str] | None = None)
         for key in keys:
             columns[key] = [(event.get(part) or {}).get(key, missing) for event in events]
         parts[part] = columns
-    return {
+    page = {
         "descriptor": first["descriptor"],
         "time": [event["time"] for event in events],
         "uid": [event["uid"] for event in events],
         "seq_num": [event["seq_num"] for event in events],
         **parts,
     }
+    return cast("EventPage", page)
 
 
-def pack_datum_docs(datums: Sequence[dict]) -> dict:
+def pack_datum_docs(datums: Sequence[dict]) -> DatumPage:
     """One ``datum_page`` from single datum documents of one resource."""
     keys: dict[str, None] = {}
     for datum in datums:

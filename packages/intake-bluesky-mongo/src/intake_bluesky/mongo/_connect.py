@@ -182,8 +182,10 @@ class DatabaseRef:
     # --- construction -------------------------------------------------------
     def _init_uri(self, uri: str) -> None:
         self.uri: str | None = uri
-        self.kind = "uri"
-        self.token = None
+        self.kind: str | None = "uri"
+
+        self.token: str | None = None
+        self.name: str | None
         if uri.startswith("mongodb+srv://"):
             # parse_uri would resolve the SRV record here; opening a catalog
             # stays offline and cheap, and DNS problems surface on first use.
@@ -262,7 +264,7 @@ class DatabaseRef:
 
     def describe(self) -> str:
         """Where the database is, without credentials (for reprs and errors)."""
-        if self.kind == "uri":
+        if self.kind == "uri" and self.uri is not None:
             return redact_uri(self.uri)
         if self.kind == "mongomock":
             return f"mongomock:{self.name}"

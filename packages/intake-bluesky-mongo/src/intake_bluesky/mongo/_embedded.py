@@ -18,7 +18,7 @@ Queries and sorts address start documents, which live in ``header.start``:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from intake_bluesky.core.driver import DEFAULT_SORT, RunSourceBase
 
@@ -33,6 +33,19 @@ from ._common import (
 )
 from ._connect import DatabaseRef, translate_errors
 from ._summaries import embedded_summaries
+
+if TYPE_CHECKING:
+    from event_model.documents import (
+        Datum,
+        DatumPage,
+        EventDescriptor,
+        EventPage,
+        Resource,
+        RunStart,
+        RunStop,
+        StreamDatum,
+        StreamResource,
+    )
 
 __all__ = ["EmbeddedDriver", "EmbeddedRunSource", "prefix_query", "prefix_sort"]
 
@@ -171,7 +184,7 @@ class EmbeddedDriver:
         sort=DEFAULT_SORT,
         skip: int = 0,
         limit: int | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[RunStart]:
         query = prefix_query(check_query(query))
         sort, skip, limit = check_paging(sort, skip, limit)
         if limit == 0:
@@ -208,8 +221,9 @@ class EmbeddedDriver:
         return EmbeddedRunSource(self.db, uid, start=_start_of(header))
 
 
-def _start_of(header: dict) -> dict:
-    start = header.get("start")
+def _start_of(header: dict) -> RunStart:
+    start: Any = header.get("start")
+
     return start[0] if isinstance(start, list) else start
 
 
@@ -226,13 +240,13 @@ class EmbeddedRunSource(RunSourceBase):
         The start document, if already fetched.
     """
 
-    def __init__(self, db: DatabaseRef, uid: str, *, start: dict | None = None):
+    def __init__(self, db: DatabaseRef, uid: str, *, start: RunStart | None = None):
         self.db = db
         self.uid = uid
         self._start = start
         # A stop document and, once the run is over, its descriptors and
         # resources never change: cached then, re-read while the run is live.
-        self._stop: dict | None = None
+        self._stop: RunStop | None = None
         self._final: dict | None = None
 
     def __repr__(self):
@@ -269,12 +283,12 @@ class EmbeddedRunSource(RunSourceBase):
         return lists
 
     # --- run-level documents ------------------------------------------------
-    def start(self) -> dict:
+    def start(self) -> RunStart:
         if self._start is None:
             self._start = _start_of(self._header("start"))
         return self._start
 
-    def stop(self) -> dict | None:
+    def stop(self) -> RunStop | None:
         if self._stop is None:
             stops = self._header("stop").get("stop")
             if isinstance(stops, list):
@@ -283,13 +297,13 @@ class EmbeddedRunSource(RunSourceBase):
                 self._stop = stops
         return self._stop
 
-    def descriptors(self) -> list[dict]:
+    def descriptors(self) -> list[EventDescriptor]:
         return sorted(self._lists()["descriptors"], key=lambda d: d.get("time", 0))
 
-    def resources(self) -> list[dict]:
+    def resources(self) -> list[Resource]:
         return list(self._lists()["resources"])
 
-    def stream_resources(self) -> list[dict]:
+    def stream_resources(self) -> list[StreamResource]:
         return list(self._lists()["stream_resources"])
 
     # --- events -------------------------------------------------------------
@@ -298,8 +312,10 @@ class EmbeddedRunSource(RunSourceBase):
         descriptor_uid: str,
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[EventPage]:
         query: dict[str, Any] = {"descriptor": descriptor_uid}
+        lo: int | None
+        hi: int | None
         if rows is not None:
             lo, hi = (max(int(r), 0) for r in rows)
             if hi <= lo:
@@ -318,7 +334,7 @@ class EmbeddedRunSource(RunSourceBase):
         return self._pages(iterate([self.db], open_cursor), lo, hi)
 
     @staticmethod
-    def _pages(pages: Iterator[dict], lo: int | None, hi: int | None) -> Iterator[dict]:
+    def _pages(pages: Iterator[dict], lo: int | None, hi: int | None) -> Iterator[EventPage]:
         for stored in pages:
             first = stored.get("first_index", 0)
             page = _clean_event_page(stored)
@@ -329,7 +345,7 @@ class EmbeddedRunSource(RunSourceBase):
                     continue
                 if (a, b) != (0, n):
                     page = _slice_event_page(page, a, b)
-            yield page
+            yield cast("EventPage", page)
 
     def event_count(self, descriptor_uid: str) -> int:
         with self._errors():
@@ -341,7 +357,7 @@ class EmbeddedRunSource(RunSourceBase):
         return 0 if last is None else int(last["last_index"]) + 1
 
     # --- datums -------------------------------------------------------------
-    def datum_pages(self, resource_uid: str | None = None) -> Iterator[dict]:
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[DatumPage]:
         if resource_uid is None:
             resource_uids = [r["uid"] for r in self.resources()]
             if not resource_uids:
@@ -358,10 +374,10 @@ class EmbeddedRunSource(RunSourceBase):
 
         return iterate([self.db], open_cursor, _clean_datum_page)
 
-    def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, Datum]:
         ids = list(dict.fromkeys(datum_ids))
         wanted = set(ids)
-        found: dict[str, dict] = {}
+        found: dict[str, Datum] = {}
         with self._errors():
             for batch in chunks(ids, IN_BATCH):
                 # An array field matches $in when any element does: the pages
@@ -377,7 +393,7 @@ class EmbeddedRunSource(RunSourceBase):
                             }
         return found
 
-    def stream_datums(self, descriptor_uid: str | None = None) -> list[dict]:
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[StreamDatum]:
         if descriptor_uid is None:
             query: dict[str, Any] = {"descriptor": {"$in": [d["uid"] for d in self.descriptors()]}}
         else:

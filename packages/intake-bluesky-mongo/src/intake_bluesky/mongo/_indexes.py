@@ -151,7 +151,7 @@ def _ref(target, timeout, role) -> DatabaseRef:
 def _ensure(ref: DatabaseRef, specs: Sequence[IndexSpec]) -> list[str]:
     created = []
     with translate_errors(ref):
-        existing: dict[str, list[list[tuple[str, int]]]] = {}
+        existing: dict[str, list[list[tuple[str, int | str]]]] = {}
         for collection, keys, n_equal in specs:
             if collection not in existing:
                 info = ref[collection].index_information()
@@ -173,7 +173,9 @@ def _direction(value) -> int | str:
         return value  # "text", "hashed", "2dsphere": never serves our specs
 
 
-def _serves(have: Sequence[tuple[str, int]], want: Sequence[tuple[str, int]], n_equal) -> bool:
+def _serves(
+    have: Sequence[tuple[str, int | str]], want: Sequence[tuple[str, int]], n_equal
+) -> bool:
     """Whether an existing index ``have`` serves the reads ``want`` is for."""
     if len(have) < len(want):
         return False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intake_bluesky.core.driver import DEFAULT_SORT, RunSourceBase
 
@@ -30,6 +30,19 @@ from ._common import (
 )
 from ._connect import DatabaseRef, translate_errors
 from ._summaries import normalized_summaries
+
+if TYPE_CHECKING:
+    from event_model.documents import (
+        Datum,
+        DatumPage,
+        EventDescriptor,
+        EventPage,
+        Resource,
+        RunStart,
+        RunStop,
+        StreamDatum,
+        StreamResource,
+    )
 
 __all__ = ["NormalizedDriver", "NormalizedRunSource"]
 
@@ -98,8 +111,9 @@ class NormalizedDriver:
         sort=DEFAULT_SORT,
         skip: int = 0,
         limit: int | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[RunStart]:
         query = check_query(query)
+
         sort, skip, limit = check_paging(sort, skip, limit)
         if limit == 0:
             return iter(())
@@ -162,7 +176,7 @@ class NormalizedRunSource(RunSourceBase):
         assets: DatabaseRef,
         uid: str,
         *,
-        start: dict | None = None,
+        start: RunStart | None = None,
         event_page_size: int = EVENT_PAGE_SIZE,
     ):
         self.mds = mds
@@ -172,8 +186,8 @@ class NormalizedRunSource(RunSourceBase):
         self._start = start
         # A stop document and, once the run is over, its descriptors never
         # change: cached then, re-read while the run is live.
-        self._stop: dict | None = None
-        self._descriptors: list[dict] | None = None
+        self._stop: RunStop | None = None
+        self._descriptors: list[EventDescriptor] | None = None
 
     def __repr__(self):
         return f"{type(self).__name__}({self.mds.describe()}, uid={self.uid!r})"
@@ -200,7 +214,7 @@ class NormalizedRunSource(RunSourceBase):
         return translate_errors(self.mds, self.assets)
 
     # --- run-level documents ------------------------------------------------
-    def start(self) -> dict:
+    def start(self) -> RunStart:
         if self._start is None:
             with self._errors():
                 start = self.mds["run_start"].find_one({"uid": self.uid}, NO_ID)
@@ -209,13 +223,13 @@ class NormalizedRunSource(RunSourceBase):
             self._start = start
         return self._start
 
-    def stop(self) -> dict | None:
+    def stop(self) -> RunStop | None:
         if self._stop is None:
             with self._errors():
                 self._stop = self.mds["run_stop"].find_one({"run_start": self.uid}, NO_ID)
         return self._stop
 
-    def descriptors(self) -> list[dict]:
+    def descriptors(self) -> list[EventDescriptor]:
         if self._descriptors is not None:
             return list(self._descriptors)
         finished = self._stop is not None
@@ -234,7 +248,7 @@ class NormalizedRunSource(RunSourceBase):
         descriptor_uid: str,
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
-    ) -> Iterator[dict]:
+    ) -> Iterator[EventPage]:
         skip, limit = 0, 0
         if rows is not None:
             start, stop = (max(int(r), 0) for r in rows)
@@ -262,7 +276,7 @@ class NormalizedRunSource(RunSourceBase):
 
         return self._pages(iterate([self.mds], open_cursor), fields)
 
-    def _pages(self, events: Iterator[dict], fields) -> Iterator[dict]:
+    def _pages(self, events: Iterator[dict], fields) -> Iterator[EventPage]:
         batch: list[dict] = []
         for event in events:
             batch.append(event)
@@ -277,13 +291,14 @@ class NormalizedRunSource(RunSourceBase):
             return self.mds["event"].count_documents({"descriptor": descriptor_uid})
 
     # --- assets -------------------------------------------------------------
-    def resources(self) -> list[dict]:
+    def resources(self) -> list[Resource]:
         with self._errors():
             return list(
                 self.assets["resource"].find({"run_start": self.uid}, NO_ID, sort=[("_id", 1)])
             )
 
-    def datum_pages(self, resource_uid: str | None = None) -> Iterator[dict]:
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[DatumPage]:
+        query: dict[str, Any]
         if resource_uid is None:
             resource_uids = [r["uid"] for r in self.resources()]
             if not resource_uids:
@@ -298,23 +313,22 @@ class NormalizedRunSource(RunSourceBase):
 
         return self._datum_pages(iterate([self.assets], open_cursor))
 
-    def _datum_pages(self, datums: Iterator[dict]) -> Iterator[dict]:
+    def _datum_pages(self, datums: Iterator[dict]) -> Iterator[DatumPage]:
         # Consecutive datums of one resource become one page (stored order).
         for _, group in groupby(datums, key=lambda d: d["resource"]):
-            group = list(group)
-            for part in chunks(group, self.event_page_size):
+            for part in chunks(list(group), self.event_page_size):
                 yield pack_datum_docs(part)
 
-    def datums(self, datum_ids: Iterable[str]) -> dict[str, dict]:
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, Datum]:
         ids = list(dict.fromkeys(datum_ids))
-        found: dict[str, dict] = {}
+        found: dict[str, Datum] = {}
         with self._errors():
             for batch in chunks(ids, IN_BATCH):
                 for doc in self.assets["datum"].find({"datum_id": {"$in": list(batch)}}, NO_ID):
                     found[doc["datum_id"]] = doc
         return found
 
-    def stream_resources(self) -> list[dict]:
+    def stream_resources(self) -> list[StreamResource]:
         # stream_resource.run_start is optional in event-model: also find the
         # ones this run's stream_datums point at.
         with self._errors():
@@ -324,7 +338,8 @@ class NormalizedRunSource(RunSourceBase):
             query = {"$or": [{"run_start": self.uid}, {"uid": {"$in": list(referenced)}}]}
             return list(self.assets["stream_resource"].find(query, NO_ID, sort=[("_id", 1)]))
 
-    def stream_datums(self, descriptor_uid: str | None = None) -> list[dict]:
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[StreamDatum]:
+        query: dict[str, Any]
         if descriptor_uid is None:
             query = {"descriptor": {"$in": self._descriptor_uids()}}
         else:
