@@ -17,6 +17,7 @@ Examples
 """
 
 from ._faces.catalog import BlueskyCatalog, RunsView
+from ._faces.docstrings import CATALOG_PARAMETERS, with_catalog_parameters
 from ._faces.run import BlueskyEventStream, BlueskyRun
 from ._faces.table import run_rows
 from ._files.driver import (
@@ -58,6 +59,7 @@ for _cls in (BlueskyCatalog, BlueskyRun, BlueskyEventStream, BlueskyInMemoryCata
 del _cls
 
 __all__ = [
+    "CATALOG_PARAMETERS",
     "BadDocumentError",
     "BlueskyCatalog",
     "BlueskyEventStream",
@@ -98,4 +100,5 @@ __all__ = [
     "set_progress",
     "to_epoch",
     "validate_query",
+    "with_catalog_parameters",
 ]

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 
 from ._faces.catalog import BlueskyCatalog, _call_hint, _init_parameters
+from ._faces.docstrings import with_catalog_parameters
 from ._model.documents import BadDocumentError, DelegatingRunSource, DocumentRunSource
 from ._model.pages import first_of
 from ._query.starts import search_starts
@@ -152,6 +153,7 @@ class MemoryDriver:
             del self._runs[uid]
 
 
+@with_catalog_parameters
 class BlueskyInMemoryCatalog(BlueskyCatalog):
     """A catalog of runs held in memory, fed document by document.
 
@@ -161,9 +163,7 @@ class BlueskyInMemoryCatalog(BlueskyCatalog):
 
     Parameters
     ----------
-    **common
-        ``handler_registry``, ``root_map``, ``query``, ``transforms`` as for
-        every catalog (see :class:`BlueskyCatalog`).
+    {catalog_parameters}
 
     Examples
     --------

@@ -18,6 +18,7 @@ from .._model.run import Settings
 from .._query.evaluate import and_queries, validate_query
 from .._version import __version__
 from ..driver import Driver
+from .docstrings import with_catalog_parameters
 from .html import catalog_html
 from .run import BlueskyRun, EntriesMixin, describe
 from .table import _check_fields, rows_to_dataframe, run_rows
@@ -27,6 +28,7 @@ __all__ = ["BlueskyCatalog", "RunsView"]
 _NEWEST_FIRST = [("time", -1)]
 
 
+@with_catalog_parameters
 class BlueskyCatalog(EntriesMixin, Catalog):
     """A catalog of bluesky runs.
 
@@ -34,19 +36,7 @@ class BlueskyCatalog(EntriesMixin, Catalog):
     ----------
     driver : Driver
         The storage backend (see :mod:`intake_bluesky.core.driver`).
-    handler_registry : dict, optional
-        Resource spec (or stream mimetype) -> handler class or dotted name.
-        Wins over handlers discovered in the ``databroker.handlers`` group.
-    root_map : dict, optional
-        Old root -> new root, for external files that moved.
-    query : dict, optional
-        A MongoDB query on start documents that pre-filters the catalog.
-    transforms : dict, optional
-        ``start``/``stop``/``descriptor``/``resource``/``stream_resource`` -> callable
-        that patches those documents on read. Searches see the stored start documents,
-        not the transformed ones (a database evaluates them where they are).
-    **kwargs
-        Passed to ``intake.catalog.Catalog`` (``name``, ``metadata``, ...).
+    {catalog_parameters}
 
     Notes
     -----
