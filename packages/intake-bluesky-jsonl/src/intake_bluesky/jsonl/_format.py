@@ -351,7 +351,7 @@ def _decode_plain(lines: bytes) -> list[tuple[str, dict]] | None:
         items = list(map(orjson.loads, lines.split(b"\n")))
     except orjson.JSONDecodeError:
         return None
-    out = []
+    out: list[tuple[str, dict]] = []
     append = out.append
     # _is_pair() inlined: calling it per line (map) costs a third more here,
     # about 10 ms per 100,000 lines.
@@ -378,8 +378,9 @@ def _decode_lines(
     loads = orjson.loads
     fast_error = orjson.JSONDecodeError
     find = data.find
-    out = []
+    out: list[tuple[str, dict]] = []
     append = out.append
+
     # Where the next read of a growing file resumes: after the last line
     # decoded (or blank); a last line without a newline that decodes is
     # complete JSON, so it is taken, and the newline that follows later is

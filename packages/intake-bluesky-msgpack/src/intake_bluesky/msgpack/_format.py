@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import cast
 
 import msgpack
 import numpy as np
@@ -190,7 +191,7 @@ class MsgpackFormat(FileFormat):
         silently; a corrupt record before the end raises ``ValueError``
         naming the file and the record's byte offset.
         """
-        path = os.fspath(location)
+        path = os.fspath(cast(str, location))  # one file per run: a path
         with open(path, "rb") as file:
             # Read eagerly: the file is closed before the first document is
             # handed out, however long the caller takes.
@@ -206,7 +207,7 @@ class MsgpackFormat(FileFormat):
         record read: only the bytes from there on are read, and a truncated
         last record is left for the next call.
         """
-        path = os.fspath(location)
+        path = os.fspath(cast(str, location))  # one file per run: a path
         offset = resume[0] if resume is not None else 0
         with open(path, "rb") as file:
             file.seek(offset)
@@ -221,7 +222,7 @@ class MsgpackFormat(FileFormat):
         from which exactly one record decodes, ending at the end of the file.
         ``stop`` is None while the run is being written.
         """
-        path = os.fspath(location)
+        path = os.fspath(cast(str, location))  # one file per run: a path
         with open(path, "rb") as file:
             start = _first_start(file)
             if start is None:
@@ -528,7 +529,7 @@ class _Columns:
         self.rows: list = []
         # Rows of each stored page: canonical() gives the pages back as stored.
         self.sizes: list[int] = []
-        self.row_columns = {k: [] for k in self.row_keys}
+        self.row_columns: dict[str, list] = {k: [] for k in self.row_keys}
         self.part_columns: dict[str, dict] = {
             part: {k: [] for k in doc[part]}
             for part in self.part_keys
@@ -572,7 +573,7 @@ def _adder(size: int, rows: tuple, sizes: list, row_columns: list, parts: list, 
     namespace: dict = {"list": list}
     fetch: list[str] = []  # statements that look values up
     lists: list[str] = []  # names of values that must be lists of n rows
-    sized: list[str] = []  # "name, length" of parts
+    sized: list[tuple[str, int]] = []  # (name, length) of parts
     extend: list[str] = []
     checks: list[str] = []
 

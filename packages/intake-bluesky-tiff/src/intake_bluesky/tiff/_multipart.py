@@ -263,7 +263,8 @@ class MultipartTiffReader:
         if layout[0] != k:
             raise ValueError(
                 f"Files of the series {self.template!r} in {self.directory!r} hold frames of "
-                f"shape {layout[1]}, not {tuple(self.chunk_shape[1:])} as chunk_shape says."
+                f"shape {layout[1]}, not {tuple((self.chunk_shape or ())[1:])} as chunk_shape "
+                "says."
             )
         return frames.reshape((stop - start, *layout[2]))
 
@@ -312,7 +313,7 @@ class MultipartJpegReader(MultipartTiffReader):
         if self.frames_per_file != 1:
             raise ValueError(
                 f"Stream resource for {self.directory!r}: a JPEG file holds one frame, but "
-                f"chunk_shape {list(self.chunk_shape)} says {self.frames_per_file}."
+                f"chunk_shape {list(self.chunk_shape or [1])} says {self.frames_per_file}."
             )
 
     def _decode(self, path: str, first: int, stop: int) -> np.ndarray:
