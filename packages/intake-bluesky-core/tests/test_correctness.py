@@ -160,7 +160,7 @@ def test_numpy_integers_look_runs_up():
 
 
 def test_rows_without_events_never_change_values():
-    from intake_bluesky.core._model.assembly import _spread
+    from intake_bluesky.core._model.eager import _spread
 
     where = np.array([0, 2])
     big = _spread(np.array([2**53 + 1, 7]), where, 3)

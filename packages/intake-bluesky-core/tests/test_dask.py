@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from intake_bluesky.core import BlueskyInMemoryCatalog
-from intake_bluesky.core._model import assembly as _assembly
+from intake_bluesky.core._model import lazy as _lazy
 from intake_bluesky.core.testing import UIDS, NumpySeqHandler, example_registry, example_runs
 
 
@@ -50,7 +50,7 @@ def test_chunks_follow_bytes_not_events(monkeypatch):
     assert lazy["frame"].data.numblocks == (1, 1, 1)
     assert lazy["x"].data.numblocks == (1,)
     # With 100 kB chunks: 512 B per frame -> 200 frames per chunk -> 10 chunks.
-    monkeypatch.setattr(_assembly, "CHUNK_BYTES", 100 * 1024)
+    monkeypatch.setattr(_lazy, "CHUNK_BYTES", 100 * 1024)
     lazy = stream.to_dask()
     assert lazy["frame"].data.chunks[0] == (200,) * 10
     assert lazy["x"].data.numblocks == (1,)

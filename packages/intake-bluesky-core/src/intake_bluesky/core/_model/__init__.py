@@ -3,7 +3,9 @@
 Read in this order: :mod:`.pages` (event/datum pages), :mod:`.documents`
 (run sources built from documents), :mod:`.casting` (dtypes without value
 changes), :mod:`.filling` (external data through handlers and stream
-readers), :mod:`.assembly` (rows, eager and lazy xarray assembly),
-:mod:`.canonical` (the ordered document stream), :mod:`.follow` (a run
-being written), :mod:`.run` (the run and stream model the faces delegate to).
+readers), :mod:`.rows` (fields, rows aligned by seq_num), :mod:`.eager` and
+:mod:`.lazy` (numpy columns, dask graphs), :mod:`.assembly` (a stream's
+Dataset, the one entry point), :mod:`.canonical` (the ordered document
+stream), :mod:`.follow` (a run being written), :mod:`.run` (the run and
+stream model the faces delegate to).
 """

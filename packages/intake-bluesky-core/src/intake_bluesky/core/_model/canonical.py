@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from ..driver import RunSource
-from .assembly import data_kind
 from .filling import Filler
 from .pages import page_length, plain_page, slice_page, unpack_datum_page, unpack_event_page
+from .rows import data_kind
 
 __all__ = ["canonical"]
 

@@ -1,0 +1,201 @@
+"""Eager assembly: a window of one descriptor's rows as numpy columns.
+
+Every cast to a declared dtype is lossless (:mod:`.casting`): values that do
+not fit keep their own dtype, with a warning. External data is filled
+through the :class:`~.filling.Filler`; stream data is read from the
+stream_datums that cover the window's seq_nums.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..driver import RunSource
+from .casting import fits, lossless_cast
+from .documents import BadDocumentError
+from .filling import Filler, FillError
+from .pages import first_of
+from .rows import (
+    FieldSpec,
+    Window,
+    missing_capable,
+    page_column,
+    row_event,
+    seconds_column,
+    seq_range,
+    seq_runs,
+)
+
+__all__ = ["load_columns"]
+
+
+def load_columns(
+    source: RunSource,
+    filler: Filler | None,
+    descriptor_uid: str,
+    specs: Sequence[FieldSpec],
+    window: Window | tuple[int, int] | None,
+    part: str = "data",
+    cast: bool = True,
+) -> dict[str, np.ndarray]:
+    """Columns of a window of one descriptor's rows, with ``time``/``seq_num``.
+
+    ``part`` is ``"data"`` or ``"timestamps"``. Datum ids are filled when a
+    ``filler`` is given; ``stream`` fields are read from stream datums.
+    ``window=None`` or ``(r0, r1)`` means rows that are exactly events.
+    ``cast=False`` leaves inline values in their own dtype (dask tasks check
+    them against the array's dtype themselves).
+    """
+    if window is None or isinstance(window, tuple):
+        rows = window
+        window = None
+    else:
+        rows = (window.e0, window.e1)
+    event_specs = [s for s in specs if s.kind != "stream"]
+    pages = list(source.event_pages(descriptor_uid, [s.key for s in event_specs], rows))
+    event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
+    event_time = seconds_column(
+        pages, [p["time"] for p in pages], source.uid, descriptor_uid, "time"
+    )
+    seq = None if window is None else window.seq_nums()
+    positions = None
+    if seq is None or (len(seq) == len(event_seq) and np.array_equal(seq, event_seq)):
+        out = {"time": event_time, "seq_num": event_seq}
+    else:
+        positions = np.searchsorted(seq, event_seq)
+        time = np.full(len(seq), np.nan)
+        time[positions] = event_time
+        out = {"time": time, "seq_num": seq}
+    n = len(out["seq_num"])
+    for spec in event_specs:
+        pieces = [p.get(part, {}).get(spec.key) for p in pages]
+        if any(piece is None for piece in pieces):
+            bad = next(p for p in pages if p.get(part, {}).get(spec.key) is None)
+            raise BadDocumentError(
+                f"Run {source.uid!r}: event {first_of(bad['uid'])!r} (seq_num "
+                f"{first_of(list(bad['seq_num']))}) of descriptor {descriptor_uid!r} lacks "
+                f"the {part} of {spec.key!r}, which the descriptor declares. Read the other "
+                f"fields with exclude=[{spec.key!r}]."
+            )
+        if part == "timestamps":
+            column = seconds_column(
+                pages, pieces, source.uid, descriptor_uid, f"timestamp of {spec.key!r}"
+            )
+        elif spec.kind == "datum" and filler is not None:
+            ids = list(itertools.chain.from_iterable(pieces))
+            # A whole descriptor read eagerly may be many frames: a progress
+            # bar (dask chunk tasks, cast=False, stay silent).
+            desc = f"Loading {spec.key}" if cast else None
+            column = filler.fill_column(
+                ids, spec.dtype, field=spec.key, declared=spec.declared, desc=desc
+            )
+        elif spec.kind == "datum":
+            column = page_column(pieces)
+        else:
+            numeric = spec.data_key.get("dtype") == "number"
+            float_hint = spec.dtype is not None and spec.dtype.kind in "fc"
+            column = page_column(pieces, numeric, float_hint)
+            if column.dtype.kind == "O" and not spec.shape and spec.data_key.get("shape") == []:
+                _check_scalars(column, pages, source.uid, descriptor_uid, spec.key)
+            if cast:
+                column = lossless_cast(
+                    column, spec.dtype, run=source.uid, field=spec.key, what=spec.declared
+                )
+        if len(column) == 0 and part == "data":
+            column = spec.empty() if spec.kind != "datum" or filler is not None else column
+        out[spec.key] = column if positions is None else _spread(column, positions, n)
+    if part == "data":
+        for spec in specs:
+            if spec.kind == "stream":
+                out[spec.key] = _stream_column(source, filler, descriptor_uid, spec, out)
+    return out
+
+
+def _spread(values: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
+    """Event values placed at their rows; rows without an event are missing
+    (see :func:`missing_capable`). Integers too large for float64 keep their
+    values in an object array: no value is changed."""
+    dtype = missing_capable(values.dtype)
+    if dtype.kind == "f" and not fits(values, dtype):
+        dtype = np.dtype(object)
+    fill = np.nan if dtype.kind in "fc" else None
+    out = np.full((n, *values.shape[1:]), fill, dtype=dtype)
+    out[positions] = values
+    return out
+
+
+def _check_scalars(column: np.ndarray, pages, run: str, descriptor_uid: str, key: str) -> None:
+    """A field declared scalar (``shape: []``) whose events hold arrays in
+    some rows: an error naming the first such event, not a ragged column."""
+    for row, value in enumerate(column.tolist()):
+        if isinstance(value, list | dict | np.ndarray):
+            raise BadDocumentError(
+                f"Run {run!r}: {row_event(pages, row)} of descriptor {descriptor_uid!r} "
+                f"holds {type(value).__name__} {_brief_value(value)} in field {key!r}, which "
+                "the descriptor declares a scalar (shape []). Read the other fields with "
+                f"exclude=[{key!r}]."
+            )
+
+
+def _brief_value(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _stream_datums_for(source: RunSource, filler: Filler, descriptor_uid: str, key: str):
+    sds = [
+        sd
+        for sd in source.stream_datums(descriptor_uid)
+        if filler.stream_resource(sd["stream_resource"]).get("data_key") == key
+    ]
+    return sorted(sds, key=lambda sd: seq_range(sd, source.uid)[0])
+
+
+def _stream_column(source, filler, descriptor_uid, spec, columns):
+    if filler is None:
+        raise ValueError(f"Field {spec.key!r} is stream data; it can only be read filled.")
+    seq = columns["seq_num"]
+    if len(seq) == 0:
+        return spec.empty()
+    sds = _stream_datums_for(source, filler, descriptor_uid, spec.key)
+    if not sds:
+        raise FillError(
+            f"Run {source.uid!r}: field {spec.key!r} of descriptor {descriptor_uid!r} is stream "
+            "data, but the run's storage holds no stream_datum documents for it (suitcase-"
+            "msgpack 0.3 and other serializers older than stream data drop them). Read the "
+            f"other fields with exclude=[{spec.key!r}], or re-export the run from a store that "
+            "kept its stream_resource/stream_datum documents."
+        )
+    lo, hi = int(seq[0]), int(seq[-1]) + 1
+    wanted, covered = [], []
+    for sd in sds:
+        s0, s1 = seq_range(sd, source.uid)
+        a, b = max(s0, lo), min(s1, hi)
+        if a < b:
+            i0 = sd["indices"]["start"] + (a - s0)
+            wanted.append({**sd, "indices": {"start": i0, "stop": i0 + (b - a)}})
+            covered.append(np.arange(a, b, dtype="int64"))
+    covered = np.concatenate(covered) if covered else np.empty((0,), dtype="int64")
+    if not np.array_equal(covered, seq):
+        missing = np.setdiff1d(seq, covered)
+        extra = len(covered) - len(np.unique(covered))
+        what = (
+            f"no stream_datum covers seq_num(s) {_brief(missing)}"
+            if len(missing)
+            else f"stream_datums overlap ({extra} seq_num(s) covered twice)"
+        )
+        raise FillError(
+            f"Run {source.uid!r}: field {spec.key!r} (descriptor {descriptor_uid!r}): {what}. "
+            "If the run is still in progress, read again later; otherwise its storage lost "
+            f"stream_datum documents. Read the other fields with exclude=[{spec.key!r}]."
+        )
+    return filler.fill_stream(wanted, spec.data_key, field=spec.key)
+
+
+def _brief(values: np.ndarray) -> str:
+    runs = seq_runs(np.unique(values))
+    text = ", ".join(f"{a}" if b == a + 1 else f"{a}-{b - 1}" for a, b in runs[:5])
+    return text + (", ..." if len(runs) > 5 else "")
