@@ -1,20 +1,24 @@
-"""The parameters every catalog takes, documented once for all catalog classes.
+"""The parameters catalogs share, documented once for all catalog classes.
 
-A catalog class writes the line ``{catalog_parameters}`` in the Parameters
-section of its docstring and is decorated with :func:`with_catalog_parameters`,
-which puts :data:`CATALOG_PARAMETERS` there at the marker's indentation. The
-API reference site does the same for the static docstring (a griffe extension
-in ``docs/``), so both read the same text.
+A catalog class writes a marker line such as ``{catalog_parameters}`` in the
+Parameters section of its docstring and is decorated with
+:func:`with_catalog_parameters`, which puts the fragment the marker names
+(:data:`FRAGMENTS`) there at the marker's indentation. The API reference site
+does the same for the static docstring (a griffe extension in ``tools/``), so
+both read the same text.
 """
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-__all__ = ["CATALOG_PARAMETERS", "MARKER", "fill_catalog_parameters", "with_catalog_parameters"]
-
-#: The line a catalog docstring writes where the shared parameters go.
-MARKER = "{catalog_parameters}"
+__all__ = [
+    "CATALOG_PARAMETERS",
+    "FRAGMENTS",
+    "INDEX_PATH_PARAMETER",
+    "fill_catalog_parameters",
+    "with_catalog_parameters",
+]
 
 #: The parameters of :class:`~intake_bluesky.core.BlueskyCatalog` that every
 #: catalog passes on, as numpydoc Parameters entries.
@@ -36,11 +40,28 @@ transforms : dict, optional
 **kwargs
     Passed to intake's ``Catalog`` (``name``, ``metadata``, ...)."""
 
+#: The ``index_path`` parameter of catalogs over files
+#: (:meth:`~intake_bluesky.core.FileDriver.for_catalog`).
+INDEX_PATH_PARAMETER = """\
+index_path : str, path or False, optional
+    The on-disk index of the runs' start and stop documents, which lets a
+    new process open an unchanged directory without reading any file.
+    Default: the ``INTAKE_BLUESKY_INDEX`` environment variable if set (a
+    path, or ``off``), else ``file-index.sqlite`` in the user's cache
+    directory (``platformdirs.user_cache_dir("intake-bluesky")``). A path
+    puts it there; ``False`` keeps the index in memory only."""
+
+#: Marker line -> the fragment that replaces it.
+FRAGMENTS = {
+    "{catalog_parameters}": CATALOG_PARAMETERS,
+    "{index_path_parameter}": INDEX_PATH_PARAMETER,
+}
+
 _C = TypeVar("_C", bound=type)
 
 
 def fill_catalog_parameters(doc: str) -> str:
-    """``doc`` with its marker line replaced by :data:`CATALOG_PARAMETERS`, indented alike.
+    """``doc`` with each marker line replaced by its fragment, indented alike.
 
     Examples
     --------
@@ -49,12 +70,15 @@ def fill_catalog_parameters(doc: str) -> str:
         handler_registry : dict, optional
     """
     lines = doc.split("\n")
-    for i, line in enumerate(lines):
-        if line.strip() == MARKER:
-            indent = line[: len(line) - len(line.lstrip())]
-            block = [indent + part if part else part for part in CATALOG_PARAMETERS.split("\n")]
-            lines[i : i + 1] = block
-    return "\n".join(lines)
+    out: list[str] = []
+    for line in lines:
+        fragment = FRAGMENTS.get(line.strip())
+        if fragment is None:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        out.extend(indent + part if part else part for part in fragment.split("\n"))
+    return "\n".join(out)
 
 
 def with_catalog_parameters(cls: _C) -> _C:
