@@ -55,10 +55,10 @@ REFUSED_OPERATORS = frozenset({"$where", "$function", "$accumulator"})
 _SERVER_ONLY = frozenset({"$text", "$expr"})
 
 Predicate = Callable[[Any], bool]
-_MISSING: list = []  # no values at a path
+_MISSING: list[Any] = []  # no values at a path
 
 
-def validate_query(query: Any, *, server: bool = False) -> dict:
+def validate_query(query: Any, *, server: bool = False) -> dict[str, Any]:
     """Check a query and return it as a plain dict.
 
     Parameters
@@ -100,12 +100,12 @@ def validate_query(query: Any, *, server: bool = False) -> dict:
             f"not {type(query).__name__} {query!r}."
         )
     _refuse_anywhere(query)
-    query = normalize_query(query)
-    _compile_document(query, "query", server)
-    return query
+    plain = normalize_query(query)
+    _compile_document(plain, "query", server)
+    return plain
 
 
-def compile_query(query: Mapping[str, Any] | None) -> Callable[[dict], bool]:
+def compile_query(query: Mapping[str, Any] | None) -> Predicate:
     """A predicate ``start_doc -> bool`` with MongoDB semantics.
 
     Examples
@@ -122,7 +122,7 @@ def compile_query(query: Mapping[str, Any] | None) -> Callable[[dict], bool]:
     return _compile_document(normalize_query(query), "query", server=False)
 
 
-def and_queries(*queries: Mapping[str, Any] | None) -> dict:
+def and_queries(*queries: Mapping[str, Any] | None) -> dict[str, Any]:
     """Combine queries with AND, dropping empty ones."""
     parts = [dict(q) for q in queries if q]
     if not parts:
@@ -137,7 +137,7 @@ def and_queries(*queries: Mapping[str, Any] | None) -> dict:
 _TIME_OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
 
 
-def normalize_query(query: Mapping[str, Any]) -> dict:
+def normalize_query(query: Mapping[str, Any]) -> dict[str, Any]:
     """The query with values as a serialized start document holds them.
 
     Tuples become lists, numpy scalars and arrays become Python numbers and
@@ -160,8 +160,8 @@ def normalize_query(query: Mapping[str, Any]) -> dict:
     return _normalize_document(query, "query")
 
 
-def _normalize_document(query: Mapping, path: str) -> dict:
-    out = {}
+def _normalize_document(query: Mapping[str, Any], path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in query.items():
         if key in ("$and", "$or", "$nor") and isinstance(value, list | tuple):
             out[key] = [
@@ -175,11 +175,11 @@ def _normalize_document(query: Mapping, path: str) -> dict:
     return out
 
 
-def _normalize_time(value, path: str):
+def _normalize_time(value: Any, path: str) -> Any:
     if isinstance(value, str):
         return _time_equal(value, path)
     if _is_operator_document(value):
-        out = {}
+        out: dict[str, Any] = {}
         for op, arg in value.items():
             if op == "$eq" and isinstance(arg, str):
                 out.update(_time_equal(arg, f"{path}.$eq"))
@@ -205,7 +205,7 @@ def _normalize_time(value, path: str):
     return _epoch_or_plain(value, path)
 
 
-def _time_equal(text: str, path: str):
+def _time_equal(text: str, path: str) -> Any:
     """``time`` equal to a date string: within the period it names (a day
     for ``'2026-03-01'``), since no run starts at exactly midnight."""
     try:
@@ -218,7 +218,7 @@ def _time_equal(text: str, path: str):
     return {"$gte": span[0], "$lt": span[1]}
 
 
-def _epoch_or_plain(value, path: str):
+def _epoch_or_plain(value: Any, path: str) -> Any:
     if isinstance(value, str | datetime.date | np.datetime64):
         try:
             return to_epoch(value)
@@ -227,7 +227,7 @@ def _epoch_or_plain(value, path: str):
     return _plain(value, path)
 
 
-def _plain(value, path: str):
+def _plain(value: Any, path: str) -> Any:
     if isinstance(value, np.generic) and not isinstance(value, np.datetime64):
         return value.item()  # before str/float: np.str_ and np.float64 subclass them
     if isinstance(value, re.Pattern | str | int | float | bool) or value is None:
@@ -246,7 +246,7 @@ def _plain(value, path: str):
     return value
 
 
-def _as_stored(value):
+def _as_stored(value: Any) -> Any:
     """A document value as it is once serialized (tuples are arrays, numpy is
     plain); shallow, since the path walk converts each level it visits."""
     if isinstance(value, tuple):
@@ -258,7 +258,7 @@ def _as_stored(value):
     return value
 
 
-def _as_stored_deep(value):
+def _as_stored_deep(value: Any) -> Any:
     value = _as_stored(value)
     if isinstance(value, list):
         return [_as_stored_deep(v) for v in value]
@@ -277,7 +277,7 @@ def _refuse(op: str) -> None:
     )
 
 
-def _refuse_anywhere(value) -> None:
+def _refuse_anywhere(value: Any) -> None:
     # Refused operators hide in places no other check descends into
     # (``$expr`` expressions, ``$elemMatch`` arrays): look everywhere.
     if isinstance(value, Mapping):
@@ -293,7 +293,7 @@ def _refuse_anywhere(value) -> None:
 # --- values: paths, types, equality -----------------------------------------
 
 
-def _resolve(doc: Any, parts: list[str]) -> list:
+def _resolve(doc: Any, parts: list[str]) -> list[Any]:
     """Every value at a dotted path (arrays traversed), [] if missing."""
     if not parts:
         return [_as_stored_deep(doc)]
@@ -302,7 +302,7 @@ def _resolve(doc: Any, parts: list[str]) -> list:
     if isinstance(doc, Mapping):
         return _resolve(doc[head], rest) if head in doc else _MISSING
     if isinstance(doc, list):
-        out = []
+        out: list[Any] = []
         if head.isdigit() and int(head) < len(doc):
             out.extend(_resolve(doc[int(head)], rest))
         for item in doc:
@@ -312,11 +312,11 @@ def _resolve(doc: Any, parts: list[str]) -> list:
     return _MISSING
 
 
-def _is_number(v) -> bool:
+def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _type_class(v) -> int:
+def _type_class(v: Any) -> int:
     # MongoDB's comparison order of BSON types, coarsely.
     if v is None:
         return 1
@@ -333,19 +333,19 @@ def _type_class(v) -> int:
     return 9
 
 
-def _equal(a, b) -> bool:
+def _equal(a: Any, b: Any) -> bool:
     if _type_class(a) != _type_class(b):
         return False
     if isinstance(a, Mapping):
         return list(a.keys()) == list(b.keys()) and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
-    return a == b
+    return bool(a == b)
 
 
-def _candidates(values: list) -> list:
+def _candidates(values: list[Any]) -> list[Any]:
     """Values a condition is tried on: each value, and each element of arrays."""
-    out = []
+    out: list[Any] = []
     for v in values:
         out.append(v)
         if isinstance(v, list):
@@ -353,7 +353,7 @@ def _candidates(values: list) -> list:
     return out
 
 
-def _eq_predicate(target, path: str = "query", server: bool = False) -> Predicate:
+def _eq_predicate(target: Any, path: str = "query", server: bool = False) -> Predicate:
     if isinstance(target, re.Pattern):
         return _regex_predicate(target, path, server)
     if target is None:
@@ -361,10 +361,10 @@ def _eq_predicate(target, path: str = "query", server: bool = False) -> Predicat
     return lambda values: any(_equal(v, target) for v in _candidates(values))
 
 
-def _regex_predicate(pattern: re.Pattern, path: str, server: bool) -> Predicate:
+def _regex_predicate(pattern: re.Pattern[str], path: str, server: bool) -> Predicate:
     # A query for a server is only validated here (Python's re checked its
     # syntax); the server's engine evaluates it. Evaluated here: RE2.
-    engine = pattern if server else _linear_pattern(pattern, path)
+    engine: Any = pattern if server else _linear_pattern(pattern, path)
     return lambda values: any(
         isinstance(v, str) and engine.search(v) is not None for v in _candidates(values)
     )
@@ -380,7 +380,7 @@ _RE2_OPTIONS = _re2_options()
 _RE2_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
 
 
-def _linear_pattern(pattern: re.Pattern, path: str):
+def _linear_pattern(pattern: re.Pattern[str], path: str) -> Any:
     """``pattern`` compiled by RE2: matching takes time linear in the text.
 
     Python's flags become RE2's inline flags; ``re.VERBOSE`` (``$options``
@@ -446,7 +446,7 @@ def _strip_verbose(text: str) -> str:
     return "".join(out)
 
 
-_COMPARE = {
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "$gt": lambda a, b: a > b,
     "$gte": lambda a, b: a >= b,
     "$lt": lambda a, b: a < b,
@@ -474,7 +474,7 @@ _REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.V
 # --- compiling ----------------------------------------------------------------
 
 
-def _compile_document(query: Mapping, path: str, server: bool) -> Predicate:
+def _compile_document(query: Mapping[str, Any], path: str, server: bool) -> Predicate:
     parts: list[Predicate] = []
     for key, value in query.items():
         if not isinstance(key, str):
@@ -506,10 +506,14 @@ def _compile_document(query: Mapping, path: str, server: bool) -> Predicate:
         else:
             test = _compile_condition(value, where, server)
             steps = key.split(".")
-            parts.append(lambda doc, steps=steps, test=test: test(_resolve(doc, steps)))
+            parts.append(_field_predicate(steps, test))
     if len(parts) == 1:
         return parts[0]
     return lambda doc: all(p(doc) for p in parts)
+
+
+def _field_predicate(steps: list[str], test: Predicate) -> Predicate:
+    return lambda doc: test(_resolve(doc, steps))
 
 
 def _logical(op: str, subs: list[Predicate]) -> Predicate:
@@ -521,13 +525,13 @@ def _logical(op: str, subs: list[Predicate]) -> Predicate:
 
 
 def _server_only(op: str) -> Predicate:
-    def predicate(doc):
+    def predicate(doc: Any) -> bool:
         raise ValueError(f"Query operator {op!r} can only be evaluated by a MongoDB server.")
 
     return predicate
 
 
-def _is_operator_document(value) -> bool:
+def _is_operator_document(value: Any) -> bool:
     return (
         isinstance(value, Mapping)
         and bool(value)
@@ -678,10 +682,10 @@ _FIELD_OPERATORS: dict[str, _OperatorCompiler] = {
 }
 
 
-def _comparison(compare, arg) -> Predicate:
+def _comparison(compare: Callable[[Any, Any], bool], arg: Any) -> Predicate:
     cls = _type_class(arg)
 
-    def test(values):
+    def test(values: Any) -> bool:
         for v in _candidates(values):
             if _type_class(v) == cls and cls in (2, 3):
                 if compare(v, arg):
@@ -695,9 +699,9 @@ def _comparison(compare, arg) -> Predicate:
     return test
 
 
-def _type_test(arg, path) -> Predicate:
+def _type_test(arg: Any, path: str) -> Predicate:
     names = arg if isinstance(arg, list) else [arg]
-    checks = []
+    checks: list[Callable[[Any], bool]] = []
     for name in names:
         if name not in _TYPES:
             raise ValueError(
@@ -708,7 +712,7 @@ def _type_test(arg, path) -> Predicate:
     return lambda values: any(c(v) for v in _candidates(values) for c in checks)
 
 
-def _pattern(arg, options, path) -> re.Pattern:
+def _pattern(arg: Any, options: Any, path: str) -> re.Pattern[str]:
     if not isinstance(options, str) or any(o not in _REGEX_FLAGS for o in options):
         raise ValueError(f"$options at {path} must be letters among 'imsx', not {options!r}.")
     flags = 0
@@ -724,12 +728,14 @@ def _pattern(arg, options, path) -> re.Pattern:
         raise ValueError(f"$regex {arg!r} at {path} is not a valid pattern: {err}") from None
 
 
-def _elem_match(arg, path, server) -> Predicate:
+def _elem_match(arg: Any, path: str, server: bool) -> Predicate:
     if not isinstance(arg, Mapping) or not arg:
         raise ValueError(f"$elemMatch at {path} needs a non-empty mapping, not {arg!r}.")
+    element: Predicate
     if _is_operator_document(arg):
         cond = _compile_operators(arg, f"{path}.$elemMatch", server)
-        element = lambda item, cond=cond: cond([item])  # noqa: E731
+        element = lambda item: cond([item])  # noqa: E731
+
     else:
         element = _compile_document(arg, f"{path}.$elemMatch", server)
     return lambda values: any(

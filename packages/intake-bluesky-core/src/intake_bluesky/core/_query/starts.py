@@ -5,9 +5,9 @@ Shared by every backend that cannot push queries down (files, memory).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from .._gc import gc_paused
 from ..driver import DEFAULT_SORT, Sort
@@ -17,8 +17,12 @@ __all__ = ["search_starts", "sorted_matches"]
 
 _MISSING = object()
 
+#: A start document, or any mapping searched like one.
+_Doc = TypeVar("_Doc", bound=Mapping[str, Any])
+_Predicate = Callable[[Mapping[str, Any]], bool]
 
-def _get(doc: Mapping, dotted: str) -> Any:
+
+def _get(doc: Mapping[str, Any], dotted: str) -> Any:
     value: Any = doc
     for part in dotted.split("."):
         if not isinstance(value, Mapping) or part not in value:
@@ -27,12 +31,12 @@ def _get(doc: Mapping, dotted: str) -> Any:
     return value
 
 
-def _sort_key(key: str):
+def _sort_key(key: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
     # Mongo orders missing < numbers < strings < others; mimic that coarsely so
     # mixed-type metadata never makes sorting raise.
     dotted = "." in key
 
-    def keyfunc(doc):
+    def keyfunc(doc: Mapping[str, Any]) -> tuple[int, Any]:
         value = _get(doc, key) if dotted else doc.get(key, _MISSING)
         kind = type(value)
         if kind is float or kind is int:  # the common case first: "time"
@@ -53,7 +57,7 @@ def _sort_key(key: str):
 def _plain_equalities(query: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     """``[(key, value)]`` if the query is only top-level ``{key: <str>}``
     conditions (the usual ``{'plan_name': 'scan'}``), else None."""
-    out = []
+    out: list[tuple[str, str]] = []
     for key, value in query.items():
         if type(value) is not str or key.startswith("$") or "." in key:
             return None
@@ -61,7 +65,7 @@ def _plain_equalities(query: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     return out
 
 
-def _matcher(query: Mapping[str, Any]):
+def _matcher(query: Mapping[str, Any]) -> _Predicate | None:
     """A predicate on start documents; None matches everything."""
     if not query:
         return None
@@ -70,7 +74,7 @@ def _matcher(query: Mapping[str, Any]):
     if plain is None:
         return predicate
 
-    def match(doc):
+    def match(doc: Mapping[str, Any]) -> bool:
         # A string stored under the key equals the query's string exactly as
         # MongoDB compares them; anything else (arrays, other types, a
         # missing key) is left to the full evaluator.
@@ -86,8 +90,8 @@ def _matcher(query: Mapping[str, Any]):
 
 
 def sorted_matches(
-    starts: Iterable[dict], query: Mapping[str, Any], sort: Sort = DEFAULT_SORT
-) -> list[dict]:
+    starts: Iterable[_Doc], query: Mapping[str, Any], sort: Sort = DEFAULT_SORT
+) -> list[_Doc]:
     """The start documents matching ``query``, sorted (see :func:`search_starts`).
 
     Examples
@@ -114,13 +118,13 @@ def sorted_matches(
 
 
 def search_starts(
-    starts: Iterable[dict],
+    starts: Iterable[_Doc],
     query: Mapping[str, Any],
     *,
     sort: Sort = DEFAULT_SORT,
     skip: int = 0,
     limit: int | None = None,
-) -> Iterator[dict]:
+) -> Iterator[_Doc]:
     """Filter, sort and page start documents held in memory.
 
     Examples

@@ -25,6 +25,10 @@ from typing import Any
 
 __all__ = ["TimeRange", "epoch_span", "to_epoch"]
 
+#: A timezone: an IANA name, a tzinfo, or None for local time.
+Timezone = str | _dt.tzinfo | None
+
+
 # The forms databroker's TimeRange accepted, most specific first.
 _FORMATS = (
     "%Y-%m-%d %H:%M:%S.%f",
@@ -40,7 +44,7 @@ _FORMATS = (
 )
 
 
-def _tzinfo(timezone) -> _dt.tzinfo | None:
+def _tzinfo(timezone: Timezone) -> _dt.tzinfo | None:
     if timezone is None or isinstance(timezone, _dt.tzinfo):
         return timezone
     if isinstance(timezone, str):
@@ -75,7 +79,7 @@ def _parse_with_format(text: str) -> tuple[_dt.datetime, str | None]:
     )
 
 
-def to_epoch(value: Any, timezone=None) -> float:
+def to_epoch(value: Any, timezone: Timezone = None) -> float:
     """Epoch seconds of a date, datetime, date string or number.
 
     Parameters
@@ -120,7 +124,7 @@ def to_epoch(value: Any, timezone=None) -> float:
         tz = _tzinfo(timezone)
         # Naive datetimes are local time by Python's own rules (DST included).
         value = value if tz is None else value.replace(tzinfo=tz)
-    return value.timestamp()
+    return float(value.timestamp())
 
 
 def _next(value: _dt.datetime, fmt: str | None) -> _dt.datetime | None:
@@ -138,7 +142,7 @@ def _next(value: _dt.datetime, fmt: str | None) -> _dt.datetime | None:
     return value + step
 
 
-def epoch_span(text: str, timezone=None) -> tuple[float, float] | None:
+def epoch_span(text: str, timezone: Timezone = None) -> tuple[float, float] | None:
     """``[start, stop)`` epoch seconds of the period a date string names
     (``'2026-03-01'``: that day; ``'2026-03'``: that month; ...), or None
     when it names an instant (fractional seconds, an ISO offset).
@@ -155,7 +159,7 @@ def epoch_span(text: str, timezone=None) -> tuple[float, float] | None:
     return to_epoch(value, timezone), to_epoch(after, timezone)
 
 
-class TimeRange(dict):
+class TimeRange(dict[str, dict[str, float]]):
     """A query on start ``time``: runs started in ``[since, until)``.
 
     The name and arguments of databroker's helper. It *is* the query (a
@@ -184,10 +188,10 @@ class TimeRange(dict):
     {'time': {'$gte': 3600.0}}
     """
 
-    def __init__(self, since=None, until=None, timezone=None):
+    def __init__(self, since: Any = None, until: Any = None, timezone: Timezone = None) -> None:
         if since is None and until is None:
             raise ValueError("TimeRange needs since=..., until=... or both.")
-        bounds = {}
+        bounds: dict[str, float] = {}
         if since is not None:
             bounds["$gte"] = to_epoch(since, timezone)
         if until is not None:
@@ -199,7 +203,7 @@ class TimeRange(dict):
         super().__init__(time=bounds)
         self.since, self.until, self.timezone = since, until, timezone
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = [
             f"{name}={value!r}"
             for name, value in (("since", self.since), ("until", self.until))
@@ -209,5 +213,5 @@ class TimeRange(dict):
             args.append(f"timezone={self.timezone!r}")
         return f"TimeRange({', '.join(args)})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[TimeRange], tuple[Any, Any, Timezone]]:
         return (type(self), (self.since, self.until, self.timezone))
