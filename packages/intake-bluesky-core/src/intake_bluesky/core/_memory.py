@@ -212,7 +212,7 @@ class BlueskyInMemoryCatalog(BlueskyCatalog):
         self.driver.upsert(start, stop, gen_func, gen_args, gen_kwargs)
 
     def __delitem__(self, uid: str) -> None:
-        self.driver.remove(self._start_for_uid(uid)["uid"])
+        self.driver.remove(self._lookup.start_for_uid(uid)["uid"])
 
 
 def _restore(driver: MemoryDriver, kwargs: dict) -> BlueskyInMemoryCatalog:

@@ -7,13 +7,11 @@ this class with its own driver.
 from __future__ import annotations
 
 import inspect
-import numbers
-import re
 from collections.abc import Iterator, Mapping
 
-import numpy as np
 from intake.catalog.base import Catalog
 
+from .._model.lookup import RunLookup
 from .._model.run import Settings
 from .._query.evaluate import and_queries, validate_query
 from .._version import __version__
@@ -24,8 +22,6 @@ from .run import BlueskyRun, EntriesMixin, describe
 from .table import _check_fields, rows_to_dataframe, run_rows
 
 __all__ = ["BlueskyCatalog", "RunsView"]
-
-_NEWEST_FIRST = [("time", -1)]
 
 
 @with_catalog_parameters
@@ -232,82 +228,13 @@ class BlueskyCatalog(EntriesMixin, Catalog):
         [2, 3, 4]
         """
         if isinstance(key, slice):
-            return [self._run(start["uid"]) for start in self._starts_slice(key)]
-        if isinstance(key, str) and re.fullmatch(r"-?\d+", key.strip()):
-            key = int(key)
-        if isinstance(key, numbers.Integral) and not isinstance(key, bool | np.bool_):
-            key = int(key)  # a scan_id taken from a Dataset is a numpy integer
-        if isinstance(key, bool) or not isinstance(key, int | str):
-            raise TypeError(
-                f"Look runs up by uid (str), partial uid, scan_id (int >= 0), -N (N-th most "
-                f"recent) or a slice (cat[-3:]), not {type(key).__name__}."
-            )
-        if isinstance(key, int):
-            return self._run(self._start_for_int(key)["uid"])
-        return self._run(self._start_for_uid(key)["uid"])
+            return [self._run(start["uid"]) for start in self._lookup.starts(key)]
+        return self._run(self._lookup.start(key)["uid"])
 
-    def _start_for_int(self, key: int) -> dict:
-        if key < 0:
-            found = list(self._search(sort=_NEWEST_FIRST, skip=-key - 1, limit=1))
-            if not found:
-                count = len(self)
-                raise IndexError(
-                    f"cat[{key}] is out of range: the catalog holds {count} "
-                    f"run{'s' if count != 1 else ''} (cat[-1] is the most recent)."
-                )
-            return found[0]
-        found = list(self._search({"scan_id": key}, sort=_NEWEST_FIRST, limit=1))
-        if not found:
-            raise KeyError(f"No run with scan_id {key} in this catalog.")
-        return found[0]
-
-    def _starts_slice(self, key: slice) -> list[dict]:
-        """Start documents at the positions of a slice (oldest first order)."""
-        n = len(self)
-        positions = range(*key.indices(n))
-        if not positions:
-            return []
-        lo, hi = min(positions), max(positions) + 1
-        if n - hi < lo:
-            # Nearer the newest end (cat[-3:]): page from there, which a
-            # database serves from its time index without skipping the rest.
-            found = list(self._search(sort=_NEWEST_FIRST, skip=n - hi, limit=hi - lo))[::-1]
-            # Fewer runs than counted (deleted meanwhile): align on the newest.
-            offset = lo + (hi - lo - len(found))
-        else:
-            found = list(self._search(skip=lo, limit=hi - lo))
-            offset = lo
-        return [found[p - offset] for p in positions if 0 <= p - offset < len(found)]
-
-    def _start_at(self, position: int) -> dict:
-        """The start document at one position (negative counts from the newest)."""
-        if position < 0:
-            return self._start_for_int(position)
-        found = list(self._search(skip=position, limit=1))
-        if not found:
-            count = len(self)
-            raise IndexError(
-                f"Position {position} is out of range: the catalog holds {count} "
-                f"run{'s' if count != 1 else ''}."
-            )
-        return found[0]
-
-    def _start_for_uid(self, key: str) -> dict:
-        found = list(self._search({"uid": key}, limit=1))
-        if found:
-            return found[0]
-        pattern = "^" + re.escape(key)
-        found = list(self._search({"uid": {"$regex": pattern}}, limit=11))
-        if not found:
-            raise KeyError(f"No run with uid (or uid beginning with) {key!r} in this catalog.")
-        if len(found) > 1:
-            matches = ", ".join(s["uid"] for s in found[:10])
-            more = " and more" if len(found) > 10 else ""
-            raise ValueError(
-                f"Partial uid {key!r} is ambiguous: it matches {matches}{more}. "
-                "Give more characters."
-            )
-        return found[0]
+    @property
+    def _lookup(self) -> RunLookup:
+        """The lookup rules (:mod:`.._model.lookup`) over this catalog's runs."""
+        return RunLookup(self._search, self.__len__)
 
     def _run(self, uid: str) -> BlueskyRun:
         return BlueskyRun(self.driver.run(uid), self._settings)
@@ -476,13 +403,13 @@ class RunsView:
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [self._make(s) for s in self._catalog._starts_slice(index)]
+            return [self._make(s) for s in self._catalog._lookup.starts(index)]
         if isinstance(index, bool) or not isinstance(index, int):
             raise TypeError(
                 f"cat.{self._kind}()[...] takes a position (int) or a slice, not "
                 f"{type(index).__name__}; look runs up by uid or scan_id with cat[key]."
             )
-        return self._make(self._catalog._start_at(index))
+        return self._make(self._catalog._lookup.start_at(index))
 
     def first(self):
         """The oldest: ``view[0]``."""

@@ -151,24 +151,10 @@ class BlueskyEventStream(DataSource):
 
     def _field_names(self) -> list[str]:
         if self._part == "config":
-            # The device's configuration readings, not the stream's data keys.
-            names: dict[str, None] = {}
-            for d in self._model.descriptors():
-                conf = (d.get("configuration") or {}).get(self._object_name) or {}
-                names.update(dict.fromkeys(conf.get("data") or conf.get("data_keys") or {}))
-            return list(names)
-        fields = self._model.fields()
+            return self._model.config_fields(self._object_name)
         if self._part == "timestamps":
-            kinds = {}
-            for d in self._model.descriptors():
-                kinds.update(d.get("data_keys") or {})
-            # Stream data (external STREAM:) has no per-event timestamps.
-            fields = [
-                f
-                for f in fields
-                if not str((kinds.get(f) or {}).get("external") or "").upper().startswith("STREAM")
-            ]
-        return fields
+            return self._model.timestamp_fields()
+        return self._model.fields()
 
     def __repr__(self):
         what = {"data": "", "timestamps": " timestamps"}.get(
@@ -486,7 +472,7 @@ class BlueskyRun(EntriesMixin, Catalog):
         """
         raise NotImplementedError(
             "A run holds several streams; read one of them: "
-            f"run.{self._default_stream()}.read() (streams: {list(self)})."
+            f"run.{self._run.default_stream()}.read() (streams: {list(self)})."
         )
 
     def to_dask(self):
@@ -499,12 +485,8 @@ class BlueskyRun(EntriesMixin, Catalog):
         """
         raise NotImplementedError(
             "A run holds several streams; pick one: "
-            f"run.{self._default_stream()}.to_dask() (streams: {list(self)})."
+            f"run.{self._run.default_stream()}.to_dask() (streams: {list(self)})."
         )
-
-    def _default_stream(self) -> str:
-        names = list(self)
-        return "primary" if "primary" in names or not names else names[0]
 
     _ipython_display_ = None  # see BlueskyEventStream
 

@@ -7,5 +7,6 @@ readers), :mod:`.rows` (fields, rows aligned by seq_num), :mod:`.eager` and
 :mod:`.lazy` (numpy columns, dask graphs), :mod:`.assembly` (a stream's
 Dataset, the one entry point), :mod:`.canonical` (the ordered document
 stream), :mod:`.follow` (a run being written), :mod:`.run` (the run and
-stream model the faces delegate to).
+stream model the faces delegate to), :mod:`.lookup` (which run ``cat[key]``
+names).
 """

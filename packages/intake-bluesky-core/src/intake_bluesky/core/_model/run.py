@@ -14,6 +14,7 @@ from ..driver import RunSource
 from .assembly import build_dataset
 from .canonical import canonical
 from .filling import Filler, HandlerRegistry
+from .rows import data_kind
 
 __all__ = ["RunModel", "StreamModel", "Settings"]
 
@@ -93,6 +94,11 @@ class RunModel:
             )
         return StreamModel(self, name)
 
+    def default_stream(self) -> str:
+        """The stream a reader most likely means: ``primary``, else the first."""
+        names = self.stream_names()
+        return "primary" if "primary" in names or not names else names[0]
+
     def canonical(self, fill: str = "yes") -> Iterator[tuple[str, dict]]:
         if fill not in ("yes", "no"):
             raise ValueError(f"fill must be 'yes' or 'no', not {fill!r}.")
@@ -145,6 +151,21 @@ class StreamModel:
                 f"exclude; its fields are {self.all_fields()}."
             )
         return [f for f in known if f not in self.exclude]
+
+    def timestamp_fields(self) -> list[str]:
+        """The selected fields that have per-event timestamps (stream data has none)."""
+        data_keys: dict[str, dict] = {}
+        for d in self.descriptors():
+            data_keys.update(d.get("data_keys") or {})
+        return [f for f in self.fields() if data_kind(data_keys.get(f) or {}) != "stream"]
+
+    def config_fields(self, object_name: str | None) -> list[str]:
+        """The configuration readings of one device, over the stream's descriptors."""
+        names: dict[str, None] = {}
+        for d in self.descriptors():
+            conf = (d.get("configuration") or {}).get(object_name) or {}
+            names.update(dict.fromkeys(conf.get("data") or conf.get("data_keys") or {}))
+        return list(names)
 
     def dataset(self, lazy: bool = False, chunks=None, dtypes=None) -> xr.Dataset:
         ds = build_dataset(
