@@ -52,7 +52,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlparse
 
 from ._model.filling import resource_path, stream_resource_path
-from ._registry import BACKEND_GROUP, entry_point_objects
+from ._registry import BACKEND_GROUP, CHECKOUT_HINT, WRITER_GROUP, entry_point_objects, known_names
 from .errors import ExportError
 
 __all__ = [
@@ -68,18 +68,9 @@ __all__ = [
     "writers",
 ]
 
-#: The entry point group in which backends register their run writers.
-WRITER_GROUP = "intake_bluesky.writers"
-
-#: Which distribution provides each known writer (for "pip install" hints).
-WRITER_PACKAGES = {"jsonl": "intake-bluesky-jsonl", "msgpack": "intake-bluesky-msgpack"}
-
-#: How to install a package from a checkout while it is not on PyPI (as the
-#: repository's README says).
-CHECKOUT_HINT = (
-    "from a checkout of intake-bluesky, while the packages are not on PyPI: "
-    "python3 -m pip install ./packages/intake-bluesky-core ./packages/{package}"
-)
+#: Which distribution provides each known writer (for "pip install" hints;
+#: from the registry's table of known distributions).
+WRITER_PACKAGES = known_names(WRITER_GROUP)
 
 #: Where copied external files go, inside the export directory.
 EXTERNAL_DIR = "external"

@@ -66,6 +66,11 @@ class BlueskyJSONLCatalog(BlueskyCatalog):
     # pickle records; the class is re-exported there.
     __module__ = "intake_bluesky.jsonl"
 
+    @classmethod
+    def guess_can_open(cls, store) -> bool:
+        """Whether ``store``, a path, glob or directory, holds ``.jsonl`` files."""
+        return JSONLFormat.guess_can_open(store)
+
     def __init__(self, paths, *, index_path=None, **common):
         driver = FileDriver.for_catalog(self, paths, JSONLFormat(), index_path)
         super().__init__(driver, **common)

@@ -115,6 +115,28 @@ class BlueskyMongoCatalog(_MongoCatalogMixin, BlueskyCatalog):
 
     _db_params = ("metadatastore_db", "asset_registry_db")
 
+    @classmethod
+    def guess_can_open(cls, store) -> bool:
+        """Whether ``store`` is a MongoDB URI (``mongodb://``, ``mongodb+srv://``).
+
+        This catalog recognises MongoDB URIs for both layouts: its
+        :meth:`open_store` tells which one the database holds.
+        """
+        from ._layout import is_mongo_uri  # _layout builds these catalogs
+
+        return is_mongo_uri(store)
+
+    @classmethod
+    def open_store(cls, store, *, layout=None, assets=None, **common):
+        """The catalog of the database ``store``, a MongoDB URI, names: in
+        ``layout`` (``"normalized"``, ``"embedded"``), or the layout the
+        database holds runs in. ``assets``: the asset registry's URI
+        (normalized layout). A :class:`BlueskyMongoEmbeddedCatalog` if the
+        layout is embedded."""
+        from ._layout import open_uri
+
+        return open_uri(store, layout=layout, assets=assets, **common)
+
     def __init__(
         self,
         metadatastore_db,
@@ -171,6 +193,25 @@ class BlueskyMongoEmbeddedCatalog(_MongoCatalogMixin, BlueskyCatalog):
     """
 
     _db_params = ("datastore_db",)
+
+    @classmethod
+    def guess_can_open(cls, store) -> bool:
+        """False: :class:`BlueskyMongoCatalog` recognises MongoDB URIs and
+        tells the layout; this catalog opens one when named."""
+        return False
+
+    @classmethod
+    def open_store(cls, store, *, layout=None, assets=None, **common):
+        """The catalog of the database ``store``, a MongoDB URI, names, read
+        in the embedded layout."""
+        from ._layout import open_uri
+
+        if layout not in (None, "embedded"):
+            raise ValueError(
+                f"The embedded layout's catalog cannot read layout={layout!r} (--backend "
+                f"mongo_embedded contradicts --layout {layout})."
+            )
+        return open_uri(store, layout="embedded", assets=assets, **common)
 
     def __init__(self, datastore_db, *, server_selection_timeout_ms: int | None = None, **common):
         driver = EmbeddedDriver(

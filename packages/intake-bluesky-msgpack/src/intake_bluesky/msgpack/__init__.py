@@ -86,6 +86,11 @@ class BlueskyMsgpackCatalog(BlueskyCatalog):
     0
     """
 
+    @classmethod
+    def guess_can_open(cls, store) -> bool:
+        """Whether ``store``, a path, glob or directory, holds ``.msgpack`` files."""
+        return MsgpackFormat.guess_can_open(store)
+
     def __init__(self, paths, *, index_path=None, **common):
         driver = FileDriver.for_catalog(self, paths, MsgpackFormat(), index_path)
         super().__init__(driver, **common)

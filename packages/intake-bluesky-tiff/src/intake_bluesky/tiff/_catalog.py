@@ -71,6 +71,11 @@ class BlueskyTiffCatalog(BlueskyCatalog):
     # pickle records; the class is re-exported there.
     __module__ = "intake_bluesky.tiff"
 
+    @classmethod
+    def guess_can_open(cls, store) -> bool:
+        """Whether ``store``, a path, glob or directory, holds ``.tif``/``.tiff`` files."""
+        return TiffFormat.guess_can_open(store)
+
     def __init__(
         self,
         paths,

@@ -1,51 +1,72 @@
 """Opening the store named on the command line as a catalog of runs.
 
-A store is a path or glob (the backend picked from the files found, or named
-with ``--backend``), a MongoDB URI (the layout detected from its collections,
-or named with ``--layout``), or a YAML catalog file and an entry name.
-Backends are found in the ``intake_bluesky.backends`` entry point group.
+A store is a path, glob, directory or URI, read by the backend named with
+``--backend`` or else by the installed backend that recognises it; or a YAML
+catalog file and an entry name. Backends are the catalog classes in the
+``intake_bluesky.backends`` entry point group; each is asked, xarray style:
+
+* ``guess_can_open(store) -> bool`` (classmethod, optional): whether it
+  recognises the store (its file suffixes, its URI scheme);
+* ``open_store(store, **options) -> catalog`` (classmethod, optional): the
+  catalog of the store, given the backend's own options from the command
+  line (``--layout``, ``--assets``) and ``root_map``. Without it the catalog
+  is ``cls(store, root_map=...)``.
+
+What is not installed is looked up in the registry's table of known
+distributions, only to say which package to install.
 """
 
 from __future__ import annotations
 
 import glob
+import inspect
 import os
+import re
 from collections.abc import Mapping
 
 from .._faces.catalog import BlueskyCatalog
-from .._registry import BACKEND_GROUP, entry_point_objects
-from ..export import CHECKOUT_HINT, exported_format, exported_root_map
+from .._files.driver import holds_files
+from .._registry import (
+    BACKEND_GROUP,
+    KNOWN_DISTRIBUTIONS,
+    backends,
+    checkout_hint,
+    entry_point_objects,
+    known_names,
+    known_suffixes,
+    known_uri_schemes,
+    provider,
+)
+from ..export import exported_format, exported_root_map
 from .errors import CLIError
 
 __all__ = ["open_store", "KNOWN_BACKENDS"]
 
-#: Backends this project ships: name -> (distribution, file suffixes).
+#: Backends this project ships: name -> (distribution, file suffixes), from
+#: the registry's table (for install hints).
 KNOWN_BACKENDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "jsonl": ("intake-bluesky-jsonl", (".jsonl",)),
-    "msgpack": ("intake-bluesky-msgpack", (".msgpack",)),
-    "tiff": ("intake-bluesky-tiff", (".tif", ".tiff")),
-    "mongo_normalized": ("intake-bluesky-mongo", ()),
-    "mongo_embedded": ("intake-bluesky-mongo", ()),
-    "in_memory": ("intake-bluesky-core", ()),
+    name: (distribution, known.suffixes)
+    for distribution, known in KNOWN_DISTRIBUTIONS.items()
+    for name in known.backends
 }
-LAYOUTS = {"normalized": "mongo_normalized", "embedded": "mongo_embedded"}
 _YAML_SUFFIXES = (".yml", ".yaml")
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)")
 
 
 def backend_class(name: str) -> type:
     """The catalog class registered as ``name``; a clear error if not installed."""
     found = entry_point_objects(BACKEND_GROUP)
     if name not in found:
-        known = KNOWN_BACKENDS.get(name)
+        package = provider(BACKEND_GROUP, name)
         installed = ", ".join(sorted(found)) or "none"
-        if known:
+        if package:
             raise CLIError(
-                f"The {name} backend is not installed; install it with: pip install {known[0]} "
-                f"(or, {CHECKOUT_HINT.format(package=known[0])})"
+                f"The {name} backend is not installed; install it with: pip install {package} "
+                f"(or, {checkout_hint(package)})"
             )
         raise CLIError(
             f"No backend named {name!r} is installed (installed: {installed}). Known "
-            f"backends: {', '.join(sorted(KNOWN_BACKENDS))}."
+            f"backends: {', '.join(sorted(known_names(BACKEND_GROUP)))}."
         )
     try:
         return found[name].load()
@@ -56,8 +77,10 @@ def backend_class(name: str) -> type:
         ) from err
 
 
-def is_mongo_uri(store: str) -> bool:
-    return store.startswith(("mongodb://", "mongodb+srv://"))
+def uri_scheme(store: str) -> str | None:
+    """``"mongodb://"`` of ``"mongodb://host/db"``; None for a path."""
+    match = _URI.match(store)
+    return match.group(1) if match else None
 
 
 def open_store(
@@ -71,33 +94,64 @@ def open_store(
 ) -> BlueskyCatalog:
     """The catalog of runs named by ``store`` (see the module docstring)."""
     common = {"root_map": dict(root_map)} if root_map else {}
-    if is_mongo_uri(store):
-        return _open_mongo(store, backend, layout, assets, common)
-    if layout or assets:
-        raise CLIError("--layout and --assets apply to MongoDB URIs only.")
-    if store.lower().endswith(_YAML_SUFFIXES) and os.path.isfile(store) and backend is None:
-        return _open_yaml(store, entry, common)
+    # The backend's own options: passed to its open_store only when given.
+    options = {k: v for k, v in (("layout", layout), ("assets", assets)) if v is not None}
+    is_uri = uri_scheme(store) is not None
+    if not is_uri and store.lower().endswith(_YAML_SUFFIXES) and os.path.isfile(store):
+        if backend is None:
+            if options:
+                raise CLIError(f"{_flags(options)} not apply to YAML catalog files.")
+            return _open_yaml(store, entry, common)
     if entry:
         raise CLIError("--entry applies to YAML catalog files (.yml, .yaml) only.")
-    if os.path.isdir(store) and not glob.has_magic(store):
+    if not is_uri and os.path.isdir(store) and not glob.has_magic(store):
         # An export with copied external files, maybe moved: its catalog.yml
         # says where the copies are now (given roots win) and its format
-        # (its external/ folder may hold .tif files of the data).
+        # (its external/ folder may hold files of another backend's format).
         moved = exported_root_map(store)
         if moved:
             common = {"root_map": {**moved, **common.get("root_map", {})}}
         if backend is None:
             backend = exported_format(store)
     if backend is None:
-        backend = _detect_file_backend(store)
-    if backend in ("mongo_normalized", "mongo_embedded"):
-        raise CLIError(f"The {backend} backend needs a MongoDB URI (mongodb://host/db).")
-    if backend == "in_memory":
-        raise CLIError(
-            "The in_memory backend holds runs in memory only; it cannot be opened from a path."
-        )
+        backend = _recognising_backend(store)
     cls = backend_class(backend)
-    return _checked(cls(store, **common), store)
+    return _checked(_open_with(backend, cls, store, options, common), store)
+
+
+def _flags(options: Mapping[str, object]) -> str:
+    names = " and ".join(f"--{k}" for k in options)
+    return f"{names} {'does' if len(options) == 1 else 'do'}"
+
+
+def _open_with(name: str, cls: type, store: str, options: dict, common: dict):
+    """``cls.open_store(store, **options, **common)``, or ``cls(store, **common)``
+    for a backend that offers no ``open_store``."""
+    opener = getattr(cls, "open_store", None)
+    if opener is None:
+        if options:
+            raise CLIError(f"{_flags(options)} not apply to the {name} backend.")
+        scheme = uri_scheme(store)
+        if scheme is not None:
+            raise CLIError(f"The {name} backend does not read {scheme} URIs.")
+        try:
+            inspect.signature(cls).bind(store, **common)
+        except TypeError:
+            raise CLIError(f"The {name} backend cannot be opened from a path.") from None
+        return cls(store, **common)
+    unknown = {k: v for k, v in options.items() if not _accepts(opener, k)}
+    if unknown:
+        raise CLIError(f"{_flags(unknown)} not apply to the {name} backend.")
+    return opener(store, **options, **common)
+
+
+def _accepts(func, keyword: str) -> bool:
+    params = inspect.signature(func).parameters.values()
+    return any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == keyword and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in params
+    )
 
 
 def _checked(cat, store: str) -> BlueskyCatalog:
@@ -106,89 +160,47 @@ def _checked(cat, store: str) -> BlueskyCatalog:
     return cat
 
 
-def _candidates(store: str) -> list[str]:
-    """Files to look at to tell the format of a path, glob or directory."""
-    if glob.has_magic(store):
-        paths = sorted(glob.glob(store))
-    elif os.path.exists(store):
-        paths = [store]
-    else:
-        raise CLIError(f"{store}: no such file or directory (and not a mongodb:// URI).")
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            for dirpath, dirnames, names in os.walk(path):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                files.extend(os.path.join(dirpath, n) for n in names)
-        else:
-            files.append(path)
-    return files
-
-
-def _detect_file_backend(store: str) -> str:
-    counts: dict[str, int] = {}
-    for path in _candidates(store):
-        lower = path.lower()
-        for name, (_, suffixes) in KNOWN_BACKENDS.items():
-            if suffixes and lower.endswith(suffixes):
-                counts[name] = counts.get(name, 0) + 1
-    if not counts:
-        suffixes = ", ".join(s for _, sfx in KNOWN_BACKENDS.values() for s in sfx)
+def _recognising_backend(store: str) -> str:
+    """The one backend that recognises ``store``: an installed one that says
+    so, or a known one (not installed: its name, for the install hint)."""
+    installed = entry_point_objects(BACKEND_GROUP)
+    found = [
+        name
+        for name, cls in backends().items()
+        if getattr(cls, "guess_can_open", None) is not None and cls.guess_can_open(store)
+    ]
+    scheme = uri_scheme(store)
+    for known in KNOWN_DISTRIBUTIONS.values():
+        if not known.backends or any(n in installed for n in known.backends):
+            continue
+        if scheme in known.uri_schemes or (scheme is None and holds_files(store, known.suffixes)):
+            found.append(known.backends[0])
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
         raise CLIError(
-            f"{store}: no run files found ({suffixes}). Name the backend with --backend."
+            f"{_shown(store)} holds files of several formats (read by {', '.join(found)}); "
+            "pick one with --backend."
         )
-    if len(counts) > 1:
-        found = ", ".join(f"{n} {name} file(s)" for name, n in sorted(counts.items()))
+    if scheme is not None:
         raise CLIError(
-            f"{store} holds files of several formats ({found}); pick one with --backend."
+            f"No installed backend reads {scheme} URIs (installed: "
+            f"{', '.join(sorted(installed)) or 'none'})."
         )
-    return next(iter(counts))
-
-
-def _open_mongo(uri, backend, layout, assets, common) -> BlueskyCatalog:
-    if layout is not None and layout not in LAYOUTS:
-        raise CLIError(f"--layout must be one of {sorted(LAYOUTS)}, not {layout!r}.")
-    if backend is not None:
-        if backend not in LAYOUTS.values():
-            raise CLIError(
-                f"A MongoDB URI is read by the mongo_normalized or mongo_embedded backend, "
-                f"not {backend!r}."
-            )
-        if layout is not None and LAYOUTS[layout] != backend:
-            raise CLIError(f"--backend {backend} contradicts --layout {layout}.")
-        layout = next(k for k, v in LAYOUTS.items() if v == backend)
-    if assets and layout == "embedded":
-        raise CLIError("--assets applies to the normalized layout only.")
-    normalized = backend_class("mongo_normalized")
-    embedded = backend_class("mongo_embedded")
-    try:
-        if layout == "normalized":
-            return normalized(uri, asset_registry_db=assets, **common)
-        if layout == "embedded":
-            return embedded(uri, **common)
-        # Detected: suitcase-mongo's normalized layout keeps start documents in
-        # run_start, the embedded one in header; a catalog over the other
-        # layout's database counts no runs.
-        as_normalized = normalized(uri, asset_registry_db=assets, **common)
-        as_embedded = embedded(uri, **common)
-        n_normalized, n_embedded = len(as_normalized), len(as_embedded)
-    except (TypeError, ValueError) as err:
-        raise CLIError(str(err)) from None
-    if n_normalized and n_embedded:
-        raise CLIError(
-            f"The database holds runs in both layouts ({n_normalized} normalized, "
-            f"{n_embedded} embedded); pick one with --layout normalized|embedded."
-        )
-    if n_embedded:
-        if assets:
-            raise CLIError("--assets applies to the normalized layout only.")
-        return as_embedded
-    if n_normalized:
-        return as_normalized
+    if not glob.has_magic(store) and not os.path.exists(store):
+        schemes = " or ".join(known_uri_schemes())
+        raise CLIError(f"{store}: no such file or directory (and not a {schemes} URI).")
     raise CLIError(
-        f"{as_normalized.driver!r} holds no runs in either layout (no run_start or header "
-        "documents). Check the database name in the URI, or give --layout to open it anyway."
+        f"{store}: no run files found ({', '.join(known_suffixes())}). Name the backend "
+        "with --backend."
     )
+
+
+def _shown(store: str) -> str:
+    """A store as messages show it: a URI by its scheme only (it may hold a
+    password)."""
+    scheme = uri_scheme(store)
+    return f"the {scheme} URI" if scheme else store
 
 
 def _open_yaml(path: str, entry: str | None, common) -> BlueskyCatalog:
@@ -214,7 +226,7 @@ def _open_yaml(path: str, entry: str | None, common) -> BlueskyCatalog:
         raise CLIError(
             f"{path}, entry {entry!r}: its driver cannot be imported ({err}). Install the "
             "backend package it names (pip install intake-bluesky-<backend>; or, "
-            f"{CHECKOUT_HINT.format(package='intake-bluesky-<backend>')})."
+            f"{checkout_hint('intake-bluesky-<backend>')})."
         ) from None
     except Exception as err:  # bad args: a transform that is no function, ...
         raise CLIError(

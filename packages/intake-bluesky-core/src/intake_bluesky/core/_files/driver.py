@@ -44,6 +44,7 @@ from itertools import islice
 from .._model.documents import DelegatingRunSource, DocumentRunSource
 from .._progress import progress
 from .._query.starts import search_starts, sorted_matches
+from .._registry import known_file_formats
 from ..driver import DEFAULT_SORT
 from ..errors import RunChangedError
 from .diskindex import decode, open_index, resolve_index_path
@@ -55,6 +56,7 @@ __all__ = [
     "RunChangedError",
     "expand_paths",
     "absolute_paths",
+    "holds_files",
     "Location",
 ]
 
@@ -67,12 +69,7 @@ _RACY_NS = 2 * 10**9
 
 #: Suffixes of the formats of intake-bluesky's backends, for the warning when
 #: a catalog's paths hold only another backend's files.
-_KNOWN_FORMATS = {
-    ".jsonl": "JSONL (intake_bluesky.jsonl.BlueskyJSONLCatalog)",
-    ".msgpack": "msgpack (intake_bluesky.msgpack.BlueskyMsgpackCatalog)",
-    ".tif": "TIFF (intake_bluesky.tiff.BlueskyTiffCatalog)",
-    ".tiff": "TIFF (intake_bluesky.tiff.BlueskyTiffCatalog)",
-}
+_KNOWN_FORMATS = known_file_formats()
 
 
 def _files_of(location: Location) -> tuple[str, ...]:
@@ -108,6 +105,15 @@ class FileFormat:
     #: Bump when :meth:`read_header` changes what it returns for the same
     #: bytes: entries of the on-disk index made by older versions are ignored.
     index_version: int = 1
+
+    @classmethod
+    def guess_can_open(cls, store) -> bool:
+        """Whether ``store`` holds files of this format (by :attr:`suffixes`).
+
+        What a file backend's catalog class answers when asked whether it
+        recognises a store: see :func:`holds_files`.
+        """
+        return holds_files(store, cls.suffixes)
 
     def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
         """Every ``(name, doc)`` in the file, stored order.
@@ -367,6 +373,40 @@ def expand_paths(paths, suffixes: Sequence[str], recursive: bool = False) -> lis
     []
     """
     return list(_Listing(paths, suffixes, recursive).files())
+
+
+def holds_files(store, suffixes: Sequence[str]) -> bool:
+    """Whether a path, glob or directory names a file ending in ``suffixes``.
+
+    Case-insensitive; directories are searched with their subdirectories
+    (hidden ones left out), and the search stops at the first such file. A
+    URI or a path that does not exist holds none.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> holds_files(folder, (".jsonl",))
+    False
+    >>> open(os.path.join(folder, "a.JSONL"), "w").close()
+    >>> holds_files(folder, (".jsonl",)), holds_files(folder + "/*", (".msgpack",))
+    (True, False)
+    """
+    suffixes = tuple(s.lower() for s in suffixes)
+    if not suffixes:
+        return False
+    store = os.fspath(store)
+    paths = sorted(glob.glob(store)) if glob.has_magic(store) else [store]
+    for path in paths:
+        if not os.path.isdir(path):
+            if os.path.isfile(path) and path.lower().endswith(suffixes):
+                return True
+            continue
+        for _, dirnames, names in os.walk(path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if any(n.lower().endswith(suffixes) for n in names):
+                return True
+    return False
 
 
 def absolute_paths(paths):
