@@ -50,7 +50,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from .._progress import progress
-from .._registry import entry_point_objects
+from .._registry import HANDLER_GROUP, READER_GROUP, entry_point_objects
 from ..driver import RunSource
 from ..errors import DataNotWrittenError, FillError, MissingExternalFileError, MissingHandlerError
 from ..readers import entry_point_name
@@ -64,9 +64,6 @@ __all__ = [
     "MissingExternalFileError",
     "DataNotWrittenError",
 ]
-
-HANDLER_GROUP = "databroker.handlers"
-READER_GROUP = "intake_bluesky.stream_readers"
 
 
 def _import(obj):
