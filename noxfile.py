@@ -45,18 +45,45 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+#: The core's tests that need backends installed beside it (CLI over real
+#: stores, exports): run by ``all_together`` only.
+INTEGRATION = PACKAGES_DIR / CORE / "tests" / "integration"
+
+
+def _modules(package: str) -> list[str]:
+    """The importable names a package ships (``intake_bluesky.<name>``)."""
+    src = PACKAGES_DIR / package / "src" / "intake_bluesky"
+    return [
+        f"intake_bluesky.{p.name}" for p in sorted(src.iterdir()) if (p / "__init__.py").exists()
+    ]
+
+
+def _pytest_args(packages: list[str]) -> list[str]:
+    # The doctests of the installed modules (--pyargs: the session installs
+    # the packages, not in editable mode, so src/ is not what is imported),
+    # then each package's tests folder.
+    return [
+        "--doctest-modules",
+        "--pyargs",
+        *[module for p in packages for module in _modules(p)],
+        *[str(PACKAGES_DIR / p / "tests") for p in packages],
+    ]
+
+
 @nox.session
 @nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
+    """One package with the core alone: its tests and its doctests."""
     _install(session, [package])
-    session.run("pytest", str(PACKAGES_DIR / package / "tests"), *session.posargs)
+    session.run("pytest", *_pytest_args([package]), f"--ignore={INTEGRATION}", *session.posargs)
 
 
 @nox.session
 def all_together(session: nox.Session) -> None:
-    """Every package in one environment: namespace merge and entry points."""
+    """Every package in one environment: namespace merge and entry points,
+    the core's integration tests, and every package's doctests."""
     _install(session, PACKAGES)
-    session.run("pytest", *[str(PACKAGES_DIR / p / "tests") for p in PACKAGES], *session.posargs)
+    session.run("pytest", *_pytest_args(PACKAGES), *session.posargs)
 
 
 @nox.session

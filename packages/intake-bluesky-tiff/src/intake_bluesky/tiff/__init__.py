@@ -26,7 +26,7 @@ Examples
 >>> run.primary.read()["image"].values[:, 0, 0].tolist()
 [1, 2, 10]
 >>> [name for name, doc in run.canonical(fill="no")][:4]
-['start', 'descriptor', 'resource', 'datum']
+['start', 'descriptor', 'resource', 'datum_page']
 """
 
 import importlib.metadata
