@@ -7,9 +7,13 @@ place that walks documents row by row.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from event_model.documents import Datum, DatumPage, Event, EventPage
 
 __all__ = [
     "as_column",
@@ -31,16 +35,16 @@ __all__ = [
 _EVENT_COLUMNS = ("time", "uid", "seq_num")
 
 
-def first_of(value):
+def first_of(value: Any) -> Any:
     """The first item of a page column, or the value of a single document."""
     return value[0] if isinstance(value, list) and value else value
 
 
-def page_length(page: dict) -> int:
+def page_length(page: Mapping[str, Any]) -> int:
     return len(page["seq_num"])
 
 
-def pack_events(events: Sequence[dict]) -> dict:
+def pack_events(events: Sequence[Event]) -> EventPage:
     """One event_page from events of one descriptor with the same data keys.
 
     Raises
@@ -62,7 +66,7 @@ def pack_events(events: Sequence[dict]) -> dict:
         raise KeyError(f"events of descriptor {first['descriptor']!r} differ in their keys")
     # 'filled' may be given for some events only; absent means not filled.
     # Mostly it is {} everywhere: any() tells that without a Python loop.
-    filleds = [e.get("filled") for e in events]
+    filleds: list[Any] = [e.get("filled") for e in events]
     if any(filleds):
         filleds = [f or _EMPTY for f in filleds]
         filled_keys = list(dict.fromkeys(k for f in filleds if f for k in f))
@@ -79,10 +83,10 @@ def pack_events(events: Sequence[dict]) -> dict:
     }
 
 
-_EMPTY: dict = {}
+_EMPTY: dict[str, Any] = {}
 
 
-def unpack_event_page(page: dict) -> Iterator[dict]:
+def unpack_event_page(page: EventPage) -> Iterator[Event]:
     """The events of one event_page, as ``event`` documents."""
     data, timestamps = page["data"], page.get("timestamps", {})
     filled = page.get("filled", {})
@@ -98,7 +102,7 @@ def unpack_event_page(page: dict) -> Iterator[dict]:
         }
 
 
-def pack_datums(datums: Sequence[dict]) -> dict:
+def pack_datums(datums: Sequence[Datum]) -> DatumPage:
     """One datum_page from datums of one resource."""
     keys = list(datums[0]["datum_kwargs"])
     return {
@@ -108,7 +112,7 @@ def pack_datums(datums: Sequence[dict]) -> dict:
     }
 
 
-def unpack_datum_page(page: dict) -> Iterator[dict]:
+def unpack_datum_page(page: DatumPage) -> Iterator[Datum]:
     kwargs = page["datum_kwargs"]
     for i, datum_id in enumerate(page["datum_id"]):
         yield {
@@ -118,28 +122,30 @@ def unpack_datum_page(page: dict) -> Iterator[dict]:
         }
 
 
-def select_fields(page: dict, fields: Iterable[str] | None) -> dict:
+def select_fields(page: EventPage, fields: Iterable[str] | None) -> EventPage:
     """The page with only ``fields`` in data/timestamps/filled."""
     if fields is None:
         return page
-    fields = set(fields)
-    out = dict(page)
+    wanted = set(fields)
+    source: Mapping[str, Any] = page
+    out = dict(source)
     for part in ("data", "timestamps", "filled"):
-        out[part] = {k: v for k, v in page.get(part, {}).items() if k in fields}
-    return out
+        out[part] = {k: v for k, v in source.get(part, {}).items() if k in wanted}
+    return cast("EventPage", out)
 
 
-def slice_page(page: dict, start: int, stop: int) -> dict:
+def slice_page(page: EventPage, start: int, stop: int) -> EventPage:
     """Rows ``start:stop`` of one page (lists and numpy arrays alike)."""
-    out = dict(page)
+    source: Mapping[str, Any] = page
+    out = dict(source)
     for key in _EVENT_COLUMNS:
-        out[key] = page[key][start:stop]
+        out[key] = source[key][start:stop]
     for part in ("data", "timestamps", "filled"):
-        out[part] = {k: v[start:stop] for k, v in page.get(part, {}).items()}
-    return out
+        out[part] = {k: v[start:stop] for k, v in source.get(part, {}).items()}
+    return cast("EventPage", out)
 
 
-def slice_pages(pages: Iterable[dict], rows: tuple[int, int] | None) -> Iterator[dict]:
+def slice_pages(pages: Iterable[EventPage], rows: tuple[int, int] | None) -> Iterator[EventPage]:
     """Apply a ``(start, stop)`` row window over consecutive pages."""
     if rows is None:
         yield from pages
@@ -156,7 +162,7 @@ def slice_pages(pages: Iterable[dict], rows: tuple[int, int] | None) -> Iterator
             return
 
 
-def as_column(values):
+def as_column(values: Any) -> Any:
     """A 1-D numpy array for a column of scalars; anything else unchanged.
 
     Array-valued columns stay as they came (nested lists, or numpy from a
@@ -184,7 +190,7 @@ def as_column(values):
     return arr if arr.ndim == 1 and arr.dtype != object else values
 
 
-def exact_array(values: list) -> np.ndarray:
+def exact_array(values: Sequence[Any]) -> np.ndarray:
     """``values`` (Python scalars, or nested lists of them) as an array that
     holds every one of them unchanged: numpy's own dtype where it does,
     uint64 for integers above int64's range, else object.
@@ -227,8 +233,8 @@ def exact_array(values: list) -> np.ndarray:
         # search over the joined text tells whether to look closer.
         # (Rows of nested lists are joined from the stored strings: arr's
         # own have lost their NULs already.)
-        flat = _objects(values).ravel().tolist() if arr.ndim > 1 else values
-        nul = "\0" if kind == "U" else b"\0"
+        flat: Any = _objects(values).ravel().tolist() if arr.ndim > 1 else values
+        nul: Any = "\0" if kind == "U" else b"\0"
         try:
             joined = nul[:0].join(flat)
         except TypeError:  # str and bytes together: numpy made them one kind
@@ -238,9 +244,10 @@ def exact_array(values: list) -> np.ndarray:
     return arr
 
 
-def _objects(values) -> np.ndarray:
+def _objects(values: Sequence[Any]) -> np.ndarray:
     """An object array of the values (rows of nested lists as lists when
     they are not rectangular)."""
+    arr: np.ndarray | None
     try:
         arr = np.array(values, dtype=object)
     except ValueError:
@@ -251,7 +258,7 @@ def _objects(values) -> np.ndarray:
     return arr
 
 
-def _survived(values, arr: np.ndarray) -> bool:
+def _survived(values: Sequence[Any], arr: np.ndarray) -> bool:
     """Whether every value is equal to its element of numeric ``arr``.
 
     All floats (what JSON numbers with a point are) survive: only ints, the
@@ -269,31 +276,32 @@ def _survived(values, arr: np.ndarray) -> bool:
     differ = obj != arr.astype(object)
     if arr.dtype.kind == "f":
         differ &= ~np.isnan(arr)
-    return not differ.any()
+    return not bool(differ.any())
 
 
-def mixed_numbers(values) -> bool:
+def mixed_numbers(values: Iterable[Any]) -> bool:
     """Whether a list of scalars holds floats and other numbers (int, bool)."""
     types = set(map(type, values))
     return float in types and len(types) > 1
 
 
-def _plain(column):
+def _plain(column: Any) -> Any:
     return column.tolist() if isinstance(column, np.ndarray) and column.ndim == 1 else column
 
 
-def plain_page(page: dict) -> dict:
+def plain_page(page: EventPage) -> EventPage:
     """An event page whose scalar columns are lists again (JSON-schema valid)."""
-    out = dict(page)
+    source: Mapping[str, Any] = page
+    out = dict(source)
     for key in _EVENT_COLUMNS:
-        out[key] = _plain(page[key])
+        out[key] = _plain(source[key])
     for part in ("data", "timestamps", "filled"):
-        if part in page:
-            out[part] = {k: _plain(v) for k, v in page[part].items()}
-    return out
+        if part in source:
+            out[part] = {k: _plain(v) for k, v in source[part].items()}
+    return cast("EventPage", out)
 
 
-def _concat(columns: list):
+def _concat(columns: list[Any]) -> Any:
     if len(columns) == 1:
         return columns[0]
     if all(isinstance(c, np.ndarray) for c in columns):
@@ -305,28 +313,29 @@ def _concat(columns: list):
                 return np.concatenate(columns)
             except ValueError:  # differing shapes
                 pass
-    out: list = []
+    out: list[Any] = []
     for c in columns:
         # 1-D arrays as Python values, so as_column() sees what was stored.
         out.extend(c.tolist() if isinstance(c, np.ndarray) and c.ndim == 1 else c)
     return out
 
 
-def merge_event_pages(pages: Sequence[dict]) -> dict:
+def merge_event_pages(pages: Sequence[EventPage]) -> EventPage:
     """One event_page from consecutive pages of one descriptor."""
     if len(pages) == 1:
         return pages[0]
-    first = pages[0]
-    merged = {"descriptor": first["descriptor"]}
+    sources: Sequence[Mapping[str, Any]] = pages
+    first = sources[0]
+    merged: dict[str, Any] = {"descriptor": first["descriptor"]}
     for key in _EVENT_COLUMNS:
-        merged[key] = _concat([p[key] for p in pages])
+        merged[key] = _concat([p[key] for p in sources])
     for part in ("data", "timestamps", "filled"):
         keys = first.get(part, {})
-        merged[part] = {k: _concat([p[part][k] for p in pages]) for k in keys}
-    return merged
+        merged[part] = {k: _concat([p[part][k] for p in sources]) for k in keys}
+    return cast("EventPage", merged)
 
 
-def merge_datum_pages(pages: Sequence[dict]) -> dict:
+def merge_datum_pages(pages: Sequence[DatumPage]) -> DatumPage:
     """One datum_page from consecutive pages of one resource."""
     if len(pages) == 1:
         return pages[0]
