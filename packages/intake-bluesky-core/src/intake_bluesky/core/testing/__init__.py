@@ -26,12 +26,11 @@ from ._examples import (
     example_runs,
     mixed_forms_run,
 )
-from ._examples_v2 import (
-    CORRECTNESS_UIDS,
+from ._examples_correctness import CORRECTNESS_UIDS, correctness_runs
+from ._examples_streams import (
     NPZ_MIMETYPE,
     STREAM_UIDS,
     NpzFramesReader,
-    correctness_runs,
     stream_registry,
     stream_runs,
 )

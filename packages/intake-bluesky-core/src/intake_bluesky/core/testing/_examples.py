@@ -83,6 +83,12 @@ def _uid_factory(seed: str):
     return lambda: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}/{next(counter)}"))
 
 
+def _stop(run, uid: str, time: float, num_events: dict) -> dict:
+    # As the RunEngine counts them: rows collected from stream_datums too,
+    # which event-model's composer (counting composed events) does not see.
+    return {**run.compose_stop(uid=uid, time=time), "num_events": num_events}
+
+
 def _scan(directory: str) -> list:
     """Two streams, single events and pages, datums and datum pages, inline
     arrays with dims, external arrays, configuration."""

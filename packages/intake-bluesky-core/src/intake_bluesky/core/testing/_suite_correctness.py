@@ -16,7 +16,7 @@ from .._model.documents import BadDocumentError
 from .._model.filling import FillError
 from .._query.time import TimeRange
 from ._examples import EXTERNAL_ROOT, T0, UIDS
-from ._examples_v2 import (
+from ._examples_correctness import (
     CORRECTNESS_UIDS,
     DAMAGED_UIDS,
     correctness_runs,

@@ -12,7 +12,7 @@ import pytest
 from .._model.casting import DtypeMismatchWarning
 from .._model.filling import FillError, MissingHandlerError
 from ._examples import EXTERNAL_ROOT
-from ._examples_v2 import (
+from ._examples_streams import (
     FRAME,
     NPZ_MIMETYPE,
     STREAM_UIDS,
