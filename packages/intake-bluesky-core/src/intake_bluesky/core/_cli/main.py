@@ -10,6 +10,7 @@ import sys
 import textwrap
 import warnings
 
+from .._registry import KNOWN_DISTRIBUTIONS, WRITER_GROUP, known_names
 from .errors import CLIError
 
 __all__ = ["build_parser", "main"]
@@ -47,6 +48,16 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, width=min(shutil.get_terminal_size().columns, 80) - 2)
 
 
+def _store_backends() -> list[str]:
+    """The known backends that read a path or URI (from the registry's table)."""
+    return [
+        name
+        for known in KNOWN_DISTRIBUTIONS.values()
+        if known.suffixes or known.uri_schemes
+        for name in known.backends
+    ]
+
+
 def _store_options(parser: argparse.ArgumentParser, *, format_alias: bool) -> None:
     group = parser.add_argument_group("store")
     names = ["-b", "--backend"] + (["--format"] if format_alias else [])
@@ -54,8 +65,8 @@ def _store_options(parser: argparse.ArgumentParser, *, format_alias: bool) -> No
         *names,
         dest="backend",
         metavar="NAME",
-        help="the backend reading STORE: jsonl, msgpack, tiff, mongo_normalized, "
-        "mongo_embedded (default: from the files found, or the URI)",
+        help=f"the backend reading STORE: {', '.join(_store_backends())} (default: the one "
+        "that recognises the files found, or the URI)",
     )
     group.add_argument(
         "--layout",
@@ -187,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="out_format",
         default="jsonl",
         metavar="FORMAT",
-        help="jsonl (default) or msgpack",
+        help=f"{' or '.join(known_names(WRITER_GROUP))} (default: %(default)s)",
     )
     export.add_argument(
         "--copy-external",
