@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from intake.catalog.base import Catalog
 
 from .._model.lookup import RunLookup
-from .._model.run import Settings
+from .._model.run import ReadOptions
 from .._query.evaluate import and_queries, validate_query
 from .._version import __version__
 from ..driver import Driver
@@ -80,7 +80,7 @@ class BlueskyCatalog(EntriesMixin, Catalog):
             self._captured_init_kwargs["handler_registry"] = {
                 k: _dotted(v) for k, v in given.items()
             }
-        self._settings = Settings(handler_registry, root_map, transforms)
+        self._settings = ReadOptions(handler_registry, root_map, transforms)
         kwargs.setdefault("name", type(self).__name__)
         super().__init__(**kwargs)
 

@@ -11,7 +11,7 @@ import xarray as xr
 from intake.catalog.base import Catalog
 from intake.source.base import DataSource, Schema
 
-from .._model.run import RunModel, Settings, StreamModel
+from .._model.run import ReadOptions, RunModel, StreamModel
 from .._progress import ProgressCounter
 from .._version import __version__
 from ..driver import RunSource
@@ -300,7 +300,7 @@ class BlueskyRun(EntriesMixin, Catalog):
     ----------
     source : RunSource
         The run's storage, from a driver.
-    settings : Settings, optional
+    settings : ReadOptions, optional
         Handlers, root_map, transforms (given by the catalog).
     """
 
@@ -308,7 +308,7 @@ class BlueskyRun(EntriesMixin, Catalog):
     name = "bluesky_run"
     version = __version__
 
-    def __init__(self, source: RunSource, settings: Settings | None = None, **kwargs):
+    def __init__(self, source: RunSource, settings: ReadOptions | None = None, **kwargs):
         if not isinstance(source, RunSource):
             raise TypeError(
                 "BlueskyRun is made by a catalog (cat[uid]); it takes a RunSource, "

@@ -49,16 +49,16 @@ class MergedPage(dict):
 #: bounds the transient per-event dicts, keeps every later step columnar.
 _PAGE_ROWS = 4096
 
-#: Single events packed at a time (see _Organized._pack).
+#: Single events packed at a time (see _RunContents._pack).
 _PACK_ROWS = 256
 
-#: The descriptor of _Organized._add_all's group when it has none: equal to
+#: The descriptor of _RunContents._add_all's group when it has none: equal to
 #: no value a document holds (None included).
 _NO_GROUP = object()
 
 
 def _push_form(layout: list[int], form: int) -> None:
-    """Add one stored document to a page's layout (see :class:`_Organized`)."""
+    """Add one stored document to a page's layout (see :class:`_RunContents`)."""
     if form < 0 and layout and layout[-1] < 0:
         layout[-1] += form  # one more of a run of single documents
     else:
@@ -79,7 +79,7 @@ def _joined_layouts(a: list[int], b: list[int]) -> list[int]:
     return out
 
 
-class _Organized:
+class _RunContents:
     """The documents of a run sorted into what the protocol asks for.
 
     Single events and small pages of one descriptor are packed into pages of
@@ -351,14 +351,14 @@ class DocumentRunSource(RunSourceBase):
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._generation = 0
-        self._org: _Organized | None = None
+        self._org: _RunContents | None = None
         self._dirty = False
         self._docs: list[tuple[str, dict]] | None = None
         if keep_documents:
             self._docs = list(documents)
             first = self._docs[0] if self._docs else None
         else:
-            self._org = _Organized(uid or "?", documents)
+            self._org = _RunContents(uid or "?", documents)
             first = ("start", self._org.start) if self._org.start is not None else None
         if uid is None:
             if first is None or first[0] != "start":
@@ -443,12 +443,12 @@ class DocumentRunSource(RunSourceBase):
             return self._generation
 
     @property
-    def _organized(self) -> _Organized:
+    def _contents(self) -> _RunContents:
         org = self._org
         if org is None or self._dirty:
             with self._lock:
                 if self._org is None:
-                    self._org = _Organized(self.uid, self._docs)
+                    self._org = _RunContents(self.uid, self._docs)
                 elif self._dirty:
                     self._org.flush()
                 self._dirty = False
@@ -457,47 +457,47 @@ class DocumentRunSource(RunSourceBase):
 
     # --- the protocol -------------------------------------------------------
     def start(self) -> dict:
-        start = self._organized.start
+        start = self._contents.start
         if start is None:
             raise BadDocumentError(f"Run {self.uid!r} has no start document.")
         return start
 
     def stop(self) -> dict | None:
-        return self._organized.stop
+        return self._contents.stop
 
     def descriptors(self) -> list[dict]:
-        return sorted(self._organized.descriptors.values(), key=lambda d: d.get("time", 0))
+        return sorted(self._contents.descriptors.values(), key=lambda d: d.get("time", 0))
 
     def event_pages(self, descriptor_uid, fields=None, rows=None) -> Iterator[dict]:
-        pages = self._organized.pages.get(descriptor_uid, [])
+        pages = self._contents.pages.get(descriptor_uid, [])
         for page in slice_pages(pages, rows):
             yield select_fields(page, fields)
 
     def event_count(self, descriptor_uid: str) -> int:
-        return sum(len(p["seq_num"]) for p in self._organized.pages.get(descriptor_uid, []))
+        return sum(len(p["seq_num"]) for p in self._contents.pages.get(descriptor_uid, []))
 
     def stored_event_pages(self, descriptor_uid, rows=None) -> Iterator[tuple[str, dict]]:
-        org = self._organized
+        org = self._contents
         pages = org.pages.get(descriptor_uid, [])
         layouts = org.layouts.get(descriptor_uid, [])
         yield from _stored_units(pages, layouts, rows, "event", "event_page", slice_page)
 
     def stored_datum_pages(self, resource_uid=None) -> Iterator[tuple[str, dict]]:
-        org = self._organized
+        org = self._contents
         for page, layout in zip(org.datum_pages, org.datum_layouts, strict=True):
             if resource_uid is None or page["resource"] == resource_uid:
                 yield from _stored_units([page], [layout], None, "datum", "datum_page", _datums)
 
     def resources(self) -> list[dict]:
-        return list(self._organized.resources.values())
+        return list(self._contents.resources.values())
 
     def datum_pages(self, resource_uid=None) -> Iterator[dict]:
-        for page in self._organized.datum_pages:
+        for page in self._contents.datum_pages:
             if resource_uid is None or page["resource"] == resource_uid:
                 yield page
 
     def datums(self, datum_ids) -> dict[str, dict]:
-        org = self._organized
+        org = self._contents
         index = getattr(org, "datum_index", None)
         if index is None:
             # Built once per organized view: filling looks datums up per chunk.
@@ -507,12 +507,12 @@ class DocumentRunSource(RunSourceBase):
         return {i: index[i] for i in datum_ids if i in index}
 
     def stream_resources(self) -> list[dict]:
-        return list(self._organized.stream_resources)
+        return list(self._contents.stream_resources)
 
     def stream_datums(self, descriptor_uid=None) -> list[dict]:
         return [
             d
-            for d in self._organized.stream_datums
+            for d in self._contents.stream_datums
             if descriptor_uid is None or d["descriptor"] == descriptor_uid
         ]
 
@@ -524,7 +524,7 @@ class DocumentRunSource(RunSourceBase):
 
 def _stored_units(pages, layouts, rows, single: str, paged: str, cut):
     """``(form, page)`` of the stored documents in ``pages``, within the
-    ``rows`` window (see :class:`_Organized`): a run of single documents as
+    ``rows`` window (see :class:`_RunContents`): a run of single documents as
     one ``(single, page)``; consecutive stored pages as one ``(paged, page)``
     whose page is a :class:`MergedPage` when it holds more than one (a
     thousand 1-row pages cost one slice, not a thousand)."""

@@ -16,13 +16,15 @@ from .canonical import canonical
 from .filling import Filler, HandlerRegistry
 from .rows import data_kind
 
-__all__ = ["RunModel", "StreamModel", "Settings"]
+__all__ = ["ReadOptions", "RunModel", "StreamModel"]
 
 TRANSFORM_NAMES = ("start", "stop", "descriptor", "resource", "stream_resource")
 
 
-class Settings:
-    """What a catalog hands to each of its runs: filling and transforms."""
+class ReadOptions:
+    """How a catalog's runs are read: the handler registry and root_map that
+    fill external data, and the transforms of documents. A catalog hands its
+    one instance to each of its runs."""
 
     def __init__(self, handler_registry=None, root_map=None, transforms=None):
         self.registry = (
@@ -60,9 +62,9 @@ class RunModel:
     ['baseline', 'primary']
     """
 
-    def __init__(self, source: RunSource, settings: Settings | None = None):
+    def __init__(self, source: RunSource, settings: ReadOptions | None = None):
         self.source = source
-        self.settings = settings or Settings()
+        self.settings = settings or ReadOptions()
         self.filler = Filler(
             source,
             self.settings.registry,
