@@ -22,6 +22,7 @@ dtype('int64')
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,9 @@ def fits(values: np.ndarray, dtype: np.dtype) -> bool:
     return bool(np.array_equal(back, values))
 
 
-def lossless_cast(values, dtype: np.dtype | None, *, run: str, field: str, what: str = ""):
+def lossless_cast(
+    values: Any, dtype: np.dtype | None, *, run: str, field: str, what: str = ""
+) -> Any:
     """``values`` as ``dtype`` when no value changes, else as they are.
 
     Parameters
@@ -85,7 +88,7 @@ def lossless_cast(values, dtype: np.dtype | None, *, run: str, field: str, what:
     return values
 
 
-def why_not(values, declared, first_row: int = 0) -> str:
+def why_not(values: Any, declared: Any, first_row: int = 0) -> str:
     """What in ``values`` does not fit ``declared``, for messages: the first
     row that does not (numbered from ``first_row``), its value and why (and
     how many rows do not).
@@ -129,7 +132,8 @@ def _misfits(rows: np.ndarray, declared: np.dtype) -> np.ndarray | None:
         warnings.simplefilter("ignore")
         if declared.kind in "iu":
             info = np.iinfo(declared)
-            bad = (rows < info.min) | (rows > info.max)
+            bad: np.ndarray = (rows < info.min) | (rows > info.max)
+
             if kind == "f":
                 bad |= ~np.isfinite(rows) | (rows != np.floor(rows))
             return bad
@@ -140,17 +144,17 @@ def _misfits(rows: np.ndarray, declared: np.dtype) -> np.ndarray | None:
         return bad
 
 
-def _one(value) -> np.ndarray:
+def _one(value: Any) -> np.ndarray:
     from .pages import exact_array
 
     return exact_array([value])
 
 
-def _show(value) -> str:
+def _show(value: Any) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def _reason(value, declared: np.dtype) -> str:
+def _reason(value: Any, declared: np.dtype) -> str:
     value = value.item() if isinstance(value, np.generic) else value
     if isinstance(value, float) and declared.kind in "iub":
         if value != value:
@@ -166,7 +170,7 @@ def _reason(value, declared: np.dtype) -> str:
     return f"a {type(value).__name__}, which {declared.name} cannot hold exactly"
 
 
-def warn_mismatch(values, declared, *, run: str, field: str, what: str = "") -> None:
+def warn_mismatch(values: Any, declared: Any, *, run: str, field: str, what: str = "") -> None:
     """Warn that stored values keep their own dtype.
 
     Python's default warning filter shows one message once per place, and the
