@@ -71,7 +71,7 @@ def _pytest_args(packages: list[str]) -> list[str]:
 
 
 @nox.session
-@nox.parametrize("package", PACKAGES)
+@nox.parametrize("package", PACKAGES, ids=PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package with the core alone: its tests and its doctests."""
     _install(session, [package])
