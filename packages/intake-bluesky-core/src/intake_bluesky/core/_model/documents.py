@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 import warnings
+from abc import abstractmethod
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from ..driver import RunSourceBase
 from ..errors import BadDocumentError
@@ -23,10 +25,24 @@ from .pages import (
     unpack_datum_page,
 )
 
+if TYPE_CHECKING:
+    from event_model.documents import (
+        Datum,
+        DatumPage,
+        Event,
+        EventDescriptor,
+        EventPage,
+        Resource,
+        RunStart,
+        RunStop,
+        StreamDatum,
+        StreamResource,
+    )
+
 __all__ = ["DocumentRunSource", "BadDocumentError", "MergedPage"]
 
 
-class MergedPage(dict):
+class MergedPage(dict[str, Any]):
     """An event_page or datum_page that a file format merged from several
     stored pages while reading (to build columns in one go).
 
@@ -65,7 +81,7 @@ def _push_form(layout: list[int], form: int) -> None:
         layout.append(form)
 
 
-def _stored_rows(page: dict, rows_key: str) -> list[int]:
+def _stored_rows(page: Any, rows_key: str) -> list[int]:
     """The layout of a page as read: one stored page, or the pages a
     :class:`MergedPage` was merged from."""
     stored = getattr(page, "stored_rows", None)
@@ -92,39 +108,40 @@ class _RunContents:
     document back in its stored form at the cost of a few ints per page.
     """
 
-    def __init__(self, uid: str, documents: Iterable[tuple[str, dict]] = ()):
+    def __init__(self, uid: str, documents: Iterable[tuple[str, Any]] = ()) -> None:
         self.uid = uid
-        self.start: dict | None = None
-        self.stop: dict | None = None
-        self.descriptors: dict[str, dict] = {}
-        self.pages: dict[str, list[dict]] = defaultdict(list)
+        self.start: RunStart | None = None
+        self.stop: RunStop | None = None
+        self.descriptors: dict[str, EventDescriptor] = {}
+        self.pages: dict[str, list[EventPage]] = defaultdict(list)
         self.layouts: dict[str, list[list[int]]] = defaultdict(list)  # parallel to pages
-        self.resources: dict[str, dict] = {}
-        self.datum_pages: list[dict] = []
+        self.resources: dict[str, Resource] = {}
+        self.datum_pages: list[DatumPage] = []
         self.datum_layouts: list[list[int]] = []  # parallel to datum_pages
-        self.stream_resources: list[dict] = []
-        self.stream_datums: list[dict] = []
-        self.datum_index: dict[str, dict] | None = None
+        self.stream_resources: list[StreamResource] = []
+        self.stream_datums: list[StreamDatum] = []
+        self.datum_index: dict[str, Datum] | None = None
         # Rows waiting to become one page: single events or small pages of one
         # descriptor with one set of keys.
-        self._pending: list[dict] = []
-        self._pending_key: tuple | None = None
+        self._pending: list[Any] = []
+        # "event" for single events, else the pages' descriptor and key sets.
+        self._pending_key: tuple[Any, ...] | str | None = None
         self._pending_rows = 0
         self._pending_layout: list[int] = []
-        self._pending_datums: list[dict] = []
+        self._pending_datums: list[Any] = []
         self._pending_datum_layout: list[int] = []
         self._unknown: set[str] = set()
         self._add_all(documents)
         self.flush()
 
-    def _add_all(self, documents: Iterable[tuple[str, dict]]) -> None:
+    def _add_all(self, documents: Iterable[tuple[str, Any]]) -> None:
         # The same as add() for each document, with the single-event path
         # inlined on local variables: for runs stored as 100,000 single
         # events this loop is the cost of reading beyond decoding. Events are
         # grouped by descriptor only; pack_events() checks their keys.
         add = self.add
-        group: list[dict] = []
-        descriptor = _NO_GROUP
+        group: list[Event] = []
+        descriptor: object = _NO_GROUP
         for name, doc in documents:
             if name == "event":
                 if doc["descriptor"] == descriptor:
@@ -145,7 +162,7 @@ class _RunContents:
             add(name, doc)
         self._pack(group)
 
-    def _pack(self, group: list[dict]) -> None:
+    def _pack(self, group: list[Event]) -> None:
         """Pack events of one descriptor into a small page of lists, while
         their dicts are still in the CPU's cache (packing 4,096 at once reads
         them back from memory); add() joins such pages into big ones."""
@@ -156,13 +173,13 @@ class _RunContents:
         except KeyError:
             # Rare: an event has other keys than the first. Split where the
             # key sets change, through add().
-            for doc in group:
-                self.add("event", doc)
+            for event in group:
+                self.add("event", event)
             self._flush_events()
             return
         self._add_page(page, [-len(group)])
 
-    def add(self, name: str, doc: dict) -> None:
+    def add(self, name: str, doc: Any) -> None:
         """Take one more document (call :meth:`flush` before reading)."""
         if name == "event":
             # The hot path of runs stored as single events: kept minimal.
@@ -216,7 +233,7 @@ class _RunContents:
                 stacklevel=2,
             )
 
-    def _add_page(self, doc: dict, forms: list[int]) -> None:
+    def _add_page(self, doc: EventPage, forms: list[int]) -> None:
         """Take an event page and how its rows were stored (its layout, see
         the class docstring)."""
         self._check_descriptor(self.uid, doc, "event_page")
@@ -249,10 +266,11 @@ class _RunContents:
     def _flush_events(self) -> None:
         if not self._pending:
             return
-        if self._pending_key == "event":
-            page = pack_events(self._pending)
-        else:
-            page = merge_event_pages(self._pending)
+        page = (
+            pack_events(self._pending)
+            if self._pending_key == "event"
+            else merge_event_pages(self._pending)
+        )
         self.pages[page["descriptor"]].append(_columnar(page))
         self.layouts[page["descriptor"]].append(self._pending_layout)
         self._pending, self._pending_key, self._pending_rows = [], None, 0
@@ -262,6 +280,7 @@ class _RunContents:
         pending = self._pending_datums
         if not pending:
             return
+        page: DatumPage
         if all(isinstance(d["datum_id"], str) for d in pending):
             page = pack_datums(pending)
         else:
@@ -274,7 +293,7 @@ class _RunContents:
         self._pending_datums = []
         self._pending_datum_layout = []
 
-    def _check_descriptor(self, uid: str, doc: dict, name: str) -> None:
+    def _check_descriptor(self, uid: str, doc: Any, name: str) -> None:
         if doc["descriptor"] not in self.descriptors:
             raise BadDocumentError(
                 f"Run {uid!r}: {name} {first_of(doc.get('uid'))!r} refers to descriptor "
@@ -283,7 +302,7 @@ class _RunContents:
             )
 
 
-def _compact(pages: list[dict], layouts: list[list[int]], first: int) -> None:
+def _compact(pages: list[EventPage], layouts: list[list[int]], first: int) -> None:
     """Merge neighbouring small pages (from ``first`` on) of one descriptor
     laid out alike, up to ``_PAGE_ROWS`` rows each (their stored layouts
     joined alike)."""
@@ -297,7 +316,7 @@ def _compact(pages: list[dict], layouts: list[list[int]], first: int) -> None:
             i += 1
 
 
-def _same_layout(a: dict, b: dict) -> bool:
+def _same_layout(a: EventPage, b: EventPage) -> bool:
     """Whether two event pages have the same data, timestamps and filled keys."""
     return (
         a["data"].keys() == b["data"].keys()
@@ -306,13 +325,13 @@ def _same_layout(a: dict, b: dict) -> bool:
     )
 
 
-def _columnar(page: dict) -> dict:
-    out = dict(page)
+def _columnar(page: EventPage) -> EventPage:
+    out: dict[str, Any] = dict(page)
     out["time"] = as_column(page["time"])
     out["seq_num"] = as_column(page["seq_num"])
     for part in ("data", "timestamps"):
-        out[part] = {k: as_column(v) for k, v in page.get(part, {}).items()}
-    return out
+        out[part] = {k: as_column(v) for k, v in out.get(part, {}).items()}
+    return cast("EventPage", out)
 
 
 class DocumentRunSource(RunSourceBase):
@@ -343,17 +362,18 @@ class DocumentRunSource(RunSourceBase):
 
     def __init__(
         self,
-        documents: Iterable[tuple[str, dict]] = (),
+        documents: Iterable[tuple[str, Any]] = (),
         uid: str | None = None,
         *,
         keep_documents: bool = True,
-    ):
+    ) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._generation = 0
         self._org: _RunContents | None = None
         self._dirty = False
-        self._docs: list[tuple[str, dict]] | None = None
+        self._docs: list[tuple[str, Any]] | None = None
+        first: tuple[str, Any] | None
         if keep_documents:
             self._docs = list(documents)
             first = self._docs[0] if self._docs else None
@@ -366,7 +386,7 @@ class DocumentRunSource(RunSourceBase):
             uid = first[1]["uid"]
         self.uid = uid
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         if self._docs is None:
             raise TypeError(
                 "This DocumentRunSource did not keep its documents; pickle the run source "
@@ -374,10 +394,11 @@ class DocumentRunSource(RunSourceBase):
             )
         return {"_docs": self._docs, "uid": self.uid}
 
-    def __setstate__(self, state):
-        self.__init__(state["_docs"], state["uid"])
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Re-initialized in place, as unpickling does.
+        self.__init__(state["_docs"], state["uid"])  # type: ignore[misc]
 
-    def append(self, name: str, doc: dict) -> None:
+    def append(self, name: str, doc: Any) -> None:
         if self._docs is None:
             raise TypeError("This DocumentRunSource did not keep its documents; cannot append.")
         with self._lock:
@@ -388,7 +409,7 @@ class DocumentRunSource(RunSourceBase):
                 self._dirty = True
         self._notify()
 
-    def extend(self, documents: Iterable[tuple[str, dict]]) -> None:
+    def extend(self, documents: Iterable[tuple[str, Any]]) -> None:
         """Add documents that follow those already read (a file that grew).
 
         For sources that keep no documents (file backends): the new
@@ -406,6 +427,8 @@ class DocumentRunSource(RunSourceBase):
                 self._notify()
                 return
             org = self._org
+            # A source that keeps no documents organized them when made.
+            assert org is not None
             # New lists: readers iterating the old ones (a generator of
             # event_pages handed out earlier) see the run as it was.
             org.pages = defaultdict(list, {uid: list(p) for uid, p in org.pages.items()})
@@ -428,7 +451,7 @@ class DocumentRunSource(RunSourceBase):
             self._generation += 1
             cond.notify_all()
 
-    def wait_for_change(self, token, timeout: float | None):
+    def wait_for_change(self, token: int | None, timeout: float | None) -> int:
         """Block until documents were added since ``token`` or ``timeout``
         seconds passed; return the token for the next call.
 
@@ -448,7 +471,7 @@ class DocumentRunSource(RunSourceBase):
         if org is None or self._dirty:
             with self._lock:
                 if self._org is None:
-                    self._org = _RunContents(self.uid, self._docs)
+                    self._org = _RunContents(self.uid, self._docs or ())
                 elif self._dirty:
                     self._org.flush()
                 self._dirty = False
@@ -456,19 +479,24 @@ class DocumentRunSource(RunSourceBase):
         return org
 
     # --- the protocol -------------------------------------------------------
-    def start(self) -> dict:
+    def start(self) -> RunStart:
         start = self._contents.start
         if start is None:
             raise BadDocumentError(f"Run {self.uid!r} has no start document.")
         return start
 
-    def stop(self) -> dict | None:
+    def stop(self) -> RunStop | None:
         return self._contents.stop
 
-    def descriptors(self) -> list[dict]:
+    def descriptors(self) -> list[EventDescriptor]:
         return sorted(self._contents.descriptors.values(), key=lambda d: d.get("time", 0))
 
-    def event_pages(self, descriptor_uid, fields=None, rows=None) -> Iterator[dict]:
+    def event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[EventPage]:
         pages = self._contents.pages.get(descriptor_uid, [])
         for page in slice_pages(pages, rows):
             yield select_fields(page, fields)
@@ -476,27 +504,31 @@ class DocumentRunSource(RunSourceBase):
     def event_count(self, descriptor_uid: str) -> int:
         return sum(len(p["seq_num"]) for p in self._contents.pages.get(descriptor_uid, []))
 
-    def stored_event_pages(self, descriptor_uid, rows=None) -> Iterator[tuple[str, dict]]:
+    def stored_event_pages(
+        self, descriptor_uid: str, rows: tuple[int, int] | None = None
+    ) -> Iterator[tuple[str, EventPage]]:
         org = self._contents
         pages = org.pages.get(descriptor_uid, [])
         layouts = org.layouts.get(descriptor_uid, [])
         yield from _stored_units(pages, layouts, rows, "event", "event_page", slice_page)
 
-    def stored_datum_pages(self, resource_uid=None) -> Iterator[tuple[str, dict]]:
+    def stored_datum_pages(
+        self, resource_uid: str | None = None
+    ) -> Iterator[tuple[str, DatumPage]]:
         org = self._contents
         for page, layout in zip(org.datum_pages, org.datum_layouts, strict=True):
             if resource_uid is None or page["resource"] == resource_uid:
                 yield from _stored_units([page], [layout], None, "datum", "datum_page", _datums)
 
-    def resources(self) -> list[dict]:
+    def resources(self) -> list[Resource]:
         return list(self._contents.resources.values())
 
-    def datum_pages(self, resource_uid=None) -> Iterator[dict]:
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[DatumPage]:
         for page in self._contents.datum_pages:
             if resource_uid is None or page["resource"] == resource_uid:
                 yield page
 
-    def datums(self, datum_ids) -> dict[str, dict]:
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, Datum]:
         org = self._contents
         index = getattr(org, "datum_index", None)
         if index is None:
@@ -506,38 +538,48 @@ class DocumentRunSource(RunSourceBase):
             }
         return {i: index[i] for i in datum_ids if i in index}
 
-    def stream_resources(self) -> list[dict]:
+    def stream_resources(self) -> list[StreamResource]:
         return list(self._contents.stream_resources)
 
-    def stream_datums(self, descriptor_uid=None) -> list[dict]:
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[StreamDatum]:
         return [
             d
             for d in self._contents.stream_datums
             if descriptor_uid is None or d["descriptor"] == descriptor_uid
         ]
 
-    def documents(self) -> Iterator[tuple[str, dict]]:
+    def documents(self) -> Iterator[tuple[str, Any]]:
         if self._docs is None:
             raise TypeError("This DocumentRunSource did not keep its documents.")
         yield from list(self._docs)
 
 
-def _stored_units(pages, layouts, rows, single: str, paged: str, cut):
+def _stored_units(
+    pages: Sequence[Any],
+    layouts: Sequence[list[int]],
+    rows: tuple[int, int] | None,
+    single: str,
+    paged: str,
+    cut: Callable[[Any, int, int], Any],
+) -> Iterator[tuple[str, Any]]:
     """``(form, page)`` of the stored documents in ``pages``, within the
     ``rows`` window (see :class:`_RunContents`): a run of single documents as
     one ``(single, page)``; consecutive stored pages as one ``(paged, page)``
     whose page is a :class:`MergedPage` when it holds more than one (a
     thousand 1-row pages cost one slice, not a thousand)."""
-    lo, hi = (0, None) if rows is None else rows
+    lo: int = 0
+    hi: int | None = None
+    if rows is not None:
+        lo, hi = rows
     offset = 0  # rows of the earlier pages
     for page, layout in zip(pages, layouts, strict=True):
         n_page = len(page[_ROW_KEY[single]])
         top = n_page if hi is None else min(n_page, hi - offset)
         first = 0  # of the current group of units, in the page
         sizes: list[int] = []  # rows of the stored pages in the group, in the window
-        group_start = None
-        for form in layout + [-0.5]:  # a sentinel ends the last group
-            if form >= 0:
+        group_start: int | None = None
+        for form in (*layout, None):  # None ends the last group
+            if form is not None and form >= 0:
                 a, b = max(first, lo - offset), min(first + form, top)
                 if a < b:
                     group_start = a if group_start is None else group_start
@@ -545,6 +587,7 @@ def _stored_units(pages, layouts, rows, single: str, paged: str, cut):
                 first += form
                 continue
             if sizes:
+                assert group_start is not None  # set with the group's first size
                 a, b = group_start, group_start + sum(sizes)
                 part = page if (a, b) == (0, n_page) else cut(page, a, b)
                 if len(sizes) > 1:
@@ -552,7 +595,7 @@ def _stored_units(pages, layouts, rows, single: str, paged: str, cut):
                     part.stored_rows = sizes
                 yield paged, part
                 sizes, group_start = [], None
-            if form == -0.5:
+            if form is None:
                 break
             a, b = max(first, lo - offset), min(first - form, top)
             first -= form
@@ -561,7 +604,7 @@ def _stored_units(pages, layouts, rows, single: str, paged: str, cut):
         offset += n_page
 
 
-def _datums(page: dict, start: int, stop: int) -> dict:
+def _datums(page: DatumPage, start: int, stop: int) -> DatumPage:
     return {
         "resource": page["resource"],
         "datum_id": page["datum_id"][start:stop],
@@ -577,44 +620,54 @@ class DelegatingRunSource(RunSourceBase):
     on demand (:attr:`_current`): from a file, a generator, ..."""
 
     @property
+    @abstractmethod
     def _current(self) -> DocumentRunSource:
-        raise NotImplementedError
+        """The run's documents as they are now."""
 
-    def start(self):
+    def start(self) -> RunStart:
         return self._current.start()
 
-    def stop(self):
+    def stop(self) -> RunStop | None:
         return self._current.stop()
 
-    def descriptors(self):
+    def descriptors(self) -> list[EventDescriptor]:
         return self._current.descriptors()
 
-    def event_pages(self, descriptor_uid, fields=None, rows=None):
+    def event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[EventPage]:
         return self._current.event_pages(descriptor_uid, fields, rows)
 
-    def event_count(self, descriptor_uid):
+    def event_count(self, descriptor_uid: str) -> int:
         return self._current.event_count(descriptor_uid)
 
-    def resources(self):
+    def resources(self) -> list[Resource]:
         return self._current.resources()
 
-    def datum_pages(self, resource_uid=None):
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[DatumPage]:
         return self._current.datum_pages(resource_uid)
 
-    def datums(self, datum_ids):
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, Datum]:
         return self._current.datums(datum_ids)
 
-    def stored_event_pages(self, descriptor_uid, rows=None):
+    def stored_event_pages(
+        self, descriptor_uid: str, rows: tuple[int, int] | None = None
+    ) -> Iterator[tuple[str, EventPage]]:
         return self._current.stored_event_pages(descriptor_uid, rows)
 
-    def stored_datum_pages(self, resource_uid=None):
+    def stored_datum_pages(
+        self, resource_uid: str | None = None
+    ) -> Iterator[tuple[str, DatumPage]]:
         return self._current.stored_datum_pages(resource_uid)
 
-    def stream_resources(self):
+    def stream_resources(self) -> list[StreamResource]:
         return self._current.stream_resources()
 
-    def stream_datums(self, descriptor_uid=None):
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[StreamDatum]:
         return self._current.stream_datums(descriptor_uid)
 
-    def documents(self):
+    def documents(self) -> Iterator[tuple[str, Any]]:
         return self._current.documents()
