@@ -1,6 +1,9 @@
-"""An in-memory index of start documents: search, count, sort, skip, limit.
+"""Searching start documents held in memory: filter by a query, sort, skip,
+limit.
 
-Shared by every backend that cannot push queries down (files, memory).
+A filter, not an index: each search evaluates the query over the documents
+given (plain string equalities on top-level keys take a fast path). Shared by
+every backend that cannot push queries down (files, memory).
 """
 
 from __future__ import annotations
