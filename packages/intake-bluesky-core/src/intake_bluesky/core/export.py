@@ -48,6 +48,7 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib.metadata import EntryPoint
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlparse
 
@@ -99,8 +100,9 @@ class RunWriter(Protocol):
         """Write a run's documents, in the given order, to a binary file."""
 
 
-def writers() -> dict[str, type]:
-    """Installed run writers: ``name -> writer class`` (loaded on demand).
+def writers() -> dict[str, EntryPoint]:
+    """Installed run writers: ``name -> entry point`` of the writer class
+    (loaded on demand).
 
     Examples
     --------
@@ -346,7 +348,8 @@ class _ExternalCopier:
     def __init__(self, directory: str, *, overwrite: bool = False):
         self.directory = directory
         self.overwrite = overwrite
-        self._done: dict[str, dict] = {}
+        # By uid; a document without one is still rewritten once.
+        self._done: dict[str | None, dict] = {}
         self._copied: dict[str, str] = {}  # real source path -> its copy
 
     def rewrite(self, run, documents) -> Iterator[tuple[str, dict]]:
@@ -483,7 +486,7 @@ def _files_named_by(full: str) -> list[str]:
     if os.path.isfile(full):
         return [full]
     if os.path.isdir(full):
-        found = []
+        found: list[str] = []
         for dirpath, _, names in os.walk(full):
             found.extend(os.path.join(dirpath, n) for n in sorted(names))
         return sorted(found)

@@ -38,16 +38,20 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
+from typing import TYPE_CHECKING, Any
 
 from .._model.documents import DelegatingRunSource, DocumentRunSource
 from .._progress import progress
 from .._query.starts import search_starts, sorted_matches
 from .._registry import known_file_formats
-from ..driver import DEFAULT_SORT
+from ..driver import DEFAULT_SORT, Sort
 from ..errors import RunChangedError
 from .diskindex import decode, open_index, resolve_index_path
+
+if TYPE_CHECKING:
+    from event_model.documents import RunStart
 
 __all__ = [
     "FileFormat",
@@ -587,7 +591,8 @@ class FileDriver:
         # Sorted matches per (query, sort), valid while nothing changed: a
         # catalog asks the same search for len() and then for its entries.
         self._generation = 0
-        self._matches: OrderedDict[tuple, tuple[int, list]] = OrderedDict()
+        self._matches: OrderedDict[tuple, tuple[int, list[RunStart]]] = OrderedDict()
+
         self._runs: dict[str, _Entry] = {}
         self._suspects: set[str] = set()
         self._warned: set = set()
@@ -667,7 +672,9 @@ class FileDriver:
             # One file per run: only the files that appeared, went or were
             # replaced (another inode) are looked at.
             gone = list(previous.keys() - files.keys())
-            fresh = [(path, path, (inode,)) for path, inode in files.items() - previous.items()]
+            fresh: list[tuple[str, str | tuple[str, ...], tuple[int | None, ...]]] = [
+                (path, path, (inode,)) for path, inode in files.items() - previous.items()
+            ]
             for key in gone:
                 self._drop(key)
             for key, _, _ in fresh:
@@ -678,6 +685,7 @@ class FileDriver:
             fresh = []
             for location in self.fmt.split_runs(list(files)):
                 key = _location_key(location)
+                inodes: tuple[int | None, ...]
                 if type(location) is str:
                     inodes = (files.get(location),)
                 else:
@@ -759,6 +767,8 @@ class FileDriver:
             pending, self._pending = self._pending, {}
             if not pending:
                 return
+            # Entries are pending only when they were listed from the index.
+            assert self._index is not None
             stored: dict[str, tuple] = {}
             directories = {
                 (e.location if type(e.location) is str else e.location[0]).rpartition(os.sep)[0]
@@ -859,7 +869,14 @@ class FileDriver:
             self._suspects.add(_location_key(location))
 
     # --- the Driver protocol -------------------------------------------------
-    def search(self, query, *, sort=DEFAULT_SORT, skip=0, limit=None) -> Iterator[dict]:
+    def search(
+        self,
+        query: Mapping[str, Any],
+        *,
+        sort: Sort = DEFAULT_SORT,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[RunStart]:
         known = self._known_uid(query)
         if known is not None:
             # A lookup by full uid of an indexed, unchanged file: answered
@@ -868,7 +885,7 @@ class FileDriver:
         matched = self._sorted(query, sort)
         return islice(iter(matched), skip, None if limit is None else skip + limit)
 
-    def _sorted(self, query, sort) -> list[dict]:
+    def _sorted(self, query: Mapping[str, Any], sort: Sort) -> list[RunStart]:
         self.refresh()
         self._ensure_documents()
         try:
@@ -877,7 +894,7 @@ class FileDriver:
             key = None
         with self._lock:
             cached = self._matches.get(key) if key is not None else None
-            if cached is not None and cached[0] == self._generation:
+            if key is not None and cached is not None and cached[0] == self._generation:
                 self._matches.move_to_end(key)
                 return cached[1]
             starts = [entry.start for entry in self._runs.values()]
@@ -889,7 +906,7 @@ class FileDriver:
                     self._matches.popitem(last=False)
         return matched
 
-    def _known_uid(self, query) -> dict | None:
+    def _known_uid(self, query: Mapping[str, Any]) -> RunStart | None:
         uid = _uid_of(query)
         entry = self._runs.get(uid) if uid is not None else None
         if entry is None:
@@ -1081,6 +1098,8 @@ class FileRunSource(DelegatingRunSource):
         with parsed.lock:
             parsed.update(self.fmt, self.location, self.uid, version)
             source = parsed.source
+        # update() always leaves a source (it raises when it cannot).
+        assert source is not None
         if source.start()["uid"] != self.uid:
             self._raise_more_than_one_run(source.start()["uid"])
             raise RunChangedError(
