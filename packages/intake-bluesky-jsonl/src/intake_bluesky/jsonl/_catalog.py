@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from intake_bluesky.core import BlueskyCatalog, FileDriver
+from intake_bluesky.core import BlueskyCatalog, FileDriver, with_catalog_parameters
 
 from ._format import JSONLFormat
 
 __all__ = ["BlueskyJSONLCatalog"]
 
 
+@with_catalog_parameters
 class BlueskyJSONLCatalog(BlueskyCatalog):
     """A catalog of bluesky runs saved as JSONL files (suitcase-jsonl).
 
@@ -19,26 +20,8 @@ class BlueskyJSONLCatalog(BlueskyCatalog):
         ``"data/*.jsonl"``, a directory (its ``*.jsonl`` files), or a list of
         those. Listed again on every access, so runs written, changed or
         deleted after opening are noticed. Relative paths are made absolute.
-    index_path : str, path or False, optional
-        The on-disk index of the runs' start and stop documents, which lets a
-        new process open an unchanged directory without reading any file.
-        Default: the ``INTAKE_BLUESKY_INDEX`` environment variable if set (a
-        path, or ``off``), else ``file-index.sqlite`` in the user's cache
-        directory (``platformdirs.user_cache_dir("intake-bluesky")``). A path
-        puts it there; ``False`` keeps the index in memory only.
-    handler_registry : dict, optional
-        Resource spec -> handler class (or its dotted name), for external
-        data; wins over handlers discovered in the ``databroker.handlers``
-        entry point group.
-    root_map : dict, optional
-        Old root -> new root, for external files that moved.
-    query : dict, optional
-        A MongoDB query on start documents that pre-filters the catalog.
-    transforms : dict, optional
-        ``start``/``stop``/``descriptor``/``resource`` -> callable that
-        patches those documents on read.
-    **kwargs
-        Passed to intake's ``Catalog`` (``name``, ``metadata``, ...).
+    {index_path_parameter}
+    {catalog_parameters}
 
     See Also
     --------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from intake_bluesky.core import BlueskyCatalog
+from intake_bluesky.core import BlueskyCatalog, with_catalog_parameters
 
 from ._connect import DatabaseRef, redact_uri
 from ._embedded import EmbeddedDriver
@@ -64,6 +64,7 @@ def _shown(value) -> str:
         return f"<{type(value).__name__}>"
 
 
+@with_catalog_parameters
 class BlueskyMongoCatalog(_MongoCatalogMixin, BlueskyCatalog):
     """A catalog of bluesky runs in MongoDB, normalized layout (suitcase-mongo).
 
@@ -81,18 +82,7 @@ class BlueskyMongoCatalog(_MongoCatalogMixin, BlueskyCatalog):
         How long to wait for a reachable server before failing with a clear
         error (default 5000 ms for URIs, unless the URI sets
         ``serverSelectionTimeoutMS``).
-    handler_registry : dict, optional
-        Resource spec -> handler class (or its dotted name); wins over handlers
-        discovered in the ``databroker.handlers`` entry point group.
-    root_map : dict, optional
-        Old root -> new root, for external files that moved.
-    query : dict, optional
-        A MongoDB query on start documents that pre-filters the catalog.
-    transforms : dict, optional
-        ``start``/``stop``/``descriptor``/``resource`` -> callable that patches
-        those documents on read.
-    **kwargs
-        Passed to intake's ``Catalog`` (``name``, ``metadata``, ...).
+    {catalog_parameters}
 
     See Also
     --------
@@ -156,6 +146,7 @@ class BlueskyMongoCatalog(_MongoCatalogMixin, BlueskyCatalog):
         return {"metadatastore_db": self.driver.mds, "asset_registry_db": self.driver.assets}
 
 
+@with_catalog_parameters
 class BlueskyMongoEmbeddedCatalog(_MongoCatalogMixin, BlueskyCatalog):
     """A catalog of bluesky runs in MongoDB, embedded layout (suitcase-mongo).
 
@@ -169,9 +160,7 @@ class BlueskyMongoEmbeddedCatalog(_MongoCatalogMixin, BlueskyCatalog):
         How long to wait for a reachable server before failing with a clear
         error (default 5000 ms for URIs, unless the URI sets
         ``serverSelectionTimeoutMS``).
-    **common
-        ``handler_registry``, ``root_map``, ``query``, ``transforms`` and
-        intake's ``Catalog`` arguments, as for :class:`BlueskyMongoCatalog`.
+    {catalog_parameters}
 
     See Also
     --------

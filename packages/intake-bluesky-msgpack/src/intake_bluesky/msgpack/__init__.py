@@ -29,7 +29,7 @@ Examples
 
 import importlib.metadata
 
-from intake_bluesky.core import BlueskyCatalog, FileDriver
+from intake_bluesky.core import BlueskyCatalog, FileDriver, with_catalog_parameters
 
 from ._format import MsgpackFormat, decode_numpy
 from ._writer import MsgpackWriter
@@ -40,6 +40,7 @@ __version__ = importlib.metadata.version("intake-bluesky-msgpack")
 __all__ = ["BlueskyMsgpackCatalog", "MsgpackFormat", "MsgpackWriter", "decode_numpy"]
 
 
+@with_catalog_parameters
 class BlueskyMsgpackCatalog(BlueskyCatalog):
     """A catalog of the bluesky runs in msgpack files (suitcase-msgpack).
 
@@ -51,24 +52,8 @@ class BlueskyMsgpackCatalog(BlueskyCatalog):
         whatever their name). Listed again on every access, so runs written
         after the catalog was opened appear and deleted ones disappear.
         Relative paths are made absolute.
-    index_path : str, path or False, optional
-        The on-disk index of the runs' start and stop documents, which lets a
-        new process open an unchanged directory without reading any file.
-        Default: the ``INTAKE_BLUESKY_INDEX`` environment variable if set (a
-        path, or ``off``), else ``file-index.sqlite`` in the user's cache
-        directory (``platformdirs.user_cache_dir("intake-bluesky")``). A path
-        puts it there; ``False`` keeps the index in memory only.
-    handler_registry : dict, optional
-        Resource spec -> handler class or dotted name, for external data.
-    root_map : dict, optional
-        Old root -> new root, for external files that moved.
-    query : dict, optional
-        A MongoDB query on start documents that pre-filters the catalog.
-    transforms : dict, optional
-        ``start``/``stop``/``descriptor``/``resource`` -> callable that patches
-        those documents on read.
-    **kwargs
-        Passed to ``intake.catalog.Catalog`` (``name``, ``metadata``, ...).
+    {index_path_parameter}
+    {catalog_parameters}
 
     Notes
     -----

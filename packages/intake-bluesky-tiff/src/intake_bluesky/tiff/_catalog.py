@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from intake_bluesky.core import BlueskyCatalog, FileDriver
+from intake_bluesky.core import BlueskyCatalog, FileDriver, with_catalog_parameters
 
 from ._format import TiffFormat
 from ._grouping import Grouping
@@ -14,6 +14,7 @@ from ._handler import SPEC, TiffPagesHandler
 __all__ = ["BlueskyTiffCatalog"]
 
 
+@with_catalog_parameters
 class BlueskyTiffCatalog(BlueskyCatalog):
     """A bucket of TIFF files as a catalog of bluesky runs.
 
@@ -32,21 +33,13 @@ class BlueskyTiffCatalog(BlueskyCatalog):
         optionally ``index``) matched against file names: one run per stem.
     recursive : bool
         Also look in subdirectories (each directory grouped on its own).
-    index_path : str, path or False, optional
-        The on-disk index of the runs' start and stop documents, which lets a
-        new process open an unchanged directory without reading any file.
-        Default: the ``INTAKE_BLUESKY_INDEX`` environment variable if set (a
-        path, or ``off``), else ``file-index.sqlite`` in the user's cache
-        directory (``platformdirs.user_cache_dir("intake-bluesky")``). A path
-        puts it there; ``False`` keeps the index in memory only.
-    handler_registry : dict, optional
-        Extra or overriding handlers (``TIFF_PAGES`` is registered already).
-    **common
-        ``root_map``, ``query``, ``transforms`` and intake keywords, as for
-        every catalog (see :class:`intake_bluesky.core.BlueskyCatalog`).
+    {index_path_parameter}
+    {catalog_parameters}
 
     Notes
     -----
+    The ``TIFF_PAGES`` handler is registered already: ``handler_registry``
+    adds handlers or overrides it.
     Opening and searching read only TIFF headers and IFDs (never pixels), once
     per file version, kept in the on-disk index. A run's uid depends on its files' names,
     sizes and mtimes: it is the same on every open and machine, and changes
