@@ -26,9 +26,7 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import gc
 import glob
 import itertools
 import operator
@@ -42,6 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from .._gc import gc_paused
 from .._model.documents import DelegatingRunSource, DocumentRunSource
 from .._progress import progress
 from .._query.starts import search_starts, sorted_matches
@@ -504,21 +503,6 @@ def _read_header(fmt: FileFormat, location: Location):
     return start, stop
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """The cyclic garbage collector paused: indexing allocates a few objects
-    per file and frees none, so collections would only walk a growing heap
-    again and again (most of the time of decoding 100,000 start documents)."""
-    enabled = gc.isenabled()
-    if enabled:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 class _Entry:
     """What the driver knows of one location.
 
@@ -592,7 +576,6 @@ class FileDriver:
         # catalog asks the same search for len() and then for its entries.
         self._generation = 0
         self._matches: OrderedDict[tuple, tuple[int, list[RunStart]]] = OrderedDict()
-
         self._runs: dict[str, _Entry] = {}
         self._suspects: set[str] = set()
         self._warned: set = set()
@@ -645,7 +628,9 @@ class FileDriver:
         change; headers are read only for file versions not indexed in memory
         or on disk.
         """
-        with self._lock, _gc_paused():
+        # Indexing allocates a few objects per file and frees none: collections
+        # would only walk a growing heap again and again.
+        with self._lock, gc_paused():
             listing = self._listing
             listing.changed = False
             files = listing.files()
@@ -763,7 +748,7 @@ class FileDriver:
         """Decode the start/stop documents of entries listed from the index."""
         if not self._pending:
             return
-        with self._lock, _gc_paused():
+        with self._lock, gc_paused():
             pending, self._pending = self._pending, {}
             if not pending:
                 return
