@@ -380,7 +380,6 @@ def _decode_lines(
     find = data.find
     out: list[tuple[str, dict]] = []
     append = out.append
-
     # Where the next read of a growing file resumes: after the last line
     # decoded (or blank); a last line without a newline that decodes is
     # complete JSON, so it is taken, and the newline that follows later is

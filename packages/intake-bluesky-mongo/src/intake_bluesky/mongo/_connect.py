@@ -183,7 +183,6 @@ class DatabaseRef:
     def _init_uri(self, uri: str) -> None:
         self.uri: str | None = uri
         self.kind: str | None = "uri"
-
         self.token: str | None = None
         self.name: str | None
         if uri.startswith("mongodb+srv://"):

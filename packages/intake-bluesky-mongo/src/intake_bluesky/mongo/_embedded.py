@@ -223,7 +223,6 @@ class EmbeddedDriver:
 
 def _start_of(header: dict) -> RunStart:
     start: Any = header.get("start")
-
     return start[0] if isinstance(start, list) else start
 
 

@@ -113,7 +113,6 @@ class NormalizedDriver:
         limit: int | None = None,
     ) -> Iterator[RunStart]:
         query = check_query(query)
-
         sort, skip, limit = check_paging(sort, skip, limit)
         if limit == 0:
             return iter(())

@@ -109,7 +109,6 @@ def _with_stops(self, starts, stop_projection) -> Iterator[tuple[dict, dict | No
 def _pair(self, starts: list[dict], stop_projection) -> Iterator[tuple[dict, dict | None]]:
     uids = [s["uid"] for s in starts]
     stops: dict[str, dict] = {}
-
     for stop in iterate(
         [self.mds],
         lambda: self.mds["run_stop"].find({"run_start": {"$in": uids}}, stop_projection),

@@ -167,7 +167,7 @@ def _recognising_backend(store: str) -> str:
     found = [
         name
         for name, cls in backends().items()
-        if getattr(cls, "guess_can_open", None) is not None and cls.guess_can_open(store)
+        if (guess := getattr(cls, "guess_can_open", None)) is not None and guess(store)
     ]
     scheme = uri_scheme(store)
     for known in KNOWN_DISTRIBUTIONS.values():

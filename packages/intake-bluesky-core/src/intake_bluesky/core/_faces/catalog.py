@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from intake.catalog.base import Catalog
 
@@ -20,6 +21,9 @@ from .docstrings import with_catalog_parameters
 from .html import catalog_html
 from .run import BlueskyRun, EntriesMixin, describe
 from .table import _check_fields, rows_to_dataframe, run_rows
+
+if TYPE_CHECKING:
+    from event_model.documents import RunStart
 
 __all__ = ["BlueskyCatalog", "RunsView"]
 
@@ -161,7 +165,8 @@ class BlueskyCatalog(EntriesMixin, Catalog):
         new._captured_init_kwargs = {**self._captured_init_kwargs, "query": new._query}
         return new
 
-    def _search(self, query=None, **kwargs) -> Iterator[dict]:
+    def _search(self, query=None, **kwargs) -> Iterator[RunStart]:
+
         return self.driver.search(and_queries(self._query, query), **kwargs)
 
     # --- listing ------------------------------------------------------------

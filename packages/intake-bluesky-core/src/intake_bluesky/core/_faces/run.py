@@ -180,6 +180,8 @@ class BlueskyEventStream(DataSource):
         if self._part == "timestamps":
             return self._model.timestamps(lazy=lazy)
         if self._part == "config":
+            # A config part always names its object.
+            assert self._object_name is not None
             ds = self._model.config(self._object_name)
             return ds.chunk() if lazy else ds
         return self._model.dataset(lazy=lazy, chunks=chunks, dtypes=dtypes)

@@ -133,7 +133,6 @@ def _misfits(rows: np.ndarray, declared: np.dtype) -> np.ndarray | None:
         if declared.kind in "iu":
             info = np.iinfo(declared)
             bad: np.ndarray = (rows < info.min) | (rows > info.max)
-
             if kind == "f":
                 bad |= ~np.isfinite(rows) | (rows != np.floor(rows))
             return bad

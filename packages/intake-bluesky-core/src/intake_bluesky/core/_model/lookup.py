@@ -12,8 +12,12 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from event_model.documents import RunStart
 
 __all__ = ["NEWEST_FIRST", "RunLookup", "run_key"]
 
@@ -21,7 +25,7 @@ __all__ = ["NEWEST_FIRST", "RunLookup", "run_key"]
 NEWEST_FIRST = [("time", -1)]
 
 #: ``search(query=None, *, sort=..., skip=..., limit=...)`` -> start documents.
-Search = Callable[..., Iterable[dict]]
+Search = Callable[..., Iterable["RunStart"]]
 
 
 def run_key(key: object) -> int | str:
@@ -66,14 +70,14 @@ class RunLookup:
         self._search = search
         self._count = count
 
-    def start(self, key: object) -> dict:
+    def start(self, key: object) -> RunStart:
         """The start document that ``key`` names (see :func:`run_key`)."""
         key = run_key(key)
         if isinstance(key, int):
             return self.start_for_int(key)
         return self.start_for_uid(key)
 
-    def start_for_int(self, key: int) -> dict:
+    def start_for_int(self, key: int) -> RunStart:
         """``-N``: the N-th most recent run; ``N >= 0``: the newest with scan_id N."""
         if key < 0:
             found = list(self._search(sort=NEWEST_FIRST, skip=-key - 1, limit=1))
@@ -89,7 +93,7 @@ class RunLookup:
             raise KeyError(f"No run with scan_id {key} in this catalog.")
         return found[0]
 
-    def start_for_uid(self, key: str) -> dict:
+    def start_for_uid(self, key: str) -> RunStart:
         """A full uid, else the one uid beginning with ``key``."""
         found = list(self._search({"uid": key}, limit=1))
         if found:
@@ -107,7 +111,7 @@ class RunLookup:
             )
         return found[0]
 
-    def starts(self, key: slice) -> list[dict]:
+    def starts(self, key: slice) -> list[RunStart]:
         """Start documents at the positions of a slice (oldest first order)."""
         n = self._count()
         positions = range(*key.indices(n))
@@ -125,7 +129,7 @@ class RunLookup:
             offset = lo
         return [found[p - offset] for p in positions if 0 <= p - offset < len(found)]
 
-    def start_at(self, position: int) -> dict:
+    def start_at(self, position: int) -> RunStart:
         """The start document at one position (negative counts from the newest)."""
         if position < 0:
             return self.start_for_int(position)

@@ -449,7 +449,7 @@ def differences(actual, expected, where: str = "", numbers: bool = False) -> lis
     return [] if same else [f"{where}: {actual!r}, expected {expected!r}"]
 
 
-def _normal_event(doc: dict) -> dict:
+def _normal_event(doc: Any) -> dict:
     doc = _plain(doc)
     # Storage may drop an empty 'filled' or store False for unfilled keys.
     doc["filled"] = {k: v for k, v in (doc.get("filled") or {}).items() if v}
@@ -466,8 +466,8 @@ def _normal(name: str, doc: dict) -> dict:
     return doc
 
 
-def _unpacked(documents) -> list[tuple[str, dict]]:
-    out: list[tuple[str, dict]] = []
+def _unpacked(documents) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
     for name, doc in documents:
         if name == "event_page":
             out.extend(("event", _normal_event(e)) for e in unpack_event_page(_plain(doc)))
