@@ -9,7 +9,8 @@ value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -22,6 +23,9 @@ from .eager import load_columns
 from .filling import Filler, FillError
 from .lazy import lazy_columns
 from .rows import FieldSpec, RowIndex, data_kind, missing_capable
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 # DtypeMismatchError stays importable from here for the kit's suites.
 __all__ = ["DtypeMismatchError", "build_dataset"]
@@ -36,7 +40,7 @@ def build_dataset(
     lazy: bool = False,
     part: str = "data",
     chunks=None,
-    dtypes: Mapping[str, object] | None = None,
+    dtypes: Mapping[str, DTypeLike] | None = None,
 ) -> xr.Dataset:
     """The Dataset of one stream: ``descriptors`` concatenated along ``time``.
 
@@ -126,12 +130,12 @@ def _common_dtypes(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
     change); where promotion would change a value, the field becomes object.
     """
     rows = [ds.sizes.get("time", 0) for ds in datasets]
-    found: dict[str, list] = {}
+    found: dict[Hashable, list[xr.DataArray]] = {}
     for ds, n in zip(datasets, rows):
         for key, var in ds.data_vars.items():
             if n:
                 found.setdefault(key, []).append(var)
-    target: dict[str, np.dtype] = {}
+    target: dict[Hashable, np.dtype] = {}
     for key, variables in found.items():
         dtypes = [v.dtype for v in variables]
         try:
@@ -156,7 +160,7 @@ def _common_dtypes(datasets: list[xr.Dataset]) -> list[xr.Dataset]:
     return out
 
 
-def _promotes_exactly(var: xr.Variable, dtype: np.dtype) -> bool:
+def _promotes_exactly(var: xr.DataArray, dtype: np.dtype) -> bool:
     if var.dtype == dtype:
         return True
     if isinstance(var.data, np.ndarray):
@@ -195,7 +199,8 @@ def _check_lost_stream_documents(source: RunSource, descriptor: dict) -> None:
     recorded, an error when the stop document counted rows that are gone."""
     stop = source.stop()
     name = descriptor.get("name", "primary")
-    counted = (stop or {}).get("num_events", {}).get(name, 0)
+    stop_doc: Mapping[str, Any] = stop or {}
+    counted = stop_doc.get("num_events", {}).get(name, 0)
     if counted:
         raise FillError(
             f"Run {source.uid!r}: stream {name!r} recorded {counted} row(s) (stop document), "

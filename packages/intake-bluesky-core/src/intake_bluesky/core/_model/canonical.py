@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def canonical(
     fill: bool,
     filler: Filler | None,
     transforms: Mapping[str, Callable[[dict], dict]] | None = None,
-) -> Iterator[tuple[str, dict]]:
+) -> Iterator[tuple[str, Any]]:
     """Yield ``(name, doc)`` of a run in canonical order, each document in
     its stored form (see the module docstring).
 
@@ -80,12 +81,12 @@ class _CanonicalStream:
             for name in ("start", "stop", "descriptor", "resource", "stream_resource")
         }
         # Datum documents, with the index of the one holding each datum id.
-        self.datum_docs: list[tuple[str, dict]] = []
+        self.datum_docs: list[tuple[str, Any]] = []
         self.page_of: dict[str, int] = {}
         self.emitted_pages: set[int] = set()
-        self.resources: dict[str, dict] = {}
+        self.resources: dict[str, Any] = {}
         self.emitted_resources: set[str] = set()
-        self.stream_resources: dict[str, dict] = {}
+        self.stream_resources: dict[str, Any] = {}
         self.emitted_stream_resources: set[str] = set()
         # Descriptors not emitted yet, oldest first.
         self.pending: list[dict] = []
@@ -93,17 +94,17 @@ class _CanonicalStream:
         # Per descriptor uid: its external (datum) fields, its stored event
         # documents, its rank among descriptors (ties on the heap).
         self.external: dict[str, list[str]] = {}
-        self.iters: dict[str, Iterator[tuple[str, dict]]] = {}
+        self.iters: dict[str, Iterator[tuple[str, Any]]] = {}
         self.order: dict[str, int] = {}
         self.uids: list[str] = []
         # (time, order, uid, form, page, times, offset, bounds) of each stream.
         self.heads: list = []
 
-    def __iter__(self) -> Iterator[tuple[str, dict]]:
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
         # chain (not nested yield from): each document passes one generator less.
         return itertools.chain(self._opening(), self._merged_events(), self._closing())
 
-    def _opening(self) -> Iterator[tuple[str, dict]]:
+    def _opening(self) -> Iterator[tuple[str, Any]]:
         yield "start", self.tf["start"](self.source.start())
         self._read_headers()
 
@@ -159,7 +160,7 @@ class _CanonicalStream:
                 self._push(uid, form, page, np.asarray(page["time"], dtype=float), 0, bounds)
                 return
 
-    def _merged_events(self) -> Iterator[tuple[str, dict]]:
+    def _merged_events(self) -> Iterator[tuple[str, Any]]:
         for uid in self.uids:
             self._advance(uid)
         heads = self.heads
@@ -177,7 +178,7 @@ class _CanonicalStream:
             else:
                 self._advance(uid)
 
-    def _piece(self, uid, form, piece, offset, end, bounds) -> Iterable[tuple[str, dict]]:
+    def _piece(self, uid, form, piece, offset, end, bounds) -> Iterable[tuple[str, Any]]:
         """The rows ``offset:end`` of a stored event document, in its stored form."""
         external = self.external[uid]
         # The datum ids of the piece's external fields, row by row.
@@ -197,14 +198,14 @@ class _CanonicalStream:
             edges = [0, *cuts.tolist(), end - offset]
         return self._pages_after_datums(piece, refs, edges)
 
-    def _events_after_datums(self, piece, refs) -> Iterator[tuple[str, dict]]:
+    def _events_after_datums(self, piece, refs) -> Iterator[tuple[str, Any]]:
         # Each event after its own datums, as a run is written.
         for row, event in enumerate(unpack_event_page(piece)):
             for column in refs:
                 yield from self._datums(column[row])
             yield "event", event
 
-    def _pages_after_datums(self, piece, refs, edges) -> Iterator[tuple[str, dict]]:
+    def _pages_after_datums(self, piece, refs, edges) -> Iterator[tuple[str, Any]]:
         whole = len(edges) == 2
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             # Datums before the page that refers to them.
@@ -214,7 +215,7 @@ class _CanonicalStream:
             yield "event_page", piece if whole else slice_page(piece, a, b)
 
     # --- documents emitted on first need -----------------------------------
-    def _descriptors_up_to(self, t: float, uid: str) -> Iterator[tuple[str, dict]]:
+    def _descriptors_up_to(self, t: float, uid: str) -> Iterator[tuple[str, Any]]:
         """Descriptors (of any stream) created before an event at ``t``, and its own."""
         pending = self.pending
         while pending and (pending[0].get("time", 0) <= t or pending[0]["uid"] == uid):
@@ -224,7 +225,7 @@ class _CanonicalStream:
             pending.remove(d)
             yield from self._descriptor(d)
 
-    def _descriptor(self, d: dict) -> Iterator[tuple[str, dict]]:
+    def _descriptor(self, d: dict) -> Iterator[tuple[str, Any]]:
         """A descriptor, then its stream_datums, each after its stream_resource."""
         self.emitted_descriptors.add(d["uid"])
         yield "descriptor", d
@@ -235,13 +236,13 @@ class _CanonicalStream:
                 yield "stream_resource", self.stream_resources[sr_uid]
             yield "stream_datum", sd
 
-    def _datums(self, datum_id) -> Iterator[tuple[str, dict]]:
+    def _datums(self, datum_id) -> Iterator[tuple[str, Any]]:
         """The stored datum (or datum_page) of ``datum_id``, unless emitted."""
         i = self.page_of.get(datum_id)
         if i is not None and i not in self.emitted_pages:
             yield from self._datum_document(i)
 
-    def _datum_document(self, i: int) -> Iterator[tuple[str, dict]]:
+    def _datum_document(self, i: int) -> Iterator[tuple[str, Any]]:
         """The ``i``-th stored datum document, after its resource."""
         name, doc = self.datum_docs[i]
         self.emitted_pages.add(i)
@@ -251,7 +252,7 @@ class _CanonicalStream:
             yield "resource", self.tf["resource"](self.resources[res_uid])
         yield name, doc
 
-    def _closing(self) -> Iterator[tuple[str, dict]]:
+    def _closing(self) -> Iterator[tuple[str, Any]]:
         """What no event called for (descriptors, datums, resources), then stop."""
         for d in self.pending:
             yield from self._descriptor(d)
@@ -274,14 +275,14 @@ def _as_pages(pages):
         yield "event_page", page
 
 
-def _datum_documents(source: RunSource) -> list[tuple[str, dict]]:
+def _datum_documents(source: RunSource) -> list[tuple[str, Any]]:
     """Every stored ``datum`` and ``datum_page`` of the run, in stored order."""
     stored = getattr(source, "stored_datum_pages", None)
     if stored is None:
         units = (("datum_page", page) for page in source.datum_pages())
     else:
         units = stored()
-    out: list[tuple[str, dict]] = []
+    out: list[tuple[str, Any]] = []
     for form, page in units:
         if form == "datum":
             out.extend(("datum", datum) for datum in unpack_datum_page(page))
@@ -297,7 +298,7 @@ def _datum_documents(source: RunSource) -> list[tuple[str, dict]]:
     return out
 
 
-def _datum_rows(page: dict, start: int, stop: int) -> dict:
+def _datum_rows(page: Mapping[str, Any], start: int, stop: int) -> dict:
     return {
         "resource": page["resource"],
         "datum_id": page["datum_id"][start:stop],

@@ -9,7 +9,8 @@ stream_datums that cover the window's seq_nums.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,9 @@ def load_columns(
     else:
         rows = (window.e0, window.e1)
     event_specs = [s for s in specs if s.kind != "stream"]
-    pages = list(source.event_pages(descriptor_uid, [s.key for s in event_specs], rows))
+    pages: list[Mapping[str, Any]] = list(
+        source.event_pages(descriptor_uid, [s.key for s in event_specs], rows)
+    )
     event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
     event_time = seconds_column(
         pages, [p["time"] for p in pages], source.uid, descriptor_uid, "time"

@@ -159,7 +159,7 @@ def _unmapped_hint(root_map: Mapping[str, str], stored: Sequence[str]) -> str:
     )
 
 
-def resource_path(resource: dict, root_map: Mapping[str, str]) -> str:
+def resource_path(resource: Mapping[str, Any], root_map: Mapping[str, str]) -> str:
     """The local path of a resource, after ``root_map``."""
     root = resource.get("root") or ""
     path = resource["resource_path"]
@@ -169,7 +169,7 @@ def resource_path(resource: dict, root_map: Mapping[str, str]) -> str:
     return _map_root(path, root_map)
 
 
-def stream_resource_path(stream_resource: dict, root_map: Mapping[str, str]) -> str:
+def stream_resource_path(stream_resource: Mapping[str, Any], root_map: Mapping[str, str]) -> str:
     uri = stream_resource.get("uri") or stream_resource.get("resource_path", "")
     parsed = urlparse(uri)
     path = unquote(parsed.path) if parsed.scheme in ("file", "") else uri
@@ -209,8 +209,8 @@ class Filler:
 
     def _init_caches(self):
         self._handlers: dict[str, Any] = {}
-        self._resources: dict[str, dict] | None = None
-        self._stream_resources: dict[str, dict] | None = None
+        self._resources: dict[str, Any] | None = None
+        self._stream_resources: dict[str, Any] | None = None
         self._lock = threading.RLock()
 
     def __getstate__(self):
@@ -338,7 +338,7 @@ class Filler:
         """The stream_resource document ``uid`` of this run (transformed)."""
         self._all_stream_resources()
         try:
-            return self._stream_resources[uid]
+            return self._stream_resources[uid]  # type: ignore[index]  # filled just above
         except KeyError:
             raise FillError(
                 f"Run {self.source.uid!r}: stream_datum refers to stream_resource {uid!r}, which "
@@ -504,14 +504,14 @@ def _stored_location(doc: dict) -> str:
     return f"The resource stores resource_path {path!r} (no root)."
 
 
-def _stored_root(doc: dict) -> str:
+def _stored_root(doc: Mapping[str, Any]) -> str:
     """The location a (stream_)resource stores, as the path root_map applies to."""
     if doc.get("uri"):
         return stream_resource_path(doc, {})
     return doc.get("root") or doc.get("resource_path") or ""
 
 
-def _error_for(err: BaseException) -> type[FillError]:
+def _error_for(err: BaseException | None) -> type[FillError]:
     """The class of the error to raise for a failure to load external data:
     a missing file stays a FileNotFoundError (as a MissingExternalFileError),
     however the handler or reader reported it."""

@@ -248,7 +248,8 @@ def follow(
         snapshot = _Snapshot(source, seen.rows)
         found = False
         for name, doc in canonical(
-            snapshot,
+            # Every RunSource method canonical() calls (not documents()).
+            snapshot,  # type: ignore[arg-type]
             fill=fill == "yes",
             filler=run.filler,
             transforms=run.settings.transforms,

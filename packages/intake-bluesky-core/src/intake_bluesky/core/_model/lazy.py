@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -54,7 +55,7 @@ def lazy_columns(source, filler, descriptor_uid, specs, part, index: RowIndex, c
         bounds = [(r0, min(n, r0 + per_chunk)) for r0 in range(0, n, per_chunk)]
         windows = [index.window(r0, r1) for r0, r1 in bounds]
         load_name = f"load-{part}-{uuid.uuid4().hex}"
-        loads = {
+        loads: dict[Any, Any] = {
             (load_name, i): (load_columns, source, filler, descriptor_uid, group, w, part, False)
             for i, w in enumerate(windows)
         }
@@ -69,7 +70,7 @@ def lazy_columns(source, filler, descriptor_uid, specs, part, index: RowIndex, c
                 continue
             name = f"{spec.key}-{part}-{uuid.uuid4().hex}"
             zeros = (0,) * len(shape)
-            layer = {
+            layer: dict[Any, Any] = {
                 (name, i, *zeros): (_take, (load_name, i), spec.key, dtype, source.uid, bounds[i])
                 for i in range(len(windows))
             }

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, overload
 
 import numpy as np
 
@@ -161,7 +162,7 @@ def seconds_column(pages, pieces, run: str, descriptor_uid: str, what: str) -> n
     )
 
 
-def seq_range(sd: dict, run: str) -> tuple[int, int]:
+def seq_range(sd: Mapping[str, Any], run: str) -> tuple[int, int]:
     """A stream_datum's ``seq_nums`` as ``(start, stop)``, or a clear error."""
     try:
         return int(sd["seq_nums"]["start"]), int(sd["seq_nums"]["stop"])
@@ -277,6 +278,10 @@ class RowIndex:
         return self.window(0, len(self))
 
 
+@overload
+def missing_capable(dtype: np.dtype) -> np.dtype: ...
+@overload
+def missing_capable(dtype: None) -> None: ...
 def missing_capable(dtype: np.dtype | None) -> np.dtype | None:
     """The dtype a column takes when some rows have no event: NaN for
     numbers (floats stay, integers and booleans become float64, as in

@@ -6,6 +6,7 @@ The intake faces (:mod:`._faces`) delegate everything here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -212,11 +213,13 @@ class StreamModel:
         variables = {}
         for key in keys:
             values = [row.get("data", {}).get(key, np.nan) for row in rows]
-            meta = next((r["data_keys"][key] for r in rows if key in r.get("data_keys", {})), {})
-            values = np.asarray(values)
-            dims = ("time", *[f"{key}_dim_{i}" for i in range(values.ndim - 1)])
+            meta: Any = next(
+                (r["data_keys"][key] for r in rows if key in r.get("data_keys", {})), {}
+            )
+            column = np.asarray(values)
+            dims = ("time", *[f"{key}_dim_{i}" for i in range(column.ndim - 1)])
             attrs = {k: meta[k] for k in ("source", "units", "dtype", "shape") if k in meta}
-            variables[key] = xr.Variable(dims, values, attrs=attrs)
+            variables[key] = xr.Variable(dims, column, attrs=attrs)
         times = np.asarray([d.get("time", np.nan) for d in descriptors], dtype=float)
         ds = xr.Dataset(variables, coords={"time": ("time", times)})
         ds.attrs.update(stream_name=self.name, run_uid=self.run.uid, object_name=object_name)
