@@ -964,9 +964,9 @@ def _fingerprint(path: str, offset: int) -> tuple | None:
     return (st.st_dev, st.st_ino, head, tail)
 
 
-class _Parsed:
-    """A run's organized documents for one version of its file, with what is
-    needed to parse only the bytes appended later."""
+class _ParsedRunFile:
+    """One run file as parsed so far: its run source for one version of the
+    file, with what is needed to parse only the bytes appended later."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -1019,16 +1019,17 @@ class _Parsed:
 # Runs recently read in this process, so that looking a run up again
 # (``cat[-1]`` twice) does not parse its file again. Small: each entry holds a
 # run's columns.
-_SOURCES: OrderedDict[tuple[FileFormat, Location], _Parsed] = OrderedDict()
+_SOURCES: OrderedDict[tuple[FileFormat, Location], _ParsedRunFile] = OrderedDict()
 _SOURCES_MAX = 2
 
 
-def _parsed(fmt: FileFormat, location: Location) -> _Parsed:
+def _parsed_run_file(fmt: FileFormat, location: Location) -> _ParsedRunFile:
+    """The shared parse of a run file (the most recent few are kept)."""
     key = (fmt, location)
     with _HEADERS_LOCK:
         parsed = _SOURCES.get(key)
         if parsed is None:
-            parsed = _SOURCES[key] = _Parsed()
+            parsed = _SOURCES[key] = _ParsedRunFile()
         _SOURCES.move_to_end(key)
         while len(_SOURCES) > _SOURCES_MAX:
             _SOURCES.popitem(last=False)
@@ -1050,7 +1051,7 @@ class FileRunSource(DelegatingRunSource):
         # the whole file while the file is unchanged.
         self._header = header
         self._on_change = on_change
-        self._parsed: _Parsed | None = None
+        self._parsed: _ParsedRunFile | None = None
 
     def __getstate__(self):
         return {"location": self.location, "fmt": self.fmt, "uid": self.uid}
@@ -1079,7 +1080,7 @@ class FileRunSource(DelegatingRunSource):
             # kept here too, so a followed run stays incremental even when
             # other runs are read meanwhile.
             if parsed is None:
-                parsed = self._parsed = _parsed(self.fmt, self.location)
+                parsed = self._parsed = _parsed_run_file(self.fmt, self.location)
         with parsed.lock:
             parsed.update(self.fmt, self.location, self.uid, version)
             source = parsed.source
