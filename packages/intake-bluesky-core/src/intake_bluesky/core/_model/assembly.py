@@ -16,7 +16,6 @@ import numpy as np
 import xarray as xr
 
 from ..driver import RunSource
-from ..errors import DtypeMismatchError
 from .casting import fits
 from .documents import BadDocumentError
 from .eager import load_columns
@@ -27,8 +26,7 @@ from .rows import FieldSpec, RowIndex, data_kind, missing_capable
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
 
-# DtypeMismatchError stays importable from here for the kit's suites.
-__all__ = ["DtypeMismatchError", "build_dataset"]
+__all__ = ["build_dataset"]
 
 
 def build_dataset(

@@ -10,11 +10,11 @@ import warnings
 import numpy as np
 import pytest
 
-from .._model.assembly import DtypeMismatchError
 from .._model.casting import DtypeMismatchWarning
 from .._model.documents import BadDocumentError
 from .._model.filling import FillError
 from .._query.time import TimeRange
+from ..errors import DtypeMismatchError
 from ._examples import EXTERNAL_ROOT, T0, UIDS
 from ._examples_correctness import (
     CORRECTNESS_UIDS,

@@ -55,8 +55,8 @@ from typing import Any
 import event_model
 import numpy as np
 
-from .._model.assembly import DtypeMismatchError
 from .._model.pages import unpack_datum_page, unpack_event_page
+from ..errors import DtypeMismatchError
 from ._examples import T0
 
 __all__ = [
