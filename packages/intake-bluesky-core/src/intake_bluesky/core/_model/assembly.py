@@ -32,12 +32,12 @@ __all__ = ["build_dataset"]
 def build_dataset(
     source: RunSource,
     filler: Filler | None,
-    descriptors: Sequence[dict],
+    descriptors: Sequence[Mapping[str, Any]],
     keys: Sequence[str] | None,
     *,
     lazy: bool = False,
     part: str = "data",
-    chunks=None,
+    chunks: Any = None,
     dtypes: Mapping[str, DTypeLike] | None = None,
 ) -> xr.Dataset:
     """The Dataset of one stream: ``descriptors`` concatenated along ``time``.
@@ -74,6 +74,7 @@ def build_dataset(
         has_stream = any(data_kind(v) == "stream" for v in data_keys.values())
         if part == "timestamps":
             specs = [s for s in specs if s.kind != "stream"]
+        columns: Mapping[str, Any]  # numpy arrays, or dask arrays when lazy
         if not lazy and not has_stream:
             # Rows are the events: one pass over them gives index and data.
             columns = load_columns(source, filler, descriptor["uid"], specs, None, part)
@@ -168,7 +169,7 @@ def _promotes_exactly(var: xr.DataArray, dtype: np.dtype) -> bool:
     return np.can_cast(var.dtype, dtype, casting="safe") and not rounds
 
 
-def _field_spec(run: str, descriptor: dict, key: str) -> FieldSpec:
+def _field_spec(run: str, descriptor: Mapping[str, Any], key: str) -> FieldSpec:
     """:meth:`FieldSpec.from_data_key`, or an error naming run, descriptor
     and field when the data key's shape or dtype_numpy is not one."""
     data_key = descriptor["data_keys"][key]
@@ -192,7 +193,7 @@ def _field_spec(run: str, descriptor: dict, key: str) -> FieldSpec:
         ) from None
 
 
-def _check_lost_stream_documents(source: RunSource, descriptor: dict) -> None:
+def _check_lost_stream_documents(source: RunSource, descriptor: Mapping[str, Any]) -> None:
     """A stream with stream data but no rows at all: fine while nothing was
     recorded, an error when the stop document counted rows that are gone."""
     stop = source.stop()
@@ -209,7 +210,7 @@ def _check_lost_stream_documents(source: RunSource, descriptor: dict) -> None:
         )
 
 
-def _variable(spec: FieldSpec, values, part: str) -> xr.Variable:
+def _variable(spec: FieldSpec, values: Any, part: str) -> xr.Variable:
     if part == "timestamps":
         return xr.Variable(("time",), values, attrs={"source": spec.attrs.get("source")})
     dims = ("time", *spec.dims)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .rows import (
     seq_range,
     seq_runs,
 )
+
+if TYPE_CHECKING:
+    from event_model.documents import StreamDatum
 
 __all__ = ["load_columns"]
 
@@ -130,7 +133,13 @@ def _spread(values: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _check_scalars(column: np.ndarray, pages, run: str, descriptor_uid: str, key: str) -> None:
+def _check_scalars(
+    column: np.ndarray,
+    pages: Sequence[Mapping[str, Any]],
+    run: str,
+    descriptor_uid: str,
+    key: str,
+) -> None:
     """A field declared scalar (``shape: []``) whose events hold arrays in
     some rows: an error naming the first such event, not a ragged column."""
     for row, value in enumerate(column.tolist()):
@@ -143,12 +152,14 @@ def _check_scalars(column: np.ndarray, pages, run: str, descriptor_uid: str, key
             )
 
 
-def _brief_value(value) -> str:
+def _brief_value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _stream_datums_for(source: RunSource, filler: Filler, descriptor_uid: str, key: str):
+def _stream_datums_for(
+    source: RunSource, filler: Filler, descriptor_uid: str, key: str
+) -> list[StreamDatum]:
     sds = [
         sd
         for sd in source.stream_datums(descriptor_uid)
@@ -157,7 +168,13 @@ def _stream_datums_for(source: RunSource, filler: Filler, descriptor_uid: str, k
     return sorted(sds, key=lambda sd: seq_range(sd, source.uid)[0])
 
 
-def _stream_column(source, filler, descriptor_uid, spec, columns):
+def _stream_column(
+    source: RunSource,
+    filler: Filler | None,
+    descriptor_uid: str,
+    spec: FieldSpec,
+    columns: Mapping[str, np.ndarray],
+) -> np.ndarray:
     if filler is None:
         raise ValueError(f"Field {spec.key!r} is stream data; it can only be read filled.")
     seq = columns["seq_num"]
@@ -173,15 +190,16 @@ def _stream_column(source, filler, descriptor_uid, spec, columns):
             "kept its stream_resource/stream_datum documents."
         )
     lo, hi = int(seq[0]), int(seq[-1]) + 1
-    wanted, covered = [], []
+    wanted: list[dict[str, Any]] = []
+    pieces: list[np.ndarray] = []
     for sd in sds:
         s0, s1 = seq_range(sd, source.uid)
         a, b = max(s0, lo), min(s1, hi)
         if a < b:
             i0 = sd["indices"]["start"] + (a - s0)
             wanted.append({**sd, "indices": {"start": i0, "stop": i0 + (b - a)}})
-            covered.append(np.arange(a, b, dtype="int64"))
-    covered = np.concatenate(covered) if covered else np.empty((0,), dtype="int64")
+            pieces.append(np.arange(a, b, dtype="int64"))
+    covered = np.concatenate(pieces) if pieces else np.empty((0,), dtype="int64")
     if not np.array_equal(covered, seq):
         missing = np.setdiff1d(seq, covered)
         extra = len(covered) - len(np.unique(covered))

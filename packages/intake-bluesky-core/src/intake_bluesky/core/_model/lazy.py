@@ -13,7 +13,7 @@ it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.array as da
@@ -21,10 +21,12 @@ import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import parse_bytes
 
+from ..driver import RunSource
 from ..errors import DtypeMismatchError
 from .casting import fits, why_not
 from .documents import BadDocumentError
 from .eager import load_columns
+from .filling import Filler
 from .rows import FieldSpec, RowIndex, missing_capable
 
 __all__ = ["CHUNK_BYTES", "lazy_columns"]
@@ -33,7 +35,15 @@ __all__ = ["CHUNK_BYTES", "lazy_columns"]
 CHUNK_BYTES = 100 * 2**20
 
 
-def lazy_columns(source, filler, descriptor_uid, specs, part, index: RowIndex, chunks):
+def lazy_columns(
+    source: RunSource,
+    filler: Filler | None,
+    descriptor_uid: str,
+    specs: Sequence[FieldSpec],
+    part: str,
+    index: RowIndex,
+    chunks: Any,
+) -> dict[str, da.Array]:
     """Dask arrays for fields of one descriptor: one load task per chunk of
     rows (shared by the fields of a group), one take task per field."""
     _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index)
@@ -44,7 +54,7 @@ def lazy_columns(source, filler, descriptor_uid, specs, part, index: RowIndex, c
     n = len(index)
     arrays: dict[str, da.Array] = {}
     # Group fields by rows-per-chunk so small fields share a task.
-    groups: dict[tuple, list[FieldSpec]] = {}
+    groups: dict[tuple[int, str | None], list[FieldSpec]] = {}
     for spec in specs:
         per_chunk = _rows_per_chunk(spec, part, filler, chunks, n)
         # External data gets tasks of its own: computing a scalar column
@@ -78,11 +88,19 @@ def lazy_columns(source, filler, descriptor_uid, specs, part, index: RowIndex, c
                 {name: layer, load_name: loads}, {name: {load_name}, load_name: set()}
             )
             chunk_sizes = (tuple(hi - lo for lo, hi in bounds), *((s,) for s in shape))
-            arrays[spec.key] = da.Array(graph, name, chunk_sizes, dtype=dtype)
+            # dask ships no annotations for its Array constructor.
+            arrays[spec.key] = da.Array(graph, name, chunk_sizes, dtype=dtype)  # type: ignore[no-untyped-call]
     return arrays
 
 
-def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index: RowIndex):
+def _resolve_lazy_meta(
+    source: RunSource,
+    filler: Filler | None,
+    descriptor_uid: str,
+    specs: Sequence[FieldSpec],
+    part: str,
+    index: RowIndex,
+) -> None:
     """Complete dtype/shape of fields whose descriptor does not declare them.
 
     Inline fields (values in the events) are typed from all their rows, as
@@ -95,7 +113,7 @@ def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index: RowIn
         return
     inline = [s for s in unknown if s.kind == "inline"]
     external = [s for s in unknown if s.kind != "inline"]
-    first: dict = {}
+    first: dict[str, np.ndarray] = {}
     for group, window in ((inline, index.everything()), (external, index.window(0, 1))):
         if not group:
             continue
@@ -119,7 +137,9 @@ def _resolve_lazy_meta(source, filler, descriptor_uid, specs, part, index: RowIn
             spec.dims = tuple(f"{spec.key}_dim_{i}" for i in range(len(spec.shape)))
 
 
-def _take(columns: dict, key: str, dtype: np.dtype, run: str, rows: tuple[int, int]):
+def _take(
+    columns: Mapping[str, np.ndarray], key: str, dtype: np.dtype, run: str, rows: tuple[int, int]
+) -> np.ndarray:
     """One field of a loaded window, checked against the dask array's dtype."""
     values = columns[key]
     if values.dtype == dtype:
@@ -135,7 +155,7 @@ def _take(columns: dict, key: str, dtype: np.dtype, run: str, rows: tuple[int, i
     )
 
 
-def _rows_per_chunk(spec: FieldSpec, part: str, filler, chunks, n: int) -> int:
+def _rows_per_chunk(spec: FieldSpec, part: str, filler: Filler | None, chunks: Any, n: int) -> int:
     """Rows per dask chunk: asked for, or ~CHUNK_BYTES in whole storage chunks."""
     row_bytes = 8 if part == "timestamps" else spec.row_bytes
     asked = chunks.get(spec.key, chunks.get(None)) if isinstance(chunks, Mapping) else chunks

@@ -50,7 +50,7 @@ _ATTR_KEYS = (
 )
 
 
-def data_kind(data_key: dict) -> str:
+def data_kind(data_key: Mapping[str, Any]) -> str:
     """Where a field's data is: ``"inline"`` in events, ``"datum"`` behind
     datum ids in events, ``"stream"`` in stream_datum documents."""
     external = data_key.get("external")
@@ -64,19 +64,19 @@ class FieldSpec:
     """How one data key of one descriptor becomes a variable."""
 
     key: str
-    data_key: dict
+    data_key: dict[str, Any]
     #: "inline" (values in events), "datum" (datum ids in events), "stream"
     #: (rows from stream_datum documents, absent from events).
     kind: str = "inline"
     dims: tuple[str, ...] = ()
     shape: tuple[int, ...] = ()
     dtype: np.dtype | None = None
-    attrs: dict = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
     #: Where ``dtype`` comes from, for messages.
     declared: str = ""
 
     @classmethod
-    def from_data_key(cls, key: str, data_key: dict) -> FieldSpec:
+    def from_data_key(cls, key: str, data_key: dict[str, Any]) -> FieldSpec:
         kind = data_kind(data_key)
         shape = tuple(int(s) for s in (data_key.get("shape") or ()) if s is not None)
         dims = data_key.get("dims")
@@ -104,12 +104,15 @@ class FieldSpec:
         return np.empty((0, *self.shape), dtype=self.dtype or np.dtype("float64"))
 
 
-def page_column(pieces: Sequence, numeric: bool = False, float_hint: bool = False) -> np.ndarray:
+def page_column(
+    pieces: Sequence[Any], numeric: bool = False, float_hint: bool = False
+) -> np.ndarray:
     """One column from page columns, in the values' own dtype (no value
     changed: see :func:`exact_array`)."""
     if pieces and all(isinstance(p, np.ndarray) for p in pieces):
         if len(pieces) == 1:
-            return pieces[0]
+            only: np.ndarray = pieces[0]
+            return only
         # Within one kind numpy only widens (exact); across kinds (int64 and
         # float64 pages of one field) it would round, so those go through
         # their Python values below.
@@ -130,7 +133,7 @@ def page_column(pieces: Sequence, numeric: bool = False, float_hint: bool = Fals
     return out
 
 
-def row_event(pages: Sequence[dict], row: int) -> str:
+def row_event(pages: Sequence[Mapping[str, Any]], row: int) -> str:
     """Which event row ``row`` of the pages' columns is, for messages."""
     for page in pages:
         n = len(page["seq_num"])
@@ -141,7 +144,13 @@ def row_event(pages: Sequence[dict], row: int) -> str:
     return f"event row {row}"
 
 
-def seconds_column(pages, pieces, run: str, descriptor_uid: str, what: str) -> np.ndarray:
+def seconds_column(
+    pages: Sequence[Mapping[str, Any]],
+    pieces: Sequence[Any],
+    run: str,
+    descriptor_uid: str,
+    what: str,
+) -> np.ndarray:
     """A column of epoch seconds (event times or timestamps) as float64, or
     an error naming the event whose value is not a number."""
     column = page_column(pieces, numeric=True)
@@ -229,7 +238,7 @@ class RowIndex:
     aligned: bool
 
     @classmethod
-    def build(cls, source: RunSource, descriptor: dict, has_stream: bool) -> RowIndex:
+    def build(cls, source: RunSource, descriptor: Mapping[str, Any], has_stream: bool) -> RowIndex:
         pages = list(source.event_pages(descriptor["uid"], [], None))
         times = seconds_column(
             pages, [p["time"] for p in pages], source.uid, descriptor["uid"], "time"
