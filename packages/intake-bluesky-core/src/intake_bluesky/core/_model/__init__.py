@@ -1,12 +1,11 @@
 """The core model: bluesky semantics over a run source, intake-free.
 
 Read in this order: :mod:`.pages` (event/datum pages), :mod:`.documents`
-(run sources built from documents), :mod:`.casting` (dtypes without value
+(a run held as its documents), :mod:`.casting` (dtypes without value
 changes), :mod:`.filling` (external data through handlers and stream
-readers), :mod:`.rows` (fields, rows aligned by seq_num), :mod:`.eager` and
-:mod:`.lazy` (numpy columns, dask graphs), :mod:`.assembly` (a stream's
-Dataset, the one entry point), :mod:`.canonical` (the ordered document
-stream), :mod:`.follow` (a run being written), :mod:`.run` (the run and
-stream model the faces delegate to), :mod:`.lookup` (which run ``cat[key]``
-names).
+readers), :mod:`.rows`, :mod:`.eager`, :mod:`.lazy` and :mod:`.assembly`
+(a stream's rows as an xarray Dataset, eagerly or with dask),
+:mod:`.canonical` (the ordered document stream), :mod:`.follow` (a run being
+written), :mod:`.lookup` (what a catalog key names) and :mod:`.run` (the run
+and stream model the faces delegate to).
 """
