@@ -40,9 +40,26 @@ def _install(session: nox.Session, packages: list[str]) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
+    """ruff (check and format) and mypy (configured in pyproject.toml)."""
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # mypy reads the sources; the packages are installed for their
+    # dependencies' types (the kit's pytest and hypothesis, the TIFF reader's
+    # optional Pillow included), with stubs for those that ship none.
+    session.install(
+        "mypy",
+        *[str(PACKAGES_DIR / p) for p in PACKAGES],
+        "pytest",
+        "hypothesis",
+        "pillow",
+        "types-PyYAML",
+        "types-tqdm",
+        "types-python-dateutil",
+        "pandas-stubs",
+        "msgpack-types",
+    )
+    session.run("mypy")
 
 
 #: The core's tests that need backends installed beside it (CLI over real
