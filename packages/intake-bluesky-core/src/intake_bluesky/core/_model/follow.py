@@ -28,10 +28,27 @@ Examples
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._files.driver import RunChangedError
 from .canonical import canonical
+
+if TYPE_CHECKING:
+    from event_model.documents import (
+        Datum,
+        DatumPage,
+        EventDescriptor,
+        EventPage,
+        Resource,
+        RunStart,
+        RunStop,
+        StreamDatum,
+        StreamResource,
+    )
+
+    from ..driver import RunSource
+    from .run import RunModel
 
 __all__ = ["follow"]
 
@@ -43,36 +60,43 @@ class _Snapshot:
     the snapshot never ends the run before its last events.
     """
 
-    def __init__(self, source, emitted_rows: dict[str, int]):
+    def __init__(self, source: RunSource, emitted_rows: dict[str, int]) -> None:
         self.uid = source.uid
         self._source = source
         self._stop = source.stop()
         self._descriptors = source.descriptors()
-        self._rows = {}
+        self._rows: dict[str, tuple[int, int]] = {}
         for d in self._descriptors:
             first = emitted_rows.get(d["uid"], 0)
             self._rows[d["uid"]] = (first, max(first, source.event_count(d["uid"])))
 
-    def start(self):
+    def start(self) -> RunStart:
         return self._source.start()
 
-    def stop(self):
+    def stop(self) -> RunStop | None:
         return self._stop
 
-    def descriptors(self):
+    def descriptors(self) -> list[EventDescriptor]:
         return self._descriptors
 
-    def event_pages(self, descriptor_uid, fields=None, rows=None):
+    def event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[EventPage]:
         first, last = self._rows.get(descriptor_uid, (0, 0))
         if first >= last:
             return iter(())
         return self._source.event_pages(descriptor_uid, fields, rows=(first, last))
 
-    def event_count(self, descriptor_uid):
+    def event_count(self, descriptor_uid: str) -> int:
         first, last = self._rows.get(descriptor_uid, (0, 0))
         return last - first
 
-    def stored_event_pages(self, descriptor_uid, rows=None):
+    def stored_event_pages(
+        self, descriptor_uid: str, rows: tuple[int, int] | None = None
+    ) -> Iterator[tuple[str, EventPage]]:
         first, last = self._rows.get(descriptor_uid, (0, 0))
         if first >= last:
             return iter(())
@@ -80,40 +104,44 @@ class _Snapshot:
         if stored is None:
             pages = self._source.event_pages(descriptor_uid, rows=(first, last))
             return (("event_page", page) for page in pages)
-        return stored(descriptor_uid, rows=(first, last))
+        units: Iterator[tuple[str, EventPage]] = stored(descriptor_uid, rows=(first, last))
+        return units
 
-    def stored_datum_pages(self, resource_uid=None):
+    def stored_datum_pages(
+        self, resource_uid: str | None = None
+    ) -> Iterator[tuple[str, DatumPage]]:
         stored = getattr(self._source, "stored_datum_pages", None)
         if stored is None:
             return (("datum_page", page) for page in self._source.datum_pages(resource_uid))
-        return stored(resource_uid)
+        units: Iterator[tuple[str, DatumPage]] = stored(resource_uid)
+        return units
 
-    def resources(self):
+    def resources(self) -> list[Resource]:
         return self._source.resources()
 
-    def datum_pages(self, resource_uid=None):
+    def datum_pages(self, resource_uid: str | None = None) -> Iterator[DatumPage]:
         return self._source.datum_pages(resource_uid)
 
-    def datums(self, datum_ids):
+    def datums(self, datum_ids: Iterable[str]) -> dict[str, Datum]:
         return self._source.datums(datum_ids)
 
-    def stream_resources(self):
+    def stream_resources(self) -> list[StreamResource]:
         return self._source.stream_resources()
 
-    def stream_datums(self, descriptor_uid=None):
+    def stream_datums(self, descriptor_uid: str | None = None) -> list[StreamDatum]:
         return self._source.stream_datums(descriptor_uid)
 
 
 class _Seen:
     """What was yielded already, by kind and uid."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.start = False
         self.rows: dict[str, int] = {}
         # descriptor uid -> uid of the last event yielded: still there, in
         # the same row, unless the run was rewritten rather than appended to.
         self.last_event: dict[str, object] = {}
-        self.uids: dict[str, set] = {
+        self.uids: dict[str, set[Any]] = {
             "descriptor": set(),
             "resource": set(),
             "stream_resource": set(),
@@ -121,7 +149,7 @@ class _Seen:
             "datum": set(),
         }
 
-    def new(self, name: str, doc: dict):
+    def new(self, name: str, doc: Any) -> tuple[str, Any] | None:
         """``(name, doc)`` reduced to what was not yielded yet, or None."""
         if name == "start":
             if self.start:
@@ -155,7 +183,7 @@ class _Seen:
         self.uids[kind].add(key)
         return name, doc
 
-    def rewritten(self, source) -> str | None:
+    def rewritten(self, source: RunSource) -> str | None:
         """How ``source`` no longer holds what was yielded (the run was
         rewritten, not appended to), or None: descriptors yielded are still
         there, with at least as many events, the last one yielded in its row."""
@@ -180,7 +208,7 @@ class _Seen:
         return None
 
 
-def _take_datums(page: dict, keep: list[int]) -> dict:
+def _take_datums(page: DatumPage, keep: list[int]) -> DatumPage:
     return {
         "resource": page["resource"],
         "datum_id": [page["datum_id"][i] for i in keep],
@@ -189,12 +217,12 @@ def _take_datums(page: dict, keep: list[int]) -> dict:
 
 
 def follow(
-    run,
+    run: RunModel,
     *,
     poll_interval: float = 0.5,
     idle_timeout: float | None = None,
     fill: str = "no",
-) -> Iterator[tuple[str, dict]]:
+) -> Iterator[tuple[str, Any]]:
     """Yield a run's ``(name, doc)`` as they are written, ending after its stop.
 
     Parameters

@@ -5,7 +5,7 @@ The intake faces (:mod:`._faces`) delegate everything here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,26 +27,31 @@ class ReadOptions:
     fill external data, and the transforms of documents. A catalog hands its
     one instance to each of its runs."""
 
-    def __init__(self, handler_registry=None, root_map=None, transforms=None):
+    def __init__(
+        self,
+        handler_registry: Any = None,
+        root_map: Mapping[str, str] | None = None,
+        transforms: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
         self.registry = (
             handler_registry
             if isinstance(handler_registry, HandlerRegistry)
             else HandlerRegistry(handler_registry)
         )
         self.root_map = dict(root_map or {})
-        transforms = dict(transforms or {})
-        unknown = set(transforms) - set(TRANSFORM_NAMES)
+        funcs = dict(transforms or {})
+        unknown = set(funcs) - set(TRANSFORM_NAMES)
         if unknown:
             raise ValueError(
                 f"transforms has unknown document names {sorted(unknown)}; "
                 f"it accepts {list(TRANSFORM_NAMES)}."
             )
-        for name, func in transforms.items():
+        for name, func in funcs.items():
             if not callable(func):
                 raise TypeError(f"transforms[{name!r}] must be callable, not {func!r}.")
-        self.transforms: dict[str, Callable[[dict], dict]] = transforms
+        self.transforms: dict[str, Callable[..., Any]] = funcs
 
-    def transform(self, name: str, doc):
+    def transform(self, name: str, doc: Any) -> Any:
         func = self.transforms.get(name)
         return doc if func is None or doc is None else func(doc)
 
@@ -63,7 +68,7 @@ class RunModel:
     ['baseline', 'primary']
     """
 
-    def __init__(self, source: RunSource, settings: ReadOptions | None = None):
+    def __init__(self, source: RunSource, settings: ReadOptions | None = None) -> None:
         self.source = source
         self.settings = settings or ReadOptions()
         self.filler = Filler(
@@ -78,13 +83,15 @@ class RunModel:
     def uid(self) -> str:
         return self.source.uid
 
-    def start(self) -> dict:
-        return self.settings.transform("start", self.source.start())
+    def start(self) -> dict[str, Any]:
+        start: dict[str, Any] = self.settings.transform("start", self.source.start())
+        return start
 
-    def stop(self) -> dict | None:
-        return self.settings.transform("stop", self.source.stop())
+    def stop(self) -> dict[str, Any] | None:
+        stop: dict[str, Any] | None = self.settings.transform("stop", self.source.stop())
+        return stop
 
-    def descriptors(self) -> list[dict]:
+    def descriptors(self) -> list[dict[str, Any]]:
         return [self.settings.transform("descriptor", d) for d in self.source.descriptors()]
 
     def stream_names(self) -> list[str]:
@@ -102,7 +109,7 @@ class RunModel:
         names = self.stream_names()
         return "primary" if "primary" in names or not names else names[0]
 
-    def canonical(self, fill: str = "yes") -> Iterator[tuple[str, dict]]:
+    def canonical(self, fill: str = "yes") -> Iterator[tuple[str, Any]]:
         if fill not in ("yes", "no"):
             raise ValueError(f"fill must be 'yes' or 'no', not {fill!r}.")
         return canonical(
@@ -122,13 +129,13 @@ class StreamModel:
         name: str,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
-    ):
+    ) -> None:
         self.run = run
         self.name = name
         self.include = None if include is None else list(include)
         self.exclude = list(exclude or [])
 
-    def descriptors(self) -> list[dict]:
+    def descriptors(self) -> list[dict[str, Any]]:
         return [d for d in self.run.descriptors() if d.get("name", "primary") == self.name]
 
     def all_fields(self) -> list[str]:
@@ -157,7 +164,7 @@ class StreamModel:
 
     def timestamp_fields(self) -> list[str]:
         """The selected fields that have per-event timestamps (stream data has none)."""
-        data_keys: dict[str, dict] = {}
+        data_keys: dict[str, dict[str, Any]] = {}
         for d in self.descriptors():
             data_keys.update(d.get("data_keys") or {})
         return [f for f in self.fields() if data_kind(data_keys.get(f) or {}) != "stream"]
@@ -170,7 +177,7 @@ class StreamModel:
             names.update(dict.fromkeys(conf.get("data") or conf.get("data_keys") or {}))
         return list(names)
 
-    def dataset(self, lazy: bool = False, chunks=None, dtypes=None) -> xr.Dataset:
+    def dataset(self, lazy: bool = False, chunks: Any = None, dtypes: Any = None) -> xr.Dataset:
         ds = build_dataset(
             self.run.source,
             self.run.filler,
