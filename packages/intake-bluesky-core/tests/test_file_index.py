@@ -19,7 +19,8 @@ from intake_bluesky.core import (
     IndexUnavailableWarning,
 )
 from intake_bluesky.core._files import diskindex as _diskindex
-from intake_bluesky.core._files import driver as _files
+from intake_bluesky.core._files import headers as _headers
+from intake_bluesky.core._files import runsource as _runsource
 from intake_bluesky.core.testing import UIDS, example_runs
 
 # A format in its own module, so that a subprocess can import it by name (its
@@ -218,7 +219,7 @@ def test_corrupt_index_is_rebuilt(tmp_path):
     data = bytearray(index.read_bytes())
     data[100:8192] = b"this is not an sqlite page, it was damaged.".ljust(8092, b"!")
     index.write_bytes(bytes(data))
-    _files._HEADERS.clear()  # as in a new process
+    _headers._HEADERS.clear()  # as in a new process
     with pytest.warns(IndexUnavailableWarning, match="corrupt"):
         assert _open_in_new_process_or_here(directory, index) == 2
     # Rebuilt: a valid database holding the two runs' headers.
@@ -408,8 +409,8 @@ def test_a_file_rewritten_with_its_old_size_and_mtime_is_read_again(tmp_path):
     # new process (headers from the on-disk index only).
     for fresh_process in (False, True):
         if fresh_process:
-            _files._HEADERS.clear()
-            _files._SOURCES.clear()
+            _headers._HEADERS.clear()
+            _runsource._SOURCES.clear()
         run = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))[UIDS["count"]]
         assert run.metadata["stop"]["exit_status"] == "aborted"
         assert list(run.canonical(fill="no"))[-1][1]["exit_status"] == "aborted"

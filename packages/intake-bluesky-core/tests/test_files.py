@@ -261,7 +261,7 @@ def test_a_path_that_does_not_exist_is_warned(tmp_path):
 
 
 def test_lookup_by_full_uid_does_not_relist_the_directory(tmp_path, monkeypatch):
-    from intake_bluesky.core._files import driver as _files
+    from intake_bluesky.core._files import listing as _files
 
     for docs in example_runs(tmp_path / "ext"):
         write(tmp_path / f"{docs[0][1]['uid']}.lines", docs)

@@ -343,7 +343,7 @@ def test_yaml_export_and_pickle_rebuild_the_catalog(bucket, tmp_path):
 
 
 def test_a_new_process_uses_the_on_disk_index(bucket, tmp_path, monkeypatch):
-    from intake_bluesky.core._files import driver as _files
+    from intake_bluesky.core._files import headers as _files
     from intake_bluesky.tiff import TiffFormat
 
     index = tmp_path / "index.sqlite"

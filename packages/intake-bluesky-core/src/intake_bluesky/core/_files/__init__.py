@@ -1,7 +1,10 @@
-"""What every file backend shares: listing run files, reading their headers
-once, the on-disk index, and a driver and run source over any file format.
+"""What every file backend shares.
 
-:mod:`.driver` holds ``FileFormat`` (what a format implements),
-``FileDriver`` and ``FileRunSource``; :mod:`.diskindex` is the SQLite index
-of start/stop documents that lets a new process skip reading files.
+Read in this order: :mod:`.format` (``FileFormat``, what a format
+implements), :mod:`.listing` (finding run files; directories listed again
+only when they change), :mod:`.headers` (each file's start and stop, read
+once per file version), :mod:`.diskindex` (the SQLite index that lets a new
+process skip reading files), :mod:`.runsource` (one run file as a run source,
+read incrementally as it grows) and :mod:`.driver` (``FileDriver``: search,
+lookup and listing over all of them).
 """

@@ -1,0 +1,93 @@
+"""Each run file's start and stop documents, read once per file version and
+kept in memory (the on-disk index, :mod:`.diskindex`, keeps them across
+processes).
+
+A file version is its size, mtime, ctime and inode: a file rewritten in place
+with its old size and mtime is still told apart.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections import OrderedDict
+
+from .format import FileFormat, Location, _files_of
+
+
+def _version(location: Location) -> tuple | None:
+    """Size, mtime, ctime and inode of every file of a location; None if one
+    is gone.
+
+    Size and mtime alone miss a file rewritten in place to the same size whose
+    mtime was then set back (``os.utime``, ``touch -r``, ``cp -p``, ``rsync``):
+    its ctime cannot be set back, and a file replaced by another has another
+    inode.
+    """
+    out = []
+    for path in _files_of(location):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        out.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return tuple(out)
+
+
+# Headers of file versions already read in this process: a warm re-open of a
+# catalog reads no file. Keyed by format (its index key) and location; valid
+# for one version (see :func:`_version`). Bounded, least recently used dropped, so
+# a long session over growing directories does not grow without limit.
+_HEADERS: OrderedDict[tuple[str, Location], tuple[tuple, dict | None, dict | None]] = OrderedDict()
+_HEADERS_MAX = 200_000
+_HEADERS_LOCK = threading.Lock()
+
+
+def _cached_header(fmt: str, location: Location, version: tuple):
+    key = (fmt, location)
+    with _HEADERS_LOCK:
+        cached = _HEADERS.get(key)
+        if cached is not None and cached[0] == version:
+            _HEADERS.move_to_end(key)
+            return cached
+    return None
+
+
+def _remember_header(fmt: str, location: Location, version, start, stop) -> None:
+    key = (fmt, location)
+    with _HEADERS_LOCK:
+        _HEADERS[key] = (version, start, stop)
+        _HEADERS.move_to_end(key)
+        while len(_HEADERS) > _HEADERS_MAX:
+            _HEADERS.popitem(last=False)
+
+
+def _read_header(fmt: FileFormat, location: Location):
+    try:
+        start, stop = fmt.read_header(location)
+    except ValueError as err:
+        # One damaged file must not make every other run unlistable; it is
+        # named (once per file version), never silently dropped.
+        warnings.warn(f"Skipping {location}: {err}", stacklevel=5)
+        return None, None
+    except FileNotFoundError:
+        return None, None
+    if start is not None and start.get("uid") is None:
+        # Without a uid the run can be neither listed nor looked up: said,
+        # never hidden.
+        warnings.warn(
+            f"Skipping {location}: its start document has no 'uid', so the run cannot be "
+            f"listed or looked up ({fmt.name}). Give the start document a uid (event-model "
+            "requires one), or move the file out of the catalog's paths.",
+            stacklevel=5,
+        )
+        return None, None
+    if start is None and not fmt.reports_skipped_files:
+        warnings.warn(
+            f"Skipping {location}: it holds no start document, so it is not a bluesky "
+            f"run ({fmt.name}). If a run is being written to it, it will appear once its "
+            "start document is written.",
+            stacklevel=5,
+        )
+    return start, stop
