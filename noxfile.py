@@ -2,7 +2,8 @@
 
 ``nox`` runs the default sessions: ``lint``, ``tests(<package>)`` for every
 package under ``packages/`` (each alone with the core, so a dependency leaking
-into the core fails), ``all_together`` and ``build``. ``nox -s bench`` runs the
+into the core fails), ``all_together``, ``build`` and ``docs`` (the API
+reference site, warnings as errors). ``nox -s bench`` runs the
 benchmarks; ``nox -s mongo_real`` runs the Mongo tests against a real server
 named by ``INTAKE_BLUESKY_TEST_MONGO_URI``; ``nox -s roundtrip_thorough`` runs
 the conformance kit's Hypothesis round trip with many more random runs.
@@ -200,7 +201,7 @@ def roundtrip_thorough(session: nox.Session) -> None:
     )
 
 
-@nox.session(default=False)
+@nox.session
 def docs(session: nox.Session) -> None:
     """The API reference site (mkdocs + mkdocstrings), warnings as errors."""
     session.install(*[str(PACKAGES_DIR / p) for p in PACKAGES], "mkdocs", "mkdocstrings-python")
