@@ -21,20 +21,29 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..driver import RunSource
-from .filling import Filler
+from .filling import Filler, Transform
 from .pages import page_length, plain_page, slice_page, unpack_datum_page, unpack_event_page
 from .rows import data_kind
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from event_model.documents import EventPage
+
 __all__ = ["canonical"]
 
+# (time, order, uid, form, page, times, offset, bounds): a stream's next rows.
+_Head = tuple[
+    float, int, str, str, "EventPage", "npt.NDArray[np.float64]", int, "npt.NDArray[Any] | None"
+]
 
-def _identity(doc):
+
+def _identity(doc: Any) -> Any:
     return doc
 
 
@@ -43,7 +52,7 @@ def canonical(
     *,
     fill: bool,
     filler: Filler | None,
-    transforms: Mapping[str, Callable[[dict], dict]] | None = None,
+    transforms: Mapping[str, Transform] | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """Yield ``(name, doc)`` of a run in canonical order, each document in
     its stored form (see the module docstring).
@@ -71,12 +80,12 @@ class _CanonicalStream:
         *,
         fill: bool,
         filler: Filler | None,
-        transforms: Mapping[str, Callable[[dict], dict]] | None,
+        transforms: Mapping[str, Transform] | None,
     ) -> None:
         self.source = source
         self.filler = filler if fill else None
         transforms = transforms or {}
-        self.tf = {
+        self.tf: dict[str, Transform] = {
             name: transforms.get(name, _identity)
             for name in ("start", "stop", "descriptor", "resource", "stream_resource")
         }
@@ -89,16 +98,16 @@ class _CanonicalStream:
         self.stream_resources: dict[str, Any] = {}
         self.emitted_stream_resources: set[str] = set()
         # Descriptors not emitted yet, oldest first.
-        self.pending: list[dict] = []
+        self.pending: list[Mapping[str, Any]] = []
         self.emitted_descriptors: set[str] = set()
         # Per descriptor uid: its external (datum) fields, its stored event
         # documents, its rank among descriptors (ties on the heap).
         self.external: dict[str, list[str]] = {}
-        self.iters: dict[str, Iterator[tuple[str, Any]]] = {}
+        self.iters: dict[str, Iterator[tuple[str, EventPage]]] = {}
         self.order: dict[str, int] = {}
         self.uids: list[str] = []
-        # (time, order, uid, form, page, times, offset, bounds) of each stream.
-        self.heads: list = []
+        # The heap of each stream's next rows (see _Head).
+        self.heads: list[_Head] = []
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         # chain (not nested yield from): each document passes one generator less.
@@ -143,7 +152,15 @@ class _CanonicalStream:
         self.pending = sorted(descriptors, key=lambda d: d.get("time", 0))
 
     # --- the k-way merge of the streams' event documents by time -----------
-    def _push(self, uid, form, page, times, offset, bounds) -> None:
+    def _push(
+        self,
+        uid: str,
+        form: str,
+        page: EventPage,
+        times: npt.NDArray[np.float64],
+        offset: int,
+        bounds: npt.NDArray[Any] | None,
+    ) -> None:
         if offset < len(times):
             heapq.heappush(
                 self.heads,
@@ -178,10 +195,18 @@ class _CanonicalStream:
             else:
                 self._advance(uid)
 
-    def _piece(self, uid, form, piece, offset, end, bounds) -> Iterable[tuple[str, Any]]:
+    def _piece(
+        self,
+        uid: str,
+        form: str,
+        piece: EventPage,
+        offset: int,
+        end: int,
+        bounds: npt.NDArray[Any] | None,
+    ) -> Iterable[tuple[str, Any]]:
         """The rows ``offset:end`` of a stored event document, in its stored form."""
         external = self.external[uid]
-        # The datum ids of the piece's external fields, row by row.
+        # The datum ids of the piece's external fields (lists or arrays), row by row.
         refs = [piece["data"][key] for key in external if key in piece["data"]]
         piece = plain_page(piece)
         if self.filler is not None and external:
@@ -198,14 +223,18 @@ class _CanonicalStream:
             edges = [0, *cuts.tolist(), end - offset]
         return self._pages_after_datums(piece, refs, edges)
 
-    def _events_after_datums(self, piece, refs) -> Iterator[tuple[str, Any]]:
+    def _events_after_datums(
+        self, piece: EventPage, refs: Sequence[Any]
+    ) -> Iterator[tuple[str, Any]]:
         # Each event after its own datums, as a run is written.
         for row, event in enumerate(unpack_event_page(piece)):
             for column in refs:
                 yield from self._datums(column[row])
             yield "event", event
 
-    def _pages_after_datums(self, piece, refs, edges) -> Iterator[tuple[str, Any]]:
+    def _pages_after_datums(
+        self, piece: EventPage, refs: Sequence[Any], edges: Sequence[int]
+    ) -> Iterator[tuple[str, Any]]:
         whole = len(edges) == 2
         for a, b in zip(edges[:-1], edges[1:], strict=True):
             # Datums before the page that refers to them.
@@ -225,7 +254,7 @@ class _CanonicalStream:
             pending.remove(d)
             yield from self._descriptor(d)
 
-    def _descriptor(self, d: dict) -> Iterator[tuple[str, Any]]:
+    def _descriptor(self, d: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         """A descriptor, then its stream_datums, each after its stream_resource."""
         self.emitted_descriptors.add(d["uid"])
         yield "descriptor", d
@@ -236,7 +265,7 @@ class _CanonicalStream:
                 yield "stream_resource", self.stream_resources[sr_uid]
             yield "stream_datum", sd
 
-    def _datums(self, datum_id) -> Iterator[tuple[str, Any]]:
+    def _datums(self, datum_id: str) -> Iterator[tuple[str, Any]]:
         """The stored datum (or datum_page) of ``datum_id``, unless emitted."""
         i = self.page_of.get(datum_id)
         if i is not None and i not in self.emitted_pages:
@@ -270,7 +299,7 @@ class _CanonicalStream:
             yield "stop", self.tf["stop"](stop)
 
 
-def _as_pages(pages):
+def _as_pages(pages: Iterable[EventPage]) -> Iterator[tuple[str, EventPage]]:
     for page in pages:
         yield "event_page", page
 
@@ -298,7 +327,7 @@ def _datum_documents(source: RunSource) -> list[tuple[str, Any]]:
     return out
 
 
-def _datum_rows(page: Mapping[str, Any], start: int, stop: int) -> dict:
+def _datum_rows(page: Mapping[str, Any], start: int, stop: int) -> dict[str, Any]:
     return {
         "resource": page["resource"],
         "datum_id": page["datum_id"][start:stop],
@@ -306,8 +335,9 @@ def _datum_rows(page: Mapping[str, Any], start: int, stop: int) -> dict:
     }
 
 
-def _fill_page(page: dict, keys, filler: Filler) -> dict:
-    data = dict(page["data"])
+def _fill_page(page: EventPage, keys: Sequence[str], filler: Filler) -> EventPage:
+    # Columns may be arrays as well as lists (see the driver), filled ones are.
+    data: dict[str, Any] = dict(page["data"])
     filled = dict(page.get("filled", {}))
     n = page_length(page)
     for key in keys:

@@ -43,7 +43,7 @@ import inspect
 import math
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -65,8 +65,11 @@ __all__ = [
     "DataNotWrittenError",
 ]
 
+# A user's document transform: the stored document in, the one to use out.
+Transform = Callable[[Any], Mapping[str, Any]]
 
-def _import(obj):
+
+def _import(obj: Any) -> Any:
     if isinstance(obj, str):
         module, _, name = obj.replace(":", ".").rpartition(".")
         if not module:
@@ -88,13 +91,14 @@ class HandlerRegistry:
     'NumpySeqHandler'
     """
 
-    def __init__(self, explicit: Mapping[str, Any] | None = None):
+    def __init__(self, explicit: Mapping[str, Any] | None = None) -> None:
         self.explicit = dict(explicit or {})
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"HandlerRegistry({sorted(self.explicit)})"
 
-    def resolve(self, key: str):
+    def resolve(self, key: str) -> Any:
+        """The handler or stream reader class registered for ``key``."""
         is_mimetype = "/" in key
         if key in self.explicit:
             try:
@@ -196,10 +200,10 @@ class Filler:
         self,
         source: RunSource,
         registry: HandlerRegistry,
-        root_map=None,
-        transform_resource=None,
-        transform_stream_resource=None,
-    ):
+        root_map: Mapping[str, str] | None = None,
+        transform_resource: Transform | None = None,
+        transform_stream_resource: Transform | None = None,
+    ) -> None:
         self.source = source
         self.registry = registry
         self.root_map = dict(root_map or {})
@@ -207,26 +211,27 @@ class Filler:
         self.transform_stream_resource = transform_stream_resource
         self._init_caches()
 
-    def _init_caches(self):
+    def _init_caches(self) -> None:
+        # Opened handlers and readers: objects of the user's classes.
         self._handlers: dict[str, Any] = {}
-        self._resources: dict[str, Any] | None = None
-        self._stream_resources: dict[str, Any] | None = None
+        self._resources: dict[str, Mapping[str, Any]] | None = None
+        self._stream_resources: dict[str, Mapping[str, Any]] | None = None
         self._lock = threading.RLock()
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         for key in ("_handlers", "_resources", "_stream_resources", "_lock"):
             state.pop(key)
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._init_caches()
 
     # --- resource / datum ---------------------------------------------------
-    def _resource(self, uid: str) -> dict:
+    def _resource(self, uid: str) -> Mapping[str, Any]:
         if self._resources is None:
-            docs = self.source.resources()
+            docs: Sequence[Mapping[str, Any]] = self.source.resources()
             if self.transform_resource is not None:
                 docs = [self.transform_resource(d) for d in docs]
             self._resources = {d["uid"]: d for d in docs}
@@ -238,7 +243,7 @@ class Filler:
                 "the run. The run's storage is incomplete."
             ) from None
 
-    def _handler(self, resource_uid: str):
+    def _handler(self, resource_uid: str) -> Any:
         handler = self._handlers.get(resource_uid)
         if handler is not None:
             return handler
@@ -252,7 +257,9 @@ class Filler:
             _stored_location(resource),
         )
 
-    def _open(self, uid: str, key: str, path: str, kwargs: dict, what: str, stored: str):
+    def _open(
+        self, uid: str, key: str, path: str, kwargs: Mapping[str, Any], what: str, stored: str
+    ) -> Any:
         """The handler or reader of one (stream) resource, opened once.
 
         ``stored`` says where the documents put the data (before root_map),
@@ -274,12 +281,12 @@ class Filler:
             self._handlers[uid] = opened
             return opened
 
-    def fill(self, datum_ids: Sequence[str], desc: str | None = None) -> list:
+    def fill(self, datum_ids: Sequence[str], desc: str | None = None) -> list[Any]:
         """The loaded data of each datum id, in order (with a progress bar
         titled ``desc`` when given and someone watches)."""
         datum_ids = [str(d) for d in datum_ids]
         datums = self.source.datums(datum_ids)
-        out = []
+        out: list[Any] = []
         steps = datum_ids if desc is None else progress(datum_ids, desc=desc, unit="frame")
         for datum_id in steps:
             datum = datums.get(datum_id)
@@ -308,7 +315,7 @@ class Filler:
     def fill_column(
         self,
         datum_ids: Sequence[str],
-        dtype=None,
+        dtype: np.dtype | None = None,
         *,
         field: str = "?",
         declared: str = "",
@@ -323,30 +330,35 @@ class Filler:
         if not arrays:
             return np.empty((0,), dtype=dtype or float)
         stacked = np.stack([np.asarray(a) for a in arrays])
-        return lossless_cast(stacked, dtype, run=self.source.uid, field=field, what=declared)
+        column: np.ndarray = lossless_cast(
+            stacked, dtype, run=self.source.uid, field=field, what=declared
+        )
+        return column
 
     # --- stream_resource / stream_datum -------------------------------------
-    def _all_stream_resources(self) -> list[dict]:
+    def _all_stream_resources(self) -> list[Mapping[str, Any]]:
+        return list(self._stream_resources_by_uid().values())
+
+    def _stream_resources_by_uid(self) -> dict[str, Mapping[str, Any]]:
         if self._stream_resources is None:
-            docs = self.source.stream_resources()
+            docs: Sequence[Mapping[str, Any]] = self.source.stream_resources()
             if self.transform_stream_resource is not None:
                 docs = [self.transform_stream_resource(d) for d in docs]
             self._stream_resources = {d["uid"]: d for d in docs}
-        return list(self._stream_resources.values())
+        return self._stream_resources
 
-    def stream_resource(self, uid: str) -> dict:
+    def stream_resource(self, uid: str) -> Mapping[str, Any]:
         """The stream_resource document ``uid`` of this run (transformed)."""
-        self._all_stream_resources()
         try:
-            return self._stream_resources[uid]  # type: ignore[index]  # filled just above
+            return self._stream_resources_by_uid()[uid]
         except KeyError:
             raise FillError(
                 f"Run {self.source.uid!r}: stream_datum refers to stream_resource {uid!r}, which "
                 "is not in the run. The run's storage is incomplete."
             ) from None
 
-    def _reader_key(self, sr: dict) -> str:
-        key = sr.get("mimetype") or sr.get("spec")
+    def _reader_key(self, sr: Mapping[str, Any]) -> str:
+        key: str | None = sr.get("mimetype") or sr.get("spec")
         if not key:
             raise FillError(
                 f"Run {self.source.uid!r}: stream_resource {sr.get('uid')!r} (data key "
@@ -357,7 +369,7 @@ class Filler:
             )
         return key
 
-    def stream_chunk_rows(self, key: str, data_key: dict) -> int | None:
+    def stream_chunk_rows(self, key: str, data_key: Mapping[str, Any]) -> int | None:
         """Rows per storage chunk of a stream field, from its reader class
         (no file opened); None when the reader does not say."""
         for sr in self._all_stream_resources():
@@ -374,7 +386,7 @@ class Filler:
             return int(rows) if rows else None
         return None
 
-    def _reader(self, sr_uid: str, data_key: dict):
+    def _reader(self, sr_uid: str, data_key: Mapping[str, Any]) -> Any:
         reader = self._handlers.get(sr_uid)
         if reader is not None:
             return reader
@@ -395,14 +407,18 @@ class Filler:
         )
 
     def fill_stream(
-        self, stream_datums: Sequence[dict], data_key: dict, *, field: str = "?"
+        self,
+        stream_datums: Sequence[Mapping[str, Any]],
+        data_key: Mapping[str, Any],
+        *,
+        field: str = "?",
     ) -> np.ndarray:
         """The rows of consecutive stream_datums of one data key, stacked:
         shape ``(rows, *data_key['shape'])``, dtype ``dtype_numpy`` (lossless)."""
         shape = tuple(int(s) for s in data_key.get("shape") or ())
         dtype_numpy = data_key.get("dtype_numpy") or None
         dtype = np.dtype(dtype_numpy) if dtype_numpy else None
-        parts = []
+        parts: list[np.ndarray] = []
         for sd in _coalesced(stream_datums):
             reader = self._reader(sd["stream_resource"], data_key)
             start, stop = sd["indices"]["start"], sd["indices"]["stop"]
@@ -428,9 +444,19 @@ class Filler:
             return np.empty((0, *shape), dtype=dtype or float)
         data = parts[0] if len(parts) == 1 else np.concatenate(parts)
         what = f"dtype_numpy {dtype_numpy!r}"
-        return lossless_cast(data, dtype, run=self.source.uid, field=field, what=what)
+        column: np.ndarray = lossless_cast(
+            data, dtype, run=self.source.uid, field=field, what=what
+        )
+        return column
 
-    def _as_rows(self, rows: np.ndarray, n: int, shape: tuple, sd: dict, field: str):
+    def _as_rows(
+        self,
+        rows: np.ndarray,
+        n: int,
+        shape: tuple[int, ...],
+        sd: Mapping[str, Any],
+        field: str,
+    ) -> np.ndarray:
         if rows.shape == (n, *shape):
             return rows
         if shape and rows.size == n * math.prod(shape):
@@ -466,12 +492,12 @@ class Filler:
                 close()
 
 
-def _coalesced(stream_datums: Sequence[dict]) -> list[dict]:
+def _coalesced(stream_datums: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Adjoining stream_datums of one stream_resource as one range: one
     reader call (one read of the file) instead of one per stream_datum, and
     no copy to join the parts. The uid of a merged range names its first and
     last stream_datum, for error messages."""
-    out: list[dict] = []
+    out: list[Mapping[str, Any]] = []
     for sd in stream_datums:
         last = out[-1] if out else None
         if (
@@ -493,7 +519,7 @@ def _coalesced(stream_datums: Sequence[dict]) -> list[dict]:
 _ROOT_MAP_HINT = " If the data moved, pass root_map={stored_root: local_root} to the catalog."
 
 
-def _stored_location(doc: dict) -> str:
+def _stored_location(doc: Mapping[str, Any]) -> str:
     """Where a (stream_)resource says its data is, as stored."""
     if "uri" in doc:
         return f"The stream_resource stores uri {doc['uri']!r}."
@@ -526,11 +552,12 @@ def _error_for(err: BaseException | None) -> type[FillError]:
     return FillError
 
 
-def _parameters(sr: dict) -> dict:
-    return sr.get("parameters", sr.get("resource_kwargs")) or {}
+def _parameters(sr: Mapping[str, Any]) -> Mapping[str, Any]:
+    parameters: Mapping[str, Any] = sr.get("parameters", sr.get("resource_kwargs")) or {}
+    return parameters
 
 
-def _takes_data_key(cls) -> bool:
+def _takes_data_key(cls: Any) -> bool:
     try:
         params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
