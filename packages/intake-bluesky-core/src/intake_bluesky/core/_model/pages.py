@@ -179,7 +179,10 @@ def as_column(values: Any) -> Any:
     if isinstance(first, list | dict):
         return values
     arr = exact_array(values)
-    if arr.dtype.kind in "fiu" and mixed_numbers(values):
+    # Only a float column can hold ints beside floats: numpy makes any list
+    # with a float float64, and exact_array makes ints too big for float64
+    # beside a float an object column.
+    if arr.dtype.kind == "f" and mixed_numbers(values):
         # ints (or bools) among floats: kept as stored (canonical() gives
         # back 0, not 0.0, and 1.0, not 1, beside an int that makes the
         # column uint64); the column is built when reading.
