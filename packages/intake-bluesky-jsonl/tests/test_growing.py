@@ -105,6 +105,24 @@ def test_a_truncated_or_rewritten_file_is_read_again_from_the_start(
     assert parsed_bytes[0] == os.path.getsize(path)  # the whole file, from the start
 
 
+
+@pytest.mark.parametrize("left", ["", '["sta'])
+def test_a_file_caught_while_written_again_says_the_run_changed(tmp_path, make_run, left):
+    # Truncated to nothing, or to a start line not written yet: the run
+    # object names the file and says the run changed, not "no start document".
+    from intake_bluesky.core.errors import RunChangedError
+
+    docs = make_run(5, stop=False)
+    path = tmp_path / "run.jsonl"
+    path.write_text("".join(_line(*d) for d in docs))
+    run = BlueskyJSONLCatalog(str(path), index_path=False)[-1]
+    assert run.primary.read()["det"].size == 5
+    path.write_text(left)
+    with pytest.raises(RunChangedError, match="no longer begin with its start document") as err:
+        run.primary.read()
+    assert str(path) in str(err.value)
+
+
 WRITER = textwrap.dedent(
     """
     import json, sys, time

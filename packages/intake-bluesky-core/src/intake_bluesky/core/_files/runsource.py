@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 
 from .._model.documents import DelegatingRunSource, DocumentRunSource
-from ..errors import RunChangedError
+from ..errors import BadDocumentError, RunChangedError
 from .format import FileFormat, Location, _files_of, _incremental
 from .headers import _HEADERS_LOCK, _version
 
@@ -153,11 +153,21 @@ class FileRunSource(DelegatingRunSource):
             source = parsed.source
         # update() always leaves a source (it raises when it cannot).
         assert source is not None
-        if source.start()["uid"] != self.uid:
-            self._raise_more_than_one_run(source.start()["uid"])
+        try:
+            start = source.start()
+        except BadDocumentError:
+            # The file no longer begins with a start document: truncated, or
+            # caught in the middle of being written again.
+            raise RunChangedError(
+                f"Run {self.uid!r} no longer exists as it was: its file(s) {self.location} "
+                "no longer begin with its start document (truncated or being written "
+                "again). Look it up again once the file is complete."
+            ) from None
+        if start["uid"] != self.uid:
+            self._raise_more_than_one_run(start["uid"])
             raise RunChangedError(
                 f"Run {self.uid!r} no longer exists: its file(s) {self.location} changed "
-                f"and now hold run {source.start()['uid']!r}. Look it up again."
+                f"and now hold run {start['uid']!r}. Look it up again."
             )
         return source
 
