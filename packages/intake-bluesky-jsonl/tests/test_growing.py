@@ -105,7 +105,6 @@ def test_a_truncated_or_rewritten_file_is_read_again_from_the_start(
     assert parsed_bytes[0] == os.path.getsize(path)  # the whole file, from the start
 
 
-
 @pytest.mark.parametrize("left", ["", '["sta'])
 def test_a_file_caught_while_written_again_says_the_run_changed(tmp_path, make_run, left):
     # Truncated to nothing, or to a start line not written yet: the run
