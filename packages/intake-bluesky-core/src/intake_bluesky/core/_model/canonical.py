@@ -29,7 +29,7 @@ import numpy as np
 from ..driver import RunSource
 from .filling import Filler, Transform
 from .pages import page_length, plain_page, slice_page, unpack_datum_page, unpack_event_page
-from .rows import data_kind
+from .rows import data_kind, seconds_column
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -174,8 +174,17 @@ class _CanonicalStream:
                 # Where the stored pages of a merged page end (rows of it).
                 sizes = getattr(page, "stored_rows", None)
                 bounds = None if sizes is None else np.cumsum(sizes)
-                self._push(uid, form, page, np.asarray(page["time"], dtype=float), 0, bounds)
+                self._push(uid, form, page, self._times(uid, page), 0, bounds)
                 return
+
+    def _times(self, uid: str, page: EventPage) -> npt.NDArray[np.float64]:
+        """The page's event times as float64; a damaged time is an error that
+        names the run, descriptor and event."""
+        try:
+            return np.asarray(page["time"], dtype=float)
+        except (TypeError, ValueError):
+            run = self.source.start()["uid"]
+            return seconds_column([page], [page["time"]], run, uid, "time")
 
     def _merged_events(self) -> Iterator[tuple[str, Any]]:
         for uid in self.uids:

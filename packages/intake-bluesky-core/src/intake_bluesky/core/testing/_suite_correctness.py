@@ -283,6 +283,12 @@ class CorrectnessTests:
             assert f"Run {uid!r}" in message
             for name in names:
                 assert name in message, (face.__name__, message)
+        if damage == "time":
+            # The document stream orders events by time: it names it too.
+            with pytest.raises(BadDocumentError) as info:
+                list(store.catalog()[uid].canonical(fill="no"))
+            for name in names:
+                assert name in str(info.value), str(info.value)
         if damage in ("list", "shape", "dtype_numpy"):
             # The error says what to do, and doing it works.
             ds = store.catalog()[uid].primary(exclude=["x"]).read()
