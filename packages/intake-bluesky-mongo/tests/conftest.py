@@ -244,7 +244,7 @@ def stop_secantus(server) -> None:
 
 @pytest.fixture(scope="session")
 def mongo_server():
-    """The real server of this session (started once; see the module doc)."""
+    """The real MongoDB wire-protocol server the tests share (started once per run)."""
     secantus = None
     if REAL_URI:
         uri = REAL_URI

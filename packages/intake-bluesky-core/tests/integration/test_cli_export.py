@@ -420,19 +420,13 @@ def test_copy_external_shared_resources_and_same_names(cli, tmp_path):
     assert frames == {1: [10.0, 11.0], 2: [20.0, 21.0], 3: [10.0, 11.0]}
 
 
-def test_copy_external_stream_data_hdf5(cli, repo, tmp_path):
-    pytest.importorskip("intake_bluesky.hdf5")
-    base = repo / "packages" / "intake-bluesky-hdf5" / "tests" / "samples" / "ophyd_async"
-    if not base.is_dir():
-        pytest.skip("the hdf5 package's samples are not in this checkout")
-    root = "/data/ophyd-async-samples/h5"
-    h5 = tmp_path / "h5"
-    shutil.copytree(base / "h5", h5)
-    store = tmp_path / "store"
-    store.mkdir()
-    runs = json.loads((base / "documents.json").read_text())
-    for docs in runs.values():
-        _suitcase_jsonl(store / f"{docs[0][1]['uid']}.jsonl", docs)
+def test_copy_external_stream_data_hdf5(cli, ophyd_async_store, tmp_path):
+    base, h5, store, root = (
+        ophyd_async_store.base,
+        ophyd_async_store.h5,
+        ophyd_async_store.store,
+        ophyd_async_store.root,
+    )
     source = _open("jsonl", store, root_map={root: str(h5)})
     want = {k: source[k].primary.read() for k in (1, 2, 3, 4)}
     dest = tmp_path / "out"

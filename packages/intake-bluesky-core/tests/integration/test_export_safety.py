@@ -471,22 +471,10 @@ def test_a_catalog_file_not_written_by_an_export_is_left_alone(tmp_path):
     assert exported_root_map(dest) == {}
 
 
-def test_cli_reads_a_moved_export_of_stream_data(cli, repo, tmp_path):
-    pytest.importorskip("intake_bluesky.hdf5")
+def test_cli_reads_a_moved_export_of_stream_data(cli, ophyd_async_store, tmp_path):
     from intake_bluesky.core._cli.stores import open_store
 
-    base = repo / "packages" / "intake-bluesky-hdf5" / "tests" / "samples" / "ophyd_async"
-    if not base.is_dir():
-        pytest.skip("the hdf5 package's samples are not in this checkout")
-    root = "/data/ophyd-async-samples/h5"
-    h5 = tmp_path / "h5"
-    shutil.copytree(base / "h5", h5)
-    store = tmp_path / "store"
-    store.mkdir()
-    for docs in json.loads((base / "documents.json").read_text()).values():
-        with open(store / f"{docs[0][1]['uid']}.jsonl", "w") as f:
-            for name, doc in docs:
-                f.write(json.dumps([name, doc]) + "\n")
+    h5, store, root = ophyd_async_store.h5, ophyd_async_store.store, ophyd_async_store.root
     source = jsonl.BlueskyJSONLCatalog(str(store), root_map={root: str(h5)})
     want = {k: source[k].primary.read() for k in (1, 2)}
     dest = tmp_path / "first" / "out"
