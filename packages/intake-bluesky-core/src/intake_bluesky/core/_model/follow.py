@@ -264,7 +264,11 @@ def follow(
     seen = _Seen()
     last_new = time.monotonic()
     while True:
-        changed = seen.rewritten(source) if seen.start else None
+        try:
+            changed = seen.rewritten(source) if seen.start else None
+        except RunChangedError as err:
+            # The storage itself noticed (a file caught mid-rewrite): same words.
+            changed = str(err)
         if changed is not None:
             where = getattr(source, "location", None)
             where = f" ({where})" if where is not None else ""
