@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .._files.driver import RunChangedError
+from ..errors import RunChangedError
 from .canonical import canonical
 
 if TYPE_CHECKING:
