@@ -94,7 +94,7 @@ class Touch:
         # A new mtime alone is no longer a first read: the file drivers keep
         # the parse state of recent runs and, finding the same bytes before
         # the end, parse only what was appended (nothing). Forget it.
-        files = sys.modules.get("intake_bluesky.core._files.driver")
+        files = sys.modules.get("intake_bluesky.core._files.runsource")
         if files is not None:
             files._SOURCES.clear()
 
