@@ -30,6 +30,7 @@ from ._files.driver import (
 )
 from ._gc import gc_paused
 from ._memory import BlueskyInMemoryCatalog, MemoryDriver
+from ._model.diff import RunDiff
 from ._model.documents import DocumentRunSource, MergedPage
 from ._model.filling import HandlerRegistry
 from ._progress import set_progress
@@ -54,7 +55,7 @@ from .errors import (
 
 # Public classes carry their public module, so that yaml(), pickles and reprs
 # name intake_bluesky.core.X and not the private module that defines it.
-for _cls in (BlueskyCatalog, BlueskyRun, BlueskyEventStream, BlueskyInMemoryCatalog):
+for _cls in (BlueskyCatalog, BlueskyRun, BlueskyEventStream, BlueskyInMemoryCatalog, RunDiff):
     _cls.__module__ = __name__
 del _cls
 
@@ -83,6 +84,7 @@ __all__ = [
     "MemoryDriver",
     "MissingHandlerError",
     "RunChangedError",
+    "RunDiff",
     "RunSource",
     "RunSourceBase",
     "RunsView",

@@ -5,7 +5,8 @@ intake DataSource of container ``xarray``. Thin: the model does the work.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import xarray as xr
 from intake.catalog.base import Catalog
@@ -16,6 +17,9 @@ from .._progress import ProgressCounter
 from .._version import __version__
 from ..driver import RunSource
 from .html import run_html, stream_html
+
+if TYPE_CHECKING:
+    from .._model.diff import RunDiff
 
 __all__ = ["BlueskyRun", "BlueskyEventStream"]
 
@@ -455,6 +459,79 @@ class BlueskyRun(EntriesMixin, Catalog):
         from .._model.follow import follow
 
         return follow(self._run, poll_interval=poll_interval, idle_timeout=idle_timeout, fill=fill)
+
+    def replay(
+        self, callback: Callable[[str, dict], object], *, speed: float | None = 1.0, fill="yes"
+    ) -> None:
+        """Feed the canonical documents to ``callback`` with their original timing.
+
+        As databroker's ``replay``: each document is passed on when it is due,
+        ``(t - t0) / speed`` seconds after the start document, ``t`` the
+        document's ``time`` (an event page's first event's). Documents
+        without a time (resource, datum, stream_resource, stream_datum) follow
+        the one before them at once.
+
+        Parameters
+        ----------
+        callback : callable
+            ``callback(name, doc)``, e.g. a ``LiveTable``, ``LivePlot``, a
+            ``RunRouter`` or a producer publishing documents.
+        speed : float or None
+            2.0 plays twice as fast, 0.5 at half speed; None passes the
+            documents on without waiting.
+        fill : {'yes', 'no'}
+            As for :meth:`canonical`.
+
+        Examples
+        --------
+        >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+        >>> from intake_bluesky.core.testing import example_runs
+        >>> cat = BlueskyInMemoryCatalog()
+        >>> cat.ingest(example_runs()[1])
+        >>> seen = []
+        >>> cat[-1].replay(lambda name, doc: seen.append(name), speed=None)
+        >>> seen
+        ['start', 'descriptor', 'event_page', 'stop']
+        """
+        from .._model.replay import replay
+
+        replay(self.canonical(fill=fill), callback, speed=speed)
+
+    def diff(self, other: BlueskyRun, *, rtol: float = 0.0, atol: float = 0.0) -> RunDiff:
+        """What differs between this run (A) and ``other`` (B), of any backend.
+
+        Parameters
+        ----------
+        other : BlueskyRun
+            The run to compare with.
+        rtol, atol : float
+            Floats (also in arrays) are equal when
+            ``|a - b| <= atol + rtol * max(|a|, |b|)``; exact by default.
+
+        Returns
+        -------
+        RunDiff
+            Falsy when nothing differs; ``print(diff)`` for a report,
+            ``diff.to_dict()`` for JSON.
+
+        Examples
+        --------
+        >>> from intake_bluesky.core import BlueskyInMemoryCatalog
+        >>> from intake_bluesky.core.testing import example_runs
+        >>> cat = BlueskyInMemoryCatalog()
+        >>> for docs in example_runs()[1:4]:
+        ...     cat.ingest(docs)
+        >>> diff = cat[-3].diff(cat[-1])
+        >>> [(c.key, c.a, c.b) for c in diff.section("start")]
+        [('sample.name', 'Fe', 'Ni'), ('operator', 'bob', 'carol'), ('plan_name', 'count', 'scan')]
+        >>> bool(cat[-1].diff(cat[-1]))
+        False
+        """
+        from .._model.diff import diff_runs
+
+        if not isinstance(other, BlueskyRun):
+            raise TypeError(f"A run is compared with another run, not {type(other).__name__}.")
+        return diff_runs(self._run, other._run, rtol=rtol, atol=atol)
 
     def read_canonical(self) -> Iterator[tuple[str, dict]]:
         """Same as :meth:`canonical` with ``fill='yes'``."""
