@@ -328,9 +328,11 @@ class _Tolerance:
         if isinstance(a, bool) or isinstance(b, bool):
             return type(a) is type(b) and a == b
         if _is_number(a) and _is_number(b):
+            if a == b:  # exact, also beyond 2**53 and between an int and a float
+                return True
             if isinstance(a, int) and isinstance(b, int):
-                return a == b  # exact, also beyond 2**53
-            return self._close(float(a), float(b))
+                return False  # the tolerance is for floats
+            return self._close(a, b)
         if isinstance(a, dict) and isinstance(b, dict):
             return a.keys() == b.keys() and all(self.same(a[k], b[k]) for k in a)
         if isinstance(a, list) and isinstance(b, list):
@@ -343,11 +345,13 @@ class _Tolerance:
             return False
 
     def _close(self, a: float, b: float) -> bool:
-        if a == b or (math.isnan(a) and math.isnan(b)):
+        """Two numbers, not exactly equal, within the tolerance (NaN equals NaN)."""
+        x, y = float(a), float(b)
+        if math.isnan(x) and math.isnan(y):
             return True
-        if not (math.isfinite(a) and math.isfinite(b)):
+        if not (math.isfinite(x) and math.isfinite(y)) or not (self.atol or self.rtol):
             return False
-        return abs(a - b) <= self.atol + self.rtol * max(abs(a), abs(b))
+        return abs(x - y) <= self.atol + self.rtol * max(abs(x), abs(y))
 
     def _same_arrays(self, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
         if a.shape != b.shape:
@@ -438,8 +442,9 @@ def _baseline(run: RunModel) -> dict[str, Any]:
         values = ds[field].values
         if len(values) == 0:
             continue
-        out[f"{field}.first"] = values[0]
-        out[f"{field}.last"] = values[-1]
+        # Scalars as Python values: reports and reprs show 290, not np.int64(290).
+        out[f"{field}.first"] = _plain(values[0])
+        out[f"{field}.last"] = _plain(values[-1])
     return out
 
 
