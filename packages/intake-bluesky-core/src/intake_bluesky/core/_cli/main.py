@@ -11,6 +11,7 @@ import textwrap
 import warnings
 
 from .._registry import KNOWN_DISTRIBUTIONS, WRITER_GROUP, known_names
+from . import diff
 from .errors import CLIError
 
 __all__ = ["build_parser", "main"]
@@ -18,7 +19,7 @@ __all__ = ["build_parser", "main"]
 PROG = "intake-bluesky"
 
 _DESCRIPTION = """\
-List, show and export bluesky runs from any store intake-bluesky reads.
+List, show, compare and export bluesky runs from any store intake-bluesky reads.
 
 STORE is one of:
   a directory, file or glob of run files   the backend is picked from the file
@@ -39,6 +40,7 @@ examples:
   intake-bluesky show data/ a1b2c3 --documents > run.jsonl
   intake-bluesky export mongodb://db.facility/mds ~/runs --search '{"proposal_id": 42}'
   intake-bluesky export data/ packed/ 17 18 --format msgpack --copy-external
+  intake-bluesky diff data/ -2 -1
 
 Run `intake-bluesky COMMAND --help` for each command's options.
 """
@@ -218,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-existing", action="store_true", help="leave run files that exist as they are"
     )
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    diff.add_parser(commands, lambda p: _store_options(p, format_alias=True))
     return parser
 
 
@@ -353,6 +356,10 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_diff(args) -> int:
+    return diff.run_command(args, _open)
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -360,7 +367,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-_COMMANDS = {"ls": _cmd_ls, "show": _cmd_show, "export": _cmd_export}
+_COMMANDS = {"ls": _cmd_ls, "show": _cmd_show, "export": _cmd_export, "diff": _cmd_diff}
 
 
 #: How many warnings the command printed (an empty listing that warned fails).
