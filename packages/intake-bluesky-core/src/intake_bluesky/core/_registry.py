@@ -127,7 +127,7 @@ KNOWN_DISTRIBUTIONS: dict[str, Known] = {
         catalog="intake_bluesky.mongo.BlueskyMongoCatalog",
         uri_schemes=("mongodb://", "mongodb+srv://"),
     ),
-    "intake-bluesky-hdf5": Known(stream_readers=("application/x-hdf5",)),
+    "intake-bluesky-hdf5": Known(writers=("nexus",), stream_readers=("application/x-hdf5",)),
 }
 
 
@@ -164,8 +164,10 @@ def known_names(group: str) -> dict[str, str]:
 
     Examples
     --------
-    >>> known_names(WRITER_GROUP)
-    {'jsonl': 'intake-bluesky-jsonl', 'msgpack': 'intake-bluesky-msgpack'}
+    >>> known_names(WRITER_GROUP)["nexus"]
+    'intake-bluesky-hdf5'
+    >>> sorted(known_names(WRITER_GROUP))
+    ['jsonl', 'msgpack', 'nexus']
     """
     return {n: dist for dist, known in KNOWN_DISTRIBUTIONS.items() for n in known.names(group)}
 

@@ -11,6 +11,20 @@ class, instantiated without arguments, with
 * ``write(documents, file)`` -- write every ``(name, doc)`` to ``file``, a
   binary file object opened for writing.
 
+A format that is not a document stream (NeXus: an HDF5 file that h5py must
+create itself, holding the streams' values rather than their documents) is a
+*run file writer* (:class:`RunFileWriter`) instead: besides ``suffix`` it has
+
+* ``write_run(run, path, options)`` -- write the whole run into a new file
+  at ``path`` (which does not exist yet), given a :class:`WriteOptions`:
+  the export's options, where the run's external files are (after the
+  catalog's ``root_map``) and the progress callback;
+* ``options`` -- the names of the :class:`WriteOptions` it honours beyond the
+  common ones (``{"link_external"}``); asking a writer for an option it does
+  not honour is an :class:`ExportError`, never a silently different file.
+
+:func:`export_runs` treats both kinds alike.
+
 :func:`export_runs` writes each run to ``<directory>/<uid><suffix>`` through
 a temporary file that is renamed into place only when complete (an
 interrupted export leaves no complete-looking file), refuses to overwrite a
@@ -48,8 +62,9 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote, unquote, urlparse
 
 from ._model.filling import resource_path, stream_resource_path
@@ -61,7 +76,9 @@ __all__ = [
     "WRITER_GROUP",
     "WRITER_PACKAGES",
     "ExportError",
+    "RunFileWriter",
     "RunWriter",
+    "WriteOptions",
     "export_runs",
     "exported_format",
     "exported_root_map",
@@ -100,6 +117,69 @@ class RunWriter(Protocol):
         """Write a run's documents, in the given order, to a binary file."""
 
 
+@dataclass(frozen=True)
+class WriteOptions:
+    """What :func:`export_runs` tells a :class:`RunFileWriter` about one run.
+
+    Attributes
+    ----------
+    link_external : bool
+        Refer to the run's external files (detector HDF5 files) from the
+        written file instead of copying their data into it.
+    root_map : mapping of str to str
+        The catalog's ``root_map`` (old root -> new root), as the run's
+        readers apply it; :meth:`locate` applies it.
+    progress : callable or None
+        To be called with the number of event rows just written.
+    file_name : str or None
+        The name the file will have once in place (the writer writes it
+        under a temporary name).
+    stream_resources : tuple of dict
+        The run's ``stream_resource`` documents, as its readers see them
+        (``transforms`` applied): where its stream data are.
+    stream_datums : tuple of dict
+        The run's ``stream_datum`` documents: which rows of which stream each
+        range of a stream resource's indices holds.
+
+    Examples
+    --------
+    >>> options = WriteOptions(root_map={"/old": "/new"})
+    >>> options.locate({"uri": "file://localhost/old/det.h5", "mimetype": "application/x-hdf5"})
+    '/new/det.h5'
+    """
+
+    link_external: bool = False
+    root_map: Mapping[str, str] = field(default_factory=dict)
+    progress: Callable[[int], None] | None = None
+    file_name: str | None = None
+    stream_resources: tuple[Mapping[str, Any], ...] = ()
+    stream_datums: tuple[Mapping[str, Any], ...] = ()
+
+    def locate(self, document: Mapping[str, Any]) -> str:
+        """The local path of the file(s) a ``resource`` or ``stream_resource``
+        document names, after ``root_map`` (as the run's readers open it)."""
+        if "uri" in document or "mimetype" in document:
+            return stream_resource_path(document, self.root_map)
+        return resource_path(document, self.root_map)
+
+    def rows_written(self, count: int) -> None:
+        """Report ``count`` event rows written (no-op without a progress callback)."""
+        if self.progress is not None and count:
+            self.progress(count)
+
+
+@runtime_checkable
+class RunFileWriter(Protocol):
+    """A run writer that writes a whole run to a path (an HDF5 file, say)."""
+
+    suffix: str
+    #: Names of the WriteOptions fields it honours (e.g. ``{"link_external"}``).
+    options: frozenset[str]
+
+    def write_run(self, run: Any, path: str, options: WriteOptions) -> None:
+        """Write ``run`` into the new file ``path`` (it does not exist yet)."""
+
+
 def writers() -> dict[str, EntryPoint]:
     """Installed run writers: ``name -> entry point`` of the writer class
     (loaded on demand).
@@ -112,7 +192,7 @@ def writers() -> dict[str, EntryPoint]:
     return dict(sorted(entry_point_objects(WRITER_GROUP).items()))
 
 
-def get_writer(name: str) -> RunWriter:
+def get_writer(name: str) -> RunWriter | RunFileWriter:
     """An instance of the writer registered as ``name``.
 
     Raises
@@ -146,6 +226,7 @@ def export_runs(
     *,
     format: str = "jsonl",
     copy_external: bool = False,
+    link_external: bool = False,
     existing: str = "error",
     progress: Callable[[int], None] | None = None,
     on_written: Callable[[str], None] | None = None,
@@ -159,8 +240,9 @@ def export_runs(
     directory : path
         Created if missing.
     format : str
-        A writer registered in ``intake_bluesky.writers``: ``'jsonl'`` or
-        ``'msgpack'`` with the backend packages installed.
+        A writer registered in ``intake_bluesky.writers``: ``'jsonl'``,
+        ``'msgpack'`` or ``'nexus'`` with the packages that provide them
+        installed.
     copy_external : bool
         Copy the files that resources and stream resources point at (after
         the catalog's ``root_map``) into ``directory/external/<uid>/`` and
@@ -171,7 +253,12 @@ def export_runs(
         refused. Also writes ``directory/catalog.yml``, an intake catalog
         that maps the copies' locations to wherever the folder is, so that
         the export opens after it was moved (a ``catalog.yml`` not written
-        by an export is left as it is, with a warning).
+        by an export is left as it is, with a warning). Only for writers of
+        document streams (jsonl, msgpack).
+    link_external : bool
+        Refer to the external files from the run file instead of copying
+        their data into it (``'nexus'``: HDF5 virtual datasets over the
+        detector files). Only for writers that honour it.
     existing : {'error', 'skip', 'overwrite'}
         What to do when a run file is already there. With ``'error'`` every
         run is checked before anything is written. A copied external file
@@ -192,11 +279,14 @@ def export_runs(
     ExportError
         A run file exists (``existing='error'``), a start uid is not a string,
         an external file cannot be found, differs from the one already in the
-        export or lies outside its root, or no such writer is installed.
+        export or lies outside its root, no such writer is installed, or the
+        writer does not honour an option asked for (checked before anything is
+        written).
     """
     if existing not in ("error", "skip", "overwrite"):
         raise ValueError(f"existing must be 'error', 'skip' or 'overwrite', not {existing!r}.")
     writer = get_writer(format)
+    _check_options(format, writer, copy_external=copy_external, link=link_external)
     directory = os.path.abspath(os.fspath(directory))
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ExportError(f"{directory} exists and is not a directory; give a directory.")
@@ -220,6 +310,19 @@ def export_runs(
     for run, path in targets:
         if os.path.lexists(path) and existing == "skip":
             continue
+        if isinstance(writer, RunFileWriter):
+            options = WriteOptions(
+                link_external=link_external,
+                root_map=_root_map_of(run),
+                progress=progress,
+                file_name=os.path.basename(path),
+                **_stream_documents(run),
+            )
+            _write_run_atomically(writer, run, options, path, overwrite=existing == "overwrite")
+            written.append(path)
+            if on_written is not None:
+                on_written(path)
+            continue
         documents = run.canonical(fill="no")
         if copier is not None:
             documents = copier.rewrite(run, documents)
@@ -232,6 +335,27 @@ def export_runs(
     if copier is not None:
         _write_catalog_file(directory, format)
     return written
+
+
+def _check_options(format: str, writer, *, copy_external: bool, link: bool) -> None:
+    """Refuse, before anything is written, an option the writer would ignore."""
+    if isinstance(writer, RunFileWriter):
+        honoured = set(writer.options)
+    else:  # document streams: the core copies and rewrites their external files
+        honoured = {"copy_external"}
+    why = {
+        "copy_external": f"a {format!r} file holds the external data itself (or, where the "
+        "writer can, links to the files where they are: --link-external)",
+        "link_external": f"{format!r} files keep the documents that point at the external "
+        "files (--copy-external copies the files beside them)",
+    }
+    asked = {"copy_external": copy_external, "link_external": link}
+    for name, on in asked.items():
+        if on and name not in honoured:
+            raise ExportError(
+                f"The {format!r} writer does not support --{name.replace('_', '-')} "
+                f"({name}=True): {why[name]}. Nothing was written."
+            )
 
 
 def _describe(run) -> str:
@@ -307,6 +431,27 @@ def _write_atomically(writer: RunWriter, documents, path: str, *, overwrite: boo
             writer.write(documents, file)
             file.flush()
             os.fsync(file.fileno())
+        _publish(tmp, path, overwrite=overwrite)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+def _write_run_atomically(
+    writer: RunFileWriter, run, options: WriteOptions, path: str, *, overwrite: bool
+) -> None:
+    """A run file writer's file, under a temporary name, then linked into place."""
+    tmp = _temp_path(path)
+    try:
+        writer.write_run(run, tmp, options)
+        if not os.path.isfile(tmp):
+            raise ExportError(f"The run writer {type(writer).__name__} wrote no file for {path}.")
+        # The writer closed its file; make it durable before it looks complete.
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         _publish(tmp, path, overwrite=overwrite)
     finally:
         if os.path.lexists(tmp):
@@ -477,6 +622,19 @@ def _check_relative(run, what: str, location, root: str) -> None:
 
 def _root_map_of(run) -> Mapping[str, str]:
     return run._run.settings.root_map
+
+
+def _stream_documents(run) -> dict[str, tuple]:
+    """A run's stream_resource (transformed as its readers see them) and
+    stream_datum documents, from its run source's index (no event read)."""
+    model = run._run
+    return {
+        "stream_resources": tuple(
+            model.settings.transform("stream_resource", doc)
+            for doc in model.source.stream_resources()
+        ),
+        "stream_datums": tuple(model.source.stream_datums()),
+    }
 
 
 def _files_named_by(full: str) -> list[str]:

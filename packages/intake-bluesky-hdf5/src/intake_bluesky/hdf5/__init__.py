@@ -9,6 +9,10 @@ Files are opened read-only in SWMR mode (a file still being written is read up
 to what is on disk), one handle per file per process; compressed detector
 files (bitshuffle/LZ4/blosc) are read through hdf5plugin.
 
+It also ships the run writer ``nexus`` (:class:`NexusWriter`, entry point
+group ``intake_bluesky.writers``): ``intake-bluesky export STORE DEST --format
+nexus`` writes one NeXus file per run.
+
 Examples
 --------
 >>> import os, tempfile, h5py, numpy as np
@@ -26,9 +30,17 @@ Examples
 import importlib.metadata
 
 from ._files import open_count
+from ._nexus import NexusWriter
 from ._reader import MIMETYPE, HDF5StreamReader, UnknownParameterWarning, parse_slice
 
 # The one version source: the distribution's metadata (pyproject.toml).
 __version__ = importlib.metadata.version("intake-bluesky-hdf5")
 
-__all__ = ["MIMETYPE", "HDF5StreamReader", "UnknownParameterWarning", "open_count", "parse_slice"]
+__all__ = [
+    "MIMETYPE",
+    "HDF5StreamReader",
+    "NexusWriter",
+    "UnknownParameterWarning",
+    "open_count",
+    "parse_slice",
+]

@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         "DEST/catalog.yml: a self-contained export that opens wherever it is moved to "
         "(intake-bluesky ls DEST, or intake.open_catalog('DEST/catalog.yml'))",
     )
+    export.add_argument(
+        "--link-external",
+        action="store_true",
+        help="refer to the external (detector) files from each run file instead of copying "
+        "their data into it; only formats that can (nexus: HDF5 virtual datasets)",
+    )
     existing = export.add_mutually_exclusive_group()
     existing.add_argument(
         "--overwrite",
@@ -349,6 +355,7 @@ def _cmd_export(args) -> int:
             args.dest,
             format=args.out_format,
             copy_external=args.copy_external,
+            link_external=args.link_external,
             existing=existing,
             progress=progress,
             on_written=lambda path: print(path, flush=True),
