@@ -461,7 +461,9 @@ def _streams(run: RunModel) -> dict[str, dict[str, Any]]:
         stream["descriptors"].append(desc["uid"])
         stream["rows"] += source.event_count(desc["uid"])
         for field, info in (desc.get("data_keys") or {}).items():
-            stream["fields"].setdefault(field, {k: info.get(k) for k in _FIELD_ATTRS})
+            # Attributes a descriptor leaves out are not shown as null.
+            described = {k: info[k] for k in _FIELD_ATTRS if info.get(k) is not None}
+            stream["fields"].setdefault(field, described)
     for stream in out.values():
         if stream["rows"] == 0:
             # A fly scan's rows are in its stream_datums, not in events.
