@@ -142,6 +142,9 @@ class RunDiff:
         Every difference, in section order.
     rtol, atol : float
         The float tolerance used.
+    MISSING
+        The value of a change's side where the key is absent
+        (``change.a is RunDiff.MISSING``: only run B has it).
 
     Examples
     --------
@@ -156,6 +159,8 @@ class RunDiff:
     >>> diff.to_dict()["sections"]["streams"]
     [{'key': 'primary.rows', 'a': 5, 'b': 2}]
     """
+
+    MISSING: Final = MISSING
 
     def __init__(
         self,
