@@ -446,3 +446,28 @@ def test_runs_of_several_descriptors_per_stream_count_all_rows():
     longer = [*docs[:-1], ("descriptor", desc2), *events, docs[-1]]
     a, b = runs(compose(rows=2), longer)
     assert keyed(a.diff(b), "streams") == {"primary.rows": (2, 4)}
+
+
+def test_a_resource_no_event_refers_to_is_listed_by_its_spec(tmp_path):
+    docs = example_runs(tmp_path)[0]
+    stray = {
+        "uid": "stray-resource",
+        "spec": "AD_HDF5",
+        "root": str(tmp_path),
+        "resource_path": "never-written.h5",
+        "resource_kwargs": {},
+        "path_semantics": "posix",
+        "run_start": docs[0][1]["uid"],
+    }
+    with_stray = [*docs[:-1], ("resource", stray), docs[-1]]
+    cat_a = BlueskyInMemoryCatalog(**example_registry(tmp_path))
+    cat_a.ingest(docs)
+    cat_b = BlueskyInMemoryCatalog(**example_registry(tmp_path))
+    cat_b.ingest(with_stray)
+    diff = cat_a[-1].diff(cat_b[-1])
+    assert keyed(diff, "external") == {
+        "(AD_HDF5).files": (MISSING, 0),
+        "(AD_HDF5).missing": (MISSING, 1),
+        "(AD_HDF5).bytes": (MISSING, 0),
+    }
+    assert diff.b["missing_files"] == [str(tmp_path / "never-written.h5")]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 
 bluesky = pytest.importorskip("bluesky")
@@ -30,7 +31,7 @@ from bluesky.preprocessors import SupplementalData  # noqa: E402
 from intake_bluesky.core import BlueskyInMemoryCatalog  # noqa: E402
 from intake_bluesky.core._model.diff import MISSING  # noqa: E402
 from intake_bluesky.core._model.replay import replay  # noqa: E402
-from intake_bluesky.core.testing import plain  # noqa: E402
+from intake_bluesky.core.testing import NumpySeqHandler, plain  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("private_index")
 
@@ -219,3 +220,42 @@ def test_replay_a_real_run_into_a_new_catalog(stores, recorded):
     # The waits add up to the run's duration, a hundred times faster.
     assert sum(waits) == pytest.approx((times[1] - times[0]) / 100.0, abs=1e-6)
     assert len(waits) > 5
+
+
+def test_external_files_of_a_real_detector_across_backends(tmp_path):
+    # ophyd.sim's detector with a registry saves each frame as an .npy file
+    # (spec NPY_SEQ) and puts resource/datum documents in the stream.
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    img = ophyd_sim.SynSignalWithRegistry(
+        lambda: np.arange(20.0).reshape(4, 5), name="img", save_path=str(frames)
+    )
+    RE = RunEngine({}, context_managers=[])
+    documents = []
+    RE.subscribe(lambda name, doc: documents.append((name, copy.deepcopy(doc))))
+    RE(count([img], num=3))
+    assert sum(name == "datum" for name, _ in documents) == 3
+    _write_jsonl(tmp_path / "jsonl", documents)
+    db = mongomock.MongoClient()["diff_external"]
+    _write_mongo(db, documents)
+    handlers = {"NPY_SEQ": NumpySeqHandler}
+    from_jsonl = jsonl.BlueskyJSONLCatalog(str(tmp_path / "jsonl"), handler_registry=handlers)[-1]
+    from_mongo = mongo.BlueskyMongoCatalog(db, handler_registry=handlers)[-1]
+    assert not from_jsonl.diff(from_mongo)
+
+    # The same run, its frames copied elsewhere with one lost on the way.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    saved = sorted(frames.iterdir())
+    assert len(saved) == 3
+    for path in saved[:2]:
+        (moved / path.name).write_bytes(path.read_bytes())
+    relocated = mongo.BlueskyMongoCatalog(
+        db, handler_registry=handlers, root_map={str(frames): str(moved)}
+    )[-1]
+    size = saved[0].stat().st_size
+    diff = from_jsonl.diff(relocated)
+    assert {c.key: (c.a, c.b) for c in diff} == {
+        "img.files": (3, 2),
+        "img.bytes": (3 * size, 2 * size),
+    }
