@@ -461,7 +461,11 @@ class BlueskyRun(EntriesMixin, Catalog):
         return follow(self._run, poll_interval=poll_interval, idle_timeout=idle_timeout, fill=fill)
 
     def replay(
-        self, callback: Callable[[str, dict], object], *, speed: float | None = 1.0, fill="yes"
+        self,
+        callback: Callable[[str, dict], object],
+        *,
+        speed: float | None = 1.0,
+        fill: str = "yes",
     ) -> None:
         """Feed the canonical documents to ``callback`` with their original timing.
 
