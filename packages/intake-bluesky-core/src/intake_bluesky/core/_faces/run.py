@@ -393,7 +393,11 @@ class BlueskyRun(EntriesMixin, Catalog):
 
     def describe(self) -> dict:
         """What this run is, for intake's GUI and listings."""
-        return describe(self, repr(self), self.metadata, {"uid": self.uid})
+        # A store may say how it reads this run (e.g. tiled: files directly
+        # or through the server).
+        own = getattr(self._run.source, "describe", None)
+        extra = own() if callable(own) else {}
+        return describe(self, repr(self), self.metadata, {"uid": self.uid, **extra})
 
     # --- documents ----------------------------------------------------------
     def canonical(self, *, fill: str = "yes") -> Iterator[tuple[str, dict]]:

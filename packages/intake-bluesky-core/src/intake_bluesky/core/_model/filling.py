@@ -375,6 +375,11 @@ class Filler:
         for sr in self._all_stream_resources():
             if sr.get("data_key") != key:
                 continue
+            own = getattr(self.source, "stream_chunk_rows", None)
+            if own is not None:
+                rows = own(sr, data_key)
+                if rows:
+                    return int(rows)
             try:
                 cls = self.registry.resolve(self._reader_key(sr))
             except (FillError, KeyError):
@@ -391,6 +396,10 @@ class Filler:
         if reader is not None:
             return reader
         sr = self.stream_resource(sr_uid)
+        own = self._source_reader(sr, data_key)
+        if own is not None:
+            with self._lock:
+                return self._handlers.setdefault(sr_uid, own)
         key = self._reader_key(sr)
         cls = self.registry.resolve(key)
         kwargs = dict(_parameters(sr))
@@ -405,6 +414,13 @@ class Filler:
             f"mimetype {key!r}",
             _stored_location(sr),
         )
+
+    def _source_reader(self, sr: Mapping[str, Any], data_key: Mapping[str, Any]) -> Any:
+        # A store that serves the arrays itself (a remote server whose files
+        # this machine cannot reach) gives its own reader; None: the reader
+        # registered for the mimetype opens the file.
+        own = getattr(self.source, "stream_reader", None)
+        return None if own is None else own(sr, data_key)
 
     def fill_stream(
         self,

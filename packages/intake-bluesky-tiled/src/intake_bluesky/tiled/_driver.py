@@ -1,0 +1,152 @@
+"""Finding runs in a tiled container (the core's Driver).
+
+Searches are translated to tiled queries the server answers (see
+:mod:`intake_bluesky.tiled._query`); what is not translated exactly is
+decided by the core's evaluator on the server's candidates, so an answer is
+never different from the in-memory catalog's. Sorting, skipping, limiting
+and counting run on the server when the translation is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from intake_bluesky.core import compile_query
+from intake_bluesky.core.driver import DEFAULT_SORT, Sort
+
+from ._connect import TiledRef
+from ._query import SCALAR_KEYS, translate
+from ._runsource import TiledRunSource
+
+if TYPE_CHECKING:
+    from event_model.documents import RunStart, RunStop
+
+__all__ = ["TiledDriver"]
+
+#: Runs fetched per request when listing.
+PAGE = 500
+
+
+class TiledDriver:
+    """The :class:`~intake_bluesky.core.driver.Driver` of a tiled container of runs.
+
+    Parameters
+    ----------
+    ref : TiledRef
+        The container of runs.
+    data_access : {"auto", "direct", "http"}
+        How external data is read (see :class:`TiledRunSource`).
+    root_map : dict, optional
+        Old root -> new root for the registered files.
+    scalar_keys : iterable of str, optional
+        More start document keys (dotted) whose values are never arrays, so
+        the server may filter on them.
+    """
+
+    def __init__(
+        self,
+        ref: TiledRef,
+        *,
+        data_access: str = "auto",
+        root_map: Mapping[str, str] | None = None,
+        scalar_keys: Any = (),
+    ) -> None:
+        self.ref = ref
+        self.data_access = data_access
+        self.root_map = dict(root_map or {})
+        self.scalar_keys = SCALAR_KEYS | frozenset(scalar_keys or ())
+
+    def __repr__(self) -> str:
+        return f"TiledDriver({self.ref.describe()!r})"
+
+    # --- listing -----------------------------------------------------------
+    def _node(self, queries: list[Any], sort: Sort) -> Any:
+        node = self.ref.node()
+        for query in queries:
+            node = node.search(query)
+        sorting = [("start." + key, int(direction)) for key, direction in sort]
+        return node.sort(*sorting) if sorting else node
+
+    def _starts(
+        self, node: Any, skip: int = 0, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        stop = None if limit is None else skip + limit
+        for _, run in node.items()[skip:stop]:
+            metadata = run.metadata
+            start = metadata.get("start")
+            if isinstance(start, Mapping):
+                yield {"metadata": metadata, "start": dict(start)}
+
+    def _search(
+        self, query: Mapping[str, Any], sort: Sort, skip: int, limit: int | None
+    ) -> Iterator[dict[str, Any]]:
+        queries, exact = translate(query, self.scalar_keys)
+        node = self._node(queries, sort)
+        if exact:
+            yield from self._starts(node, skip, limit)
+            return
+        match = compile_query(query)
+        stop = None if limit is None else skip + limit
+        matched = (entry for entry in self._starts(node) if match(entry["start"]))
+        yield from islice(matched, skip, stop)
+
+    # --- the protocol --------------------------------------------------------
+    def search(
+        self,
+        query: Mapping[str, Any],
+        *,
+        sort: Sort = DEFAULT_SORT,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[RunStart]:
+        if limit == 0:
+            return iter(())
+        return (entry["start"] for entry in self._search(query, sort, skip, limit))
+
+    def summaries(
+        self,
+        query: Mapping[str, Any],
+        *,
+        start_fields: Any = None,
+        stop_fields: Any = None,
+        sort: Sort = DEFAULT_SORT,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[tuple[RunStart, RunStop | None]]:
+        """Start and stop documents in the same listing (tiled keeps both in
+        the run's metadata)."""
+        if limit == 0:
+            return iter(())
+        return (
+            (entry["start"], entry["metadata"].get("stop"))
+            for entry in self._search(query, sort, skip, limit)
+        )
+
+    def count(self, query: Mapping[str, Any]) -> int:
+        queries, exact = translate(query, self.scalar_keys)
+        if exact:
+            return len(self._node(queries, ()))
+        match = compile_query(query)
+        return sum(1 for entry in self._starts(self._node(queries, ())) if match(entry["start"]))
+
+    def run(self, uid: str) -> TiledRunSource:
+        if not isinstance(uid, str):
+            raise KeyError(uid)
+        try:
+            node = self.ref.node()[uid]
+        except KeyError:
+            raise KeyError(uid) from None
+        metadata = dict(node.metadata)
+        if not isinstance(metadata.get("start"), Mapping):
+            raise KeyError(uid)
+        source = TiledRunSource(
+            self.ref,
+            uid,
+            metadata=metadata,
+            data_access=self.data_access,
+            root_map=self.root_map,
+        )
+        source._node = node
+        return source
