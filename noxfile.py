@@ -31,10 +31,20 @@ def _test_group(package: str) -> list[str]:
     return list(nox.project.dependency_groups(toml, "test"))
 
 
+def _test_packages(package: str) -> list[str]:
+    """Sibling packages a package's tests read with (never its runtime
+    dependencies): ``[tool.intake-bluesky] test-packages`` in its pyproject.
+    The tiled backend's tests read detector files with intake-bluesky-hdf5
+    and serve stores of every other backend."""
+    toml = nox.project.load_toml(PACKAGES_DIR / package / "pyproject.toml")
+    return list(toml.get("tool", {}).get("intake-bluesky", {}).get("test-packages", []))
+
+
 def _install(session: nox.Session, packages: list[str]) -> None:
     # One resolver run: the backends' declared range on the core is checked
     # against the core in this checkout.
-    paths = [str(PACKAGES_DIR / p) for p in dict.fromkeys([CORE, *packages])]
+    siblings = [s for p in packages for s in _test_packages(p)]
+    paths = [str(PACKAGES_DIR / p) for p in dict.fromkeys([CORE, *packages, *siblings])]
     groups = [req for p in packages for req in _test_group(p)]
     session.install(*paths, *groups)
 

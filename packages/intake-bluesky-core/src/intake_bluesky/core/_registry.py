@@ -127,6 +127,12 @@ KNOWN_DISTRIBUTIONS: dict[str, Known] = {
         catalog="intake_bluesky.mongo.BlueskyMongoCatalog",
         uri_schemes=("mongodb://", "mongodb+srv://"),
     ),
+    "intake-bluesky-tiled": Known(
+        backends=("tiled",),
+        label="tiled",
+        catalog="intake_bluesky.tiled.BlueskyTiledCatalog",
+        uri_schemes=("http://", "https://"),
+    ),
     "intake-bluesky-hdf5": Known(writers=("nexus",), stream_readers=("application/x-hdf5",)),
 }
 
