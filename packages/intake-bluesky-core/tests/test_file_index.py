@@ -347,10 +347,16 @@ def test_index_entries_are_json_and_come_back_exactly(tmp_path):
     index.put("g", [("/q", ((1, 2),), {"uid": "q", "v": 2**80, "w": float("nan")}, None)], True)
     # Stored as JSON (decoded by orjson, or the standard json module for the
     # tagged form of values JSON cannot hold): never marshal or pickle.
+    # Plain JSON is SQL text (form 0) that SQLite's json_extract reads.
     with sqlite3.connect(index.path) as conn:
-        blobs = dict(conn.execute(f"SELECT location, start FROM {_diskindex._TABLE}"))
-    assert blobs["/p"][:1] == b"J" and orjson.loads(blobs["/p"][1:]) == plain
-    assert blobs["/s"][:1] == b"T" and isinstance(json.loads(blobs["/s"][1:]), list)
+        rows = conn.execute(f"SELECT location, form, start, stop FROM {_diskindex._TABLE}")
+        stored = {loc: (form, start, stop) for loc, form, start, stop in rows}
+        assert conn.execute(
+            f"SELECT json_extract(start, '$.m') FROM {_diskindex._TABLE} WHERE location = '/p'"
+        ).fetchone() == (-(2**63),)
+    assert stored["/p"][0] == 0 and orjson.loads(stored["/p"][1]) == plain
+    assert stored["/s"][0] == 2 and isinstance(json.loads(stored["/s"][1]), list)
+    assert stored["/s"][2][:1] == b"J" and orjson.loads(stored["/s"][2][1:]) == {"uid": "e"}
     got = {**index.get_all("f"), **index.get_all("g")}
     start = got["/p"][1]
     assert start == plain and type(start["n"]) is int and str(start["z"]) == "-0.0"
@@ -384,7 +390,8 @@ def test_entries_of_an_older_index_schema_are_dropped(tmp_path):
     assert _open_in_new_process_or_here(directory, index) == 2
     with sqlite3.connect(index) as conn:
         tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    assert tables == [_diskindex._TABLE] and _diskindex._TABLE == "headers_v5"
+    assert sorted(tables) == ["dirs_v6", "formats_v6", "headers_v6"]
+    assert _diskindex._TABLE == "headers_v6"
 
 
 def test_a_file_rewritten_with_its_old_size_and_mtime_is_read_again(tmp_path):

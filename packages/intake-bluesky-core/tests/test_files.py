@@ -15,6 +15,7 @@ from intake_bluesky.core import (
     RunChangedError,
     expand_paths,
 )
+from intake_bluesky.core._files import headers as _headers
 from intake_bluesky.core.testing import (
     UIDS,
     ConformanceTests,
@@ -85,6 +86,42 @@ class TestFileDriverConformance(ConformanceTests):
     def store(self, tmp_path):
         (tmp_path / "runs").mkdir()
         return LinesStore(tmp_path / "runs")
+
+
+class IndexedLinesStore(LinesStore):
+    """Catalogs whose runs come out of the on-disk index, as in a new process:
+    their searches are answered by SQL there (and the evaluator for what SQL
+    leaves undecided), never from documents decoded beforehand."""
+
+    def __init__(self, directory, index):
+        super().__init__(directory)
+        self.index = index
+
+    def catalog(self, **common):
+        # Index the files as they are now, then forget what this process
+        # read, so the catalog's entries are the index's.
+        FileDriver(self.directory, LinesFormat(), index_path=self.index).count({})
+        _headers._HEADERS.clear()
+        return BlueskyCatalog(
+            FileDriver(self.directory, LinesFormat(), index_path=self.index), **common
+        )
+
+
+class TestFileDriverConformanceFromIndex(ConformanceTests):
+    @pytest.fixture
+    def store(self, tmp_path):
+        (tmp_path / "runs").mkdir()
+        return IndexedLinesStore(tmp_path / "runs", tmp_path / "index.sqlite")
+
+    def test_searches_were_answered_in_the_index(self, store, runs, common):
+        for docs in runs:
+            store.write_run(docs)
+        cat = store.catalog(**common)
+        assert list(cat.search({"plan_name": "count"})) == [UIDS["count"], UIDS["failed"]]
+        # Only the runs found were decoded: the others' documents are still
+        # in the index.
+        pending = cat.driver._pending
+        assert len(pending) == 3 and UIDS["count"] not in {e.uid for e in pending.values()}
 
 
 def test_expand_paths_forms(tmp_path):

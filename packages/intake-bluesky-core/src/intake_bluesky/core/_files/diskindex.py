@@ -47,14 +47,21 @@ import urllib.parse
 import warnings
 from collections.abc import Iterable
 
+from .._query.sql import SIDE_KEYS, side_values
 from ..errors import IndexUnavailableWarning
 
 __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolve_index_path"]
 
-#: Bumped when what is stored changes meaning: older entries are ignored.
-SCHEMA = 5
-#: The table of this schema (other tables, of older schemas, are dropped).
+#: Bumped when what is stored changes meaning: the tables of older schemas
+#: are dropped (their entries rebuilt from the files), never misread.
+SCHEMA = 6
+#: The tables of this schema: format keys by number, one row per run file
+#: (start document as JSON text for SQL, side columns of the keys searched
+#: most, see :mod:`.._query.sql`), one listing per directory.
 _TABLE = f"headers_v{SCHEMA}"
+_FORMATS = f"formats_v{SCHEMA}"
+_DIRS = f"dirs_v{SCHEMA}"
+_TABLES = (_TABLE, _FORMATS, _DIRS)
 _FILE_NAME = "file-index.sqlite"
 _ENV = "INTAKE_BLUESKY_INDEX"
 _BUSY_MS = 10_000
@@ -62,8 +69,9 @@ _BUSY_MS = 10_000
 #: is recognised as one, so that nothing else is ever deleted or changed.
 APPLICATION_ID = int.from_bytes(b"iBsk", "big")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-#: The tables of an index written before it had an application id.
-_OUR_TABLES = re.compile(r"headers_v\d+(_m\d+)?")
+#: The tables of an index (those of older versions too, which were written
+#: before it had an application id).
+_OUR_TABLES = re.compile(r"(headers|formats|dirs)_v\d+(_m\d+)?")
 
 
 def default_index_path() -> str:
@@ -247,6 +255,32 @@ def _encode(doc, plain: bool = False) -> bytes | None:
     return _PLAIN + _fast_json().dumps(doc)
 
 
+def _encode_start(doc, plain: bool) -> tuple[int, bytes]:
+    """``(form, JSON)`` of a start document, as the ``start`` column holds it:
+    form 0 is plain JSON SQLite reads exactly, 1 plain JSON holding a NUL
+    character (SQLite's ``json_extract`` cuts strings at NUL, so SQL leaves
+    such rows to Python), 2 the tagged form (see above)."""
+    blob = _encode(doc, plain)
+    assert blob is not None
+    body = blob[1:]
+    if blob[:1] == _TAGGED:
+        return _FORM_TAGGED, body
+    return (1 if b"\\u0000" in body else 0), body
+
+
+_FORM_TAGGED = 2
+
+
+def decode_start(form: int, text) -> dict:
+    """A start document as :meth:`DiskIndex.put` stored it (``form``, text).
+
+    Raises ``ValueError`` if the stored text is damaged.
+    """
+    if type(text) is str:
+        text = text.encode("utf-8", "surrogatepass")
+    return decode((_TAGGED if form == _FORM_TAGGED else _PLAIN) + text)
+
+
 def decode(blob: bytes | None):
     """A document stored by :meth:`DiskIndex.put` (None stays None).
 
@@ -284,6 +318,7 @@ class DiskIndex:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._failed = False
+        self._formats: dict[str, int] = {}
         self._connect()
 
     def __repr__(self):
@@ -328,16 +363,31 @@ class DiskIndex:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_FORMATS} ("
+                " id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)"
+            )
+            # Side columns before the documents: a search reading only them
+            # does not walk past the JSON. Columns without a declared type
+            # keep each value's own type (an int stays an int, '5' text).
+            conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {_TABLE} ("
-                " fmt TEXT NOT NULL, location TEXT NOT NULL, version TEXT NOT NULL,"
-                " uid TEXT, start BLOB, stop BLOB, PRIMARY KEY (fmt, location))"
+                " fmt INTEGER NOT NULL, location TEXT NOT NULL, version TEXT NOT NULL,"
+                " ino INTEGER, has_stop INTEGER NOT NULL,"
+                f" {', '.join(SIDE_KEYS)}, odd INTEGER NOT NULL,"
+                " form INTEGER NOT NULL, start TEXT, stop BLOB,"
+                " PRIMARY KEY (fmt, location)) WITHOUT ROWID"
+            )
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_DIRS} ("
+                " fmt INTEGER NOT NULL, directory TEXT NOT NULL, mtime INTEGER NOT NULL,"
+                " listing BLOB NOT NULL, PRIMARY KEY (fmt, directory)) WITHOUT ROWID"
             )
             for (old,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'headers%'"
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
             ).fetchall():
-                if old != _TABLE:
+                if old not in _TABLES and _OUR_TABLES.fullmatch(old):
                     conn.execute(f"DROP TABLE IF EXISTS {old}")
-            conn.execute(f"SELECT count(*) FROM {_TABLE} WHERE fmt = ''").fetchone()
+            conn.execute(f"SELECT count(*) FROM {_TABLE} WHERE fmt = -1").fetchone()
         except BaseException:
             conn.close()
             raise
@@ -404,6 +454,7 @@ class DiskIndex:
             for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(self.path + suffix):
                     os.remove(self.path + suffix)
+            self._formats = {}
             self._conn = self._open()
         except (OSError, sqlite3.Error) as again:
             self._give_up(again)
@@ -430,112 +481,238 @@ class DiskIndex:
             return default
 
     # --- the index ----------------------------------------------------------
+    def _fmt(self, conn: sqlite3.Connection, fmt: str, create: bool) -> int | None:
+        """The number of a format key in this file (added if ``create``)."""
+        number = self._formats.get(fmt)
+        if number is None:
+            row = conn.execute(f"SELECT id FROM {_FORMATS} WHERE key = ?", (fmt,)).fetchone()
+            if row is None:
+                if not create:
+                    return None
+                number = conn.execute(
+                    f"INSERT INTO {_FORMATS} (key) VALUES (?) RETURNING id", (fmt,)
+                ).fetchone()[0]
+            else:
+                number = row[0]
+            self._formats[fmt] = number
+        return number
+
+    def _read(self, fmt: str, sql: str, args) -> list[tuple]:
+        """Rows of ``sql`` whose first parameter is the format's number
+        (``:fmt`` when ``args`` is a dict); none for an unknown format."""
+
+        def work(conn):
+            number = self._fmt(conn, fmt, create=False)
+            if number is None:
+                return []
+            if isinstance(args, dict):
+                return conn.execute(sql, {**args, "fmt": number}).fetchall()
+            return conn.execute(sql, (number, *args)).fetchall()
+
+        return self._run(work, [])
+
     def get_all(self, fmt: str) -> dict[str, tuple]:
         """``location -> (version, start, stop)`` of every entry of a format."""
-        found = self._select(
-            f"SELECT location, version, start, stop FROM {_TABLE} WHERE fmt = ?",
-            (f"{SCHEMA}:{fmt}",),
+        found = self._read(
+            fmt, f"SELECT location, version, form, start, stop FROM {_TABLE} WHERE fmt = ?", ()
         )
         out = {}
-        for loc, v, a, b in found:
+        for loc, v, form, a, b in found:
             try:
-                out[loc] = (_version(v), decode(a), decode(b))
+                out[loc] = (_version(v), decode_start(form, a), decode(b))
             except ValueError:
                 continue
         return out
 
     def get_under(self, fmt: str, directory: str) -> dict[str, tuple]:
-        """``location -> (version, uid, has_stop)`` of the locations under a
-        directory: enough to list runs without decoding any document."""
-        found = self._select(
-            f"SELECT location, version, uid, stop IS NOT NULL FROM {_TABLE} "
+        """``location -> (version text, inode, uid, has_stop, time, odd)`` of
+        the locations under a directory: enough to list and order runs
+        without decoding any document (see :func:`parse_version`)."""
+        found = self._read(
+            fmt,
+            f"SELECT location, version, ino, uid, has_stop, time, odd FROM {_TABLE} "
             "WHERE fmt = ? AND location >= ? AND location < ?",
-            (f"{SCHEMA}:{fmt}", *_prefix_range(directory)),
+            _prefix_range(directory),
         )
-        return {loc: (_version(v), uid, bool(has_stop)) for loc, v, uid, has_stop in found}
+        return {row[0]: row[1:] for row in found}
+
+    def documents(self, fmt: str, locations: list[str]) -> dict[str, tuple]:
+        """``location -> (version text, form, start, stop)`` of some
+        locations, the documents still encoded (see :func:`decode_start`)."""
+        out: dict[str, tuple] = {}
+        for i in range(0, len(locations), _BATCH):
+            batch = locations[i : i + _BATCH]
+            marks = ", ".join("?" * len(batch))
+            for row in self._read(
+                fmt,
+                f"SELECT location, version, form, start, stop FROM {_TABLE} "
+                f"WHERE fmt = ? AND location IN ({marks})",
+                batch,
+            ):
+                out[row[0]] = row[1:]
+        return out
 
     def documents_under(self, fmt: str, directory: str) -> dict[str, tuple]:
-        """``location -> (version, start, stop)`` under a directory, the
-        documents still encoded (see :func:`decode`)."""
-        found = self._select(
-            f"SELECT location, version, start, stop FROM {_TABLE} "
+        """:meth:`documents` of every location under a directory."""
+        found = self._read(
+            fmt,
+            f"SELECT location, version, form, start, stop FROM {_TABLE} "
             "WHERE fmt = ? AND location >= ? AND location < ?",
-            (f"{SCHEMA}:{fmt}", *_prefix_range(directory)),
+            _prefix_range(directory),
         )
-        return {loc: (_version(v), a, b) for loc, v, a, b in found}
+        return {row[0]: row[1:] for row in found}
 
-    def _select(self, sql: str, args: tuple) -> list[tuple]:
-        return self._run(lambda conn: conn.execute(sql, args).fetchall(), [])
+    def candidates(
+        self, fmt: str, directory: str, sup: str, sub: str, params: dict
+    ) -> list[tuple] | None:
+        """``(location, version text, sure, form, start, stop)`` of the rows
+        under a directory where the SQL condition ``sup`` holds (see
+        :func:`.._query.sql.compile_sql`); ``sure`` when ``sub`` holds too,
+        and then the documents are not read (None). None if the index cannot
+        answer (the caller evaluates every document itself)."""
+        low, high = _prefix_range(directory)
+        sql = (
+            f"SELECT location, version, sure, form, CASE WHEN sure THEN NULL ELSE start END,"
+            f" CASE WHEN sure THEN NULL ELSE stop END FROM ("
+            f"SELECT location, version, form, start, stop, ({sub}) AS sure FROM {_TABLE} "
+            f"WHERE fmt = :fmt AND location >= :low AND location < :high AND ({sup}))"
+        )
+        answer = object()
+
+        def work(conn):
+            number = self._fmt(conn, fmt, create=False)
+            if number is None:
+                return []
+            return conn.execute(
+                sql, {**params, "fmt": number, "low": low, "high": high}
+            ).fetchall()
+
+        found = self._run(work, answer)
+        return None if found is answer else found
+
+    def listing(self, fmt: str, directory: str) -> tuple[int, bytes] | None:
+        """``(mtime, listing)`` stored for a directory by :meth:`put`."""
+        found = self._read(
+            fmt,
+            f"SELECT mtime, listing FROM {_DIRS} WHERE fmt = ? AND directory = ?",
+            (directory,),
+        )
+        return (found[0][0], found[0][1]) if found else None
 
     def put(
         self,
         fmt: str,
         entries: Iterable[tuple[str, tuple, dict | None, dict | None]],
         plain: bool = False,
+        listings: Iterable[tuple[str, int, bytes]] = (),
     ):
-        """Store ``(location, version, start, stop)`` entries in one transaction.
+        """Store ``(location, version, start, stop)`` entries and
+        ``(directory, mtime, listing)`` listings in one transaction.
 
         ``plain``: the documents hold only JSON types (as decoded from JSON),
         so they need no check before they are stored.
         """
         rows = []
-        key = f"{SCHEMA}:{fmt}"
         for location, version, start, stop in entries:
             try:
                 location.encode()  # a name that is not UTF-8 cannot be a TEXT key
-                uid = start.get("uid") if start is not None else None
+                if start is None:
+                    form, text = 0, None
+                else:
+                    form, text = _encode_start(start, plain)
                 rows.append(
                     (
-                        key,
                         location,
                         _version_text(version),
-                        uid,
-                        _encode(start, plain),
+                        _inode(version),
+                        stop is not None,
+                        *side_values(start),
+                        form,
+                        text,
                         _encode(stop, plain),
                     )
                 )
             except (TypeError, ValueError):
                 continue  # kept in memory only (see _encode)
-        if not rows:
+        listings = list(listings)
+        if not rows and not listings:
             return
+        columns = (
+            f"location, version, ino, has_stop, {', '.join(SIDE_KEYS)}, odd, form, start, stop"
+        )
+        values = ", ".join(["?"] * (len(SIDE_KEYS) + 8))
+        # The start column is TEXT (what json_extract reads); the encoded
+        # bytes become text in SQLite, without a copy in Python.
+        values = values[: values.rindex("?", 0, -3)] + "CAST(? AS TEXT), ?"
 
         def work(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
+                number = self._fmt(conn, fmt, create=True)
+                insert = f"INSERT OR REPLACE INTO {_TABLE} (fmt, {columns})"
+                conn.executemany(f"{insert} VALUES ({number}, {values})", rows)
                 conn.executemany(
-                    f"INSERT OR REPLACE INTO {_TABLE} (fmt, location, version, uid, start, stop) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+                    f"INSERT OR REPLACE INTO {_DIRS} (fmt, directory, mtime, listing) "
+                    f"VALUES ({number}, ?, ?, ?)",
+                    listings,
                 )
             except BaseException:
                 conn.execute("ROLLBACK")
+                self._formats.pop(fmt, None)  # its number may have been rolled back
                 raise
             conn.execute("COMMIT")
 
         self._run(work, None)
 
-    def forget(self, fmt: str, locations: Iterable[str]) -> None:
-        """Drop entries of files that are gone."""
-        rows = [(f"{SCHEMA}:{fmt}", loc) for loc in locations]
-        if not rows:
+    def forget(self, fmt: str, locations: Iterable[str], directories: Iterable[str] = ()) -> None:
+        """Drop entries of files that are gone (and listings of directories
+        that are)."""
+        rows = [(loc,) for loc in locations]
+        dirs = [(d,) for d in directories]
+        if not rows and not dirs:
             return
 
         def work(conn):
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(f"DELETE FROM {_TABLE} WHERE fmt = ? AND location = ?", rows)
+                number = self._fmt(conn, fmt, create=False)
+                if number is not None:
+                    conn.executemany(
+                        f"DELETE FROM {_TABLE} WHERE fmt = {number} AND location = ?", rows
+                    )
+                    conn.executemany(
+                        f"DELETE FROM {_DIRS} WHERE fmt = {number} AND directory = ?", dirs
+                    )
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 
         self._run(work, None)
+
+
+#: Locations asked for in one statement (SQLite's limit of parameters is 32,766).
+_BATCH = 10_000
+
+
+def parse_version(text: str) -> tuple | None:
+    """A version as stored (see :func:`_version_text`); None if damaged."""
+    return _version(text)
 
 
 def _version_text(version: tuple) -> str:
     # Per file of a location, what identifies its version (size, mtime,
     # ctime, inode): "size,mtime,ctime,inode;size,mtime,ctime,inode"
+    if len(version) == 1 and len(version[0]) == 4:
+        return "{:d},{:d},{:d},{:d}".format(*version[0])  # the usual case, faster
     return ";".join(",".join(str(int(part)) for part in parts) for parts in version)
+
+
+def _inode(version: tuple) -> int | None:
+    # The first file's inode, in a column: compared with a listing's inodes
+    # without parsing the version text.
+    first: tuple[int, ...] = version[0] if version else ()
+    return first[3] if len(first) == 4 else None
 
 
 def _version(text: str) -> tuple | None:

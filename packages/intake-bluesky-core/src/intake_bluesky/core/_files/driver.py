@@ -31,18 +31,18 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from .._gc import gc_paused
 from .._progress import progress
-from .._query.starts import search_starts, sorted_matches
+from .._query.sql import _BIT, compile_sql
+from .._query.starts import matcher, search_starts, sort_key
 from .._registry import known_file_formats
 from ..driver import DEFAULT_SORT, Sort
 from ..errors import RunChangedError
-from .diskindex import decode, open_index, resolve_index_path
+from .diskindex import decode, decode_start, open_index, parse_version, resolve_index_path
 from .format import FileFormat, Location, _location_key
-from .headers import _cached_header, _read_header, _remember_header, _version
+from .headers import _HEADERS, _cached_header, _read_header, _remember_header, _version
 from .listing import _Listing, absolute_paths, expand_paths, holds_files
 from .runsource import FileRunSource
 
@@ -69,20 +69,40 @@ _KNOWN_FORMATS = known_file_formats()
 class _Entry:
     """What the driver knows of one location.
 
-    From the on-disk index, ``uid`` and ``has_stop`` come first; the start
-    and stop documents are decoded when first needed (``start`` is
-    ``_PENDING`` until then), so counting runs decodes nothing.
+    From the on-disk index, ``uid``, ``has_stop`` and the start time come
+    first, and the version as stored (text, parsed when first compared); the
+    start and stop documents are decoded when first needed (``start`` is
+    ``_PENDING`` until then), so counting and ordering runs decode nothing.
     """
 
-    __slots__ = ("location", "inodes", "version", "start", "stop", "uid", "has_stop")
+    __slots__ = ("location", "inodes", "_version", "start", "stop", "uid", "has_stop", "time")
 
     def __init__(self, location, inodes, version):
         self.location = location
         self.inodes = inodes
-        self.version = version
+        self._version = version
         self.start = self.stop = None
         self.uid = None
         self.has_stop = False
+        self.time = _ODD  # the start's time, when known without the document
+
+    @property
+    def version(self):
+        version = self._version
+        if type(version) is str:
+            version = self._version = parse_version(version)
+        return version
+
+    @version.setter
+    def version(self, value):
+        self._version = value
+
+    def same_version(self, stored: str) -> bool:
+        """Whether a version as the index stores it is this entry's."""
+        mine = self._version
+        if type(mine) is str:
+            return mine == stored
+        return parse_version(stored) == mine
 
     def set_documents(self, start, stop) -> None:
         self.start, self.stop = start, stop
@@ -95,7 +115,12 @@ class _Entry:
         return self.uid is None or not self.has_stop
 
 
+#: ``_Entry.time`` when only the document tells (not a plain number or string).
+_ODD = object()
+_TIME_BIT = _BIT["time"]
 _PENDING = object()
+#: More pending entries than this are decoded by scanning their directories.
+_DECODE_BY_DIRECTORY = 2_000
 
 
 class FileDriver:
@@ -128,7 +153,11 @@ class FileDriver:
         self.index_path = index_path
         self._index = open_index(resolve_index_path(index_path))
         self._fmt_key = fmt.index_key()
-        self._listing = _Listing(paths, fmt.suffixes, fmt.recursive)
+        stored = None
+        if self._index is not None:
+            index, key = self._index, self._fmt_key
+            stored = lambda directory: index.listing(key, directory)  # noqa: E731
+        self._listing = _Listing(paths, fmt.suffixes, fmt.recursive, stored)
         self._entries: dict[str, _Entry] = {}
         self._loaded_dirs: set[str] = set()
         self._disk: dict[str, tuple] = {}
@@ -138,7 +167,7 @@ class FileDriver:
         # Sorted matches per (query, sort), valid while nothing changed: a
         # catalog asks the same search for len() and then for its entries.
         self._generation = 0
-        self._matches: OrderedDict[tuple, tuple[int, list[RunStart]]] = OrderedDict()
+        self._matches: OrderedDict[tuple, tuple[int, list[_Entry]]] = OrderedDict()
         self._runs: dict[str, _Entry] = {}
         self._suspects: set[str] = set()
         self._warned: set = set()
@@ -206,8 +235,12 @@ class FileDriver:
                 if entry is not None and self._restat(key, entry, updates):
                     changed = True
             self._suspects.clear()
-            if updates and self._index is not None:
-                self._index.put(self._fmt_key, updates, self.fmt.json_documents)
+            # A directory's listing is stored with the entries of its files, in
+            # one transaction, so a new process finding the directory unchanged
+            # takes both without listing it or statting its files.
+            listings = listing.take_fresh() if self._index is not None else []
+            if (updates or listings) and self._index is not None:
+                self._index.put(self._fmt_key, updates, self.fmt.json_documents, listings)
             if changed:
                 self._generation += 1
                 self._rebuild_runs()
@@ -249,9 +282,24 @@ class FileDriver:
                 self._pending.pop(key, None)
         if fresh:
             self._load_disk(loc for _, loc, _ in fresh)
+        # Directories unchanged since an earlier process stored their listing
+        # with the entries: an entry of the same inode is taken as stored,
+        # without a stat (files rewritten in place are noticed when read, as
+        # in an open catalog; runs in progress are stat'ed on every refresh).
+        unchanged = self._listing.from_store
+        disk = self._disk
         # The first index of a large directory is the long work here.
         for key, location, inodes in progress(fresh, desc="Indexing run files", unit="run"):
-            version = _version(location)
+            stored = disk.get(key) if unchanged else None
+            if (
+                stored is not None
+                and stored[1] == inodes[0]
+                and len(inodes) == 1
+                and key.rpartition(os.sep)[0] in unchanged
+            ):
+                version = stored[0]
+            else:
+                version = _version(location)
             if version is None:
                 continue  # deleted between listing and stat
             entry = _Entry(location, inodes, version)
@@ -278,12 +326,14 @@ class FileDriver:
 
     def _fill_header(self, key: str, entry: _Entry, updates: list) -> None:
         self._pending.pop(key, None)
-        cached = _cached_header(self._fmt_key, entry.location, entry.version)
+        cached = _cached_header(self._fmt_key, entry.location, entry.version) if _HEADERS else None
         disk = self._disk.pop(key, None) if cached is None else None
         if cached is not None:
             entry.set_documents(cached[1], cached[2])
-        elif disk is not None and disk[0] == entry.version:
-            entry.uid, entry.has_stop = disk[1], disk[2]
+        elif disk is not None and entry.same_version(disk[0]):
+            _, _, entry.uid, has_stop, time, odd = disk
+            entry.has_stop = bool(has_stop)
+            entry.time = _ODD if odd & _TIME_BIT else time
             entry.start = entry.stop = _PENDING
             self._pending[key] = entry
         else:
@@ -308,39 +358,55 @@ class FileDriver:
                 self._disk.update(self._index.get_under(self._fmt_key, directory))
 
     def _ensure_documents(self) -> None:
-        """Decode the start/stop documents of entries listed from the index."""
-        if not self._pending:
-            return
+        """Decode the start/stop documents of every entry listed from the index."""
+        if self._pending:
+            self._decode(list(self._pending.values()))
+
+    def _decode(self, entries: list[_Entry]) -> None:
+        """Decode the documents of these entries (those still pending)."""
         with self._lock, gc_paused():
-            pending, self._pending = self._pending, {}
+            pending = [e for e in entries if e.start is _PENDING]
             if not pending:
                 return
             # Entries are pending only when they were listed from the index.
             assert self._index is not None
-            stored: dict[str, tuple] = {}
-            directories = {
-                (e.location if type(e.location) is str else e.location[0]).rpartition(os.sep)[0]
-                for e in pending.values()
-            }
-            for directory in directories:
-                stored.update(self._index.documents_under(self._fmt_key, directory))
-            updates = []
-            for key, entry in pending.items():
-                found = stored.get(key)
-                try:
-                    if found is None or found[0] != entry.version:
-                        raise ValueError("changed in the index meanwhile (another process)")
-                    start, stop = decode(found[1]), decode(found[2])
-                except ValueError:  # or a damaged entry: read the file
-                    start, stop = _read_header(self.fmt, entry.location)
-                    updates.append((key, entry.version, start, stop))
-                entry.set_documents(start, stop)
-                _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
-            if updates:
-                self._index.put(self._fmt_key, updates, self.fmt.json_documents)
-            self._generation += 1
-            if any(e.uid != (e.start or {}).get("uid") for e in pending.values()):
+            keys = [_location_key(e.location) for e in pending]
+            if len(pending) > _DECODE_BY_DIRECTORY and 2 * len(pending) > len(self._pending):
+                # Most of a directory: one range scan, not a lookup per key.
+                stored: dict[str, tuple] = {}
+                for directory in self._loaded_dirs:
+                    stored.update(self._index.documents_under(self._fmt_key, directory))
+            else:
+                stored = self._index.documents(self._fmt_key, keys)
+            self._settle(zip(keys, pending), stored)
+
+    def _settle(self, pairs, stored: Mapping[str, tuple]) -> bool:
+        """Give entries their documents from rows of the index
+        (``key -> (version, form, start, stop)``), reading the file where
+        the row is missing, of another version or damaged. True if a file
+        was read."""
+        updates = []
+        for key, entry in pairs:
+            self._pending.pop(key, None)
+            found = stored.get(key)
+            try:
+                if found is None or not entry.same_version(found[0]):
+                    raise ValueError("changed in the index meanwhile (another process)")
+                start, stop = decode_start(found[1], found[2]), decode(found[3])
+            except ValueError:  # or a damaged entry: read the file
+                start, stop = _read_header(self.fmt, entry.location)
+                updates.append((key, entry.version, start, stop))
+            uid = entry.uid
+            entry.set_documents(start, stop)
+            entry.time = _ODD
+            _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
+            if entry.uid != uid:
                 self._rebuild_runs()
+        if updates:
+            assert self._index is not None
+            self._index.put(self._fmt_key, updates, self.fmt.json_documents)
+            self._generation += 1  # documents changed: cached answers are stale
+        return bool(updates)
 
     def _rebuild_runs(self) -> None:
         runs: dict[str, _Entry] = {}
@@ -431,11 +497,16 @@ class FileDriver:
             # from the index after one stat, not a listing of every file.
             return search_starts([known], query, sort=sort, skip=skip, limit=limit)
         matched = self._sorted(query, sort)
-        return islice(iter(matched), skip, None if limit is None else skip + limit)
+        chosen = matched[skip : None if limit is None else skip + limit]
+        # Only the runs returned are decoded.
+        self._decode(chosen)
+        return iter([entry.start for entry in chosen if entry.start is not None])
 
-    def _sorted(self, query: Mapping[str, Any], sort: Sort) -> list[RunStart]:
+    def _sorted(self, query: Mapping[str, Any], sort: Sort) -> list[_Entry]:
+        """The entries of the runs matching ``query``, sorted; cached until
+        something changes."""
+        match = matcher(query)  # a malformed query fails here, before any work
         self.refresh()
-        self._ensure_documents()
         try:
             key = (repr(query), tuple(map(tuple, sort)))
         except TypeError:
@@ -445,21 +516,95 @@ class FileDriver:
             if key is not None and cached is not None and cached[0] == self._generation:
                 self._matches.move_to_end(key)
                 return cached[1]
-            starts = [entry.start for entry in self._runs.values()]
-        matched = sorted_matches(starts, query, sort)
+            generation = self._generation
+            runs = list(self._runs.values())
+        with gc_paused():
+            matched = runs if match is None else self._matching(query, match, runs)
+            matched = self._order(matched, sort)
         with self._lock:
-            if key is not None:
-                self._matches[key] = (self._generation, matched)
+            if key is not None and generation == self._generation:
+                self._matches[key] = (generation, matched)
                 while len(self._matches) > 8:
                     self._matches.popitem(last=False)
         return matched
+
+    def _matching(self, query, match, runs: list[_Entry]) -> list[_Entry]:
+        """The entries (of ``runs``, same order) whose start matches: those
+        still in the index by SQL there (:mod:`.._query.sql`), the rest by
+        the evaluator."""
+        sure: set[int] = set()
+        compiled = compile_sql(query) if self._pending else None
+        if compiled is not None:
+            assert self._index is not None
+            found: list[tuple] = []
+            for directory in self._loaded_dirs:
+                rows = self._index.candidates(self._fmt_key, directory, *compiled)
+                if rows is None:
+                    found = []
+                    compiled = None  # the index failed: every document is evaluated
+                    break
+                found.extend(rows)
+            pending = self._pending
+            unsure = []
+            stored = {}
+            for location, version, is_sure, form, start, stop in found:
+                entry = pending.get(location)
+                if entry is None:
+                    continue  # not listed, or its documents are in memory
+                if is_sure and entry.same_version(version):
+                    sure.add(id(entry))
+                else:
+                    unsure.append((location, entry))
+                    stored[location] = (version, form, start, stop)
+            # Candidates SQL could not decide: decoded and evaluated below.
+            with self._lock:
+                self._settle(unsure, stored)
+        if compiled is None:
+            self._ensure_documents()
+        out = []
+        for entry in runs:
+            start = entry.start
+            if start is _PENDING:
+                if id(entry) in sure:
+                    out.append(entry)  # SQL decided; pending entries it left out do not match
+            elif start is not None and match(start):
+                out.append(entry)
+        return out
+
+    def _order(self, entries: list[_Entry], sort: Sort) -> list[_Entry]:
+        """``entries`` sorted as :func:`.._query.starts.sorted_matches` sorts
+        start documents; by time without decoding them."""
+        entries = list(entries)
+        for key, direction in reversed(list(sort)):
+            keyfunc = sort_key(key)
+            if key == "time":
+                self._decode([e for e in entries if e.start is _PENDING and e.time is _ODD])
+
+                def by(entry, keyfunc=keyfunc):
+                    if entry.start is _PENDING:
+                        value = entry.time
+                        if value is None:
+                            return (0, 0)
+                        return (2, value) if type(value) is str else (1, value)
+                    return keyfunc(entry.start)
+            else:
+                self._decode(entries)
+
+                def by(entry, keyfunc=keyfunc):
+                    return keyfunc(entry.start)
+
+            # Stable; a descending key reverses ties too (see sorted_matches).
+            if direction < 0:
+                entries.reverse()
+            entries.sort(key=by, reverse=direction < 0)
+        return entries
 
     def _known_uid(self, query: Mapping[str, Any]) -> RunStart | None:
         uid = _uid_of(query)
         entry = self._runs.get(uid) if uid is not None else None
         if entry is None:
             return None
-        self._ensure_documents()
+        self._decode([entry])
         if _version(entry.location) != entry.version:
             self.suspect(entry.location)
             return None
@@ -478,7 +623,7 @@ class FileDriver:
             entry = self._runs.get(uid)
         if entry is None:
             raise KeyError(uid)
-        self._ensure_documents()
+        self._decode([entry])
         return FileRunSource(
             entry.location,
             self.fmt,

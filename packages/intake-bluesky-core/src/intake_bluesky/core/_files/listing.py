@@ -40,9 +40,16 @@ _NAME = operator.attrgetter("name")
 
 class _Listing:
     """The files a catalog's paths name, listed again only where a directory
-    changed. Not thread-safe: the driver serializes refreshes."""
+    changed. Not thread-safe: the driver serializes refreshes.
 
-    def __init__(self, paths, suffixes: Sequence[str], recursive: bool):
+    ``stored(directory)`` (optional) returns ``(mtime, listing)`` kept from
+    an earlier process (see :func:`encode_listing`): a directory whose mtime
+    is still that one is not listed again. Directories taken from there are
+    in :attr:`from_store` (until listed again); listings worth keeping (not
+    racy) collect in :attr:`fresh` for the caller to store.
+    """
+
+    def __init__(self, paths, suffixes: Sequence[str], recursive: bool, stored=None):
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
         self.entries = [os.fspath(p) for p in paths]
@@ -55,6 +62,36 @@ class _Listing:
         # Per path entry: what else its directories hold (for the warning
         # when they hold only another format's files).
         self.others: dict[str, dict[str, int]] = {}
+        self._stored = stored
+        self.from_store: set[str] = set()
+        self.fresh: dict[str, _Dir] = {}
+
+    def _restore(self, directory: str, mtime: int) -> _Dir | None:
+        """The listing an earlier process kept for a directory, if the
+        directory has not changed since (same mtime)."""
+        found = self._stored(directory) if self._stored is not None else None
+        if found is None or found[0] != mtime:
+            return None
+        prefix = os.path.join(directory, "")
+        suffixes = self.suffixes
+        listing = _Dir(mtime, True)
+        files, others = listing.files, listing.others
+        try:
+            names, inodes, dirs = _loads(found[1])
+            listing.all_files = dict(zip(names, inodes, strict=True))
+            for name in listing.all_files:
+                lower = name.lower()
+                if lower.endswith(suffixes):
+                    files[prefix + name] = listing.all_files[name]
+                else:
+                    ext = os.path.splitext(lower)[1]
+                    others[ext] = others.get(ext, 0) + 1
+            listing.dirs = [str(name) for name in dirs]
+        except (ValueError, TypeError, AttributeError):
+            return None  # damaged: listed again
+        listing.subdirs = [prefix + name for name in listing.dirs if not name.startswith(".")]
+        self.from_store.add(directory)
+        return listing
 
     def _scan(self, directory: str) -> _Dir | None:
         """The listing of a directory: one stat if unchanged."""
@@ -67,6 +104,13 @@ class _Listing:
         cached = self._dirs.get(directory)
         if cached is not None and cached.trusted and cached.mtime == st.st_mtime_ns:
             return cached
+        if cached is None:
+            restored = self._restore(directory, st.st_mtime_ns)
+            if restored is not None:
+                self.changed = True
+                self._dirs[directory] = restored
+                return restored
+        self.from_store.discard(directory)
         listing = _Dir(st.st_mtime_ns, time.time_ns() - st.st_mtime_ns > _RACY_NS)
         prefix = os.path.join(directory, "")
         suffixes = self.suffixes
@@ -98,7 +142,16 @@ class _Listing:
         if cached is None or cached.all_files != all_files or cached.dirs != listing.dirs:
             self.changed = True
         self._dirs[directory] = listing
+        if listing.trusted:
+            self.fresh[directory] = listing
         return listing
+
+    def take_fresh(self) -> list[tuple[str, int, bytes]]:
+        """``(directory, mtime, listing)`` of the directories listed since
+        the last call whose listing holds until their mtime changes."""
+        out = [(d, listing.mtime, encode_listing(listing)) for d, listing in self.fresh.items()]
+        self.fresh.clear()
+        return out
 
     def _dir_files(self, directory: str, found: dict, others: dict) -> None:
         listing = self._scan(directory)
@@ -191,6 +244,23 @@ class _Listing:
                 else:
                     self._dir_files(path, found, others)
         return matched
+
+
+def encode_listing(listing: _Dir) -> bytes:
+    """A directory listing as JSON: file names, their inodes, subdirectories."""
+    return _dumps([list(listing.all_files), list(listing.all_files.values()), listing.dirs])
+
+
+def _dumps(value) -> bytes:
+    import orjson  # imported when a listing is first stored, as by the index
+
+    return orjson.dumps(value)
+
+
+def _loads(blob):
+    import orjson
+
+    return orjson.loads(blob)
 
 
 def expand_paths(paths, suffixes: Sequence[str], recursive: bool = False) -> list[str]:

@@ -16,7 +16,7 @@ from .._gc import gc_paused
 from ..driver import DEFAULT_SORT, Sort
 from .evaluate import compile_query
 
-__all__ = ["search_starts", "sorted_matches"]
+__all__ = ["matcher", "search_starts", "sort_key", "sorted_matches"]
 
 _MISSING = object()
 
@@ -34,7 +34,7 @@ def _get(doc: Mapping[str, Any], dotted: str) -> Any:
     return value
 
 
-def _sort_key(key: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
+def sort_key(key: str) -> Callable[[Mapping[str, Any]], tuple[int, Any]]:
     # Mongo orders missing < numbers < strings < others; mimic that coarsely so
     # mixed-type metadata never makes sorting raise.
     dotted = "." in key
@@ -68,7 +68,7 @@ def _plain_equalities(query: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     return out
 
 
-def _matcher(query: Mapping[str, Any]) -> _Predicate | None:
+def matcher(query: Mapping[str, Any]) -> _Predicate | None:
     """A predicate on start documents; None matches everything."""
     if not query:
         return None
@@ -103,7 +103,7 @@ def sorted_matches(
     >>> [d["uid"] for d in sorted_matches(docs, {}, [("time", -1)])]
     ['a', 'b']
     """
-    match = _matcher(query)
+    match = matcher(query)
     # Sorting makes a key tuple per document and frees them all at the end:
     # the cyclic collector would walk every start document held in memory
     # again and again meanwhile (no cycles are made here).
@@ -116,7 +116,7 @@ def sorted_matches(
         for key, direction in reversed(list(sort)):
             if direction < 0:
                 matched.reverse()
-            matched.sort(key=_sort_key(key), reverse=direction < 0)
+            matched.sort(key=sort_key(key), reverse=direction < 0)
     return matched
 
 
