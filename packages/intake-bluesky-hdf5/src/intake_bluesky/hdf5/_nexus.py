@@ -243,11 +243,17 @@ class NexusWriter:
         dtype = var.dtype
         row_bytes = int(np.prod(row, dtype=np.int64)) * dtype.itemsize
         kwargs: dict[str, Any] = {}
-        if row and row_bytes >= _FRAME_BYTES and shape[0]:
-            if source is not None and source.chunk_rows:
-                kwargs.update(chunks=(source.chunk_rows, *row), dcpl=source.dcpl())
-            else:
-                kwargs.update(chunks=(1, *row), **self._filters)
+        chunk_rows = source.chunk_rows if source is not None else None
+        if chunk_rows:
+            chunk_rows = min(chunk_rows, shape[0])  # HDF5: no chunk beyond the data
+        if row and shape[0]:
+            if source is not None and source.filters:
+                # As the detector wrote it: its filters (hdf5plugin's too).
+                kwargs.update(chunks=(chunk_rows or 1, *row), dcpl=source.dcpl())
+            elif row_bytes >= _FRAME_BYTES:  # frames: the writer's compression
+                kwargs.update(chunks=(chunk_rows or 1, *row), **self._filters)
+            elif chunk_rows:
+                kwargs.update(chunks=(chunk_rows, *row))
         dset = group.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
         _field_attrs(dset, str(var.name), var, data_key)
         return _Target(var, dset)
@@ -593,13 +599,17 @@ def _field_attrs(dset, field: str, var, data_key) -> None:
 
 
 def _text_column(values: np.ndarray) -> tuple[np.ndarray, Any, str | None]:
-    """Text of a column: strings as UTF-8 strings; anything else as JSON."""
+    """Text of a column: strings as UTF-8 strings; anything else, and strings
+    holding NUL characters (which HDF5 strings end at), as JSON text."""
     flat = values.ravel()
     if values.dtype.kind == "U" or all(isinstance(v, str) for v in flat):
-        return values.astype(object), h5py.string_dtype(), None
-    if all(isinstance(v, bytes) for v in flat):
+        if not any("\x00" in v for v in flat):
+            return values.astype(object), h5py.string_dtype(), None
+    elif all(isinstance(v, bytes) for v in flat) and not any(b"\x00" in v for v in flat):
         return values.astype(object), h5py.string_dtype("ascii"), None
-    encoded = np.array([_json(v) for v in flat], dtype=object).reshape(values.shape)
+    encoded = np.array(
+        [_json(v.decode("latin-1") if isinstance(v, bytes) else v) for v in flat], dtype=object
+    ).reshape(values.shape)
     return encoded, h5py.string_dtype(), "json"
 
 
@@ -608,7 +618,7 @@ def _plot_hints(start, stream: str, descriptors, fields: Sequence[str]):
     present = set(fields) | {"time"}
     axes: list[str] = []
     dimensions = (start.get("hints") or {}).get("dimensions")
-    if isinstance(dimensions, list):
+    if isinstance(dimensions, list | tuple):  # a live start document holds tuples
         for dim in dimensions:
             if isinstance(dim, list | tuple) and len(dim) == 2 and dim[1] == stream:
                 axes.extend(f for f in dim[0] if f in present and f not in axes)
