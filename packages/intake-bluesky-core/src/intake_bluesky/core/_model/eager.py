@@ -9,7 +9,7 @@ stream_datums that cover the window's seq_nums.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +33,7 @@ from .rows import (
 if TYPE_CHECKING:
     from event_model.documents import StreamDatum
 
-__all__ = ["load_columns"]
+__all__ = ["load_columns", "stream_datums_for", "stream_rows"]
 
 
 def load_columns(
@@ -157,9 +157,10 @@ def _brief_value(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _stream_datums_for(
+def stream_datums_for(
     source: RunSource, filler: Filler, descriptor_uid: str, key: str
 ) -> list[StreamDatum]:
+    """The stream_datums of field ``key`` of one descriptor, by seq_num."""
     sds = [
         sd
         for sd in source.stream_datums(descriptor_uid)
@@ -177,10 +178,30 @@ def _stream_column(
 ) -> np.ndarray:
     if filler is None:
         raise ValueError(f"Field {spec.key!r} is stream data; it can only be read filled.")
-    seq = columns["seq_num"]
+    return stream_rows(source, filler, descriptor_uid, spec, columns["seq_num"])
+
+
+def stream_rows(
+    source: RunSource,
+    filler: Filler,
+    descriptor_uid: str,
+    spec: FieldSpec,
+    seq: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    check: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    sds: Sequence[StreamDatum] | None = None,
+) -> np.ndarray:
+    """The rows of stream field ``spec`` at the sorted seq_nums ``seq``,
+    read from the stream_datums that cover them (only those rows are read).
+
+    ``out``/``check``: see :meth:`Filler.fill_stream`. ``sds``: the field's
+    stream_datums sorted by seq_num, when the caller has them already.
+    """
     if len(seq) == 0:
-        return spec.empty()
-    sds = _stream_datums_for(source, filler, descriptor_uid, spec.key)
+        return spec.empty() if out is None else out
+    if sds is None:
+        sds = stream_datums_for(source, filler, descriptor_uid, spec.key)
     if not sds:
         raise FillError(
             f"Run {source.uid!r}: field {spec.key!r} of descriptor {descriptor_uid!r} is stream "
@@ -213,7 +234,7 @@ def _stream_column(
             "If the run is still in progress, read again later; otherwise its storage lost "
             f"stream_datum documents. Read the other fields with exclude=[{spec.key!r}]."
         )
-    return filler.fill_stream(wanted, spec.data_key, field=spec.key)
+    return filler.fill_stream(wanted, spec.data_key, field=spec.key, out=out, check=check)
 
 
 def _brief(values: np.ndarray) -> str:

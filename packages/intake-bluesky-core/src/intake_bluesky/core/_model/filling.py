@@ -24,7 +24,13 @@ Stream reader protocol (keyed by the stream_resource's ``mimetype``)::
 * optional ``reader.close()``, called when the run's filler is closed;
 * optional classmethod ``ReaderClass.chunk_rows(data_key, parameters)``
   (opens nothing): rows per storage chunk; ``to_dask()`` chunks are whole
-  multiples of it.
+  multiples of it;
+* optional ``reader.read_into(index_start, index_stop, out)``: the same rows
+  written into ``out`` (a C-contiguous array of shape ``(stop - start,
+  *shape)`` in the data key's dtype), returning True, or False when it
+  cannot (then ``reader(start, stop)`` is called). ``to_dask()`` reads a
+  whole stream's chunks into one buffer this way, so computing it costs no
+  copy to join them.
 
 Older stream_resources (event-model < 1.20) carry ``spec``/``root``/
 ``resource_path``/``resource_kwargs`` instead of ``mimetype``/``uri``/
@@ -428,17 +434,32 @@ class Filler:
         data_key: Mapping[str, Any],
         *,
         field: str = "?",
+        out: np.ndarray | None = None,
+        check: Callable[[np.ndarray, int], np.ndarray] | None = None,
     ) -> np.ndarray:
         """The rows of consecutive stream_datums of one data key, stacked:
-        shape ``(rows, *data_key['shape'])``, dtype ``dtype_numpy`` (lossless)."""
+        shape ``(rows, *data_key['shape'])``, dtype ``dtype_numpy`` (lossless).
+
+        With ``out`` (shape ``(rows, *shape)``) the rows are written into it
+        and it is returned: readers with ``read_into`` read straight into it;
+        the rows other readers return go through ``check(rows, first_row)``,
+        which gives them in ``out``'s dtype or raises.
+        """
         shape = tuple(int(s) for s in data_key.get("shape") or ())
         dtype_numpy = data_key.get("dtype_numpy") or None
         dtype = np.dtype(dtype_numpy) if dtype_numpy else None
         parts: list[np.ndarray] = []
+        at = 0  # rows of ``out`` written so far
         for sd in _coalesced(stream_datums):
             reader = self._reader(sd["stream_resource"], data_key)
             start, stop = sd["indices"]["start"], sd["indices"]["stop"]
             try:
+                if out is not None:
+                    target = out[at : at + (stop - start)]
+                    read_into = getattr(reader, "read_into", None)
+                    if read_into is not None and read_into(start, stop, target):
+                        at += stop - start
+                        continue
                 rows = np.asarray(reader(start, stop))
             except FillError:
                 raise
@@ -455,7 +476,14 @@ class Filler:
                     f"stream_datum {sd.get('uid')!r} ({field!r}, rows {start}:{stop}): "
                     f"{err!r}.{hint}"
                 ) from err
-            parts.append(self._as_rows(rows, stop - start, shape, sd, field))
+            rows = self._as_rows(rows, stop - start, shape, sd, field)
+            if out is not None:
+                out[at : at + (stop - start)] = rows if check is None else check(rows, at)
+                at += stop - start
+                continue
+            parts.append(rows)
+        if out is not None:
+            return out
         if not parts:
             return np.empty((0, *shape), dtype=dtype or float)
         data = parts[0] if len(parts) == 1 else np.concatenate(parts)

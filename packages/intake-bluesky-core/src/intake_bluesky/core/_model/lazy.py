@@ -8,16 +8,27 @@ read, so a chunk whose values do not fit the declared dtype raises
 :class:`DtypeMismatchError` at compute time instead of being truncated;
 ``read()`` (which keeps the stored dtype) or ``to_dask(dtypes=)`` then reads
 it.
+
+Stream data (detector frames) is a dask array over a lazily sliceable
+object (:class:`_StreamRows`, through ``da.from_array``): dask fuses a
+slice of the array into the chunk's read, so ``x[500:501]`` reads that row
+from the detector file, not its ~100 MB chunk. Whole chunks are read into
+one buffer per stream, and computing the whole array hands that buffer out
+as is: no copy to join the chunks (:func:`_joined`).
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.array as da
 import numpy as np
+from dask.array.core import finalize, getter
+from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 from dask.utils import parse_bytes
 
@@ -25,7 +36,7 @@ from ..driver import RunSource
 from ..errors import DtypeMismatchError
 from .casting import fits, why_not
 from .documents import BadDocumentError
-from .eager import load_columns
+from .eager import load_columns, stream_datums_for, stream_rows
 from .filling import Filler
 from .rows import FieldSpec, RowIndex, missing_capable
 
@@ -63,6 +74,12 @@ def lazy_columns(
         groups.setdefault((per_chunk, own), []).append(spec)
     for (per_chunk, _), group in groups.items():
         bounds = [(r0, min(n, r0 + per_chunk)) for r0 in range(0, n, per_chunk)]
+        if part == "data" and filler is not None and group[0].kind == "stream" and bounds:
+            # A group of its own (one field): see _StreamRows.
+            spec = group[0]
+            rows = _StreamRows(source, filler, descriptor_uid, spec, index.seq_num, bounds)
+            arrays[spec.key] = rows.dask_array()
+            continue
         windows = [index.window(r0, r1) for r0, r1 in bounds]
         load_name = f"load-{part}-{uuid.uuid4().hex}"
         loads: dict[Any, Any] = {
@@ -141,14 +158,21 @@ def _take(
     columns: Mapping[str, np.ndarray], key: str, dtype: np.dtype, run: str, rows: tuple[int, int]
 ) -> np.ndarray:
     """One field of a loaded window, checked against the dask array's dtype."""
-    values = columns[key]
+    return _checked(columns[key], key, dtype, run, rows[0])
+
+
+def _checked(
+    values: np.ndarray, key: str, dtype: np.dtype, run: str, first_row: int
+) -> np.ndarray:
+    """Values in the dask array's dtype, or DtypeMismatchError if that would
+    change one."""
     if values.dtype == dtype:
         return values
     if fits(values, dtype):
         return values.astype(dtype)
     raise DtypeMismatchError(
         f"Run {run!r}: field {key!r} is declared {dtype.name}, but "
-        f"{why_not(values, dtype, first_row=rows[0])}. "
+        f"{why_not(values, dtype, first_row=first_row)}. "
         "to_dask() fixes dtypes before reading, so it refuses to truncate them: use "
         f"read(), which keeps the stored dtype, or to_dask(dtypes={{{key!r}: "
         f"{values.dtype.name!r}}})."
@@ -171,3 +195,199 @@ def _rows_per_chunk(spec: FieldSpec, part: str, filler: Filler | None, chunks: A
     if storage:
         per_chunk = max(storage, per_chunk // storage * storage)
     return min(per_chunk, max(n, 1))
+
+
+class _StreamRows:
+    """The rows of one stream field as a lazily sliceable array (what
+    ``da.from_array`` wants: ``shape``, ``dtype``, ``ndim``, ``__getitem__``).
+
+    Indexing reads only the rows it selects, from the stream_datums that
+    cover them, through the field's stream reader. A request for exactly one
+    dask chunk (all of its rows, whole frames) is read into that chunk's
+    region of a buffer shared by the stream's chunks, so that a compute of
+    the whole array can return the buffer instead of concatenating the
+    chunks. Each region of a buffer is handed out once: asking for a region
+    again starts a new buffer, so no array a caller holds is written twice.
+    The buffer is held weakly: it lives as long as some chunk of it does.
+    """
+
+    def __init__(
+        self,
+        source: RunSource,
+        filler: Filler,
+        descriptor_uid: str,
+        spec: FieldSpec,
+        seq_num: np.ndarray,
+        bounds: Sequence[tuple[int, int]],
+    ):
+        assert spec.dtype is not None  # resolved before the graph is built
+        self.source = source
+        self.filler = filler
+        self.descriptor_uid = descriptor_uid
+        self.spec = spec
+        self.seq_num = seq_num
+        self.bounds = tuple(bounds)
+        self.dtype: np.dtype = spec.dtype
+        self.shape: tuple[int, ...] = (len(seq_num), *spec.shape)
+        self.ndim = len(self.shape)
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer: weakref.ref[np.ndarray] | None = None
+        self._claimed: set[tuple[int, int]] = set()
+        self._sds: list[Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for key in ("_lock", "_buffer", "_claimed", "_sds"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_state()
+
+    def dask_array(self) -> da.Array:
+        """The dask array: one ``getter`` task per chunk, as ``da.from_array``
+        makes them (so dask fuses slices into them), without its blockwise
+        layer and tokenizing, which cost more than the graph itself."""
+        name = f"{self.spec.key}-stream-{uuid.uuid4().hex}"
+        source = f"rows-{name}"
+        whole = tuple(slice(0, s) for s in self.spec.shape)
+        zeros = (0,) * len(self.spec.shape)
+        layer: dict[Any, Any] = {source: self}
+        for i, (lo, hi) in enumerate(self.bounds):
+            # getter(a, index, asarray=False, lock=None): __getitem__ gives
+            # ndarrays already; the readers serialize what needs it.
+            layer[(name, i, *zeros)] = (getter, source, (slice(lo, hi), *whole), False, None)
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+        chunks = (tuple(hi - lo for lo, hi in self.bounds), *((s,) for s in self.spec.shape))
+        meta = np.empty((0,) * self.ndim, dtype=self.dtype)
+        array = da.Array(graph, name, chunks, meta=meta)  # type: ignore[no-untyped-call]
+        # On the instance, not by a subclass: xarray refuses to mix dask
+        # array types in one Dataset. Anything derived from the array (and a
+        # copy or an unpickled one) is a plain dask array again.
+        array.__dask_postcompute__ = _joined_postcompute  # type: ignore[method-assign]
+        result: da.Array = array
+        return result
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        key = index if isinstance(index, tuple) else (index,)
+        n = self.shape[0]
+        if len(key) > self.ndim or any(k is None or k is Ellipsis for k in key):
+            # Forms dask does not pass to a getter: read all rows, let numpy index.
+            everything: np.ndarray = self._read(0, n, None)[index]
+            return everything
+        first = key[0] if key else slice(None)
+        rest = key[1:]
+        local: Any
+        if isinstance(first, slice):
+            start, stop, step = first.indices(n)
+            if step == 1:
+                lo, hi, local = start, max(start, stop), slice(None)
+            else:
+                lo, hi, local = _span(np.arange(start, stop, step), n)
+        elif isinstance(first, int | np.integer):
+            i = int(first) + (n if int(first) < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"row {int(first)} is out of range for {n} rows.")
+            lo, hi, local = i, i + 1, 0
+        else:
+            picked = np.asarray(first)
+            if picked.dtype == bool:
+                picked = np.flatnonzero(picked)
+            lo, hi, local = _span(picked.astype(np.intp, copy=False), n)
+        whole = (
+            isinstance(local, slice)
+            and local == slice(None)
+            and all(_whole(k, size) for k, size in zip(rest, self.shape[1:]))
+        )
+        out = self._region(lo, hi) if whole and (lo, hi) in self.bounds else None
+        rows = self._read(lo, hi, out)
+        return rows if whole else rows[(local, *rest)]
+
+    def _region(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``[lo, hi)`` of the shared buffer, not handed out before."""
+        with self._lock:
+            buffer = self._buffer() if self._buffer is not None else None
+            if buffer is None or (lo, hi) in self._claimed:
+                # np.empty maps memory lazily: pages no chunk writes cost nothing.
+                buffer = np.empty(self.shape, dtype=self.dtype)
+                self._buffer = weakref.ref(buffer)
+                self._claimed = set()
+            self._claimed.add((lo, hi))
+            region: np.ndarray = buffer[lo:hi]
+            return region
+
+    def _read(self, lo: int, hi: int, out: np.ndarray | None) -> np.ndarray:
+        if self._sds is None:
+            self._sds = stream_datums_for(
+                self.source, self.filler, self.descriptor_uid, self.spec.key
+            )
+        key, run = self.spec.key, self.source.uid
+
+        def check(values: np.ndarray, at: int) -> np.ndarray:
+            return _checked(values, key, self.dtype, run, lo + at)
+
+        rows = stream_rows(
+            self.source,
+            self.filler,
+            self.descriptor_uid,
+            self.spec,
+            self.seq_num[lo:hi],
+            out=out,
+            check=check,
+            sds=self._sds,
+        )
+        return rows if out is not None else check(rows, 0)
+
+
+def _span(picked: np.ndarray, n: int) -> tuple[int, int, np.ndarray]:
+    """The rows ``[lo, hi)`` that hold the picked rows, and where they are in it."""
+    if len(picked) == 0:
+        return 0, 0, picked
+    picked = np.where(picked < 0, picked + n, picked)
+    lo, hi = int(picked.min()), int(picked.max()) + 1
+    if lo < 0 or hi > n:
+        raise IndexError(f"rows {picked.tolist()} are out of range for {n} rows.")
+    return lo, hi, picked - lo
+
+
+def _whole(index: Any, size: int) -> bool:
+    return isinstance(index, slice) and index.indices(size) == (0, size, 1)
+
+
+def _joined_postcompute() -> tuple[Any, tuple[()]]:
+    """A stream field's dask array's ``__dask_postcompute__``: computing all
+    of it returns the buffer its chunks were read into (see
+    :class:`_StreamRows`) instead of a copy joining them."""
+    return _joined, ()
+
+
+def _joined(results: Any) -> Any:
+    """The chunks of a compute as one array: their buffer when they are, in
+    order, exactly all of it; else dask's own join (a copy)."""
+    # dask ships no annotations for these two.
+    parts = list(flatten(results, container=list))  # type: ignore[no-untyped-call]
+    buffer = _whole_buffer(parts)
+    return buffer if buffer is not None else finalize(results)  # type: ignore[no-untyped-call]
+
+
+def _whole_buffer(parts: list[Any]) -> np.ndarray | None:
+    if not parts or not all(isinstance(p, np.ndarray) for p in parts):
+        return None
+    buffer: Any = parts[0].base
+    if not isinstance(buffer, np.ndarray) or buffer.base is not None or buffer.ndim == 0:
+        return None
+    if not buffer.flags.c_contiguous or sum(len(p) for p in parts) != len(buffer):
+        return None
+    at = buffer.ctypes.data
+    for part in parts:
+        if part.base is not buffer or part.shape[1:] != buffer.shape[1:]:
+            return None
+        if part.ctypes.data != at:
+            return None
+        at += len(part) * buffer.strides[0]
+    whole: np.ndarray = buffer
+    return whole
