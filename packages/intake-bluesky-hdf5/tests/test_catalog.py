@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from intake_bluesky.core import BlueskyInMemoryCatalog
+from intake_bluesky.hdf5 import HDF5StreamReader
 
 SAMPLES = Path(__file__).parent / "samples" / "ophyd_async"
 SAMPLE_ROOT = "/data/ophyd-async-samples/h5"
@@ -265,3 +266,40 @@ def test_to_dask_in_worker_processes(tmp_path):
     with dask.config.set(scheduler="processes", num_workers=2):
         got = lazy["det"].data.compute()
     np.testing.assert_array_equal(got[:, 0], frames)
+
+
+class _CountingReader(HDF5StreamReader):
+    """The installed reader, recording the rows each read asks for."""
+
+    reads: list = []
+
+    def __call__(self, start, stop):
+        _CountingReader.reads.append(("call", start, stop))
+        return super().__call__(start, stop)
+
+    def read_into(self, start, stop, out):
+        _CountingReader.reads.append(("into", start, stop))
+        return super().read_into(start, stop, out)
+
+
+def test_a_slice_of_the_lazy_stream_reads_only_that_row(tmp_path):
+    docs, frames = _fly_scan(tmp_path)  # 60 frames, file chunks of 8
+    cat = BlueskyInMemoryCatalog(handler_registry={"application/x-hdf5": _CountingReader})
+    for name, doc in docs:
+        cat(name, doc)
+    lazy = cat[-1].primary.to_dask(chunks="2KiB")  # dask chunks of 16 rows
+    assert lazy["det"].data.chunks[0] == (16, 16, 16, 12)
+    _CountingReader.reads = []
+    np.testing.assert_array_equal(lazy["det"][30:31].values[:, 0], frames[30:31])
+    assert _CountingReader.reads == [("call", 30, 31)]
+    _CountingReader.reads = []
+    whole = lazy["det"].data.compute()
+    np.testing.assert_array_equal(whole[:, 0], frames)
+    # Read straight into the array returned: one read per chunk (the 25-row
+    # stream_datums adjoin, so a chunk is one read), no other call.
+    assert sorted(_CountingReader.reads) == [
+        ("into", 0, 16),
+        ("into", 16, 32),
+        ("into", 32, 48),
+        ("into", 48, 60),
+    ]

@@ -302,3 +302,29 @@ def test_registered_under_its_mimetype():
     ]
     assert ep.load() is HDF5StreamReader
     assert HandlerRegistry().resolve("application/x-hdf5") is HDF5StreamReader
+
+
+def test_read_into_writes_the_rows_into_the_buffer_given(det):
+    path, frames, _ = det
+    with HDF5StreamReader(path, data_key=key([3, 4, 5], "u1"), dataset=FRAMES) as reader:
+        out = np.zeros((2, 3, 4, 5), "u1")
+        assert reader.read_into(1, 3, out) is True
+        np.testing.assert_array_equal(out.reshape(6, 4, 5), frames[3:9])
+        assert reader.read_into(0, 0, out[:0]) is True
+        # Not the file's dtype, not contiguous, not the rows' shape: nothing
+        # read (no value converted); the caller reads the usual way.
+        wide = np.zeros((2, 3, 4, 5), "u2")
+        assert reader.read_into(1, 3, wide) is False and not wide.any()
+        strided = np.zeros((2, 3, 4, 10), "u1")[..., ::2]
+        assert reader.read_into(1, 3, strided) is False and not strided.any()
+        assert reader.read_into(1, 2, out) is False
+        with pytest.raises(DataNotWrittenError):
+            reader.read_into(3, 5, out)
+
+
+def test_read_into_declines_a_sliced_dataset(det):
+    path, frames, _ = det
+    with HDF5StreamReader(path, data_key=key([5], "u1"), dataset=FRAMES, slice=":, 0") as reader:
+        out = np.zeros((2, 5), "u1")
+        assert reader.read_into(0, 2, out) is False
+        np.testing.assert_array_equal(reader(0, 2), frames[0:2, 0])

@@ -314,9 +314,9 @@ class HDF5StreamReader:
         """How many frames of the dataset make one row (opens the file)."""
         return self._row_layout(self._open())[0]
 
-    def __call__(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``[start, stop)`` as an array of shape ``(stop - start, *row shape)``."""
-        start, stop = check_rows(start, stop)
+    def _frames(self, start: int, stop: int) -> tuple[h5py.Dataset, int, int, tuple[int, ...]]:
+        """(dataset, first frame, last frame, row shape) of rows ``[start, stop)``,
+        once they are on disk."""
         dset = self._open()
         if self.swmr:
             # See frames the writer appended since the last read.
@@ -331,6 +331,38 @@ class HDF5StreamReader:
                 f"{on_disk // k} row(s) ({on_disk} frames) are on disk. The file is still being "
                 "written (or was cut short); retry once the detector has flushed."
             )
+        return dset, first, last, row
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> bool:
+        """Rows ``[start, stop)`` written into ``out``, straight from the file.
+
+        ``out`` must have shape ``(stop - start, *row shape)``, be C-contiguous
+        and have the file's dtype; otherwise nothing is read and the answer
+        is False (call the reader instead). No value is converted.
+        """
+        start, stop = check_rows(start, stop)
+        dset, first, last, row = self._frames(start, stop)
+        if (
+            self.index is not None
+            or out.dtype != dset.dtype
+            or out.shape != (stop - start, *row)
+            or not out.flags.c_contiguous
+        ):
+            return False
+        if last > first:
+            # The row shape and the file's frames hold the same values in
+            # the same order (rows are whole frames; squeezing drops only
+            # length-1 axes), so the buffer is the frames, reshaped.
+            dset.read_direct(
+                out.reshape((last - first, *dset.shape[1:])),
+                source_sel=np.s_[first:last],
+            )
+        return True
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` as an array of shape ``(stop - start, *row shape)``."""
+        start, stop = check_rows(start, stop)
+        dset, first, last, row = self._frames(start, stop)
         if self.index is None:
             data = dset[first:last]
         else:
