@@ -390,8 +390,8 @@ def test_entries_of_an_older_index_schema_are_dropped(tmp_path):
     assert _open_in_new_process_or_here(directory, index) == 2
     with sqlite3.connect(index) as conn:
         tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    assert sorted(tables) == ["dirs_v6", "formats_v6", "headers_v6"]
-    assert _diskindex._TABLE == "headers_v6"
+    assert sorted(tables) == ["dirs_v7", "formats_v7", "headers_v7"]
+    assert _diskindex._TABLE == "headers_v7"
 
 
 def test_a_file_rewritten_with_its_old_size_and_mtime_is_read_again(tmp_path):

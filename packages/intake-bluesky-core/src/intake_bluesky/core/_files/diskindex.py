@@ -54,7 +54,7 @@ __all__ = ["DiskIndex", "IndexUnavailableWarning", "default_index_path", "resolv
 
 #: Bumped when what is stored changes meaning: the tables of older schemas
 #: are dropped (their entries rebuilt from the files), never misread.
-SCHEMA = 6
+SCHEMA = 7
 #: The tables of this schema: format keys by number, one row per run file
 #: (start document as JSON text for SQL, side columns of the keys searched
 #: most, see :mod:`.._query.sql`), one listing per directory.
@@ -62,6 +62,10 @@ _TABLE = f"headers_v{SCHEMA}"
 _FORMATS = f"formats_v{SCHEMA}"
 _DIRS = f"dirs_v{SCHEMA}"
 _TABLES = (_TABLE, _FORMATS, _DIRS)
+_LIVE = f"live_v{SCHEMA}"
+#: Flags of a stored listing: every file of it has an entry (none is kept in
+#: memory only), and no two of its files hold the same run.
+COMPLETE, NO_DUPLICATES = 1, 2
 _FILE_NAME = "file-index.sqlite"
 _ENV = "INTAKE_BLUESKY_INDEX"
 _BUSY_MS = 10_000
@@ -380,7 +384,15 @@ class DiskIndex:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {_DIRS} ("
                 " fmt INTEGER NOT NULL, directory TEXT NOT NULL, mtime INTEGER NOT NULL,"
-                " listing BLOB NOT NULL, PRIMARY KEY (fmt, directory)) WITHOUT ROWID"
+                " flags INTEGER NOT NULL, listing BLOB NOT NULL,"
+                " PRIMARY KEY (fmt, directory)) WITHOUT ROWID"
+            )
+            # The few files whose state may change without their directory
+            # changing (runs in progress, files without a start yet): found
+            # without a scan of every row.
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {_LIVE} ON {_TABLE} (fmt, location) "
+                "WHERE uid IS NULL OR has_stop = 0"
             )
             for (old,) in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'"
@@ -565,19 +577,22 @@ class DiskIndex:
     def candidates(
         self, fmt: str, directory: str, sup: str, sub: str, params: dict
     ) -> list[tuple] | None:
-        """``(location, version text, sure, form, start, stop)`` of the rows
-        under a directory where the SQL condition ``sup`` holds (see
-        :func:`.._query.sql.compile_sql`); ``sure`` when ``sub`` holds too,
-        and then the documents are not read (None). None if the index cannot
-        answer (the caller evaluates every document itself)."""
+        """``(location, version text, inode, uid, has_stop, time, odd, sure,
+        form, start, stop)`` of the rows under a directory where the SQL
+        condition ``sup`` holds (see :func:`.._query.sql.compile_sql`);
+        ``sure`` when ``sub`` holds too, and then the documents are not read
+        (None). None if the index cannot answer (the caller then evaluates
+        every document itself, and so also when :meth:`live_under` answered
+        nothing because of the same failure)."""
         low, high = _prefix_range(directory)
         sql = (
-            f"SELECT location, version, sure, form, CASE WHEN sure THEN NULL ELSE start END,"
-            f" CASE WHEN sure THEN NULL ELSE stop END FROM ("
-            f"SELECT location, version, form, start, stop, ({sub}) AS sure FROM {_TABLE} "
-            f"WHERE fmt = :fmt AND location >= :low AND location < :high AND ({sup}))"
+            "SELECT location, version, ino, uid, has_stop, time, odd, sure, form,"
+            " CASE WHEN sure THEN NULL ELSE start END, CASE WHEN sure THEN NULL ELSE stop END"
+            " FROM (SELECT location, version, ino, uid, has_stop, time, odd, form, start, stop,"
+            f" ({sub}) AS sure FROM {_TABLE}"
+            f" WHERE fmt = :fmt AND location >= :low AND location < :high AND ({sup}))"
         )
-        answer = object()
+        failed: list = []
 
         def work(conn):
             number = self._fmt(conn, fmt, create=False)
@@ -587,8 +602,8 @@ class DiskIndex:
                 sql, {**params, "fmt": number, "low": low, "high": high}
             ).fetchall()
 
-        found = self._run(work, answer)
-        return None if found is answer else found
+        found = self._run(work, failed)
+        return None if found is failed else found
 
     def listing(self, fmt: str, directory: str) -> tuple[int, bytes] | None:
         """``(mtime, listing)`` stored for a directory by :meth:`put`."""
@@ -599,20 +614,43 @@ class DiskIndex:
         )
         return (found[0][0], found[0][1]) if found else None
 
+    def listing_flags(self, fmt: str, directory: str) -> tuple[int, int] | None:
+        """``(mtime, flags)`` of a stored listing, without the listing."""
+        found = self._read(
+            fmt, f"SELECT mtime, flags FROM {_DIRS} WHERE fmt = ? AND directory = ?", (directory,)
+        )
+        return (found[0][0], found[0][1]) if found else None
+
+    def live_under(self, fmt: str, directory: str) -> list[tuple[str, str]]:
+        """``(location, version text)`` of the entries under a directory of
+        runs in progress and files without a start document (none if the
+        index cannot answer: see :meth:`candidates`)."""
+        return self._read(
+            fmt,
+            f"SELECT location, version FROM {_TABLE} INDEXED BY {_LIVE} "
+            "WHERE fmt = ? AND location >= ? AND location < ? AND (uid IS NULL OR has_stop = 0)",
+            _prefix_range(directory),
+        )
+
     def put(
         self,
         fmt: str,
         entries: Iterable[tuple[str, tuple, dict | None, dict | None]],
         plain: bool = False,
-        listings: Iterable[tuple[str, int, bytes]] = (),
-    ):
+        listings: Iterable[tuple[str, int, bytes, int]] = (),
+    ) -> list[str]:
         """Store ``(location, version, start, stop)`` entries and
-        ``(directory, mtime, listing)`` listings in one transaction.
+        ``(directory, mtime, listing, flags)`` listings in one transaction.
 
         ``plain``: the documents hold only JSON types (as decoded from JSON),
         so they need no check before they are stored.
+
+        Returns the locations not stored (their documents hold values the
+        index would not give back exactly: kept in memory only); a listing
+        holding one of them is stored without :data:`COMPLETE`.
         """
         rows = []
+        skipped: list[str] = []
         for location, version, start, stop in entries:
             try:
                 location.encode()  # a name that is not UTF-8 cannot be a TEXT key
@@ -633,10 +671,16 @@ class DiskIndex:
                     )
                 )
             except (TypeError, ValueError):
-                continue  # kept in memory only (see _encode)
+                skipped.append(location)  # kept in memory only (see _encode)
         listings = list(listings)
+        if skipped and listings:
+            gone_dirs = {loc.rpartition(os.sep)[0] for loc in skipped}
+            listings = [
+                (d, mtime, blob, flags & ~COMPLETE if d in gone_dirs else flags)
+                for d, mtime, blob, flags in listings
+            ]
         if not rows and not listings:
-            return
+            return skipped
         columns = (
             f"location, version, ino, has_stop, {', '.join(SIDE_KEYS)}, odd, form, start, stop"
         )
@@ -652,8 +696,8 @@ class DiskIndex:
                 insert = f"INSERT OR REPLACE INTO {_TABLE} (fmt, {columns})"
                 conn.executemany(f"{insert} VALUES ({number}, {values})", rows)
                 conn.executemany(
-                    f"INSERT OR REPLACE INTO {_DIRS} (fmt, directory, mtime, listing) "
-                    f"VALUES ({number}, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO {_DIRS} (fmt, directory, mtime, listing, flags) "
+                    f"VALUES ({number}, ?, ?, ?, ?)",
                     listings,
                 )
             except BaseException:
@@ -663,6 +707,7 @@ class DiskIndex:
             conn.execute("COMMIT")
 
         self._run(work, None)
+        return skipped
 
     def forget(self, fmt: str, locations: Iterable[str], directories: Iterable[str] = ()) -> None:
         """Drop entries of files that are gone (and listings of directories

@@ -26,7 +26,9 @@ Examples
 
 from __future__ import annotations
 
+import glob
 import os
+import stat
 import threading
 import warnings
 from collections import OrderedDict
@@ -40,7 +42,19 @@ from .._query.starts import matcher, search_starts, sort_key
 from .._registry import known_file_formats
 from ..driver import DEFAULT_SORT, Sort
 from ..errors import RunChangedError
-from .diskindex import decode, decode_start, open_index, parse_version, resolve_index_path
+from .diskindex import (
+    COMPLETE as _COMPLETE,
+)
+from .diskindex import (
+    NO_DUPLICATES as _NO_DUPLICATES,
+)
+from .diskindex import (
+    decode,
+    decode_start,
+    open_index,
+    parse_version,
+    resolve_index_path,
+)
 from .format import FileFormat, Location, _location_key
 from .headers import _HEADERS, _cached_header, _read_header, _remember_header, _version
 from .listing import _Listing, absolute_paths, expand_paths, holds_files
@@ -171,6 +185,13 @@ class FileDriver:
         self._runs: dict[str, _Entry] = {}
         self._suspects: set[str] = set()
         self._warned: set = set()
+        # What a stored listing's flags say (see _store).
+        self._duplicate_dirs: set[str] = set()
+        self._memory_only_dirs: set[str] = set()
+        # Before the first listing: runs found by searches answered from the
+        # index alone, and those answers (see _lazy_sorted).
+        self._lazy_runs: dict[str, _Entry] = {}
+        self._lazy_answers: OrderedDict[tuple, tuple[tuple, list[_Entry]]] = OrderedDict()
         self._lock = threading.RLock()
 
     @classmethod
@@ -239,12 +260,27 @@ class FileDriver:
             # one transaction, so a new process finding the directory unchanged
             # takes both without listing it or statting its files.
             listings = listing.take_fresh() if self._index is not None else []
-            if (updates or listings) and self._index is not None:
-                self._index.put(self._fmt_key, updates, self.fmt.json_documents, listings)
             if changed:
                 self._generation += 1
                 self._rebuild_runs()
+            if (updates or listings) and self._index is not None:
+                self._store(updates, listings)
+            if changed:
                 self._warn_other_formats()
+
+    def _store(self, updates: list, listings: list[tuple[str, int, bytes]]) -> None:
+        """Entries and directory listings into the on-disk index, with what a
+        new process may conclude from a listing without reading it (see
+        :meth:`_lazy_sorted`)."""
+        assert self._index is not None
+        flagged = []
+        for directory, mtime, blob in listings:
+            flags = _NO_DUPLICATES if directory not in self._duplicate_dirs else 0
+            if not any(d == directory for d in self._memory_only_dirs):
+                flags |= _COMPLETE
+            flagged.append((directory, mtime, blob, flags))
+        skipped = self._index.put(self._fmt_key, updates, self.fmt.json_documents, flagged)
+        self._memory_only_dirs.update(loc.rpartition(os.sep)[0] for loc in skipped)
 
     def _relist(self, files: dict[str, int], updates: list) -> None:
         old = self._entries
@@ -287,7 +323,7 @@ class FileDriver:
         # without a stat (files rewritten in place are noticed when read, as
         # in an open catalog; runs in progress are stat'ed on every refresh).
         unchanged = self._listing.from_store
-        disk = self._disk
+        disk, pending, live = self._disk, self._pending, self._live
         # The first index of a large directory is the long work here.
         for key, location, inodes in progress(fresh, desc="Indexing run files", unit="run"):
             stored = disk.get(key) if unchanged else None
@@ -297,9 +333,20 @@ class FileDriver:
                 and len(inodes) == 1
                 and key.rpartition(os.sep)[0] in unchanged
             ):
-                version = stored[0]
-            else:
-                version = _version(location)
+                # What _fill_header does for an entry of the index, inline:
+                # this runs once per file of a directory of 100,000.
+                del disk[key]
+                entry = _Entry(location, inodes, stored[0])
+                _, _, uid, has_stop, time, odd = stored
+                entry.uid, entry.has_stop = uid, has_stop
+                entry.time = _ODD if odd & _TIME_BIT else time
+                entry.start = entry.stop = _PENDING
+                pending[key] = entry
+                if uid is None or not has_stop:
+                    live.add(key)
+                new[key] = entry
+                continue
+            version = _version(location)
             if version is None:
                 continue  # deleted between listing and stat
             entry = _Entry(location, inodes, version)
@@ -371,7 +418,11 @@ class FileDriver:
             # Entries are pending only when they were listed from the index.
             assert self._index is not None
             keys = [_location_key(e.location) for e in pending]
-            if len(pending) > _DECODE_BY_DIRECTORY and 2 * len(pending) > len(self._pending):
+            if (
+                self._loaded_dirs
+                and len(pending) > _DECODE_BY_DIRECTORY
+                and 2 * len(pending) > len(self._pending)
+            ):
                 # Most of a directory: one range scan, not a lookup per key.
                 stored: dict[str, tuple] = {}
                 for directory in self._loaded_dirs:
@@ -410,15 +461,21 @@ class FileDriver:
 
     def _rebuild_runs(self) -> None:
         runs: dict[str, _Entry] = {}
+        self._duplicate_dirs.clear()
         for entry in self._entries.values():
             uid = entry.uid
             if uid is None:
                 continue
             if uid in runs:
-                self._warn_duplicate(uid, runs[uid].location, entry.location)
+                kept = runs[uid].location
+                self._warn_duplicate(uid, kept, entry.location)
+                for location in (kept, entry.location):
+                    first = location if type(location) is str else location[0]
+                    self._duplicate_dirs.add(first.rpartition(os.sep)[0])
                 continue
             runs[uid] = entry
         self._runs = runs
+        self._lazy_runs.clear()
 
     def _warn_duplicate(self, uid, kept, skipped):
         key = (uid, skipped)
@@ -506,6 +563,10 @@ class FileDriver:
         """The entries of the runs matching ``query``, sorted; cached until
         something changes."""
         match = matcher(query)  # a malformed query fails here, before any work
+        if match is not None and self._files is None and self._index is not None:
+            lazy = self._lazy_sorted(query, match, sort)
+            if lazy is not None:
+                return lazy
         self.refresh()
         try:
             key = (repr(query), tuple(map(tuple, sort)))
@@ -547,7 +608,7 @@ class FileDriver:
             pending = self._pending
             unsure = []
             stored = {}
-            for location, version, is_sure, form, start, stop in found:
+            for location, version, *_, is_sure, form, start, stop in found:
                 entry = pending.get(location)
                 if entry is None:
                     continue  # not listed, or its documents are in memory
@@ -571,6 +632,109 @@ class FileDriver:
                 out.append(entry)
         return out
 
+    def _lazy_sorted(self, query, match, sort: Sort) -> list[_Entry] | None:
+        """The answer of a search from the on-disk index alone, before this
+        driver has listed anything (a new process): no listing, no stat of
+        every file, no document decoded but those SQL could not decide. None
+        when the index cannot tell (then the files are listed as usual).
+
+        The index tells when every path is a directory whose mtime is the one
+        stored with its listing (no file added, removed or renamed since),
+        whose files all have entries, no two of them the same run, and whose
+        runs in progress and files without a start are as indexed (each is
+        stat'ed). Each run found is stat'ed too: gone, it is left out;
+        rewritten, its header is read again.
+        """
+        compiled = compile_sql(query)
+        directories = self._lazy_directories()
+        if compiled is None or directories is None:
+            return None
+        index = self._index
+        assert index is not None
+        live = []
+        for directory, _ in directories:
+            for location, version in index.live_under(self._fmt_key, directory):
+                if _version(location) != parse_version(version):
+                    return None  # a run in progress grew, or a start arrived
+                live.append((location, version))
+        state = (tuple(directories), tuple(live))
+        key = (repr(query), tuple(map(tuple, sort)))
+        with self._lock:
+            cached = self._lazy_answers.get(key)
+            if cached is not None and cached[0] == state:
+                return cached[1]
+        entries: list[_Entry] = []
+        uids: set[str] = set()
+        updates: list = []
+        with gc_paused():
+            for directory, _ in directories:
+                rows = index.candidates(self._fmt_key, directory, *compiled)
+                if rows is None:
+                    return None
+                skip = len(directory) + 1
+                for location, version, ino, uid, has_stop, time, odd, sure, form, a, b in rows:
+                    if uid is None or os.sep in location[skip:]:
+                        continue  # not a run, or in a subdirectory
+                    now = _version(location)
+                    if now is None:
+                        continue  # removed (its directory changed since: not here)
+                    entry = _Entry(location, (ino,), now)
+                    if not entry.same_version(version):
+                        start, stop = _read_header(self.fmt, location)
+                        updates.append((location, now, start, stop))
+                        entry.set_documents(start, stop)
+                        if start is None or not match(start):
+                            continue
+                    elif sure:
+                        entry.uid, entry.has_stop = uid, bool(has_stop)
+                        entry.time = _ODD if odd & _TIME_BIT else time
+                        entry.start = entry.stop = _PENDING
+                    else:
+                        try:
+                            entry.set_documents(decode_start(form, a), decode(b))
+                        except ValueError:
+                            return None  # damaged: the usual way reads the file
+                        if not match(entry.start):
+                            continue
+                    if entry.uid in uids:
+                        return None  # two files of one run: the listing decides
+                    uids.add(entry.uid)
+                    entries.append(entry)
+            if updates:
+                self._store(updates, [])
+            ordered = self._order(entries, sort)
+        with self._lock:
+            if self._files is None:
+                self._lazy_runs.update((e.uid, e) for e in ordered)
+                self._lazy_answers[key] = (state, ordered)
+                while len(self._lazy_answers) > 8:
+                    self._lazy_answers.popitem(last=False)
+        return ordered
+
+    def _lazy_directories(self) -> list[tuple[str, int]] | None:
+        """``(directory, mtime)`` of the paths, if every one is a directory
+        whose stored listing still holds (see :meth:`_lazy_sorted`)."""
+        fmt = self.fmt
+        if fmt.recursive or type(fmt).split_runs is not FileFormat.split_runs:
+            return None
+        assert self._index is not None
+        out = []
+        for entry in self._listing.entries:
+            if glob.has_magic(entry):
+                return None
+            path = os.path.abspath(entry)
+            try:
+                st = os.stat(path)
+            except OSError:
+                return None
+            if not stat.S_ISDIR(st.st_mode):
+                return None
+            stored = self._index.listing_flags(self._fmt_key, path)
+            if stored != (st.st_mtime_ns, _COMPLETE | _NO_DUPLICATES):
+                return None
+            out.append((path, st.st_mtime_ns))
+        return out
+
     def _order(self, entries: list[_Entry], sort: Sort) -> list[_Entry]:
         """``entries`` sorted as :func:`.._query.starts.sorted_matches` sorts
         start documents; by time without decoding them."""
@@ -579,6 +743,18 @@ class FileDriver:
             keyfunc = sort_key(key)
             if key == "time":
                 self._decode([e for e in entries if e.start is _PENDING and e.time is _ODD])
+                times: list[Any] = [
+                    e.time if e.start is _PENDING else (e.start or {}).get("time") for e in entries
+                ]
+                if all(type(t) is float or type(t) is int for t in times):
+                    # Plain numbers (the usual case) sort several times
+                    # faster than (class, value) keys, in the same order.
+                    if direction < 0:
+                        entries.reverse()
+                        times.reverse()
+                    order = sorted(range(len(times)), key=times.__getitem__, reverse=direction < 0)
+                    entries = [entries[i] for i in order]
+                    continue
 
                 def by(entry, keyfunc=keyfunc):
                     if entry.start is _PENDING:
@@ -602,6 +778,8 @@ class FileDriver:
     def _known_uid(self, query: Mapping[str, Any]) -> RunStart | None:
         uid = _uid_of(query)
         entry = self._runs.get(uid) if uid is not None else None
+        if entry is None and uid is not None and self._files is None:
+            entry = self._lazy_runs.get(uid)
         if entry is None:
             return None
         self._decode([entry])
@@ -618,6 +796,8 @@ class FileDriver:
 
     def run(self, uid: str) -> FileRunSource:
         entry = self._runs.get(uid)
+        if entry is None and self._files is None:
+            entry = self._lazy_runs.get(uid)  # found by a search before any listing
         if entry is None:
             self.refresh()
             entry = self._runs.get(uid)
