@@ -26,7 +26,14 @@ Over HTTP, with an api key:
 
 >>> cat = BlueskyTiledCatalog("https://tiled.example.org/api/v1/metadata/raw",
 ...                           api_key="secret")  # doctest: +SKIP
+
+Serve any intake-bluesky catalog through tiled (the ``server`` extra;
+tiled's and bluesky-tiled-plugins' clients read it):
+
+>>> app = build_app(BlueskyJSONLCatalog("data/"), api_key="secret")  # doctest: +SKIP
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._catalog import BlueskyTiledCatalog
 from ._connect import TiledConnectionError, TiledRef, redact
@@ -35,15 +42,38 @@ from ._query import SCALAR_KEYS, translate
 from ._reader import TiledArrayReader
 from ._runsource import DATA_ACCESS, TiledRunSource
 
+if TYPE_CHECKING:
+    from ._serve import CatalogAdapter, build_app
+
+#: Serving names, imported when first used: they need the ``server`` extra
+#: (tiled's server), which reading from tiled does not.
+_SERVING = ("CatalogAdapter", "build_app")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SERVING:
+        try:
+            from . import _serve
+        except ImportError as err:
+            raise ImportError(
+                f"intake_bluesky.tiled.{name} serves catalogs through tiled, which needs the "
+                f"server extra: pip install 'intake-bluesky-tiled[server]' ({err})."
+            ) from err
+        return getattr(_serve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "DATA_ACCESS",
     "SCALAR_KEYS",
     "BlueskyTiledCatalog",
+    "CatalogAdapter",
     "TiledArrayReader",
     "TiledConnectionError",
     "TiledDriver",
     "TiledRef",
     "TiledRunSource",
+    "build_app",
     "redact",
     "translate",
 ]
