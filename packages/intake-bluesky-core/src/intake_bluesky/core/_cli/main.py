@@ -11,7 +11,7 @@ import textwrap
 import warnings
 
 from .._registry import KNOWN_DISTRIBUTIONS, WRITER_GROUP, known_names
-from . import diff
+from . import diff, serve
 from .errors import CLIError
 
 __all__ = ["build_parser", "main"]
@@ -19,7 +19,7 @@ __all__ = ["build_parser", "main"]
 PROG = "intake-bluesky"
 
 _DESCRIPTION = """\
-List, show, compare and export bluesky runs from any store intake-bluesky reads.
+List, show, compare, export and serve bluesky runs from any store intake-bluesky reads.
 
 STORE is one of:
   a directory, file or glob of run files   the backend is picked from the file
@@ -41,6 +41,7 @@ examples:
   intake-bluesky export mongodb://db.facility/mds ~/runs --search '{"proposal_id": 42}'
   intake-bluesky export data/ packed/ 17 18 --format msgpack --copy-external
   intake-bluesky diff data/ -2 -1
+  intake-bluesky serve data/ --host 0.0.0.0 --workers 4
 
 Run `intake-bluesky COMMAND --help` for each command's options.
 """
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     diff.add_parser(commands, lambda p: _store_options(p, format_alias=True))
+    serve.add_parser(commands, lambda p: _store_options(p, format_alias=True))
     return parser
 
 
@@ -367,6 +369,10 @@ def _cmd_diff(args) -> int:
     return diff.run_command(args, _open)
 
 
+def _cmd_serve(args) -> int:
+    return serve.run_command(args)
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -374,7 +380,13 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
-_COMMANDS = {"ls": _cmd_ls, "show": _cmd_show, "export": _cmd_export, "diff": _cmd_diff}
+_COMMANDS = {
+    "ls": _cmd_ls,
+    "show": _cmd_show,
+    "export": _cmd_export,
+    "diff": _cmd_diff,
+    "serve": _cmd_serve,
+}
 
 
 #: How many warnings the command printed (an empty listing that warned fails).
