@@ -589,3 +589,80 @@ def test_relative_paths_are_stored_absolute(tmp_path, monkeypatch):
     top = intake.open_catalog(str(exported))
     (name,) = list(top)
     assert len(top[name]) == 2
+
+
+# --- searches answered by the index --------------------------------------------
+
+
+def _indexed_dir(tmp_path, n_copies=40):
+    """A directory of 5 + n_copies runs (one in progress), indexed, its listing
+    stored (an old mtime), and this process's memory of the headers emptied."""
+    directory, runs = _run_dir(tmp_path)
+    for i in range(n_copies):
+        docs = [(n, dict(d)) for n, d in runs[1]]
+        docs[0][1]["uid"] = f"copy-{i:04d}"
+        docs[0][1]["scan_id"] = 100 + i
+        _write(directory / f"copy-{i:04d}.lines", docs)
+    os.utime(directory, ns=(10**18, 10**18))
+    index = tmp_path / "index.sqlite"
+    assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 5 + n_copies
+    _headers._HEADERS.clear()
+    return directory, runs, index
+
+
+def test_a_new_process_searches_in_the_index_alone(tmp_path, monkeypatch):
+    directory, runs, index = _indexed_dir(tmp_path)
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    before = Lines.headers_read
+    counter = _Counter(monkeypatch)
+    found = list(cat.search({"scan_id": {"$gte": 110, "$lt": 113}}))
+    assert found == ["copy-0010", "copy-0011", "copy-0012"]
+    # No listing, no file read: the directory and the run in progress are
+    # stat'ed for the count and again for the entries, each run found once.
+    assert counter.calls["scandir"] == 0 and counter.calls["open"] == 0
+    assert counter.calls["stat"] <= 2 * 2 + 3, counter.calls
+    assert Lines.headers_read == before and cat.driver._files is None
+    monkeypatch.undo()
+    # The runs found are opened without listing the directory either.
+    assert cat["copy-0011"].metadata["start"]["scan_id"] == 111
+    assert cat.driver._files is None
+    # Anything else lists it, once, from the index.
+    assert len(cat) == 45 and cat.driver._files is not None
+
+
+def test_an_index_answer_notices_changes(tmp_path):
+    directory, runs, index = _indexed_dir(tmp_path, 5)
+    live = next(docs for docs in runs if docs[-1][0] != "stop")
+    uid = live[0][1]["uid"]
+    query = {"uid": {"$in": [uid, "copy-0001"]}}
+    expected = list(BlueskyCatalog(FileDriver(directory, Lines(), False)).search(query))
+    assert sorted(expected) == sorted([uid, "copy-0001"])
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    assert list(cat.search(query)) == expected and cat.driver._files is None
+    # The run in progress is finished (its file grows, not its directory):
+    # noticed, and the search is answered by listing the directory.
+    with open(directory / f"{uid}.lines", "a") as f:
+        f.write(json.dumps(["stop", {"uid": "s", "run_start": uid, "time": 1e10}]) + "\n")
+    _headers._HEADERS.clear()
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    assert len(cat.search(query)) == 2 and cat.driver._files is not None
+    assert cat[uid].metadata["stop"]["uid"] == "s"
+    # A run removed (its directory changes): not in the index's answer.
+    os.remove(directory / "copy-0001.lines")
+    _headers._HEADERS.clear()
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    assert list(cat.search(query)) == [uid]
+
+
+def test_an_index_answer_leaves_out_files_of_another_run_of_the_same_uid(tmp_path):
+    directory, runs, index = _indexed_dir(tmp_path, 0)
+    docs = [(n, dict(d)) for n, d in runs[1]]
+    _write(directory / "zz-copy.lines", docs)  # the same run twice
+    os.utime(directory, ns=(10**18 + 1, 10**18 + 1))
+    with pytest.warns(UserWarning, match="stored twice"):
+        assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 5
+    _headers._HEADERS.clear()
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    with pytest.warns(UserWarning, match="stored twice"):
+        found = list(cat.search({"uid": docs[0][1]["uid"]}))
+    assert found == [docs[0][1]["uid"]] and cat.driver._files is not None

@@ -654,6 +654,9 @@ class DiskIndex:
         for location, version, start, stop in entries:
             try:
                 location.encode()  # a name that is not UTF-8 cannot be a TEXT key
+                uid = start.get("uid") if start is not None else None
+                if type(uid) is str:
+                    uid.encode()  # nor a uid (the run's name in the index)
                 if start is None:
                     form, text = 0, None
                 else:

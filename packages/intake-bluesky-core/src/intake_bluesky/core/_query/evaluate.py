@@ -32,6 +32,7 @@ backends answer exactly what a MongoDB server would:
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -661,7 +662,11 @@ def _op_mod(op: str, arg: Any, ops: Mapping[str, Any], path: str, server: bool) 
             f"divisor, not {arg!r}."
         )
     d, r = int(arg[0]), int(arg[1])
-    return lambda values: any(_is_number(v) and int(v) % d == r for v in _candidates(values))
+    # NaN and infinities have no remainder: they match no $mod (as on a server).
+    return lambda values: any(
+        _is_number(v) and (isinstance(v, int) or math.isfinite(v)) and int(v) % d == r
+        for v in _candidates(values)
+    )
 
 
 _FIELD_OPERATORS: dict[str, _OperatorCompiler] = {

@@ -69,7 +69,11 @@ def _encodable(text: str) -> bool:
 def side_values(start: Mapping[str, Any] | None) -> tuple[Any, ...]:
     """The side columns of a start document: one value per key of
     :data:`SIDE_KEYS` (None when missing or not a plain scalar), then
-    ``odd``, the bits of keys present with another value."""
+    ``odd``, the bits of keys present with another value.
+
+    ``uid`` keeps any string (it also names the run in the index), with its
+    bit set when SQL cannot compare it exactly.
+    """
     if start is None:
         return (None,) * len(SIDE_KEYS) + (0,)
     values: list[Any] = []
@@ -81,7 +85,7 @@ def side_values(start: Mapping[str, Any] | None) -> tuple[Any, ...]:
         elif _plain_scalar(value):
             values.append(value)
         else:
-            values.append(None)
+            values.append(value if key == "uid" and type(value) is str else None)
             odd |= _BIT[key]
     values.append(odd)
     return tuple(values)
