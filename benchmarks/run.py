@@ -463,6 +463,9 @@ def main(argv=None) -> int:
         bench_export.main(
             [*(["--quick"] if args.quick else []), "--reps", str(args.reps), *anchor]
         )
+        import bench_nexus  # NeXus export rows: bench_nexus.py (runnable alone too)
+
+        bench_nexus.main([*(["--quick"] if args.quick else []), "--reps", str(args.reps)])
     return 0
 
 

@@ -366,24 +366,81 @@ def test_link_external_refuses_a_file_cut_short(sample_docs, sample_h5, tmp_path
     assert os.listdir(tmp_path / "out") == []
 
 
-def test_compressed_detector_file_keeps_its_filter(tmp_path, write_detector_file):
-    """A bitshuffle/LZ4 detector file is copied with its own filter and chunks."""
+@pytest.mark.parametrize(
+    ("filters", "raw_copy"),
+    [
+        (dict(hdf5plugin.Bitshuffle()), True),
+        (dict(hdf5plugin.Blosc(cname="zstd")), True),
+        ({"compression": "gzip", "shuffle": True}, True),
+        # Blosc2's parameters hold the chunk's shape: its chunk bytes do not
+        # fit a copy with one more axis, so they are decoded and encoded again.
+        (dict(hdf5plugin.Blosc2()), False),
+    ],
+    ids=["bitshuffle", "blosc", "gzip", "blosc2"],
+)
+def test_compressed_detector_file_keeps_its_filter(
+    tmp_path, write_detector_file, filters, raw_copy
+):
+    """A compressed detector file is copied with its own filter and chunking,
+    its chunks byte for byte where the filter allows."""
     h5 = tmp_path / "h5"
     h5.mkdir()
     frames, sums = write_detector_file(
-        h5 / "det.h5", 6, shape=(32, 48), dtype="<u2", frame_chunks=2, **hdf5plugin.Bitshuffle()
+        h5 / "det.h5", 7, shape=(32, 48), dtype="<u2", frame_chunks=2, **filters
     )
     cat = BlueskyInMemoryCatalog(root_map={"/stored": str(h5)})
-    for name, doc in _fly_run("/stored/det.h5", 6, (32, 48), "<u2"):
+    for name, doc in _fly_run("/stored/det.h5", 7, (32, 48), "<u2"):
+        cat(name, doc)
+    (path,) = export_runs(cat, tmp_path / "out", format="nexus")
+    want = cat[-1].primary.read()["det"].values
+    with h5py.File(path, "r") as f, h5py.File(h5 / "det.h5", "r") as src:
+        dset = _h5_entry(f)["primary"]["det"]
+        source = src["/entry/data/data"]
+        assert dset.dtype == np.dtype("<u2")
+        assert dset.chunks == (2, 1, 32, 48)
+        assert list(dset._filters) == list(source._filters)
+        np.testing.assert_array_equal(dset[()], frames.reshape(7, 1, 32, 48))
+        np.testing.assert_array_equal(dset[()], want)
+        np.testing.assert_array_equal(_h5_entry(f)["primary"]["det_sum"][()], sums[:, None])
+        same_bytes = [
+            dset.id.read_direct_chunk((r, 0, 0, 0)) == source.id.read_direct_chunk((r, 0, 0))
+            for r in range(0, 7, 2)
+        ]
+        assert all(same_bytes) == raw_copy
+
+
+def test_chunks_are_copied_without_recompression(tmp_path):
+    """Chunk bytes no gzip level-1 encoder makes (level 9, though the dataset
+    says level 1) reach the copy unchanged: they were not decoded and encoded
+    again."""
+    import zlib
+
+    h5 = tmp_path / "h5"
+    h5.mkdir()
+    frames = (np.arange(8 * 32 * 48) % 251).astype("<u2").reshape(8, 32, 48)
+    with h5py.File(h5 / "det.h5", "w", libver="latest") as f:
+        data = f.create_dataset(
+            "/entry/data/data",
+            shape=(8, 32, 48),
+            chunks=(2, 32, 48),
+            dtype="<u2",
+            compression="gzip",
+            compression_opts=1,
+        )
+        for r in range(0, 8, 2):
+            data.id.write_direct_chunk((r, 0, 0), zlib.compress(frames[r : r + 2].tobytes(), 9))
+        f.create_dataset("/entry/sum", data=frames.reshape(8, -1).sum(axis=1).astype("<i8"))
+    cat = BlueskyInMemoryCatalog(root_map={"/stored": str(h5)})
+    for name, doc in _fly_run("/stored/det.h5", 8, (32, 48), "<u2"):
         cat(name, doc)
     (path,) = export_runs(cat, tmp_path / "out", format="nexus")
     with h5py.File(path, "r") as f, h5py.File(h5 / "det.h5", "r") as src:
-        dset = _h5_entry(f)["primary"]["det"]
-        assert dset.dtype == np.dtype("<u2")
-        assert dset.chunks == (2, 1, 32, 48)
-        assert list(dset._filters) == list(src["/entry/data/data"]._filters)
-        np.testing.assert_array_equal(dset[()], frames.reshape(6, 1, 32, 48))
-        np.testing.assert_array_equal(_h5_entry(f)["primary"]["det_sum"][()], sums[:, None])
+        dset, source = _h5_entry(f)["primary"]["det"], src["/entry/data/data"]
+        np.testing.assert_array_equal(dset[()], frames[:, None])
+        for r in range(0, 8, 2):
+            stored = source.id.read_direct_chunk((r, 0, 0))
+            assert dset.id.read_direct_chunk((r, 0, 0, 0)) == stored
+            assert stored[1] != zlib.compress(frames[r : r + 2].tobytes(), 1)
 
 
 def _fly_run(uri_path, n, shape, dtype):

@@ -44,6 +44,7 @@ NXentry NXdata [1, 2, 3, 4, 5]
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -59,6 +60,7 @@ import numpy as np
 
 from intake_bluesky.core.export import WriteOptions
 
+from . import _files
 from ._reader import MIMETYPE, HDF5StreamReader
 
 __all__ = ["NexusWriter"]
@@ -78,6 +80,8 @@ _ENTRY_NAMES = frozenset(
 )
 #: Start document keys that name the experiment, most specific first.
 _EXPERIMENT_KEYS = ("experiment_identifier", "proposal_id", "proposal", "experiment")
+#: The HDF5 filter id of bitshuffle (hdf5plugin.BSHUF_ID).
+_BITSHUFFLE = 32008
 #: A row at least this big is a frame: chunked and compressed.
 _FRAME_BYTES = 4096
 #: Rows written per block when the data do not say (dask chunks do).
@@ -216,7 +220,7 @@ class NexusWriter:
                     _field_attrs(group[dset_name], str(field), var, data_key)
                     continue
             targets.append(self._create(group, dset_name, var, data_key, source))
-        _blocks_written(ds, targets, n, options)
+        _blocks_written(ds, targets, n, options, seq_num, sources)
         time = group.create_dataset("time", data=np.asarray(ds["time"].values, dtype="f8"))
         time.attrs["units"] = "s"
         time.attrs["long_name"] = "time"
@@ -239,7 +243,7 @@ class NexusWriter:
             if encoding:
                 dset.attrs["encoding"] = encoding
             _field_attrs(dset, str(var.name), var, data_key)
-            return _Target(None, dset)
+            return _Target(None, dset, str(var.name))
         dtype = var.dtype
         row_bytes = int(np.prod(row, dtype=np.int64)) * dtype.itemsize
         kwargs: dict[str, Any] = {}
@@ -256,7 +260,7 @@ class NexusWriter:
                 kwargs.update(chunks=(chunk_rows, *row))
         dset = group.create_dataset(name, shape=shape, dtype=dtype, **kwargs)
         _field_attrs(dset, str(var.name), var, data_key)
-        return _Target(var, dset)
+        return _Target(var, dset, str(var.name))
 
 
 @dataclass
@@ -265,6 +269,9 @@ class _Target:
 
     var: Any
     dset: h5py.Dataset
+    field: str = ""
+    #: Stored chunks of the source turned out not to be copyable as they are.
+    decode_all: bool = False
 
 
 @dataclass
@@ -277,11 +284,19 @@ class _Source:
     parts: list[tuple[str, str, Mapping[str, Any], Mapping[str, Any]]]
     chunk_rows: int | None = None
     filters: tuple = ()
+    #: Frames per file chunk and per row, when chunks hold whole frames.
+    chunk_frames: int | None = None
+    frames_per_row: int = 1
 
     def dcpl(self):
         """A dataset creation property list with the source's filters."""
         plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         for code, flags, values, _name in self.filters:
+            if code == _BITSHUFFLE and len(values) >= 5:
+                # Stored as (version, version, item size, *what was asked):
+                # bitshuffle prepends the first three again when a dataset is
+                # made, so only what was asked is passed on.
+                values = values[3:]
             plist.set_filter(code, flags, tuple(values))
         return plist
 
@@ -323,8 +338,7 @@ def _learn_layout(source: _Source) -> None:
     if params.get("slice") or params.get("squeeze"):
         return  # frames as read are not the file's frames
     try:
-        with h5py.File(path, "r", **_open_args(params)) as f:
-            dset = f[dataset]
+        with _shared_dataset(path, dataset, params) as dset:
             if not isinstance(dset, h5py.Dataset) or dset.chunks is None or dset.ndim == 0:
                 return
             plist = dset.id.get_create_plist()
@@ -337,17 +351,60 @@ def _learn_layout(source: _Source) -> None:
             # row equivalent.
             if tuple(dset.chunks[1:]) == tuple(dset.shape[1:]):
                 source.chunk_rows = max(1, chunk_frames // per_row)
+                source.chunk_frames = chunk_frames
+                source.frames_per_row = per_row
     except (OSError, KeyError):
         return
 
 
-def _open_args(params: Mapping[str, Any]) -> dict[str, Any]:
-    args: dict[str, Any] = {}
-    if params.get("swmr", True):
-        args.update(swmr=True, libver="latest")
-    if params.get("locking") is not None:
-        args["locking"] = params["locking"]
-    return args
+@contextlib.contextmanager
+def _shared_dataset(path: str, dataset: str, params: Mapping[str, Any]):
+    """A detector file's dataset through the handle its stream readers share:
+    HDF5 breaks ("can't insert duplicate key") when one dataset of a SWMR file
+    is opened twice in a process."""
+    key = _files.file_key(path, swmr=bool(params.get("swmr", True)), locking=params.get("locking"))
+    _files.acquire(key)
+    try:
+        dset = _files.dataset(key, "/" + dataset.lstrip("/"))
+        if isinstance(dset, h5py.Dataset) and key[1]:
+            dset.refresh()  # frames a SWMR writer appended since it was opened
+        yield dset
+    finally:
+        _files.release(key)
+
+
+def _row_map(source: _Source, seq_num) -> _RowMap | None:
+    """Which detector file and index hold each row (by the stream_datums'
+    seq_nums); None when a seq_num names several rows or a row is in no file."""
+    positions = {int(s): i for i, s in enumerate(seq_num)}
+    if len(positions) != len(seq_num):
+        return None
+    files: list[tuple[str, str, Mapping[str, Any]]] = []
+    which: dict[tuple[str, str], int] = {}
+    file_of = np.full(len(seq_num), -1, dtype=np.int64)
+    index_of = np.full(len(seq_num), -1, dtype=np.int64)
+    for path, dataset, params, datum in source.parts:
+        f = which.setdefault((path, dataset), len(files))
+        if f == len(files):
+            files.append((path, dataset, params))
+        first = datum["indices"]["start"]
+        for i, s in enumerate(range(datum["seq_nums"]["start"], datum["seq_nums"]["stop"])):
+            r = positions.get(s)
+            if r is None:
+                return None
+            file_of[r], index_of[r] = f, first + i
+    if (file_of < 0).any():
+        return None  # rows that no file holds: only the readers know their values
+    return _RowMap(files, file_of, index_of)
+
+
+@dataclass
+class _RowMap:
+    files: list[tuple[str, str, Mapping[str, Any]]]
+    #: Per row: index into ``files``, and the row's index in that file
+    #: (frames ``index * k .. (index + 1) * k`` for k frames per row).
+    file_of: np.ndarray
+    index_of: np.ndarray
 
 
 def _link(group, name: str, var, source: _Source, seq_num) -> bool:
@@ -357,45 +414,32 @@ def _link(group, name: str, var, source: _Source, seq_num) -> bool:
         return False
     if var.dtype.itemsize * math.prod(var.shape[1:]) < _FRAME_BYTES:
         return False  # not frames (a detector's sums): small, so copied
-    positions = {int(s): i for i, s in enumerate(seq_num)}
-    if len(positions) != len(seq_num):
-        return False  # repeated seq_nums: a row is not named by its seq_num
+    rows = _row_map(source, seq_num)
+    if rows is None:
+        return False
     shape = tuple(var.shape)
-    row = shape[1:]
     layout = h5py.VirtualLayout(shape=shape, dtype=var.dtype)
-    covered = np.zeros(shape[0], dtype=bool)
-    opened: dict[tuple[str, str], tuple[tuple[int, ...], int]] = {}
-    for path, dataset, params, datum in source.parts:
-        key = (path, dataset)
-        if key not in opened:
-            opened[key] = _checked_source(path, dataset, params, source)
-        file_shape, per_row = opened[key]
-        if int(np.prod(row, dtype=np.int64)) != per_row * int(
-            np.prod(file_shape[1:], dtype=np.int64)
-        ):
+    sources = []
+    for f, (path, dataset, params) in enumerate(rows.files):
+        file_shape, per_row = _checked_source(path, dataset, params, source)
+        if math.prod(shape[1:]) != per_row * math.prod(file_shape[1:]):
             return False
-        seqs = range(datum["seq_nums"]["start"], datum["seq_nums"]["stop"])
-        first = datum["indices"]["start"]
-        rows = [positions.get(s) for s in seqs]
-        if any(r is None for r in rows):
-            return False
-        last = (datum["indices"]["stop"]) * per_row
+        mine = rows.index_of[rows.file_of == f]
+        last = (int(mine.max()) + 1) * per_row if mine.size else 0
         if last > file_shape[0]:
             raise ValueError(
                 f"Field {source.field!r}: HDF5 file {path!r}, dataset {dataset!r} holds "
-                f"{file_shape[0]} frames, but the run's stream_datum "
-                f"{datum.get('uid')!r} needs frames up to {last}: the file is still being "
-                "written or was cut short. Export without --link-external once it is complete."
+                f"{file_shape[0]} frames, but the run's stream_datums need frames up to "
+                f"{last}: the file is still being written or was cut short. Export without "
+                "--link-external once it is complete."
             )
-        vsource = h5py.VirtualSource(path, dataset, shape=file_shape)
-        # One mapping per row, not per block of rows: nexusformat (NeXpy)
-        # takes a virtual field's length from its number of mappings.
-        for i, r in enumerate(rows):
-            f0 = (first + i) * per_row
-            layout[r] = vsource[f0 : f0 + per_row]
-            covered[r] = True
-    if not covered.all():
-        return False  # rows that no file holds: only a copy has their values
+        sources.append((h5py.VirtualSource(path, dataset, shape=file_shape), per_row))
+    # One mapping per row, not per block of rows: nexusformat (NeXpy) takes a
+    # virtual field's length from its number of mappings.
+    for r in range(shape[0]):
+        vsource, per_row = sources[rows.file_of[r]]
+        f0 = int(rows.index_of[r]) * per_row
+        layout[r] = vsource[f0 : f0 + per_row]
     fill = np.nan if var.dtype.kind == "f" else 0
     group.create_virtual_dataset(name, layout, fillvalue=fill)
     return True
@@ -416,30 +460,143 @@ def _checked_source(path, dataset, params, source: _Source) -> tuple[tuple[int, 
         per_row = reader.frames_per_row()  # checks dtype and row shape
     finally:
         reader.close()
-    with h5py.File(path, "r", **_open_args(params)) as f:
-        shape = tuple(f[dataset].shape)
-    return shape, per_row
+    with _shared_dataset(path, dataset, params) as dset:
+        return tuple(dset.shape), per_row
 
 
-def _blocks_written(ds, targets: list[_Target], n: int, options: WriteOptions) -> None:
+def _direct_plan(target: _Target, source: _Source | None, seq_num) -> list | None:
+    """How to copy a field's stored chunks as they are (no decompression and
+    recompression): ``[(row0, row1, file, chunk offset or None), ...]`` per
+    chunk of the copy, or None when its chunks are not the detector file's.
+
+    Only when the copy has the file's filters and its chunks hold exactly a
+    file chunk's frames; a chunk whose rows are not one file chunk's frames,
+    in order, is decoded and encoded again (offset None).
+    """
+    if source is None or not source.filters or not source.chunk_frames:
+        return None
+    if any(p.get("slice") or p.get("squeeze") for _, _, p, _ in source.parts):
+        return None
+    k, c = source.frames_per_row, source.chunk_frames
+    dset = target.dset
+    if c % k or dset.chunks is None or dset.chunks[0] != c // k:
+        return None
+    rows = _row_map(source, seq_num)
+    if rows is None:
+        return None
+    shapes = []
+    for path, dataset, params in rows.files:
+        try:
+            with _shared_dataset(path, dataset, params) as src:
+                if (
+                    not isinstance(src, h5py.Dataset)
+                    or src.dtype != dset.dtype
+                    or src.chunks != (c, *src.shape[1:])
+                    or math.prod(src.shape[1:]) * k != math.prod(dset.shape[1:])
+                    or _filters_of(src) != _filters_of(dset)
+                ):
+                    return None
+                shapes.append(src.shape)
+        except (OSError, KeyError):
+            return None  # the readers say what is wrong with the file
+    plan = []
+    per_chunk = c // k
+    n = dset.shape[0]
+    for r0 in range(0, n, per_chunk):
+        r1 = min(n, r0 + per_chunk)
+        f = int(rows.file_of[r0])
+        first = int(rows.index_of[r0])
+        frames = first * k
+        whole = (
+            (rows.file_of[r0:r1] == f).all()
+            and (rows.index_of[r0:r1] == first + np.arange(r1 - r0)).all()
+            and frames % c == 0
+            and (first + (r1 - r0)) * k <= shapes[f][0]  # frames on disk, else the reader says
+        )
+        offset = (frames,) + (0,) * (len(shapes[f]) - 1) if whole else None
+        plan.append((r0, r1, f, offset))
+    return plan
+
+
+def _filters_of(dset) -> tuple:
+    """(id, flags, parameters) of each filter, as the dataset stores them:
+    equal ones decode the same chunk bytes the same way."""
+    plist = dset.id.get_create_plist()
+    return tuple(plist.get_filter(i)[:3] for i in range(plist.get_nfilters()))
+
+
+def _blocks_written(
+    ds, targets: list[_Target], n: int, options: WriteOptions, seq_num, sources
+) -> None:
     """Fill the datasets block of rows by block, each block computed once
     (blocks follow the dask chunks of the biggest field, so each file chunk
-    is read once)."""
+    is read once); chunks stored as the copy stores them are copied as they
+    are."""
     lazy = [t for t in targets if t.var is not None]
     if not lazy or n == 0:
         options.rows_written(n)
         return
     import dask
 
+    plans = {id(t): _direct_plan(t, sources.get(t.field), seq_num) for t in lazy}
+    direct = [t for t in lazy if plans[id(t)] is not None]
+    decoded = [t for t in lazy if plans[id(t)] is None]
     bounds = _block_bounds(lazy, n)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        # One compute for every field of the block: fields of one detector
-        # file share its reads. (Per variable, not through the Dataset: the
-        # fields may be arrays of different chunked types.)
-        block = dask.compute(*[t.var.data[a:b] for t in lazy])
-        for t, values in zip(lazy, block, strict=True):
-            t.dset[a:b] = np.asarray(values)
-        options.rows_written(b - a)
+    with contextlib.ExitStack() as stack:
+        opened: dict[tuple, Any] = {}
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            # One compute for every decoded field of the block: fields of one
+            # detector file share its reads. (Per variable, not through the
+            # Dataset: the fields may be arrays of different chunked types.)
+            block = dask.compute(*[t.var.data[a:b] for t in decoded])
+            for t, values in zip(decoded, block, strict=True):
+                t.dset[a:b] = np.asarray(values)
+            for t in direct:
+                _copy_chunks(t, plans[id(t)], a, b, sources[t.field], opened, stack)
+            options.rows_written(b - a)
+
+
+def _copy_chunks(target: _Target, plan, a: int, b: int, source: _Source, opened, stack) -> None:
+    """The chunks of the copy that begin in rows ``[a, b)``."""
+    for i, (r0, r1, f, offset) in enumerate(plan):
+        if not a <= r0 < b:
+            continue
+        if offset is not None and not target.decode_all:
+            if f not in opened:
+                path, dataset, params = _row_map_files(source)[f]
+                opened[f] = stack.enter_context(_shared_dataset(path, dataset, params))
+            try:
+                mask, raw = opened[f].id.read_direct_chunk(offset)
+            except (OSError, ValueError, KeyError):
+                pass  # a chunk never written (fill values): decoded below
+            else:
+                where = (r0,) + (0,) * (target.dset.ndim - 1)
+                target.dset.id.write_direct_chunk(where, raw, mask)
+                if i or _same_as_read(target, r0, r1):
+                    continue
+                # The first chunk copied does not decode to what the readers
+                # read (a filter whose parameters depend on the chunk's
+                # shape): this field is decoded and encoded again.
+                target.decode_all = True
+        target.dset[r0:r1] = np.asarray(target.var.data[r0:r1].compute())
+
+
+def _same_as_read(target: _Target, r0: int, r1: int) -> bool:
+    try:
+        copied = target.dset[r0:r1]
+    except OSError:  # the filter refuses the bytes
+        return False
+    return bool(np.array_equal(copied, np.asarray(target.var.data[r0:r1].compute())))
+
+
+def _row_map_files(source: _Source) -> list[tuple[str, str, Mapping[str, Any]]]:
+    files: list[tuple[str, str, Mapping[str, Any]]] = []
+    seen: set[tuple[str, str]] = set()
+    for path, dataset, params, _ in source.parts:
+        if (path, dataset) not in seen:
+            seen.add((path, dataset))
+            files.append((path, dataset, params))
+    return files
 
 
 def _block_bounds(targets: list[_Target], n: int) -> list[int]:
