@@ -56,7 +56,14 @@ from .diskindex import (
     resolve_index_path,
 )
 from .format import FileFormat, Location, _location_key
-from .headers import _HEADERS, _cached_header, _read_header, _remember_header, _version
+from .headers import (
+    _HEADERS,
+    _cached_header,
+    _read_header,
+    _remember_header,
+    _remember_headers,
+    _version,
+)
 from .listing import _Listing, absolute_paths, expand_paths, holds_files
 from .runsource import FileRunSource
 
@@ -263,6 +270,14 @@ class FileDriver:
             if changed:
                 self._generation += 1
                 self._rebuild_runs()
+            if updates:
+                if type(self.fmt).split_runs is FileFormat.split_runs:
+                    _remember_headers(self._fmt_key, updates)  # keys are the paths
+                else:
+                    where = {_location_key(e.location): e.location for e in self._entries.values()}
+                    _remember_headers(
+                        self._fmt_key, [(where.get(k, k), *rest) for k, *rest in updates]
+                    )
             if (updates or listings) and self._index is not None:
                 self._store(updates, listings)
             if changed:
@@ -386,7 +401,7 @@ class FileDriver:
         else:
             start, stop = _read_header(self.fmt, entry.location)
             entry.set_documents(start, stop)
-            _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
+            # Remembered in this process with the index's updates (refresh).
             updates.append((key, entry.version, start, stop))
         if entry.live:
             self._live.add(key)

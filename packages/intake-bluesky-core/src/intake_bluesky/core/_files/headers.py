@@ -63,6 +63,18 @@ def _remember_header(fmt: str, location: Location, version, start, stop) -> None
             _HEADERS.popitem(last=False)
 
 
+def _remember_headers(fmt: str, items: list[tuple[Location, tuple, dict | None, dict | None]]):
+    """:func:`_remember_header` of many, under one lock (a directory being
+    indexed: once per file)."""
+    with _HEADERS_LOCK:
+        for location, version, start, stop in items:
+            key = (fmt, location)
+            _HEADERS[key] = (version, start, stop)
+            _HEADERS.move_to_end(key)
+        while len(_HEADERS) > _HEADERS_MAX:
+            _HEADERS.popitem(last=False)
+
+
 def _read_header(fmt: FileFormat, location: Location):
     try:
         start, stop = fmt.read_header(location)

@@ -78,15 +78,25 @@ def side_values(start: Mapping[str, Any] | None) -> tuple[Any, ...]:
         return (None,) * len(SIDE_KEYS) + (0,)
     values: list[Any] = []
     odd = 0
+    bit = 1
+    # Once per run file of a catalog being indexed: the usual values (an
+    # ASCII string, a float, an int) are recognised without a call.
     for key in SIDE_KEYS:
-        value = start.get(key, _ABSENT)
-        if value is _ABSENT:
-            values.append(None)
-        elif _plain_scalar(value):
-            values.append(value)
-        else:
-            values.append(value if key == "uid" and type(value) is str else None)
-            odd |= _BIT[key]
+        value = start.get(key)
+        kind = type(value)
+        if value is None:
+            if key in start:
+                odd |= bit  # null: matched by {key: None}, which SQL leaves to Python
+        elif (kind is str and value.isascii() and "\x00" not in value) or (
+            kind is float and value - value == 0.0
+        ):
+            pass
+        elif not _plain_scalar(value):
+            if not (key == "uid" and kind is str):
+                value = None
+            odd |= bit
+        values.append(value)
+        bit <<= 1
     values.append(odd)
     return tuple(values)
 
