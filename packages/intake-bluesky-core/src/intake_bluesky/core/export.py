@@ -155,6 +155,12 @@ class WriteOptions:
     stream_resources: tuple[Mapping[str, Any], ...] = ()
     stream_datums: tuple[Mapping[str, Any], ...] = ()
 
+    @classmethod
+    def for_run(cls, run, **options: Any) -> WriteOptions:
+        """The options for writing ``run``: its catalog's ``root_map`` and its
+        stream documents, plus ``options`` (``link_external=True``, ...)."""
+        return cls(root_map=_root_map_of(run), **_stream_documents(run), **options)
+
     def locate(self, document: Mapping[str, Any]) -> str:
         """The local path of the file(s) a ``resource`` or ``stream_resource``
         document names, after ``root_map`` (as the run's readers open it)."""
@@ -311,12 +317,11 @@ def export_runs(
         if os.path.lexists(path) and existing == "skip":
             continue
         if isinstance(writer, RunFileWriter):
-            options = WriteOptions(
+            options = WriteOptions.for_run(
+                run,
                 link_external=link_external,
-                root_map=_root_map_of(run),
                 progress=progress,
                 file_name=os.path.basename(path),
-                **_stream_documents(run),
             )
             _write_run_atomically(writer, run, options, path, overwrite=existing == "overwrite")
             written.append(path)

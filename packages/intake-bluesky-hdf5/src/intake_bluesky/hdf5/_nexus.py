@@ -155,8 +155,8 @@ class NexusWriter:
         options : WriteOptions, optional
             ``link_external``, ``root_map``, progress and the run's stream
             documents, as :func:`~intake_bluesky.core.export.export_runs`
-            passes them. Without it, nothing is linked and ``root_map`` is
-            the run's own.
+            passes them. Without it, ``WriteOptions.for_run(run)``: nothing
+            is linked, the catalog's ``root_map`` applies.
 
         Raises
         ------
@@ -170,7 +170,7 @@ class NexusWriter:
             the run's documents say, or another dtype.
         """
         if options is None:
-            options = WriteOptions(root_map=run._run.settings.root_map)
+            options = WriteOptions.for_run(run)
         start = run.metadata["start"]
         stop = run.metadata["stop"]
         descriptors = list(run.descriptors)
