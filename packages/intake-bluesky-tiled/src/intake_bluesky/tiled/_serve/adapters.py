@@ -64,6 +64,7 @@ from tiled.adapters.array import ArrayAdapter
 from tiled.adapters.xarray import DatasetAdapter
 from tiled.ndslice import NDBlock, NDSlice
 from tiled.queries import QueryValueError
+from tiled.server.core import NoEntry
 from tiled.query_registration import QueryTranslationRegistry
 from tiled.structures.core import Spec, StructureFamily
 
@@ -143,7 +144,11 @@ class _Container:
         def walk():
             node: Any = self
             for segment in segments:
-                node = node[segment]
+                try:
+                    node = node[segment]
+                except KeyError:
+                    # What tiled's server answers with 404.
+                    raise NoEntry(list(segments)) from None
             return node
 
         return await _thread(walk)
