@@ -16,17 +16,19 @@ import logging
 import os
 from pathlib import Path
 
+import event_model
 import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from nexusformat import nexus
 
 from intake_bluesky.core import BlueskyInMemoryCatalog
 from intake_bluesky.core.export import ExportError, export_runs
 from intake_bluesky.hdf5 import NexusWriter
-
-nexus = pytest.importorskip("nexusformat.nexus")
-event_model = pytest.importorskip("event_model")
 
 SAMPLE_ROOT = "/data/ophyd-async-samples/h5"
 CASES = ["count_blob", "scan_two_blobs_point", "fly_cpe1", "fly_cpe3"]
@@ -538,11 +540,6 @@ def test_nxvalidate_reports_no_errors(sim_catalog, sample_catalog, tmp_path, mon
 
 
 # --- values, whatever they are ----------------------------------------------------------
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra import numpy as hnp  # noqa: E402
-
 _DTYPES = ["<i1", "<i2", "<i4", "<i8", "<u1", "<u2", "<u4", "<u8", "<f4", "<f8", "|b1"]
 
 
