@@ -5,10 +5,14 @@ Workload: N small JSONL run files in one directory (start, descriptor, one
 event, stop; plan_name varied) and one run of 100,000 single events without a
 stop, generated once into ``benchmarks/.workloads/files-<N>/``.
 
-Rows (each against its floor, measured in the same run):
+Rows (each against its floor, measured in the same run; the new-process rows
+also with another checkout of the code, ``--before DIR``, interleaved, medians):
 
 * open, cold, new process, no index — vs reading each file's first and last line
 * re-open, new process, with the index — vs listing the directory and statting every file
+* first selective search, new process, with the index (``list(cat.search(q))``,
+  1% of the runs by ``scan_id``; 2% by two keys without side columns) — vs
+  SQLite ``json_extract`` over a table of the same start documents
 * len() / cat[-1] / search {plan_name} on the open catalog, nothing changed —
   vs listing + statting every file (len), decoding that run's first line
   (cat[-1]), the query over the start documents in memory (search); notes
@@ -21,7 +25,7 @@ Rows (each against its floor, measured in the same run):
 
 Usage::
 
-    python benchmarks/bench_files.py [--n 100000] [--reps 3]
+    python benchmarks/bench_files.py [--n 100000] [--reps 3] [--before DIR]
     python benchmarks/run.py --files N        # the same, through run.py
 """
 
@@ -33,6 +37,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,6 +170,7 @@ OPEN_SCRIPT = """
 import json, os, sys, tempfile, time
 from intake_bluesky.jsonl import BlueskyJSONLCatalog
 directory, index = sys.argv[1], sys.argv[2]
+query = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
 # Imports and first use warmed up on an empty directory.
 len(BlueskyJSONLCatalog(tempfile.mkdtemp(), index_path=False))
 opened = []
@@ -176,10 +182,65 @@ def counting(file, *a, **k):
     return _open(file, *a, **k)
 builtins.open = counting
 t = time.perf_counter()
-n = len(BlueskyJSONLCatalog(directory, index_path=index))
+cat = BlueskyJSONLCatalog(directory, index_path=index)
+n = len(cat) if query is None else len(list(cat.search(query)))
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "n": n, "opened": len(opened)}))
 """
+
+SQL_FLOOR_SCRIPT = """
+import json, sqlite3, sys, time
+import orjson
+path, where, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+t = time.perf_counter()
+conn = sqlite3.connect(path)
+rows = conn.execute(
+    f"SELECT start FROM starts WHERE {where} ORDER BY json_extract(start, '$.time')", params
+).fetchall()
+docs = [orjson.loads(text) for (text,) in rows]
+print(json.dumps({"seconds": time.perf_counter() - t, "n": len(docs)}))
+"""
+
+
+#: The selective searches: (label, query, the same as SQL over a table of
+#: start documents, its parameters).
+def _searches(n: int) -> list[tuple[str, dict, str, list]]:
+    lo = n // 2
+    hi = lo + max(1, n // 100)
+    return [
+        (
+            "scan_id range, 1%",
+            {"scan_id": {"$gte": lo, "$lt": hi}},
+            "json_extract(start, '$.scan_id') >= ? AND json_extract(start, '$.scan_id') < ?",
+            [lo, hi],
+        ),
+        (
+            "sample and operator, 2%",
+            {"sample": "S3", "operator": "bo"},
+            "json_extract(start, '$.sample') = ? AND json_extract(start, '$.operator') = ?",
+            ["S3", "bo"],
+        ),
+    ]
+
+
+def _floor_table(runs: Path, path: Path) -> None:
+    """A table of every run's start document (as JSON text): the least an
+    SQL answer over the same documents reads."""
+    import sqlite3
+
+    import orjson
+
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE starts (uid TEXT PRIMARY KEY, start TEXT)")
+    rows = []
+    for name in sorted(os.listdir(runs)):
+        with open(runs / name, "rb") as f:
+            start = orjson.loads(f.readline())[1]
+        rows.append((start["uid"], orjson.dumps(start).decode()))
+    conn.executemany("INSERT INTO starts VALUES (?, ?)", rows)
+    conn.commit()
+    conn.close()
+
 
 FLOOR_SCRIPT = """
 import json, os, sys, time
@@ -196,14 +257,47 @@ print(json.dumps({"seconds": time.perf_counter() - t, "n": n}))
 """
 
 
-def _in_new_process(script: str, *args) -> dict:
+def _in_new_process(script: str, *args, before: str | None = None) -> dict:
+    """``script`` in a fresh interpreter; ``before``: a checkout whose packages
+    are imported instead of the installed ones."""
+    env = None
+    if before is not None:
+        paths = [str(Path(before) / "packages" / p / "src") for p in _PACKAGES]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     out = subprocess.run(
         [sys.executable, "-c", script, *map(str, args)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+_PACKAGES = ("intake-bluesky-core", "intake-bluesky-jsonl")
+
+
+def _median(results: list[dict]) -> float:
+    return statistics.median(r["seconds"] for r in results)
+
+
+def _interleaved(reps: int, sides: dict) -> dict[str, list[dict]]:
+    """Each side's results, the sides taking turns (a busy shared machine
+    slows them alike)."""
+    out: dict[str, list[dict]] = {name: [] for name in sides}
+    for i in range(reps):
+        for name, call in sides.items():
+            if call is not None:
+                out[name].append(call(i))
+    return out
+
+
+def _before_note(results: list[dict], floor: float) -> str:
+    if not results:
+        return ""
+    value = _median(results)
+    shown = f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+    return f"; before: {shown} ({value / floor:.2f}x)"
 
 
 class Syscalls:
@@ -255,8 +349,8 @@ def _counted(fn) -> str:
     return "syscalls/call: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none")
 
 
-def rows(n: int = 100_000, reps: int = 3, log=print) -> list[dict]:
-    """Measure every row over ``n`` run files."""
+def rows(n: int = 100_000, reps: int = 3, log=print, before: str | None = None) -> list[dict]:
+    """Measure every row over ``n`` run files (``before``: see :func:`_in_new_process`)."""
     from intake_bluesky.jsonl import BlueskyJSONLCatalog
 
     root = ensure(n, log)
@@ -266,35 +360,87 @@ def rows(n: int = 100_000, reps: int = 3, log=print) -> list[dict]:
     scratch = Path(tempfile.mkdtemp(prefix="bench-files-"))
     try:
         log(f"file-catalog rows over {n:,} run files ...")
+
         # --- new processes --------------------------------------------------
-        cold = [
-            _in_new_process(OPEN_SCRIPT, runs, scratch / f"cold-{i}.sqlite") for i in range(reps)
-        ]
-        cold_floor = [_in_new_process(FLOOR_SCRIPT, runs, "headers", HERE) for _ in range(reps)]
+        def ours(args):
+            return lambda i: _in_new_process(OPEN_SCRIPT, runs, *args(i))
+
+        def previous(args):
+            if before is None:
+                return None
+            return lambda i: _in_new_process(OPEN_SCRIPT, runs, *args(i), before=before)
+
+        cold = _interleaved(
+            reps,
+            {
+                "ours": ours(lambda i: [scratch / f"cold-{i}.sqlite"]),
+                "before": previous(lambda i: [scratch / f"before-cold-{i}.sqlite"]),
+                "floor": lambda i: _in_new_process(FLOOR_SCRIPT, runs, "headers", HERE),
+            },
+        )
         index = scratch / "cold-0.sqlite"
-        size_mib = index.stat().st_size / 2**20
+        size_mib = sum(f.stat().st_size for f in scratch.glob("cold-0.sqlite*")) / 2**20
+        floor = _median(cold["floor"])
         out.append(
             _row(
                 "files_open_cold",
                 f"open {n:,} runs, new process, no index",
-                min(r["seconds"] for r in cold),
-                min(r["seconds"] for r in cold_floor),
-                f"{cold[0]['n']} runs; writes the index ({size_mib:.0f} MiB)",
+                _median(cold["ours"]),
+                floor,
+                f"{cold['ours'][0]['n']} runs; writes the index ({size_mib:.0f} MiB)"
+                + _before_note(cold["before"], floor),
                 n,
             )
         )
-        warm = [_in_new_process(OPEN_SCRIPT, runs, index) for _ in range(reps)]
-        warm_floor = [_in_new_process(FLOOR_SCRIPT, runs, "stat", HERE) for _ in range(reps)]
+        warm = _interleaved(
+            reps,
+            {
+                "ours": ours(lambda i: [index]),
+                "before": previous(lambda i: [scratch / "before-cold-0.sqlite"]),
+                "floor": lambda i: _in_new_process(FLOOR_SCRIPT, runs, "stat", HERE),
+            },
+        )
+        floor = _median(warm["floor"])
         out.append(
             _row(
                 "files_open_indexed",
                 f"re-open {n:,} runs, new process, index",
-                min(r["seconds"] for r in warm),
-                min(r["seconds"] for r in warm_floor),
-                f"{warm[0]['n']} runs; files opened: {warm[0]['opened']}",
+                _median(warm["ours"]),
+                floor,
+                f"{warm['ours'][0]['n']} runs; files opened: {warm['ours'][0]['opened']}"
+                + _before_note(warm["before"], floor),
                 n,
             )
         )
+        table = scratch / "starts.sqlite"
+        _floor_table(runs, table)
+        for label, query, where, params in _searches(n):
+            q = json.dumps(query)
+            found = _interleaved(
+                reps,
+                {
+                    "ours": ours(lambda i, q=q: [index, q]),
+                    "before": previous(lambda i, q=q: [scratch / "before-cold-0.sqlite", q]),
+                    "floor": lambda i, where=where, params=params: _in_new_process(
+                        SQL_FLOOR_SCRIPT, table, where, json.dumps(params)
+                    ),
+                },
+            )
+            hits = {r["n"] for side in found.values() for r in side}
+            floor = _median(found["floor"])
+            out.append(
+                _row(
+                    "files_search_fresh",
+                    f"first search, new process, index: {label}",
+                    _median(found["ours"]),
+                    floor,
+                    f"{found['floor'][0]['n']} found"
+                    + ("" if len(hits) == 1 else f"; MISMATCH: found {sorted(hits)}")
+                    + "; floor: SQLite json_extract over the start documents"
+                    + _before_note(found["before"], floor),
+                    n,
+                )
+            )
         # --- the open catalog, nothing changed --------------------------------
         cat = BlueskyJSONLCatalog(str(runs), index_path=index)
         len(cat)
@@ -424,10 +570,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="run files (default 100,000)")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="a checkout of another version: its new-process figures beside ours",
+    )
     args = parser.parse_args(argv)
     import run as runner
 
-    measured = rows(args.n, args.reps, log=lambda s: print(s, file=sys.stderr, flush=True))
+    measured = rows(
+        args.n, args.reps, log=lambda s: print(s, file=sys.stderr, flush=True), before=args.before
+    )
     runner.merge(measured, {})
     print(runner.table(measured))
     return 0

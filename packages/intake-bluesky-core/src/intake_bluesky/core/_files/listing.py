@@ -16,6 +16,8 @@ from collections.abc import Sequence
 #: A directory modified less than this long before it was listed may change
 #: again within the same mtime tick: it is listed again next time.
 _RACY_NS = 2 * 10**9
+#: A directory's listing is stored for new processes at most this often.
+_STORE_EVERY_NS = 30 * 10**9
 
 
 class _Dir:
@@ -65,6 +67,7 @@ class _Listing:
         self._stored = stored
         self.from_store: set[str] = set()
         self.fresh: dict[str, _Dir] = {}
+        self._stored_at: dict[str, int] = {}
 
     def _restore(self, directory: str, mtime: int) -> _Dir | None:
         """The listing an earlier process kept for a directory, if the
@@ -143,13 +146,20 @@ class _Listing:
             self.changed = True
         self._dirs[directory] = listing
         if listing.trusted:
-            self.fresh[directory] = listing
+            # Kept for new processes: a directory's first listing here, then
+            # at most every _STORE_EVERY_NS (a listing of 100,000 names is
+            # 5 MB: not rewritten for each run a live directory gains).
+            stored = self._stored_at.get(directory)
+            if stored is None or time.monotonic_ns() - stored > _STORE_EVERY_NS:
+                self.fresh[directory] = listing
         return listing
 
     def take_fresh(self) -> list[tuple[str, int, bytes]]:
         """``(directory, mtime, listing)`` of the directories listed since
         the last call whose listing holds until their mtime changes."""
         out = [(d, listing.mtime, encode_listing(listing)) for d, listing in self.fresh.items()]
+        now = time.monotonic_ns()
+        self._stored_at.update((d, now) for d in self.fresh)
         self.fresh.clear()
         return out
 
