@@ -18,22 +18,22 @@ import pytest
 pytest.importorskip("tiled.server")
 pytest.importorskip("bluesky_tiled_plugins")
 
-from bluesky_tiled_plugins.clients.bluesky_event_stream import (  # noqa: E402
+from bluesky_tiled_plugins.clients.bluesky_event_stream import (
     BlueskyEventStreamV2Mongo,
 )
-from bluesky_tiled_plugins.clients.bluesky_run import BlueskyRunV2Mongo  # noqa: E402
-from bluesky_tiled_plugins.clients.catalog_of_bluesky_runs import (  # noqa: E402
+from bluesky_tiled_plugins.clients.bluesky_run import BlueskyRunV2Mongo
+from bluesky_tiled_plugins.clients.catalog_of_bluesky_runs import (
     CatalogOfBlueskyRuns,
 )
-from bluesky_tiled_plugins.queries import (  # noqa: E402
+from bluesky_tiled_plugins.queries import (
     PartialUID,
     ScanID,
     ScanIDRange,
     TimeRange,
 )
-from tiled.client import Context, from_context  # noqa: E402
-from tiled.client.container import Container  # noqa: E402
-from tiled.queries import (  # noqa: E402
+from tiled.client import Context, from_context
+from tiled.client.container import Container
+from tiled.queries import (
     Comparison,
     Contains,
     Eq,
@@ -47,7 +47,7 @@ from tiled.queries import (  # noqa: E402
     Regex,
 )
 
-from intake_bluesky.tiled import build_app  # noqa: E402
+from intake_bluesky.tiled import build_app
 
 
 def _helpers():
@@ -305,7 +305,7 @@ def test_ophyd_async_hdf5_runs(tmp_path):
     documents = h.ophyd_async_documents(tmp_path / "h5")
     folder = tmp_path / "jsonl"
     folder.mkdir()
-    for case, docs in documents.items():
+    for docs in documents.values():
         lines = [h.json.dumps([name, doc]) for name, doc in docs]
         (folder / f"{docs[0][1]['uid']}.jsonl").write_text("\n".join(lines) + "\n")
     store = BlueskyJSONLCatalog(str(folder))

@@ -125,7 +125,7 @@ def server_build_app() -> Callable[..., Any]:
         import uvicorn  # noqa: F401  (the server runs the app)
     except ImportError as err:
         raise CLIError(f"Serving needs the server extra of {package} ({err}): {install}") from None
-    return build_app  # type: ignore[no-any-return]
+    return build_app
 
 
 def _settings(args) -> dict[str, Any]:

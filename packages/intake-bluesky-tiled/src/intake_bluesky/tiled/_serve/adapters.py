@@ -50,7 +50,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import dask
@@ -64,8 +64,8 @@ from tiled.adapters.array import ArrayAdapter
 from tiled.adapters.xarray import DatasetAdapter
 from tiled.ndslice import NDBlock, NDSlice
 from tiled.queries import QueryValueError
-from tiled.server.core import NoEntry
 from tiled.query_registration import QueryTranslationRegistry
+from tiled.server.core import NoEntry
 from tiled.structures.core import Spec, StructureFamily
 
 __all__ = [
@@ -332,7 +332,7 @@ def dataset_adapter(dataset: xr.Dataset) -> DatasetAdapter:
             specs=[spec],
         )
     return DatasetAdapter(
-        arrays,  # type: ignore[arg-type]
+        arrays,
         metadata={"attrs": _plain(dict(dataset.attrs))},
         specs=[Spec("xarray_dataset")],
     )
@@ -374,19 +374,16 @@ class StreamAdapter(_FixedContainer):
     def _parts(self) -> dict[str, Callable[[], Any]]:
         stream = self.stream
 
-        def devices(part: str) -> Callable[[], Any]:
-            def build() -> _FixedContainer:
-                build_one = (
-                    (lambda obj: dataset_adapter(stream.config[obj].read()))
-                    if part == "config"
-                    else (lambda obj: dataset_adapter(config_timestamps(stream, obj)))
-                )
-                return _FixedContainer(
-                    lambda: {obj: (lambda obj=obj: build_one(obj)) for obj in stream.config},
-                    keep=self._keep,
-                )
+        def device(part: str, obj: str) -> Callable[[], DatasetAdapter]:
+            if part == "config":
+                return lambda: dataset_adapter(stream.config[obj].read())
+            return lambda: dataset_adapter(config_timestamps(stream, obj))
 
-            return build
+        def devices(part: str) -> Callable[[], _FixedContainer]:
+            def builders() -> dict[str, Callable[[], Any]]:
+                return {obj: device(part, obj) for obj in stream.config}
+
+            return lambda: _FixedContainer(builders, keep=self._keep)
 
         return {
             "data": lambda: dataset_adapter(stream.to_dask()),
@@ -441,11 +438,11 @@ class RunAdapter(_FixedContainer):
         super().__init__(self._streams, metadata=self._run_metadata, specs=[RUN_SPEC])
         self._keep = self.complete
 
+    def _stream(self, name: str) -> Callable[[], StreamAdapter]:
+        return lambda: StreamAdapter(self.run[name], name, keep=self._keep)
+
     def _streams(self) -> dict[str, Callable[[], Any]]:
-        return {
-            name: (lambda name=name: StreamAdapter(self.run[name], name, keep=self._keep))
-            for name in self.run
-        }
+        return {name: self._stream(name) for name in self.run}
 
     def _run_metadata(self) -> dict:
         start, stop = self.run.metadata["start"], self.run.metadata["stop"]
@@ -460,7 +457,7 @@ class RunAdapter(_FixedContainer):
 
         for name, doc in self.run.canonical(fill="yes" if fill else "no"):
             if name == "datum":
-                yield "datum_page", dict(event_model.pack_datum_page(doc))
+                yield "datum_page", dict(event_model.pack_datum_page(cast(Any, doc)))
             else:
                 yield name, doc
 
@@ -580,7 +577,7 @@ class CatalogAdapter(_Container):
     def __len__(self) -> int:
         return len(self.catalog)
 
-    def _pairs(self, offset: int, limit: int | None) -> list[tuple[dict, Any]]:
+    def _pairs(self, offset: int, limit: int | None) -> list[tuple[Any, Any]]:
         """(start, stop) of the runs at these positions, in this tree's order."""
         driver, query = self.catalog.driver, self.catalog.query
         if self._sort is not None:
