@@ -8,8 +8,20 @@ an SQLite database (the standard library's ``sqlite3``), by default
 ``file-index.sqlite`` in the user's cache directory
 (``platformdirs.user_cache_dir("intake-bluesky")``).
 
+What it holds (schema :data:`SCHEMA`; an index of another schema has its
+tables dropped and rebuilt from the files, never misread):
+
+* one row per run file: its version, the start document as JSON text (SQLite's
+  ``json_extract`` reads it, so searches run as SQL: :mod:`.._query.sql`),
+  side columns of the keys searched most (``uid``, ``time``, ``scan_id``,
+  ``plan_name``), and the stop document;
+* one listing per directory (names and inodes) with the directory's mtime:
+  while the mtime is unchanged, a new process takes it instead of listing
+  the directory and statting its files;
+* format keys by number (rows stay small).
+
 * Several processes may read and write it at once (WAL journal, a busy
-  timeout, one transaction per batch of new entries).
+  timeout, one transaction per batch of new entries); readers never block.
 * A read-only location or a full disk: the catalog keeps its in-memory index
   and warns once (:class:`IndexUnavailableWarning`); never an error.
 * Only a file recognisably this index is ever changed, deleted or rebuilt:
@@ -28,7 +40,8 @@ Examples
 --------
 >>> import os, tempfile
 >>> index = DiskIndex(os.path.join(tempfile.mkdtemp(), "index.sqlite"))
->>> index.put("JSONL", [("/data/a.jsonl", ((10, 5),), {"uid": "a"}, None)])
+>>> index.put("JSONL", [("/data/a.jsonl", ((10, 5),), {"uid": "a"}, None)])  # none skipped
+[]
 >>> index.get_all("JSONL")["/data/a.jsonl"]
 (((10, 5),), {'uid': 'a'}, None)
 """

@@ -15,7 +15,14 @@ and ``search()``):
 * Runs in progress (no stop yet) and files without a start document: their
   files are stat'ed on every access, so new events and the stop show up.
 * A finished run's file rewritten in place under the same name: when that run
-  is next read (or in a new process, which stats every file once).
+  is next read (or in a new process whose directory changed since the on-disk
+  index stored its listing: that process stats every file once).
+
+A new process takes what the on-disk index stored (:mod:`.diskindex`): a
+directory whose mtime is the one stored with its listing is not listed again
+and its files are not stat'ed (but runs in progress); a search is answered by
+SQL over the stored start documents (:mod:`.._query.sql`), the core's
+evaluator deciding what SQL cannot, and only the runs it returns are decoded.
 
 Examples
 --------
