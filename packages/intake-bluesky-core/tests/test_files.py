@@ -93,11 +93,19 @@ class IndexedLinesStore(LinesStore):
     their searches are answered by SQL there (and the evaluator for what SQL
     leaves undecided), never from documents decoded beforehand."""
 
-    def __init__(self, directory, index):
+    def __init__(self, directory, index, aged=0):
         super().__init__(directory)
         self.index = index
+        self.aged = aged
 
     def catalog(self, **common):
+        if self.aged:
+            # An old directory: its listing is stored, and a new catalog
+            # answers searches from the index without listing it. (Each
+            # time another mtime, as a directory that changed has: one set
+            # back to the very same mtime looks unchanged.)
+            self.aged += 1
+            os.utime(self.directory, ns=(10**18 + self.aged, 10**18 + self.aged))
         # Index the files as they are now, then forget what this process
         # read, so the catalog's entries are the index's.
         FileDriver(self.directory, LinesFormat(), index_path=self.index).count({})
@@ -114,6 +122,7 @@ class TestFileDriverConformanceFromIndex(ConformanceTests):
         return IndexedLinesStore(tmp_path / "runs", tmp_path / "index.sqlite")
 
     def test_searches_were_answered_in_the_index(self, store, runs, common):
+        store.aged = 0
         for docs in runs:
             store.write_run(docs)
         cat = store.catalog(**common)
@@ -122,6 +131,20 @@ class TestFileDriverConformanceFromIndex(ConformanceTests):
         # in the index.
         pending = cat.driver._pending
         assert len(pending) == 3 and UIDS["count"] not in {e.uid for e in pending.values()}
+
+
+class TestFileDriverConformanceFromStoredListing(ConformanceTests):
+    @pytest.fixture
+    def store(self, tmp_path):
+        (tmp_path / "runs").mkdir()
+        return IndexedLinesStore(tmp_path / "runs", tmp_path / "index.sqlite", aged=1)
+
+    def test_searches_were_answered_without_a_listing(self, store, runs, common):
+        for docs in runs:
+            store.write_run(docs)
+        cat = store.catalog(**common)
+        assert list(cat.search({"plan_name": "count"})) == [UIDS["count"], UIDS["failed"]]
+        assert cat.driver._files is None  # the directory was not listed
 
 
 def test_expand_paths_forms(tmp_path):
