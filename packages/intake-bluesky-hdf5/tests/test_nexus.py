@@ -517,10 +517,37 @@ def test_progress_counts_every_row(sim_catalog, tmp_path):
     assert all(c > 0 for c in counts)
 
 
-def test_copy_external_is_refused_before_writing(sim_catalog, tmp_path):
-    with pytest.raises(ExportError, match="does not support --copy-external"):
-        export_runs(sim_catalog, tmp_path / "out", format="nexus", copy_external=True)
-    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+def test_copy_external_links_to_copies_that_move_with_the_export(
+    sample_catalog, sample_docs, sample_h5, tmp_path
+):
+    run = sample_catalog[_case_uid(sample_docs, "scan_two_blobs_point")]
+    want = run.primary.read()
+    (path,) = export_runs([run], tmp_path / "out", format="nexus", copy_external=True)
+    copies = sorted(p.name for p in (tmp_path / "out" / "external").rglob("*.h5"))
+    docs = sample_docs["scan_two_blobs_point"]
+    used = {Path(d["uri"]).name for n, d in docs if n == "stream_resource"}
+    assert copies == sorted(used)  # each detector file once
+    # Moved, and the originals gone: the links follow the export.
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "out").rename(moved)
+    for p in sample_h5.iterdir():
+        p.unlink()
+    with h5py.File(moved / Path(path).name, "r") as f:
+        data = _h5_entry(f)["primary"]
+        assert data["bdet"].is_virtual
+        names = {s.file_name for s in data["bdet"].virtual_sources()}
+        assert names and all(n.startswith("external/") for n in names)
+        np.testing.assert_array_equal(data["bdet"][()], want["bdet"].values)
+        np.testing.assert_array_equal(data["bdet2"][()], want["bdet2"].values)
+
+
+def test_copy_external_refuses_a_missing_file(sample_docs, tmp_path):
+    cat = BlueskyInMemoryCatalog(root_map={SAMPLE_ROOT: str(tmp_path / "nowhere")})
+    for name, doc in sample_docs["fly_cpe1"]:
+        cat(name, doc)
+    with pytest.raises(ExportError, match="not found"):
+        export_runs(cat, tmp_path / "out", format="nexus", copy_external=True)
+    assert not list((tmp_path / "out").glob("*.nxs"))
 
 
 # --- structure -----------------------------------------------------------------------

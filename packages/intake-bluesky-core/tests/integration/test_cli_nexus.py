@@ -5,6 +5,8 @@ session."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -58,8 +60,21 @@ def test_link_external_needs_a_writer_that_can(cli, ophyd_async_store, tmp_path)
     err = cli.fails("export", ophyd_async_store.store, dest, "--link-external")
     assert "'jsonl' writer does not support --link-external" in err
     assert not dest.exists() or not any(dest.iterdir())
-    err = cli.fails(
-        "export", ophyd_async_store.store, dest, "--format", "nexus", "--copy-external"
+
+
+def test_copy_external_nexus_export_moves_with_its_files(cli, ophyd_async_store, tmp_path):
+    h5, store, root = ophyd_async_store.h5, ophyd_async_store.store, ophyd_async_store.root
+    source = jsonl.BlueskyJSONLCatalog(str(store), root_map={root: str(h5)})
+    want = {uid: source[uid].primary.read() for uid in source}
+    dest = tmp_path / "out"
+    cli.ok(
+        "export", store, dest, "--format", "nexus", "--copy-external", "--root-map", f"{root}={h5}"
     )
-    assert "'nexus' writer does not support --copy-external" in err
-    assert not dest.exists() or not any(dest.iterdir())
+    moved = tmp_path / "moved"
+    dest.rename(moved)
+    shutil.rmtree(h5)  # only the copies are left
+    for uid, ds in want.items():
+        with h5py.File(moved / f"{uid}.nxs", "r") as f:
+            data = f[f.attrs["default"]]["primary"]
+            assert data["bdet"].is_virtual
+            np.testing.assert_array_equal(data["bdet"][()], ds["bdet"].values)

@@ -56,6 +56,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -140,6 +141,12 @@ class WriteOptions:
     stream_datums : tuple of dict
         The run's ``stream_datum`` documents: which rows of which stream each
         range of a stream resource's indices holds.
+    copy_file : callable or None
+        Set when the export copies external files (``copy_external``):
+        ``copy_file(resource_or_stream_resource)`` copies the file(s) the
+        document names into the export (only from inside the root it names,
+        as for every export) and returns the copy's path, for the writer to
+        refer to instead of the original.
 
     Examples
     --------
@@ -154,12 +161,19 @@ class WriteOptions:
     file_name: str | None = None
     stream_resources: tuple[Mapping[str, Any], ...] = ()
     stream_datums: tuple[Mapping[str, Any], ...] = ()
+    copy_file: Callable[[Mapping[str, Any]], str] | None = None
 
     @classmethod
     def for_run(cls, run, **options: Any) -> WriteOptions:
         """The options for writing ``run``: its catalog's ``root_map`` and its
         stream documents, plus ``options`` (``link_external=True``, ...)."""
-        return cls(root_map=_root_map_of(run), **_stream_documents(run), **options)
+        resources, datums = _stream_documents(run)
+        return cls(
+            root_map=_root_map_of(run),
+            stream_resources=resources,
+            stream_datums=datums,
+            **options,
+        )
 
     def locate(self, document: Mapping[str, Any]) -> str:
         """The local path of the file(s) a ``resource`` or ``stream_resource``
@@ -252,15 +266,17 @@ def export_runs(
     copy_external : bool
         Copy the files that resources and stream resources point at (after
         the catalog's ``root_map``) into ``directory/external/<uid>/`` and
-        rewrite ``root``/``resource_path`` and ``uri`` to the copies. Only
+        rewrite ``root``/``resource_path`` and ``uri`` to the copies (a run
+        file writer that honours it copies the files it refers to, and
+        refers to the copies: ``'nexus'`` links its frames to them). Only
         files inside the root a resource names (its ``root``; a stream
         resource's folder) are copied: a location that leaves it (``..``, an
         absolute ``resource_path`` under a root) or names the root itself is
         refused. Also writes ``directory/catalog.yml``, an intake catalog
         that maps the copies' locations to wherever the folder is, so that
         the export opens after it was moved (a ``catalog.yml`` not written
-        by an export is left as it is, with a warning). Only for writers of
-        document streams (jsonl, msgpack).
+        by an export is left as it is, with a warning). For writers of
+        document streams and run file writers that honour it.
     link_external : bool
         Refer to the external files from the run file instead of copying
         their data into it (``'nexus'``: HDF5 virtual datasets over the
@@ -322,6 +338,7 @@ def export_runs(
                 link_external=link_external,
                 progress=progress,
                 file_name=os.path.basename(path),
+                copy_file=None if copier is None else functools.partial(copier.copy_of, run),
             )
             _write_run_atomically(writer, run, options, path, overwrite=existing == "overwrite")
             written.append(path)
@@ -349,8 +366,7 @@ def _check_options(format: str, writer, *, copy_external: bool, link: bool) -> N
     else:  # document streams: the core copies and rewrites their external files
         honoured = {"copy_external"}
     why = {
-        "copy_external": f"a {format!r} file holds the external data itself (or, where the "
-        "writer can, links to the files where they are: --link-external)",
+        "copy_external": f"a {format!r} file holds the external data itself",
         "link_external": f"{format!r} files keep the documents that point at the external "
         "files (--copy-external copies the files beside them)",
     }
@@ -511,6 +527,15 @@ class _ExternalCopier:
                 doc = self._stream_resource(run, doc, root_map)
             yield name, doc
 
+    def copy_of(self, run, doc: Mapping[str, Any]) -> str:
+        """Copy the file(s) a resource or stream resource of ``run`` names
+        (once) and return the path of the copy."""
+        root_map = _root_map_of(run)
+        if "uri" in doc or "mimetype" in doc:
+            new = self._stream_resource(run, dict(doc), root_map)
+            return stream_resource_path(new, {})
+        return resource_path(self._resource(run, dict(doc), root_map), {})
+
     def _resource(self, run, doc: dict, root_map) -> dict:
         uid = doc.get("uid")
         what = f"resource {uid!r} (spec {doc.get('spec')!r})"
@@ -629,17 +654,14 @@ def _root_map_of(run) -> Mapping[str, str]:
     return run._run.settings.root_map
 
 
-def _stream_documents(run) -> dict[str, tuple]:
+def _stream_documents(run) -> tuple[tuple[Mapping[str, Any], ...], tuple[Mapping[str, Any], ...]]:
     """A run's stream_resource (transformed as its readers see them) and
     stream_datum documents, from its run source's index (no event read)."""
     model = run._run
-    return {
-        "stream_resources": tuple(
-            model.settings.transform("stream_resource", doc)
-            for doc in model.source.stream_resources()
-        ),
-        "stream_datums": tuple(model.source.stream_datums()),
-    }
+    resources = tuple(
+        model.settings.transform("stream_resource", doc) for doc in model.source.stream_resources()
+    )
+    return resources, tuple(model.source.stream_datums())
 
 
 def _files_named_by(full: str) -> list[str]:

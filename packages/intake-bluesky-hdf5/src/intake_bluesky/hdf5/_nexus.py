@@ -22,9 +22,12 @@ hinted fields the signal (and ``auxiliary_signals``). Detector frames are
 written chunked and compressed: with the source file's chunking and filters
 when they come from an HDF5 file (hdf5plugin's filters included), else with
 the writer's ``compression`` (gzip by default, which every HDF5 reader
-decodes). With ``link_external`` (``--link-external``) fields read from
+decodes). With ``link_external`` (``--link-external``) frames read from
 detector HDF5 files are not copied: they become HDF5 virtual datasets over
-the original files (after ``root_map``), read through transparently.
+the original files (after ``root_map``), read through transparently. With
+``copy_external`` (``--copy-external``) the detector files are copied into
+the export (``external/``) and the frames linked to the copies by relative
+paths: a small file that moves with its folder.
 
 Examples
 --------
@@ -121,11 +124,11 @@ class NexusWriter:
     --------
     >>> writer = NexusWriter()
     >>> writer.suffix, sorted(writer.options)
-    ('.nxs', ['link_external'])
+    ('.nxs', ['copy_external', 'link_external'])
     """
 
     suffix = ".nxs"
-    options = frozenset({"link_external"})
+    options = frozenset({"link_external", "copy_external"})
 
     def __init__(
         self,
@@ -168,6 +171,9 @@ class NexusWriter:
         ValueError
             With ``link_external``, a detector file holds fewer frames than
             the run's documents say, or another dtype.
+        intake_bluesky.core.errors.ExportError
+            With ``copy_external``, a detector file cannot be copied (not
+            found, outside its root, or a different copy already there).
         """
         if options is None:
             options = WriteOptions.for_run(run)
@@ -215,7 +221,8 @@ class NexusWriter:
             data_key = _data_key(descriptors, str(field))
             source = sources.get(str(field))
             dset_name = names[str(field)]
-            if options.link_external and source is not None:
+            linking = options.link_external or options.copy_file is not None
+            if linking and source is not None:
                 if _link(group, dset_name, var, source, seq_num):
                     _field_attrs(group[dset_name], str(field), var, data_key)
                     continue
@@ -310,6 +317,7 @@ def _hdf5_sources(stream: str, descriptors, options: WriteOptions) -> dict[str, 
         if r.get("mimetype") == MIMETYPE and r.get("data_key")
     }
     out: dict[str, _Source] = {}
+    copied: dict[Any, str] = {}
     for datum in options.stream_datums:
         if datum.get("descriptor") not in uids:
             continue
@@ -324,7 +332,15 @@ def _hdf5_sources(stream: str, descriptors, options: WriteOptions) -> dict[str, 
         source = out.get(field)
         if source is None:
             source = out[field] = _Source(field, _data_key(descriptors, field), [])
-        source.parts.append((options.locate(resource), dataset, params, datum))
+        if options.copy_file is not None:
+            # The export copies the detector files: the copy is what is used.
+            uid = resource.get("uid")
+            if uid not in copied:
+                copied[uid] = options.copy_file(resource)
+            path = copied[uid]
+        else:
+            path = options.locate(resource)
+        source.parts.append((path, dataset, params, datum))
     for source in out.values():
         _learn_layout(source)
     return out
@@ -419,6 +435,9 @@ def _link(group, name: str, var, source: _Source, seq_num) -> bool:
         return False
     shape = tuple(var.shape)
     layout = h5py.VirtualLayout(shape=shape, dtype=var.dtype)
+    # Files inside the export (copied there) are named relative to this file,
+    # which HDF5 resolves from the file's own folder: the export can move.
+    here = os.path.dirname(os.path.abspath(group.file.filename))
     sources = []
     for f, (path, dataset, params) in enumerate(rows.files):
         file_shape, per_row = _checked_source(path, dataset, params, source)
@@ -433,7 +452,9 @@ def _link(group, name: str, var, source: _Source, seq_num) -> bool:
                 f"{last}: the file is still being written or was cut short. Export without "
                 "--link-external once it is complete."
             )
-        sources.append((h5py.VirtualSource(path, dataset, shape=file_shape), per_row))
+        inside = os.path.abspath(path).startswith(here + os.sep)
+        named = os.path.relpath(path, here) if inside else os.path.abspath(path)
+        sources.append((h5py.VirtualSource(named, dataset, shape=file_shape), per_row))
     # One mapping per row, not per block of rows: nexusformat (NeXpy) takes a
     # virtual field's length from its number of mappings.
     for r in range(shape[0]):
