@@ -229,6 +229,20 @@ def test_units_from_the_data_keys(sample_catalog, sample_docs, tmp_path):
         root.nxfile.close()
 
 
+def test_timestamps_per_field(sim_catalog, tmp_path):
+    run = sim_catalog[-3]
+    (path,) = export_runs([run], tmp_path, format="nexus")
+    want = run.primary.timestamps.read()
+    with h5py.File(path, "r") as f:
+        stamps = _h5_entry(f)["primary"]["timestamps"]
+        assert stamps.attrs["NX_class"] == "NXcollection"
+        got = {stamps[k].attrs["long_name"]: stamps[k][()] for k in stamps}
+    assert set(got) == set(want.data_vars) == {"det", "img", "motor", "motor_setpoint"}
+    for key, values in got.items():
+        np.testing.assert_array_equal(values, want[key].values)
+        assert values.dtype == np.float64
+
+
 def test_configuration_per_device(sim_catalog, tmp_path):
     run = sim_catalog[-3]
     (path,) = export_runs([run], tmp_path, format="nexus")

@@ -14,6 +14,7 @@ NeXpy, silx, Mantid, DAWN or ``nexusformat`` open without bluesky::
           <field>            one dataset per field, values and dtype of
                              run.<stream>.read(), attribute units from data_keys
           time, seq_num      per row
+          timestamps/        NXcollection, each field's reading timestamps
           <device>_configuration/  NXcollection, one row per descriptor
 
 ``signal`` and ``axes`` of each NXdata come from the run's hints: the scanned
@@ -234,6 +235,7 @@ class NexusWriter:
         time.attrs["description"] = "seconds since 1970-01-01 00:00 UTC (NaN: no event time)"
         group.create_dataset("seq_num", data=seq_num).attrs["long_name"] = "seq_num"
         _plot_attrs(group, start, stream_name, descriptors, ds, names)
+        _write_timestamps(group, _nx_name("timestamps", taken), stream.timestamps.read())
         for device in stream.config:
             name = _nx_name(f"{device}_configuration", taken)
             _write_configuration(group, name, device, stream.config[device].read())
@@ -839,6 +841,21 @@ def _plot_attrs(group, start, stream: str, descriptors, ds, names: Mapping[str, 
     group.attrs["axes"] = [axis] + ["."] * (ds[signal].ndim - 1)
     for name in [named[a] for a in axes] + ["time", "seq_num"]:
         group.attrs[f"{name}_indices"] = 0
+
+
+def _write_timestamps(group, name: str, stamps) -> None:
+    """Each field's own timestamps (epoch seconds, per row), as the devices
+    reported them; stream data have none."""
+    if not stamps.data_vars:
+        return
+    coll = group.create_group(name, track_order=True)
+    coll.attrs["NX_class"] = "NXcollection"
+    coll.attrs["description"] = "per-field reading timestamps, seconds since 1970-01-01 UTC"
+    taken: set[str] = set()
+    for field in stamps.data_vars:
+        dset = coll.create_dataset(_nx_name(str(field), taken), data=stamps[field].values)
+        dset.attrs["long_name"] = str(field)
+        dset.attrs["units"] = "s"
 
 
 def _write_configuration(group, name: str, device: str, config) -> None:
