@@ -281,6 +281,8 @@ class _Target:
     field: str = ""
     #: Stored chunks of the source turned out not to be copyable as they are.
     decode_all: bool = False
+    #: A chunk copied as stored was read back equal to what the readers read.
+    verified: bool = False
 
 
 @dataclass
@@ -581,7 +583,7 @@ def _blocks_written(
 
 def _copy_chunks(target: _Target, plan, a: int, b: int, source: _Source, opened, stack) -> None:
     """The chunks of the copy that begin in rows ``[a, b)``."""
-    for i, (r0, r1, f, offset) in enumerate(plan):
+    for r0, r1, f, offset in plan:
         if not a <= r0 < b:
             continue
         if offset is not None and not target.decode_all:
@@ -595,7 +597,10 @@ def _copy_chunks(target: _Target, plan, a: int, b: int, source: _Source, opened,
             else:
                 where = (r0,) + (0,) * (target.dset.ndim - 1)
                 target.dset.id.write_direct_chunk(where, raw, mask)
-                if i or _same_as_read(target, r0, r1):
+                if target.verified:
+                    continue
+                if _same_as_read(target, r0, r1):
+                    target.verified = True
                     continue
                 # The first chunk copied does not decode to what the readers
                 # read (a filter whose parameters depend on the chunk's
