@@ -23,13 +23,28 @@ from msgpack_testing import (
 )
 
 import intake_bluesky.msgpack
+from intake_bluesky.core import MergedPage
 from intake_bluesky.msgpack import MsgpackFormat, _format, decode_numpy
 
 FMT = MsgpackFormat()
 
 
 def read(path):
-    return list(FMT.read_documents(str(path)))
+    """The documents of a file, float columns as lists (for comparisons)."""
+    return [(name, _float_lists(doc)) for name, doc in FMT.read_documents(str(path))]
+
+
+def _float_lists(doc, merged=False):
+    """Merged pages hold float-only columns as float64 arrays: as lists here,
+    in place (a MergedPage stays one). Pages kept as stored are left alone."""
+    if not (merged or isinstance(doc, MergedPage)):
+        return doc
+    for key, value in doc.items():
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype == np.float64:
+            doc[key] = value.tolist()
+        elif isinstance(value, dict):
+            _float_lists(value, merged=True)
+    return doc
 
 
 def scalar_run(n=5, *, stop=True):
@@ -689,7 +704,7 @@ def test_long_stretches_are_handed_on_in_bounded_pieces(tmp_path, monkeypatch):
     reader = FMT.read_appended(str(path), None)
     while True:
         try:
-            batches.append(next(reader))
+            batches.append([(n, _float_lists(d)) for n, d in next(reader)])
         except StopIteration as done:
             end = done.value
             break
@@ -774,3 +789,17 @@ def test_an_extension_value_is_named_with_its_document_and_field(tmp_path, layou
     assert "ext-run.msgpack" in message
     assert "'ext-e2'" in message and "data.x holds a msgpack extension value" in message
     assert "ExtType code 5, 3 bytes" in message
+
+
+def test_float_columns_of_merged_pages_are_float64_arrays(tmp_path):
+    """Columns of floats only become arrays as they are merged (one look at
+    their types); any other column stays as stored, for the core."""
+    docs = scalar_run(5)
+    path = write_run(tmp_path / "run.msgpack", docs)
+    (page,) = pages(list(FMT.read_documents(str(path))))
+    det = page["data"]["det"]
+    assert isinstance(det, np.ndarray) and det.dtype == np.float64
+    assert det.tolist() == [0.0, 1.5, 3.0, 4.5, 6.0]
+    assert page["data"]["motor"] == [0, 1, 2, 3, 4]  # ints: the core decides their dtype
+    assert isinstance(page["time"], np.ndarray) and page["time"].dtype == np.float64
+    assert page["seq_num"] == [1, 2, 3, 4, 5]

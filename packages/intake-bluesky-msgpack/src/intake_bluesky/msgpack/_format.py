@@ -15,6 +15,7 @@ later (columnar) step fast.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from typing import cast
@@ -544,8 +545,14 @@ class _Columns:
             self.extra,
         )
 
-    def _finish(self, column: list, part: str | None) -> list:
-        if not set(map(type, column)) <= _PLAIN:
+    def _finish(self, column: list, part: str | None):
+        types = list(map(type, column))
+        if types.count(float) == len(types) and types:
+            # Only floats (most columns: data, timestamps, time): one scan
+            # of the types says so, and the column is made an array here at
+            # once, where the core would scan them again to find out.
+            return np.fromiter(column, np.float64, len(column))
+        if not set(types) <= _PLAIN:
             _decode_tree(column)
         return _stack(column) if part == "data" else column
 
@@ -620,12 +627,19 @@ def _adder(size: int, rows: tuple, sizes: list, row_columns: list, parts: list, 
         *(f"    {line}" for line in extend),
         "    return True",
     ]
-    # Safe: the source is built from names made above only.
-    exec("\n".join(lines), namespace)
+    # Safe: the source is built from names made above only. Compiled once
+    # per layout (a run's stretches share one; compiling costs more than
+    # the stretch's extends).
+    exec(_compiled("\n".join(lines)), namespace)
     # Taken out of its own globals: a function in the namespace it runs in is
     # a reference cycle, so its columns (a whole stretch's rows) would wait
     # for the cyclic garbage collector instead of dying with the stretch.
     return namespace.pop("add")
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(source: str):
+    return compile(source, "<msgpack page columns>", "exec")
 
 
 class _EventColumns(_Columns):
