@@ -19,9 +19,11 @@ create itself, holding the streams' values rather than their documents) is a
   at ``path`` (which does not exist yet), given a :class:`WriteOptions`:
   the export's options, where the run's external files are (after the
   catalog's ``root_map``) and the progress callback;
-* ``options`` -- the names of the :class:`WriteOptions` it honours beyond the
-  common ones (``{"link_external"}``); asking a writer for an option it does
-  not honour is an :class:`ExportError`, never a silently different file.
+* ``options`` -- the names of the export options it honours
+  (``{"link_external", "copy_external"}``); asking a writer for an option it
+  does not honour is an :class:`ExportError`, never a silently different
+  file. With ``copy_external`` it copies the files it refers to through
+  :attr:`WriteOptions.copy_file` (the core's copier, with its rules).
 
 :func:`export_runs` treats both kinds alike.
 
@@ -274,8 +276,9 @@ def export_runs(
         absolute ``resource_path`` under a root) or names the root itself is
         refused. Also writes ``directory/catalog.yml``, an intake catalog
         that maps the copies' locations to wherever the folder is, so that
-        the export opens after it was moved (a ``catalog.yml`` not written
-        by an export is left as it is, with a warning). For writers of
+        the export opens after it was moved, when a backend reads the format
+        (a ``catalog.yml`` not written by an export is left as it is, with a
+        warning). For writers of
         document streams and run file writers that honour it.
     link_external : bool
         Refer to the external files from the run file instead of copying

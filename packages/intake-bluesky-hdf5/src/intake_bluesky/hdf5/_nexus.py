@@ -396,23 +396,26 @@ def _shared_dataset(path: str, dataset: str, params: Mapping[str, Any]):
 def _row_map(source: _Source, seq_num) -> _RowMap | None:
     """Which detector file and index hold each row (by the stream_datums'
     seq_nums); None when a seq_num names several rows or a row is in no file."""
-    positions = {int(s): i for i, s in enumerate(seq_num)}
-    if len(positions) != len(seq_num):
-        return None
+    seq_num = np.asarray(seq_num, dtype=np.int64)
+    order = np.argsort(seq_num, kind="stable")
+    ordered = seq_num[order]
+    if ordered.size and (np.diff(ordered) == 0).any():
+        return None  # a seq_num that names several rows
     files: list[tuple[str, str, Mapping[str, Any]]] = []
     which: dict[tuple[str, str], int] = {}
-    file_of = np.full(len(seq_num), -1, dtype=np.int64)
-    index_of = np.full(len(seq_num), -1, dtype=np.int64)
+    file_of = np.full(seq_num.size, -1, dtype=np.int64)
+    index_of = np.full(seq_num.size, -1, dtype=np.int64)
     for path, dataset, params, datum in source.parts:
         f = which.setdefault((path, dataset), len(files))
         if f == len(files):
             files.append((path, dataset, params))
-        first = datum["indices"]["start"]
-        for i, s in enumerate(range(datum["seq_nums"]["start"], datum["seq_nums"]["stop"])):
-            r = positions.get(s)
-            if r is None:
-                return None
-            file_of[r], index_of[r] = f, first + i
+        seqs = np.arange(datum["seq_nums"]["start"], datum["seq_nums"]["stop"], dtype=np.int64)
+        at = np.searchsorted(ordered, seqs)
+        if (at >= ordered.size).any() or (ordered[np.minimum(at, ordered.size - 1)] != seqs).any():
+            return None  # a datum's row that the stream does not have
+        rows = order[at]
+        file_of[rows] = f
+        index_of[rows] = datum["indices"]["start"] + np.arange(seqs.size)
     if (file_of < 0).any():
         return None  # rows that no file holds: only the readers know their values
     return _RowMap(files, file_of, index_of)
