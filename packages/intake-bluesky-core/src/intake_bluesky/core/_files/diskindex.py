@@ -593,14 +593,14 @@ class DiskIndex:
         """``(location, version text, inode, uid, has_stop, time, odd, sure,
         form, start, stop)`` of the rows under a directory where the SQL
         condition ``sup`` holds (see :func:`.._query.sql.compile_sql`);
-        ``sure`` when ``sub`` holds too, and then the documents are not read
-        (None). None if the index cannot answer (the caller then evaluates
-        every document itself, and so also when :meth:`live_under` answered
-        nothing because of the same failure)."""
+        ``sure`` when ``sub`` holds too. The documents come encoded (see
+        :func:`decode_start`): read in the same pass, they cost less than a
+        second lookup of the runs returned. None if the index cannot answer
+        (the caller then evaluates every document itself, and so also when
+        :meth:`live_under` answered nothing because of the same failure)."""
         low, high = _prefix_range(directory)
         sql = (
-            "SELECT location, version, ino, uid, has_stop, time, odd, sure, form,"
-            " CASE WHEN sure THEN NULL ELSE start END, CASE WHEN sure THEN NULL ELSE stop END"
+            "SELECT location, version, ino, uid, has_stop, time, odd, sure, form, start, stop"
             " FROM (SELECT location, version, ino, uid, has_stop, time, odd, form, start, stop,"
             f" ({sub}) AS sure FROM {_TABLE}"
             f" WHERE fmt = :fmt AND location >= :low AND location < :high AND ({sup}))"

@@ -103,7 +103,17 @@ class _Entry:
     ``_PENDING`` until then), so counting and ordering runs decode nothing.
     """
 
-    __slots__ = ("location", "inodes", "_version", "start", "stop", "uid", "has_stop", "time")
+    __slots__ = (
+        "location",
+        "inodes",
+        "_version",
+        "start",
+        "stop",
+        "uid",
+        "has_stop",
+        "time",
+        "stored",
+    )
 
     def __init__(self, location, inodes, version):
         self.location = location
@@ -113,6 +123,9 @@ class _Entry:
         self.uid = None
         self.has_stop = False
         self.time = _ODD  # the start's time, when known without the document
+        # (version, form, start, stop) as a search read them from the index,
+        # still encoded: decoded if the run is returned.
+        self.stored: tuple | None = None
 
     @property
     def version(self):
@@ -440,13 +453,16 @@ class FileDriver:
             # Entries are pending only when they were listed from the index.
             assert self._index is not None
             keys = [_location_key(e.location) for e in pending]
-            if (
+            stored: dict[str, tuple] = {}
+            if all(e.stored is not None for e in pending):
+                # Read by the search that found them.
+                stored = {k: e.stored for k, e in zip(keys, pending, strict=True) if e.stored}
+            elif (
                 self._loaded_dirs
                 and len(pending) > _DECODE_BY_DIRECTORY
                 and 2 * len(pending) > len(self._pending)
             ):
                 # Most of a directory: one range scan, not a lookup per key.
-                stored: dict[str, tuple] = {}
                 for directory in self._loaded_dirs:
                     stored.update(self._index.documents_under(self._fmt_key, directory))
             else:
@@ -471,7 +487,7 @@ class FileDriver:
                 updates.append((key, entry.version, start, stop))
             uid = entry.uid
             entry.set_documents(start, stop)
-            entry.time = _ODD
+            entry.time, entry.stored = _ODD, None
             _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
             if entry.uid != uid:
                 self._rebuild_runs()
@@ -636,6 +652,7 @@ class FileDriver:
                     continue  # not listed, or its documents are in memory
                 if is_sure and entry.same_version(version):
                     sure.add(id(entry))
+                    entry.stored = (version, form, start, stop)
                 else:
                     unsure.append((location, entry))
                     stored[location] = (version, form, start, stop)
@@ -711,6 +728,7 @@ class FileDriver:
                         entry.uid, entry.has_stop = uid, bool(has_stop)
                         entry.time = _ODD if odd & _TIME_BIT else time
                         entry.start = entry.stop = _PENDING
+                        entry.stored = (version, form, a, b)
                     else:
                         try:
                             entry.set_documents(decode_start(form, a), decode(b))
