@@ -176,17 +176,55 @@ def test_catalog_iterates_one_server_cursor(lay):
     assert finds[0].sort[0] == (lay.prefix + "time", 1)
 
 
-def test_len_counts_on_the_server(lay):
-    lay.add_starts(_starts(30))
+def test_len_counts_on_the_server(lay, monkeypatch):
+    from intake_bluesky.mongo import _catalog
+
+    starts = _starts(30)
+    lay.add_starts(starts)
     cat = lay.catalog()
     lay.clear()
     assert len(cat) == 30
     assert [o.op for o in lay.reads()] == ["estimated_document_count"]
     lay.clear()
+    # A search: its uids, in one query that the listing right after uses.
     sub = cat.search({"plan_name": "scan"})
     assert len(sub) == 15
     (op,) = lay.reads()
-    assert op.op == "count_documents" and op.filter == lay.q({"plan_name": "scan"})
+    assert op.op == "find" and op.filter == lay.q({"plan_name": "scan"})
+    assert op.projection == {"_id": False, lay.prefix + "uid": True}
+    assert op.limit == _catalog.LISTING_MAX + 1
+    # More runs than that: counted on the server.
+    monkeypatch.setattr(_catalog, "LISTING_MAX", 10)
+    lay.clear()
+    assert len(sub) == 15
+    assert [o.op for o in lay.reads()] == ["find", "count_documents"]
+
+
+def test_listing_a_search_is_one_query(lay, monkeypatch):
+    from intake_bluesky.mongo import _catalog
+
+    starts = _starts(30)
+    lay.add_starts(starts)
+    cat = lay.catalog()
+    lay.clear()
+    expected = [s["uid"] for s in starts if s["plan_name"] == "scan"]
+    assert list(cat.search({"plan_name": "scan"})) == expected
+    assert [o.op for o in lay.reads()] == ["find"]
+    # len() of one search does not answer the listing of another.
+    sub = cat.search({"plan_name": "scan"})
+    len(sub)
+    other = sub.search({"scan_id": {"$lt": 10}})
+    assert list(other) == [
+        s["uid"] for s in starts if s["plan_name"] == "scan" and s["scan_id"] < 10
+    ]
+    # A listing fetched by len() answers only an iteration that follows at
+    # once: later, runs written since show up.
+    monkeypatch.setattr(_catalog, "LISTING_FRESH", 0.0)
+    assert len(sub) == len(expected)
+    lay.add_starts([{**starts[0], "uid": "new-run", "time": T0 + 1000}])
+    lay.clear()
+    assert [uid for uid in sub] == [*expected, "new-run"]
+    assert [o.op for o in lay.reads()] == ["find"]
 
 
 def test_nested_searches_are_and_on_the_server(lay):

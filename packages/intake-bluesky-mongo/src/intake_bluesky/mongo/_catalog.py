@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from intake_bluesky.core import BlueskyCatalog, with_catalog_parameters
 
 from ._connect import DatabaseRef, redact_uri
@@ -11,8 +14,16 @@ from ._normalized import NormalizedDriver
 __all__ = ["BlueskyMongoCatalog", "BlueskyMongoEmbeddedCatalog"]
 
 
+#: Up to this many runs, ``len()`` of a searched catalog fetches their uids
+#: instead of counting them (see :meth:`_MongoCatalogMixin.__len__`).
+LISTING_MAX = 10_000
+#: How long (s) a listing fetched by ``len()`` answers the next iteration.
+LISTING_FRESH = 1.0
+
+
 class _MongoCatalogMixin:
-    """Pickling and display without database objects or passwords.
+    """Pickling and display without database objects or passwords; one
+    query for ``list(cat.search(q))``.
 
     intake pickles, copies (``search`` makes a copy) and displays a catalog
     from its constructor arguments: a ``Database`` cannot be pickled and a URI
@@ -22,6 +33,37 @@ class _MongoCatalogMixin:
 
     #: Constructor parameters holding a database, in positional order.
     _db_params: tuple[str, ...] = ()
+    # Set by the catalog class this is mixed into.
+    _query: dict
+    driver: Any
+
+    def __len__(self) -> int:
+        """The number of runs. Of a searched catalog: its uids are fetched
+        (one query; a server counts by scanning the same documents anyway)
+        and kept for the iteration that ``list(cat)`` makes right after
+        asking ``len()``, so listing a search costs one query, not a count
+        and then a find. The whole collection is counted from its metadata."""
+        query = self._query
+        if not query:
+            return int(self.driver.count(query))
+        uids = self.driver.uids(query, limit=LISTING_MAX + 1)
+        if len(uids) > LISTING_MAX:
+            return int(self.driver.count(query))  # too many to send: count on the server
+        self._listing = (time.monotonic(), dict(query), uids)
+        return len(uids)
+
+    def __iter__(self):
+        # A generator: list() gets the iterator first and asks len() next,
+        # so the listing is looked for at the first item, after len().
+        # Only the listing of this very query, fetched just now (a search
+        # copies the catalog's attributes; new runs must show up later).
+        listing = self.__dict__.pop("_listing", None)
+        if listing is not None:
+            fetched, query, uids = listing
+            if query == self._query and time.monotonic() - fetched <= LISTING_FRESH:
+                yield from uids
+                return
+        yield from super().__iter__()
 
     def _db_refs(self) -> dict[str, DatabaseRef]:
         raise NotImplementedError

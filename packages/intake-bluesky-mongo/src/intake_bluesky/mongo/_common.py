@@ -200,12 +200,16 @@ def event_projection(fields: Iterable[str] | None, extra: Iterable[str] = ()) ->
     return projection
 
 
-def pack_event_docs(events: Sequence[dict], fields: Iterable[str] | None = None) -> EventPage:
+def pack_event_docs(
+    events: Sequence[dict], fields: Iterable[str] | None = None, descriptor: str | None = None
+) -> EventPage:
     """One ``event_page`` from single event documents of one descriptor.
 
     Tolerant of what a projection leaves out: keys absent from an event (e.g.
     no ``filled`` entry) are taken from the union over the batch, with
-    ``None`` for data/timestamps and ``False`` for ``filled`` where missing.
+    ``None`` for data/timestamps and ``False`` for ``filled`` where missing;
+    ``descriptor`` is the events' descriptor uid when the projection left it
+    out of them.
     """
     first = events[0]
     parts: dict[str, dict[str, list]] = {}
@@ -221,7 +225,7 @@ def pack_event_docs(events: Sequence[dict], fields: Iterable[str] | None = None)
             columns[key] = [(event.get(part) or {}).get(key, missing) for event in events]
         parts[part] = columns
     page = {
-        "descriptor": first["descriptor"],
+        "descriptor": first["descriptor"] if descriptor is None else descriptor,
         "time": [event["time"] for event in events],
         "uid": [event["uid"] for event in events],
         "seq_num": [event["seq_num"] for event in events],

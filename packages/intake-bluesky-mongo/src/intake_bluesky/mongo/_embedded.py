@@ -202,6 +202,17 @@ class EmbeddedDriver:
     #: Start and stop documents of many runs in one query (a table of runs).
     summaries = embedded_summaries
 
+    def uids(self, query: Mapping[str, Any], *, limit: int) -> list[str]:
+        """The uids of the first ``limit`` runs matching ``query``, in the
+        order of :meth:`search`: one query, only the uids sent back."""
+        query = prefix_query(check_query(query))
+        sort, _, _ = check_paging(DEFAULT_SORT, 0, limit)
+        with translate_errors(self.db):
+            cursor = self.db["header"].find(
+                query, {"_id": False, "start.uid": True}, sort=prefix_sort(sort), limit=limit
+            )
+            return [doc["start"][0]["uid"] for doc in cursor]
+
     def count(self, query: Mapping[str, Any]) -> int:
         query = prefix_query(check_query(query))
         with translate_errors(self.db):

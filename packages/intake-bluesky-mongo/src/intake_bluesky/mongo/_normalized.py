@@ -127,6 +127,17 @@ class NormalizedDriver:
     #: Start and stop documents of many runs in two queries (a table of runs).
     summaries = normalized_summaries
 
+    def uids(self, query: Mapping[str, Any], *, limit: int) -> list[str]:
+        """The uids of the first ``limit`` runs matching ``query``, in the
+        order of :meth:`search`: one query, only the uids sent back."""
+        query = check_query(query)
+        sort, _, _ = check_paging(DEFAULT_SORT, 0, limit)
+        with translate_errors(self.mds):
+            cursor = self.mds["run_start"].find(
+                query, {"_id": False, "uid": True}, sort=sort, limit=limit
+            )
+            return [doc["uid"] for doc in cursor]
+
     def count(self, query: Mapping[str, Any]) -> int:
         query = check_query(query)
         with translate_errors(self.mds):
@@ -256,6 +267,9 @@ class NormalizedRunSource(RunSourceBase):
             skip, limit = start, stop - start
         fields = None if fields is None else list(fields)
         projection = event_projection(fields)
+        if fields is not None:
+            # Every event of the query has this descriptor: not sent per event.
+            del projection["descriptor"]
         collection = self.mds["event"]
 
         def open_cursor():
@@ -273,17 +287,19 @@ class NormalizedRunSource(RunSourceBase):
                 allow_disk_use=True,
             )
 
-        return self._pages(iterate([self.mds], open_cursor), fields)
+        return self._pages(iterate([self.mds], open_cursor), fields, descriptor_uid)
 
-    def _pages(self, events: Iterator[dict], fields) -> Iterator[EventPage]:
+    def _pages(
+        self, events: Iterator[dict], fields, descriptor_uid: str | None = None
+    ) -> Iterator[EventPage]:
         batch: list[dict] = []
         for event in events:
             batch.append(event)
             if len(batch) >= self.event_page_size:
-                yield pack_event_docs(_in_seq_order(batch), fields)
+                yield pack_event_docs(_in_seq_order(batch), fields, descriptor_uid)
                 batch = []
         if batch:
-            yield pack_event_docs(_in_seq_order(batch), fields)
+            yield pack_event_docs(_in_seq_order(batch), fields, descriptor_uid)
 
     def event_count(self, descriptor_uid: str) -> int:
         with self._errors():
