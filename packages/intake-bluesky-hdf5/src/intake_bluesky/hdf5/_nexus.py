@@ -568,20 +568,93 @@ def _blocks_written(
 
     plans = {id(t): _direct_plan(t, sources.get(t.field), seq_num) for t in lazy}
     direct = [t for t in lazy if plans[id(t)] is not None]
-    decoded = [t for t in lazy if plans[id(t)] is None]
+    files = {
+        id(t): _file_rows(t, sources.get(t.field), seq_num) for t in lazy if plans[id(t)] is None
+    }
     bounds = _block_bounds(lazy, n)
     with contextlib.ExitStack() as stack:
         opened: dict[tuple, Any] = {}
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            # One compute for every decoded field of the block: fields of one
-            # detector file share its reads. (Per variable, not through the
-            # Dataset: the fields may be arrays of different chunked types.)
-            block = dask.compute(*[t.var.data[a:b] for t in decoded])
-            for t, values in zip(decoded, block, strict=True):
+            computed = []
+            for t, rows in ((t, files[id(t)]) for t in lazy if id(t) in files):
+                values = None if rows is None else rows.read(t, a, b, opened, stack)
+                if values is None:
+                    computed.append(t)
+                else:
+                    t.dset[a:b] = values
+            # One compute for every other field of the block (per variable,
+            # not through the Dataset: the fields may be arrays of different
+            # chunked types).
+            block = dask.compute(*[t.var.data[a:b] for t in computed])
+            for t, values in zip(computed, block, strict=True):
                 t.dset[a:b] = np.asarray(values)
             for t in direct:
                 _copy_chunks(t, plans[id(t)], a, b, sources[t.field], opened, stack)
             options.rows_written(b - a)
+
+
+@dataclass
+class _FileRows:
+    """A field's rows read from its detector files as its stream reader reads
+    them (the frames of consecutive indices, reshaped to rows), into one
+    buffer reused block after block: no dask graph, no new 100 MB array per
+    block."""
+
+    rows: _RowMap
+    per_row: int
+    shapes: list[tuple[int, ...]]
+    buffer: np.ndarray | None = None
+
+    def read(self, target: _Target, a: int, b: int, opened, stack) -> np.ndarray | None:
+        """Rows ``[a, b)``, or None when they are not consecutive frames of
+        one file on disk (then the stream reader reads them, and says why)."""
+        f = int(self.rows.file_of[a])
+        first = int(self.rows.index_of[a])
+        if not (
+            (self.rows.file_of[a:b] == f).all()
+            and (self.rows.index_of[a:b] == first + np.arange(b - a)).all()
+            and (first + b - a) * self.per_row <= self.shapes[f][0]
+        ):
+            return None
+        key = self.rows.files[f][:2]  # (path, dataset): shared by every field
+        if key not in opened:
+            opened[key] = stack.enter_context(_shared_dataset(*self.rows.files[f]))
+        frames = ((b - a) * self.per_row, *self.shapes[f][1:])
+        buffer = self.buffer
+        if buffer is None or buffer.shape[1:] != frames[1:] or len(buffer) < frames[0]:
+            self.buffer = buffer = np.empty(frames, dtype=target.dset.dtype)
+        out = buffer[: frames[0]]
+        start = first * self.per_row
+        opened[key].read_direct(out, source_sel=np.s_[start : start + frames[0]])
+        return out.reshape(b - a, *target.dset.shape[1:])
+
+
+def _file_rows(target: _Target, source: _Source | None, seq_num) -> _FileRows | None:
+    """How to read a field straight from its detector files, or None."""
+    if source is None:
+        return None
+    if any(p.get("slice") or p.get("squeeze") for _, _, p, _ in source.parts):
+        return None  # frames as read are not the file's frames
+    rows = _row_map(source, seq_num)
+    if rows is None:
+        return None
+    row = math.prod(target.dset.shape[1:])
+    shapes, per_row = [], set()
+    for path, dataset, params in rows.files:
+        try:
+            with _shared_dataset(path, dataset, params) as src:
+                if not isinstance(src, h5py.Dataset) or src.dtype != target.dset.dtype:
+                    return None  # the reader refuses another dtype; it says so
+                frame = math.prod(src.shape[1:])
+                if src.ndim == 0 or not frame or row % frame:
+                    return None
+                per_row.add(row // frame)
+                shapes.append(tuple(src.shape))
+        except (OSError, KeyError):
+            return None
+    if len(per_row) != 1:
+        return None
+    return _FileRows(rows, per_row.pop(), shapes)
 
 
 def _copy_chunks(target: _Target, plan, a: int, b: int, source: _Source, opened, stack) -> None:
@@ -590,11 +663,11 @@ def _copy_chunks(target: _Target, plan, a: int, b: int, source: _Source, opened,
         if not a <= r0 < b:
             continue
         if offset is not None and not target.decode_all:
-            if f not in opened:
-                path, dataset, params = _row_map_files(source)[f]
-                opened[f] = stack.enter_context(_shared_dataset(path, dataset, params))
+            path, dataset, params = _row_map_files(source)[f]
+            if (path, dataset) not in opened:
+                opened[path, dataset] = stack.enter_context(_shared_dataset(path, dataset, params))
             try:
-                mask, raw = opened[f].id.read_direct_chunk(offset)
+                mask, raw = opened[path, dataset].id.read_direct_chunk(offset)
             except (OSError, ValueError, KeyError):
                 pass  # a chunk never written (fill values): decoded below
             else:
