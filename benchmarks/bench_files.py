@@ -181,24 +181,25 @@ def counting(file, *a, **k):
         opened.append(file)
     return _open(file, *a, **k)
 builtins.open = counting
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 cat = BlueskyJSONLCatalog(directory, index_path=index)
 n = len(cat) if query is None else len(list(cat.search(query)))
-dt = time.perf_counter() - t
-print(json.dumps({"seconds": dt, "n": n, "opened": len(opened)}))
+dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+print(json.dumps({"seconds": dt, "cpu": cpu, "n": n, "opened": len(opened)}))
 """
 
 SQL_FLOOR_SCRIPT = """
 import json, sqlite3, sys, time
 import orjson
 path, where, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 conn = sqlite3.connect(path)
 rows = conn.execute(
     f"SELECT start FROM starts WHERE {where} ORDER BY json_extract(start, '$.time')", params
 ).fetchall()
 docs = [orjson.loads(text) for (text,) in rows]
-print(json.dumps({"seconds": time.perf_counter() - t, "n": len(docs)}))
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - cpu,
+                  "n": len(docs)}))
 """
 
 
@@ -247,13 +248,13 @@ import json, os, sys, time
 sys.path.insert(0, sys.argv[3])
 import _common as C
 directory, what = sys.argv[1], sys.argv[2]
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 if what == "headers":
     files = sorted(os.path.join(directory, f) for f in os.listdir(directory))
     n = C.without_gc(lambda: C.floor_headers_jsonl(files))()
 else:
     n = C.floor_stat(directory)
-print(json.dumps({"seconds": time.perf_counter() - t, "n": n}))
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - cpu, "n": n}))
 """
 
 
@@ -298,6 +299,16 @@ def _before_note(results: list[dict], floor: float) -> str:
     value = _median(results)
     shown = f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
     return f"; before: {shown} ({value / floor:.2f}x)"
+
+
+def _cpu_note(sides: dict[str, list[dict]]) -> str:
+    """Medians of CPU time (user + system) to the floor's: steadier than wall
+    time when other work shares the cores."""
+    floor = statistics.median(r["cpu"] for r in sides["floor"])
+    out = [f"CPU /floor: {statistics.median(r['cpu'] for r in sides['ours']) / floor:.2f}"]
+    if sides.get("before"):
+        out.append(f"before {statistics.median(r['cpu'] for r in sides['before']) / floor:.2f}")
+    return "; " + ", ".join(out)
 
 
 class Syscalls:
@@ -388,7 +399,8 @@ def rows(n: int = 100_000, reps: int = 3, log=print, before: str | None = None) 
                 _median(cold["ours"]),
                 floor,
                 f"{cold['ours'][0]['n']} runs; writes the index ({size_mib:.0f} MiB)"
-                + _before_note(cold["before"], floor),
+                + _before_note(cold["before"], floor)
+                + _cpu_note(cold),
                 n,
             )
         )
@@ -408,7 +420,8 @@ def rows(n: int = 100_000, reps: int = 3, log=print, before: str | None = None) 
                 _median(warm["ours"]),
                 floor,
                 f"{warm['ours'][0]['n']} runs; files opened: {warm['ours'][0]['opened']}"
-                + _before_note(warm["before"], floor),
+                + _before_note(warm["before"], floor)
+                + _cpu_note(warm),
                 n,
             )
         )
@@ -437,7 +450,8 @@ def rows(n: int = 100_000, reps: int = 3, log=print, before: str | None = None) 
                     f"{found['floor'][0]['n']} found"
                     + ("" if len(hits) == 1 else f"; MISMATCH: found {sorted(hits)}")
                     + "; floor: SQLite json_extract over the start documents"
-                    + _before_note(found["before"], floor),
+                    + _before_note(found["before"], floor)
+                    + _cpu_note(found),
                     n,
                 )
             )
