@@ -398,21 +398,31 @@ def operation(client, kind: str, workload: dict, rng: random.Random) -> None:
         assert ds["bdet"].shape[0] == workload["sizes"]["hdf5"][1]
 
 
+#: Set in each client process: all clients start the timed load together.
+_BARRIER = None
+
+
+def _init_client(barrier) -> None:
+    global _BARRIER
+    _BARRIER = barrier
+
+
 def client_process(args) -> dict:
-    """One client: waits for the start, then cycles through the operations
-    until the deadline; returns its latencies and errors."""
-    url, key, workload, seed, start_at, duration = args
+    """One client: warms up, waits for the others, then cycles through the
+    operations for ``duration`` seconds; returns its latencies and errors."""
+    url, key, workload, seed, duration = args
     client, counts = client_for(url, key)
     rng = random.Random(seed)
     for kind in OPERATIONS:  # warm up (imports, first connections): not timed
         operation(client, kind, workload, rng)
     warm = dict(counts)
-    time.sleep(max(0.0, start_at - time.time()))
+    assert _BARRIER is not None
+    _BARRIER.wait()
+    began = time.time()
     latencies: dict[str, list[float]] = {kind: [] for kind in OPERATIONS}
     errors: list[str] = []
-    deadline = start_at + duration
     i = seed
-    while time.time() < deadline:
+    while time.time() < began + duration:
         kind = OPERATIONS[i % len(OPERATIONS)]
         i += 1
         t0 = time.perf_counter()
@@ -427,26 +437,30 @@ def client_process(args) -> dict:
         "errors": errors,
         "requests": counts["requests"] - warm["requests"],
         "http_errors": counts["http_errors"] - warm["http_errors"],
+        "began": began,
+        "ended": time.time(),
     }
 
 
 def load(url: str, key: str, workload: dict, clients: int, duration: float) -> dict:
     context = multiprocessing.get_context("spawn")
-    # Clients import tiled and warm up before a common start time.
-    start_at = time.time() + 15 + clients * 1.0
-    jobs = [(url, key, workload, seed, start_at, duration) for seed in range(clients)]
-    with context.Pool(clients) as pool:
+    barrier = context.Barrier(clients)
+    jobs = [(url, key, workload, seed, duration) for seed in range(clients)]
+    with context.Pool(clients, initializer=_init_client, initargs=(barrier,)) as pool:
         results = pool.map(client_process, jobs)
-    elapsed = max(duration, time.time() - start_at)
+    # From the first client's start to the last one's end (an operation
+    # running at the deadline finishes).
+    elapsed = max(r["ended"] for r in results) - min(r["began"] for r in results)
     latencies = {k: [x for r in results for x in r["latencies"][k]] for k in OPERATIONS}
     every = [x for k in OPERATIONS for x in latencies[k]]
     errors = [e for r in results for e in r["errors"]]
     http_errors = sum(r["http_errors"] for r in results)
+    requests = sum(r["requests"] for r in results)
     return {
         "operations": len(every),
-        "ops_per_s": len(every) / duration,
-        "requests": sum(r["requests"] for r in results),
-        "requests_per_s": sum(r["requests"] for r in results) / duration,
+        "ops_per_s": len(every) / elapsed,
+        "requests": requests,
+        "requests_per_s": requests / elapsed,
         "errors": len(errors) + http_errors,
         "error_samples": errors[:5],
         "p50": _quantile(every, 0.5),
