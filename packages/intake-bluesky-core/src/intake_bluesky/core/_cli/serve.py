@@ -3,6 +3,13 @@
 The serving code lives in intake-bluesky-tiled (its ``server`` extra); this
 command finds it through the backend registered as ``tiled`` and never
 imports tiled before it is asked to serve, so the core works without it.
+
+Examples
+--------
+Where clients reach a server bound to an address:
+
+>>> _url("127.0.0.1", 8000), _url("0.0.0.0", 8000), _url("fe80::1", 9000)
+('http://localhost:8000', 'http://0.0.0.0:8000', 'http://[fe80::1]:9000')
 """
 
 from __future__ import annotations
