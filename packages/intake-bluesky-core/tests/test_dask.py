@@ -103,7 +103,10 @@ def test_computing_a_scalar_loads_no_external_data(tmp_path):
 def test_to_dask_without_handler_fails_at_compute_not_before(tmp_path):
     from intake_bluesky.core import MissingHandlerError
 
-    cat = BlueskyInMemoryCatalog()  # no handler for NPY_SEQ
+    # A spec no installed package handles (ophyd registers NPY_SEQ).
+    cat = BlueskyInMemoryCatalog(
+        transforms={"resource": lambda doc: {**doc, "spec": "NPY_SEQ_UNHANDLED"}}
+    )
     docs = example_runs(tmp_path)[0]
     for name, doc in docs:
         if name == "descriptor" and "ext" in doc["data_keys"]:
@@ -115,5 +118,5 @@ def test_to_dask_without_handler_fails_at_compute_not_before(tmp_path):
     lazy = cat[-1].primary.to_dask()  # dtype unknown, handler missing: no error yet
     assert lazy["ext"].dtype == np.float64 and lazy["ext"].shape == (6, 3, 2)
     np.testing.assert_array_equal(lazy["det"].values, np.arange(1, 7) * 1.5)
-    with pytest.raises(MissingHandlerError, match="NPY_SEQ"):
+    with pytest.raises(MissingHandlerError, match="NPY_SEQ_UNHANDLED"):
         lazy["ext"].values

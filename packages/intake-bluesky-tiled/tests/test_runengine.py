@@ -74,9 +74,7 @@ def test_scalar_scans_with_baseline_and_configuration(scalar_runs):
             assert_same_dataset(run[stream].to_dask().compute(), want[stream].read())
             for device, config in want[stream].config.items():
                 assert_same_dataset(run[stream].config[device].read(), config.read())
-            assert_same_dataset(
-                run[stream].timestamps.read(), want[stream].timestamps.read()
-            )
+            assert_same_dataset(run[stream].timestamps.read(), want[stream].timestamps.read())
     assert cat[-1].uid == uids[1]
     assert cat[1].uid == uids[0]
     # A partial uid of digits only would be a scan_id.
@@ -166,9 +164,7 @@ def sample_root(tmp_path):
     return root
 
 
-@pytest.mark.parametrize(
-    "case", ["count_blob", "scan_two_blobs_point", "fly_cpe1", "fly_cpe3"]
-)
+@pytest.mark.parametrize("case", ["count_blob", "scan_two_blobs_point", "fly_cpe1", "fly_cpe3"])
 def test_recorded_ophyd_async_runs(beamline, sample_root, case):
     """Runs a RunEngine recorded (fly scans without events, 3 frames per
     event), replayed into TiledWriter."""

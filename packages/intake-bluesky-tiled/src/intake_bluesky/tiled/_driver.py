@@ -17,6 +17,7 @@ from intake_bluesky.core import compile_query
 from intake_bluesky.core.driver import DEFAULT_SORT, Sort
 
 from ._connect import TiledRef
+from ._layout import plain
 from ._query import SCALAR_KEYS, translate
 from ._runsource import TiledRunSource
 
@@ -63,7 +64,9 @@ class TiledDriver:
 
     # --- listing -----------------------------------------------------------
     def _node(self, queries: list[Any], sort: Sort) -> Any:
-        node = self.ref.node()
+        # A new variation each time: tiled's client caches a container's
+        # length, and a catalog must see runs added since.
+        node = self.ref.node().new_variation()
         for query in queries:
             node = node.search(query)
         sorting = [("start." + key, int(direction)) for key, direction in sort]
@@ -74,10 +77,10 @@ class TiledDriver:
     ) -> Iterator[dict[str, Any]]:
         stop = None if limit is None else skip + limit
         for _, run in node.items()[skip:stop]:
-            metadata = run.metadata
+            metadata = plain(run.metadata)
             start = metadata.get("start")
             if isinstance(start, Mapping):
-                yield {"metadata": metadata, "start": dict(start)}
+                yield {"metadata": metadata, "start": start}
 
     def _search(
         self, query: Mapping[str, Any], sort: Sort, skip: int, limit: int | None
@@ -138,7 +141,7 @@ class TiledDriver:
             node = self.ref.node()[uid]
         except KeyError:
             raise KeyError(uid) from None
-        metadata = dict(node.metadata)
+        metadata = plain(node.metadata)
         if not isinstance(metadata.get("start"), Mapping):
             raise KeyError(uid)
         source = TiledRunSource(

@@ -43,6 +43,7 @@ __all__ = [
     "INTERNAL_TABLE",
     "descriptors_of_stream",
     "event_uid",
+    "plain",
     "rebuild_object_keys",
     "stream_resource_uid",
 ]
@@ -73,11 +74,21 @@ def rebuild_object_keys(data_keys: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def plain(value: Any) -> Any:
+    """A copy of tiled metadata as plain dicts and lists (tiled gives
+    read-only views)."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [plain(v) for v in value]
+    return value
+
+
 def descriptors_of_stream(
     run_uid: str, stream: str, metadata: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
     """The stream's descriptor documents, oldest first, from its metadata."""
-    first = {k: v for k, v in metadata.items() if k != "_config_updates"}
+    first = {k: plain(v) for k, v in metadata.items() if k != "_config_updates"}
     first["name"] = stream
     first["run_start"] = run_uid
     first.setdefault("data_keys", {})
@@ -85,7 +96,7 @@ def descriptors_of_stream(
     first.setdefault("hints", {})
     first["object_keys"] = rebuild_object_keys(first["data_keys"])
     out = [first]
-    updates: Sequence[Mapping[str, Any]] = metadata.get("_config_updates") or []
+    updates: Sequence[Mapping[str, Any]] = plain(metadata.get("_config_updates") or [])
     for update in updates:
         later = dict(first)
         later["uid"] = update["uid"]

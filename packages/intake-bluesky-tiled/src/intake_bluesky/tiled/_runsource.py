@@ -18,6 +18,7 @@ External data is read one of two ways, chosen per run (``data_access``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from ._layout import (
     INTERNAL_TABLE,
     descriptors_of_stream,
     event_uid,
+    plain,
     stream_resource_uid,
 )
 from ._reader import TiledArrayReader
@@ -136,17 +138,39 @@ class TiledRunSource(RunSourceBase):
     def _run_metadata(self) -> dict[str, Any]:
         finished = self._metadata is not None and self._metadata.get("stop") is not None
         if self._metadata is None or not finished:
-            node = self._run_node()
-            if self._metadata is not None:
-                node.refresh()
-            self._metadata = dict(node.metadata)
+            with self._present():
+                return self._fetch_metadata()
         return self._metadata
+
+    def _fetch_metadata(self) -> dict[str, Any]:
+        node = self._run_node()
+        if self._metadata is not None:
+            node.refresh()  # a run being written: its stop may have come
+        metadata: dict[str, Any] = plain(node.metadata)
+        self._metadata = metadata
+        return metadata
 
     def _finished(self) -> bool:
         return self._metadata is not None and self._metadata.get("stop") is not None
 
+    @contextlib.contextmanager
+    def _present(self) -> Iterator[None]:
+        """A node of the run missing on the server (HTTP 404) means the run
+        was deleted or is being written again: a KeyError naming the run,
+        never documents of two versions."""
+        try:
+            yield
+        except Exception as err:
+            response = getattr(err, "response", None)
+            if getattr(response, "status_code", None) != 404:
+                raise
+            raise KeyError(
+                f"Run {self.uid!r} is no longer in {self.ref.describe()} as it was read: it "
+                "was deleted or is being written again. Open it again from the catalog."
+            ) from None
+
     def _stream_map(self) -> dict[str, _Stream]:
-        with self._lock:
+        with self._lock, self._present():
             if self._streams is not None and self._finished():
                 return self._streams
             self._run_metadata()
@@ -165,6 +189,7 @@ class TiledRunSource(RunSourceBase):
                             stream.external[key] = (child, sources[0])
                         else:
                             stream.internal_arrays[key] = child
+                _mark_streamed(stream)
                 streams[name] = stream
             self._streams = streams
             self._tables = {}
@@ -197,7 +222,8 @@ class TiledRunSource(RunSourceBase):
         if table is None:
             if stream.table is None:
                 return None
-            table = stream.table.read()
+            with self._present():
+                table = stream.table.read()
             if self._finished():
                 self._tables[stream.name] = table
         return table
@@ -229,9 +255,7 @@ class TiledRunSource(RunSourceBase):
             first, last = first + max(lo, 0), min(first + hi, last)
         if last <= first:
             return
-        keys = [
-            k for k, dk in descriptor["data_keys"].items() if "external" not in dk
-        ]
+        keys = [k for k, dk in descriptor["data_keys"].items() if "external" not in dk]
         if fields is not None:
             wanted = set(fields)
             keys = [k for k in keys if k in wanted]
@@ -241,9 +265,7 @@ class TiledRunSource(RunSourceBase):
             if key in table.columns:
                 data[key] = _column(table[key], first, last)
             elif key in stream.internal_arrays:
-                data[key] = np.asarray(
-                    stream.internal_arrays[key].read(slice=np.s_[first:last])
-                )
+                data[key] = np.asarray(stream.internal_arrays[key].read(slice=np.s_[first:last]))
             else:
                 continue
             ts = f"ts_{key}"
@@ -372,6 +394,23 @@ class TiledRunSource(RunSourceBase):
             f"Run {self.uid!r}: no array node in tiled for stream_resource "
             f"{stream_resource.get('uid')!r} ({stream_resource.get('data_key')!r})."
         )
+
+
+def _mark_streamed(stream: _Stream) -> None:
+    """Data keys tiled keeps as external arrays are stream data now.
+
+    TiledWriter turns a resource's datums into a stream of the files they
+    named (an array node per data key) but leaves the descriptor's
+    ``external: 'FILESTORE:'``: the events it keeps hold no datum ids for it.
+    """
+    for descriptor in stream.descriptors:
+        data_keys = descriptor["data_keys"]
+        for key in stream.external:
+            data_key = data_keys.get(key)
+            if data_key is not None and not str(data_key.get("external", "")).startswith(
+                "STREAM:"
+            ):
+                data_keys[key] = {**data_key, "external": "STREAM:"}
 
 
 def _column(series: Any, first: int, last: int) -> Any:

@@ -15,7 +15,7 @@ dependencies; :class:`ConformanceTests` needs pytest and is imported on first
 use, so ``example_runs()`` works where pytest is not installed.
 """
 
-from ._compare import RunStore, normalize_documents, plain
+from ._compare import RunStore, Unrepresentable, normalize_documents, plain
 from ._examples import (
     EXTERNAL_ROOT,
     NPY_STACK_MIMETYPE,
@@ -47,6 +47,7 @@ __all__ = [
     "NpzFramesReader",
     "NumpySeqHandler",
     "RunStore",
+    "Unrepresentable",
     "correctness_runs",
     "example_registry",
     "example_runs",

@@ -11,7 +11,17 @@ import numpy as np
 
 from .._model.pages import unpack_datum_page, unpack_event_page
 
-__all__ = ["RunStore", "normalize_documents", "plain"]
+__all__ = ["RunStore", "Unrepresentable", "normalize_documents", "plain"]
+
+
+class Unrepresentable(Exception):
+    """Raised by a :class:`RunStore`'s ``write_run``/``append_documents`` for
+    a run its storage cannot hold (a server that refuses a file format it
+    has no reader for, a writer that validates documents and refuses damaged
+    ones). The test using that run is skipped with the message as reason.
+
+    A store raises it only for causes it recognises, never for any error.
+    """
 
 
 class RunStore:
@@ -28,6 +38,15 @@ class RunStore:
         ``(low, high)``: the integers the format holds. Default
         ``(-2**63, 2**64 - 1)``, numpy's int64 and uint64 (some formats hold
         int64 only).
+    keeps_document_uids : bool
+        Every document comes back with the uid it was written with. False
+        when the storage keeps no uid for some documents (events,
+        stream_datums) and rebuilds them: documents are then compared
+        without those uids.
+    keeps_resources : bool
+        resource and datum documents are stored as they are. False when the
+        storage turns them into something else (e.g. stream documents):
+        the tests of handler-based external data are skipped.
     keeps_event_form : bool
         ``canonical(fill='no')`` gives every document back in the form it was
         stored in (an event stays an event, a page a page; see
@@ -52,8 +71,17 @@ class RunStore:
 
     integer_range: tuple[int, int] = (-(2**63), 2**64 - 1)
     keeps_event_form: bool = True
+    keeps_document_uids: bool = True
+    keeps_resources: bool = True
     supports_concurrent_appends: bool = True
     limits: Mapping[str, str] = MappingProxyType({})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A run the store cannot hold skips the test that wrote it.
+        for name in ("write_run", "append_documents"):
+            if name in cls.__dict__:
+                setattr(cls, name, _skipping_unrepresentable(cls.__dict__[name]))
 
     def write_run(self, documents: list[tuple[str, dict]]) -> None:
         """Store a run, or replace a stored run with this (longer) list."""
@@ -72,6 +100,15 @@ class RunStore:
         being written). By default the run is written again, longer."""
         self.write_run(list(documents) + list(new))
 
+    def as_kept(self, documents: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+        """``documents`` as the storage keeps their contents: what
+        ``canonical(fill='no')`` of the stored run must equal (packing
+        aside). By default the documents themselves; a storage whose writer
+        completes or converts documents on the way in (e.g. adds data keys'
+        ``dtype_numpy``) gives the documents that writer stores.
+        """
+        return list(documents)
+
     def as_stored(self, documents: list[tuple[str, dict]]) -> list[tuple[str, dict]] | None:
         """``documents`` in the forms this store keeps them in: what
         ``canonical(fill='no')`` of the stored run must give back, document
@@ -84,6 +121,25 @@ class RunStore:
         None): the forms are then not compared.
         """
         return list(documents) if self.keeps_event_form else None
+
+
+#: Why a test is off on a store that does not keep resource/datum documents.
+RESOURCES = "this store does not keep resource/datum documents (handler-based external data)"
+
+
+def _skipping_unrepresentable(method: Any) -> Any:
+    import functools
+
+    @functools.wraps(method)
+    def write(self: RunStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Unrepresentable as err:
+            import pytest
+
+            pytest.skip(f"{type(self).__name__} cannot hold this run: {err}")
+
+    return write
 
 
 def _skip_without(store: RunStore, capability: str, reason: str) -> None:
@@ -111,9 +167,14 @@ def plain(value):
     return value
 
 
-def normalize_documents(documents) -> dict:
+def normalize_documents(documents, *, uids: bool = True) -> dict:
     """A run's documents with event/event_page and datum/datum_page packing
     undone, numpy converted to plain Python: compare two of these for equality.
+
+    With ``uids=False`` (a store that keeps no event or stream document
+    uids), events are keyed by descriptor and seq_num without their uid,
+    and stream_resource/stream_datum documents are left out (their rows are
+    compared through ``read()``).
     """
     out: dict[str, Any] = {
         "start": None,
@@ -150,4 +211,10 @@ def normalize_documents(documents) -> dict:
     for event in out["events"].values():
         # Storage may drop an empty 'filled' or store False for unfilled keys.
         event["filled"] = {k: v for k, v in event.get("filled", {}).items() if v}
+    if not uids:
+        out["events"] = {
+            (e["descriptor"], e["seq_num"]): {k: v for k, v in e.items() if k != "uid"}
+            for e in out["events"].values()
+        }
+        out["stream_resources"] = out["stream_datums"] = None
     return out

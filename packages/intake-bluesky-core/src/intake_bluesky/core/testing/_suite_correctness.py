@@ -15,6 +15,7 @@ from .._model.documents import BadDocumentError
 from .._model.filling import FillError
 from .._query.time import TimeRange
 from ..errors import DtypeMismatchError
+from ._compare import RESOURCES, _skip_without
 from ._examples import EXTERNAL_ROOT, T0, UIDS
 from ._examples_correctness import (
     CORRECTNESS_UIDS,
@@ -248,6 +249,7 @@ class CorrectnessTests:
 
     # --- errors -------------------------------------------------------------------
     def test_missing_external_file_names_path_tried_and_stored_root(self, store, runs, tmp_path):
+        _skip_without(store, "keeps_resources", RESOURCES)
         for docs in runs:
             store.write_run(docs)
         moved = tmp_path / "not-here"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ._compare import _skip_without
+from ._compare import RESOURCES, _skip_without
 from ._examples import UIDS, example_runs
 
 __all__ = ["FollowTests"]
@@ -44,6 +44,7 @@ class FollowTests:
         _skip_without(
             store, "supports_concurrent_appends", "the store cannot append while a run is read"
         )
+        _skip_without(store, "keeps_resources", RESOURCES)
         store.write_run(follow_docs[:2])
         run = store.catalog(**common)[UIDS["scan"]]
         assert run.metadata["stop"] is None
@@ -66,7 +67,8 @@ class FollowTests:
         assert rows == 8  # as written: 6 primary, 2 baseline
         assert [n for n, _ in followed].count("descriptor") == 2
 
-    def test_follow_of_a_finished_run_is_its_canonical_stream(self, cat, runs):
+    def test_follow_of_a_finished_run_is_its_canonical_stream(self, store, cat, runs):
+        _skip_without(store, "keeps_resources", RESOURCES)
         run = cat[UIDS["scan"]]
         started = time.monotonic()
         followed = list(run.follow(poll_interval=5))
