@@ -546,13 +546,17 @@ class _Columns:
         )
 
     def _finish(self, column: list, part: str | None):
-        types = list(map(type, column))
-        if types.count(float) == len(types) and types:
-            # Only floats (most columns: data, timestamps, time): one scan
-            # of the types says so, and the column is made an array here at
-            # once, where the core would scan them again to find out.
-            return np.fromiter(column, np.float64, len(column))
-        if not set(types) <= _PLAIN:
+        if column and type(column[0]) is float:
+            types = list(map(type, column))
+            if types.count(float) == len(types):
+                # Only floats (most columns: data, timestamps, time): one
+                # scan of the types says so, and the column is made an array
+                # here at once, where the core would scan them again.
+                return np.fromiter(column, np.float64, len(column))
+            kinds = set(types)
+        else:
+            kinds = set(map(type, column))
+        if not kinds <= _PLAIN:
             _decode_tree(column)
         return _stack(column) if part == "data" else column
 
