@@ -459,6 +459,38 @@ def test_chunks_are_copied_without_recompression(tmp_path):
             assert stored[1] != zlib.compress(frames[r : r + 2].tobytes(), 1)
 
 
+@pytest.mark.parametrize("link_external", [False, True])
+@pytest.mark.parametrize("filters", [{}, dict(hdf5plugin.Bitshuffle())], ids=["plain", "bslz4"])
+def test_rows_in_another_order_than_the_file(
+    tmp_path, write_detector_file, filters, link_external
+):
+    """Stream datums whose seq_nums run against the file's order: rows are
+    still the readers' rows (copied, chunk-copied or linked)."""
+    h5 = tmp_path / "h5"
+    h5.mkdir()
+    # Frames of 6 kB: big enough to be linked rather than copied.
+    write_detector_file(h5 / "det.h5", 6, shape=(48, 64), dtype="<u2", frame_chunks=2, **filters)
+    docs = list(_fly_run("/stored/det.h5", 6, (48, 64), "<u2"))
+    for _, doc in docs:  # the file's frames 0-2 are rows 4-6, frames 3-5 rows 1-3
+        if "seq_nums" in doc:
+            first = doc["indices"]["start"]
+            doc["seq_nums"] = {"start": 4 - first, "stop": 7 - first}
+    cat = BlueskyInMemoryCatalog(root_map={"/stored": str(h5)})
+    for name, doc in docs:
+        cat(name, doc)
+    want = cat[-1].primary.read()
+    (path,) = export_runs(cat, tmp_path / "out", format="nexus", link_external=link_external)
+    with h5py.File(path, "r") as f:
+        data = _h5_entry(f)["primary"]
+        assert data["det"].is_virtual == link_external
+        np.testing.assert_array_equal(data["det"][()], want["det"].values)
+        np.testing.assert_array_equal(data["det_sum"][()], want["det-sum"].values)
+        assert data["seq_num"][()].tolist() == [1, 2, 3, 4, 5, 6]
+    # Not the file's order: row 0 is the file's frame 3.
+    with h5py.File(h5 / "det.h5", "r") as src:
+        np.testing.assert_array_equal(want["det"].values[0, 0], src["/entry/data/data"][3])
+
+
 def _fly_run(uri_path, n, shape, dtype):
     """A fly scan's documents over one detector file (as ophyd-async writes them)."""
     bundle = event_model.compose_run(metadata={"scan_id": 3, "plan_name": "fly"})
