@@ -9,6 +9,8 @@ frames). Rows:
 * ``read()`` of the stream (both keys) vs the floor, ``h5py`` opening the file
   and reading both datasets whole (DESIGN §6 target: 1.1x);
 * ``to_dask().compute()`` vs the same floor, with the number of dask tasks;
+* one frame of the lazy stream (fresh catalog, ``to_dask()['bdet'][i:i+1]``,
+  compute) vs h5py opening the file and reading that frame;
 * the peer: tiled with bluesky-tiled-plugins (``TiledWriter`` into an
   in-process tiled app over an embedded SQLite catalog) reading the same fly
   scan, run in its own environment (``--tiled-python``, built by
