@@ -204,3 +204,26 @@ def test_the_stream_array_mixes_with_other_fields(catalog):
         total.values,
         eager["bdet"].values.astype("int64") + eager["pdet"].values[:, None, None, None],
     )
+
+
+@pytest.mark.parametrize("catalog", [CountingIntoReader], indirect=True)
+def test_only_a_whole_compute_reads_into_one_buffer(catalog):
+    """A Dataset's compute reads its stream field into one buffer; a sum or
+    a slice reads plain chunks (freed as they are consumed), so a reduction
+    over a stream bigger than memory still runs chunk by chunk."""
+    stream = catalog[STREAM_UIDS["fly"]].primary
+    eager = stream.read()["bdet"].values
+    lazy = stream.to_dask(chunks=3)
+    CountingReader.calls = []
+    CountingIntoReader.buffers = []
+    computed = lazy.compute()["bdet"].values
+    np.testing.assert_array_equal(computed, eager)
+    assert {kind for kind, _, _ in CountingReader.calls} == {"into"}
+    # The three chunks of bdet (bdet-sum has its own buffer).
+    assert sum(np.shares_memory(computed, out) for out in CountingIntoReader.buffers) == 3
+    CountingReader.calls = []
+    CountingIntoReader.buffers = []
+    total = lazy["bdet"].data.astype("int64").sum().compute()
+    assert int(total) == int(eager.astype("int64").sum())
+    assert sorted(CountingReader.calls) == [("call", 0, 3), ("call", 3, 6), ("call", 6, 7)]
+    assert CountingIntoReader.buffers == []

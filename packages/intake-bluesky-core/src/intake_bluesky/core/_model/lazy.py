@@ -13,23 +13,23 @@ Stream data (detector frames) is a dask array over a lazily sliceable
 object (:class:`_StreamRows`, through ``da.from_array``): dask fuses a
 slice of the array into the chunk's read, so ``x[500:501]`` reads that row
 from the detector file, not its ~100 MB chunk. Whole chunks are read into
-one buffer per stream, and computing the whole array hands that buffer out
-as is: no copy to join the chunks (:func:`_joined`).
+one buffer when the whole array is computed, and that buffer is the result:
+no copy to join the chunks (:func:`_whole_compute_optimize`).
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 import uuid
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from dask.array.core import finalize, getter
+from dask.array.optimization import optimize
 from dask.core import flatten
-from dask.highlevelgraph import HighLevelGraph
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask.utils import parse_bytes
 
 from ..driver import RunSource
@@ -202,13 +202,9 @@ class _StreamRows:
     ``da.from_array`` wants: ``shape``, ``dtype``, ``ndim``, ``__getitem__``).
 
     Indexing reads only the rows it selects, from the stream_datums that
-    cover them, through the field's stream reader. A request for exactly one
-    dask chunk (all of its rows, whole frames) is read into that chunk's
-    region of a buffer shared by the stream's chunks, so that a compute of
-    the whole array can return the buffer instead of concatenating the
-    chunks. Each region of a buffer is handed out once: asking for a region
-    again starts a new buffer, so no array a caller holds is written twice.
-    The buffer is held weakly: it lives as long as some chunk of it does.
+    cover them, through the field's stream reader. A compute of the whole
+    array reads its chunks into one buffer instead (see
+    :func:`_whole_compute_optimize`).
     """
 
     def __init__(
@@ -233,15 +229,11 @@ class _StreamRows:
         self._init_state()
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer: weakref.ref[np.ndarray] | None = None
-        self._claimed: set[tuple[int, int]] = set()
         self._sds: list[Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for key in ("_lock", "_buffer", "_claimed", "_sds"):
-            state.pop(key)
+        state.pop("_sds")
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -266,8 +258,13 @@ class _StreamRows:
         meta = np.empty((0,) * self.ndim, dtype=self.dtype)
         array = da.Array(graph, name, chunks, meta=meta)  # type: ignore[no-untyped-call]
         # On the instance, not by a subclass: xarray refuses to mix dask
-        # array types in one Dataset. Anything derived from the array (and a
-        # copy or an unpickled one) is a plain dask array again.
+        # array types in one Dataset. dask asks these of the collection it
+        # computes, so they apply when this very array is computed (alone or
+        # in a Dataset), whole; anything derived from it (a slice, a sum), a
+        # copy or an unpickled one is a plain dask array with plain chunks.
+        array.__dask_optimize__ = functools.partial(
+            _whole_compute_optimize, name, source, self.bounds, zeros
+        )
         array.__dask_postcompute__ = _joined_postcompute  # type: ignore[method-assign]
         result: da.Array = array
         return result
@@ -303,22 +300,8 @@ class _StreamRows:
             and local == slice(None)
             and all(_whole(k, size) for k, size in zip(rest, self.shape[1:]))
         )
-        out = self._region(lo, hi) if whole and (lo, hi) in self.bounds else None
-        rows = self._read(lo, hi, out)
+        rows = self._read(lo, hi, None)
         return rows if whole else rows[(local, *rest)]
-
-    def _region(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``[lo, hi)`` of the shared buffer, not handed out before."""
-        with self._lock:
-            buffer = self._buffer() if self._buffer is not None else None
-            if buffer is None or (lo, hi) in self._claimed:
-                # np.empty maps memory lazily: pages no chunk writes cost nothing.
-                buffer = np.empty(self.shape, dtype=self.dtype)
-                self._buffer = weakref.ref(buffer)
-                self._claimed = set()
-            self._claimed.add((lo, hi))
-            region: np.ndarray = buffer[lo:hi]
-            return region
 
     def _read(self, lo: int, hi: int, out: np.ndarray | None) -> np.ndarray:
         if self._sds is None:
@@ -358,10 +341,47 @@ def _whole(index: Any, size: int) -> bool:
     return isinstance(index, slice) and index.indices(size) == (0, size, 1)
 
 
+def _whole_compute_optimize(
+    name: str,
+    source: str,
+    bounds: Sequence[tuple[int, int]],
+    zeros: tuple[int, ...],
+    dsk: Any,
+    keys: Any,
+    **kwargs: Any,
+) -> Any:
+    """A stream field's dask array's ``__dask_optimize__``: dask asks it only
+    when this array itself is computed or persisted (all of it; a derived
+    array is another collection, optimized by dask alone). Each chunk then
+    reads into its region of one buffer the compute allocates, which
+    :func:`_joined` returns as the result: no copy joins the chunks. Then
+    dask's own optimization. A buffer belongs to one compute; graphs that
+    use some chunks only (a slice, a sum) read plain chunks, whose memory is
+    freed as they are consumed."""
+    if isinstance(dsk, HighLevelGraph) and name in dsk.layers:
+        rows = dsk.layers[name][source]
+        buffer = f"buffer-{name}"
+        layer: dict[Any, Any] = {source: rows, buffer: (_new_buffer, source)}
+        for i, (lo, hi) in enumerate(bounds):
+            layer[(name, i, *zeros)] = (_read_region, source, buffer, lo, hi)
+        layers = {**dsk.layers, name: MaterializedLayer(layer)}
+        dsk = HighLevelGraph(layers, dict(dsk.dependencies))
+    return optimize(dsk, keys, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _new_buffer(rows: _StreamRows) -> np.ndarray:
+    return np.empty(rows.shape, dtype=rows.dtype)
+
+
+def _read_region(rows: _StreamRows, buffer: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    region: np.ndarray = buffer[lo:hi]
+    return rows._read(lo, hi, region)
+
+
 def _joined_postcompute() -> tuple[Any, tuple[()]]:
     """A stream field's dask array's ``__dask_postcompute__``: computing all
     of it returns the buffer its chunks were read into (see
-    :class:`_StreamRows`) instead of a copy joining them."""
+    :func:`_whole_compute_optimize`) instead of a copy joining them."""
     return _joined, ()
 
 
