@@ -159,6 +159,17 @@ class _Compiler:
             sup, sub = self.condition(value, kind, condition)
         except _Unsupported:
             sup, sub = _TRUE, _FALSE
+        needles = _needles(condition) if kind is not None else None
+        if needles:
+            # Every match holds one of these strings, and a plain document is
+            # orjson's text, where a string is always spelled the same way:
+            # rows without it are left out by a text search, before SQLite
+            # parses their JSON (once per json_extract/json_type: the cost
+            # of a search over JSON).
+            found = _any([f"(instr(start, {self.param(n)}) > 0)" for n in needles])
+            return _any(["(form != 0)", _all([found, _any([unknown, sup])])]), _all(
+                [_not(unknown), sub]
+            )
         return _any([unknown, sup]), _all([_not(unknown), sub])
 
     # --- conditions on one plain value (or its absence) --------------------------
@@ -299,6 +310,29 @@ class _Compiler:
             f"{value} < {self.param(upper)}, 0)"
         )
         return test, test
+
+
+def _needles(condition: Any) -> list[str] | None:
+    """The JSON spellings of the strings one of which every document matching
+    ``condition`` holds somewhere (equality to strings: ``"x"``, ``$eq``,
+    ``$in``); None when there are none to look for."""
+    if _is_operators(condition):
+        if len(condition) != 1:
+            return None
+        ((op, arg),) = condition.items()
+        if op == "$eq":
+            targets = [arg]
+        elif op == "$in" and isinstance(arg, list) and arg:
+            targets = arg
+        else:
+            return None
+    else:
+        targets = [condition]
+    if not all(type(t) is str and _plain_scalar(t) for t in targets):
+        return None
+    import orjson  # what the index writes plain documents with
+
+    return [orjson.dumps(t).decode() for t in targets]
 
 
 _COMPARE = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
