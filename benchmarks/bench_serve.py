@@ -23,7 +23,8 @@ Against each, ``--clients`` processes (16) use bluesky-tiled-plugins' client
   from an HDF5 file).
 
 Reported per server: operations/s, HTTP requests/s, p50 and p99 latency of
-each operation, and errors (HTTP >= 400 or exceptions; must be 0). Before the
+each operation, errors (HTTP >= 400 or exceptions; must be 0) and requests
+that got no answer and were retried by the client. Before the
 load, one scalar and one HDF5 run read from both servers are checked equal.
 
 Usage::
@@ -366,14 +367,19 @@ def client_for(url: str, key: str):
     from tiled.client import from_uri
 
     client = from_uri(url, api_key=key)
-    counts = {"requests": 0, "http_errors": 0}
+    counts = {"sent": 0, "requests": 0, "http_errors": 0}
+
+    def sent(request):
+        counts["sent"] += 1
 
     def count(response):
         counts["requests"] += 1
         if response.status_code >= 400:
             counts["http_errors"] += 1
 
-    client.context.http_client.event_hooks["response"].append(count)
+    hooks = client.context.http_client.event_hooks
+    hooks["request"].append(sent)
+    hooks["response"].append(count)
     return client, counts
 
 
@@ -437,6 +443,8 @@ def client_process(args) -> dict:
         "errors": errors,
         "requests": counts["requests"] - warm["requests"],
         "http_errors": counts["http_errors"] - warm["http_errors"],
+        # Requests sent that got no response (the client retried them).
+        "unanswered": (counts["sent"] - counts["requests"]) - (warm["sent"] - warm["requests"]),
         "began": began,
         "ended": time.time(),
     }
@@ -462,6 +470,7 @@ def load(url: str, key: str, workload: dict, clients: int, duration: float) -> d
         "requests": requests,
         "requests_per_s": requests / elapsed,
         "errors": len(errors) + http_errors,
+        "unanswered": sum(r["unanswered"] for r in results),
         "error_samples": errors[:5],
         "p50": _quantile(every, 0.5),
         "p99": _quantile(every, 0.99),
@@ -505,14 +514,15 @@ def check_same(urls: dict, key: str, workload: dict) -> str:
 # ----------------------------------------------------------------------- main
 def markdown(result: dict) -> str:
     lines = [
-        "| server | workers | clients | ops/s | HTTP req/s | p50 | p99 | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| server | workers | clients | ops/s | HTTP req/s | p50 | p99 | errors | retried |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["servers"].values():
         lines.append(
             f"| {row['label']} | {result['workers']} | {result['clients']} | "
             f"{row['ops_per_s']:.1f} | {row['requests_per_s']:.1f} | "
-            f"{row['p50'] * 1000:.0f} ms | {row['p99'] * 1000:.0f} ms | {row['errors']} |"
+            f"{row['p50'] * 1000:.0f} ms | {row['p99'] * 1000:.0f} ms | {row['errors']} | "
+            f"{row['unanswered']} |"
         )
     lines += ["", "| operation | " + " | ".join(result["servers"]) + " |"]
     lines.append("|---|" + "---|" * len(result["servers"]))
