@@ -125,6 +125,19 @@ def test_the_core_cli_does_not_import_tiled():
     assert out.stdout.strip() == "[]"
 
 
+def test_reading_from_tiled_does_not_import_its_server():
+    """build_app is imported when first used: reading needs tiled's client only."""
+    code = (
+        "import sys, intake_bluesky.tiled as t\n"
+        "before = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette')"
+        " or m.startswith(('tiled.server', 'intake_bluesky.tiled._serve')))\n"
+        "t.build_app\n"
+        "print(before, 'intake_bluesky.tiled._serve' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] True"
+
+
 def test_workers_build_the_same_app_from_the_environment(store, monkeypatch, capsys, no_key_env):
     """With several workers, uvicorn imports the factory in each process; the
     store and key reach it through the environment."""
