@@ -141,7 +141,7 @@ class _Container:
         return int(await _thread(self.__len__))
 
     async def lookup_adapter(self, segments: Sequence[str]) -> Any:
-        def walk():
+        def walk() -> Any:
             node: Any = self
             for segment in segments:
                 try:
