@@ -41,6 +41,7 @@ from tiled.queries import (
     In,
     Key,
     KeyPresent,
+    KeysFilter,
     Like,
     NotEq,
     NotIn,
@@ -249,6 +250,21 @@ def test_stop_keys_are_refused_clearly(store):
     with served(store) as client:
         with pytest.raises(Exception, match="start documents only"):
             list(client.search(Key("stop.exit_status") == "success"))
+
+
+def test_keys_filter_and_unsupported_queries(examples):
+    runs, registry = examples
+    store = h.memory_store(runs, registry)
+    uids = list(store)
+    with served(store) as client:
+        picked = Container.search(client, KeysFilter([uids[3], uids[1], "nope"]))
+        assert list(picked) == [uids[1], uids[3]]
+        # A query type the tree does not answer is a 400 naming it.
+        response = client.context.http_client.get(
+            "/api/v1/search/", params={"filter[structure_family][condition][value]": "array"}
+        )
+        assert response.status_code == 400
+        assert "StructureFamilyQuery" in response.json()["detail"]
 
 
 def test_documents_are_canonical(store):

@@ -67,6 +67,7 @@ from tiled.queries import QueryValueError
 from tiled.query_registration import QueryTranslationRegistry
 from tiled.server.core import NoEntry
 from tiled.structures.core import Spec, StructureFamily
+from tiled.utils import UnsupportedQueryType
 
 __all__ = [
     "CatalogAdapter",
@@ -553,7 +554,14 @@ class CatalogAdapter(_Container):
         return self._derived(catalog=narrowed)
 
     def search(self, query: Any) -> CatalogAdapter:
-        return self.query_registry(query, self)
+        try:
+            return self.query_registry(query, self)
+        except UnsupportedQueryType:
+            # A 400 naming the query, not a server error.
+            raise QueryValueError(
+                f"{type(query).__name__} queries are not supported by a served intake-bluesky "
+                "catalog."
+            ) from None
 
     @property
     def sorting(self) -> list[tuple[str, int]]:

@@ -2,8 +2,9 @@
 
 tiled's ``Eq``, ``NotEq``, ``Comparison``, ``Contains``, ``In``, ``NotIn``,
 ``Regex``, ``KeyPresent`` and ``Like`` become one Mongo query each
-(:mod:`.queries`); bluesky-tiled-plugins' ``ScanID``, ``ScanIDRange``,
-``PartialUID`` and ``TimeRange`` (which older clients send as they are, and
+(:mod:`.queries`), ``KeysFilter`` a query on uids; bluesky-tiled-plugins'
+``ScanID``, ``ScanIDRange``, ``PartialUID`` and ``TimeRange`` (which older
+clients send as they are, and
 which its current client still sends for partial uids) too. ``FullText``
 matches runs whose start or stop document holds one of the words (as
 tiled's own in-memory trees do); no store indexes words, so it reads the
@@ -38,7 +39,7 @@ from typing import Any
 from bluesky_tiled_plugins.queries import ScanIDRange, TimeRange, _PartialUID, _ScanID
 
 from intake_bluesky.core.driver import summaries
-from tiled.queries import FullText, QueryValueError
+from tiled.queries import FullText, KeysFilter, QueryValueError
 
 from .adapters import CatalogAdapter
 from .queries import TRANSLATIONS, to_mongo
@@ -114,6 +115,11 @@ def partial_uid(query: _PartialUID, tree: CatalogAdapter) -> CatalogAdapter:
     return tree.with_query({"$or": [{"uid": {"$regex": "^" + re.escape(p)}} for p in prefixes]})
 
 
+def keys_filter(query: KeysFilter, tree: CatalogAdapter) -> CatalogAdapter:
+    """Only the runs with these uids."""
+    return tree.with_query({"uid": {"$in": [str(key) for key in query.keys]}})
+
+
 def time_range(query: TimeRange, tree: CatalogAdapter) -> CatalogAdapter:
     condition = {}
     if query.since is not None:
@@ -128,6 +134,7 @@ def register_queries(register: Any = CatalogAdapter.register_query) -> None:
     for query_type in TRANSLATIONS:
         register(query_type, _translated)
     register(FullText, full_text)
+    register(KeysFilter, keys_filter)
     register(_ScanID, scan_id)
     register(ScanIDRange, scan_id_range)
     register(_PartialUID, partial_uid)
