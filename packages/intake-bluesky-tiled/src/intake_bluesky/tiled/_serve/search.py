@@ -4,8 +4,8 @@ tiled's ``Eq``, ``NotEq``, ``Comparison``, ``Contains``, ``In``, ``NotIn``,
 ``Regex``, ``KeyPresent`` and ``Like`` become one Mongo query each
 (:mod:`.queries`), ``KeysFilter`` a query on uids; bluesky-tiled-plugins'
 ``ScanID``, ``ScanIDRange``, ``PartialUID`` and ``TimeRange`` (which older
-clients send as they are, and
-which its current client still sends for partial uids) too. ``FullText``
+clients send as they are, and which its current client still sends for
+partial uids) too. ``FullText``
 matches runs whose start or stop document holds one of the words (as
 tiled's own in-memory trees do); no store indexes words, so it reads the
 start and stop documents of the runs still in the search.
