@@ -24,7 +24,7 @@ def tiled_root(tmp_path_factory):
     base = tmp_path_factory.mktemp("tiled")
     catalog = from_uri(
         f"sqlite:///{base}/catalog.db",
-        writable_storage=[str(base / "data"), f"duckdb:///{base}/tables.duckdb"],
+        writable_storage=[str(base / "data"), f"sqlite:///{base}/tables.sqlite"],
         readable_storage=[str(tmp_path_factory.getbasetemp())],
         init_if_not_exists=True,
     )

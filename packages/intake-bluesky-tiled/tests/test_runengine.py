@@ -183,3 +183,52 @@ def test_recorded_ophyd_async_runs(beamline, sample_root, case):
             want = expected[stream].read()
             assert_same_dataset(run[stream].read(), want)
             assert_same_dataset(run[stream].to_dask().compute(), want)
+
+
+def test_follow_shows_rows_as_a_run_is_written(beamline):
+    """A RunEngine writes a slow count through TiledWriter while another
+    thread follows the run: every row, in order, most before the stop."""
+    import threading
+    import time
+
+    import bluesky.plans as bp
+    from ophyd.sim import det
+
+    cat = BlueskyTiledCatalog(beamline.container)
+    arrivals: list = []
+    errors: list = []
+
+    def follow():
+        try:
+            deadline = time.monotonic() + 30
+            while not len(cat):
+                assert time.monotonic() < deadline, "the run never appeared"
+                time.sleep(0.02)
+            for name, doc in cat[-1].follow(poll_interval=0.05, idle_timeout=30):
+                arrivals.append((time.monotonic(), name, doc))
+        except Exception as err:  # reported by the main thread
+            errors.append(err)
+
+    written: dict = {}
+    beamline.RE.subscribe(lambda name, doc: written.setdefault(name, time.monotonic()))
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    # The RunEngine runs in the main thread (it installs signal handlers).
+    beamline.RE(bp.count([det], num=6, delay=0.4))
+    follower.join(timeout=60)
+    assert not errors, errors
+    names = [name for _, name, _ in arrivals]
+    assert names[0] == "start" and names[-1] == "stop"
+    rows = [
+        seq
+        for _, name, doc in arrivals
+        if name in ("event", "event_page")
+        for seq in ([doc["seq_num"]] if name == "event" else list(doc["seq_num"]))
+    ]
+    assert rows == [1, 2, 3, 4, 5, 6]
+    first_row_at = next(t for t, name, _ in arrivals if name in ("event", "event_page"))
+    # The first row came while the run was still being written.
+    assert first_row_at < written["stop"]
+    (uid,) = beamline.documents
+    want = memory_catalog(beamline.documents)[uid].primary.read()
+    assert_same_dataset(cat[uid].primary.read(), want)

@@ -17,7 +17,8 @@ TiledWriter, and read it back:
 >>> from tiled.catalog import in_memory  # doctest: +SKIP
 >>> from tiled.client import Context, from_context  # doctest: +SKIP
 >>> from tiled.server.app import build_app  # doctest: +SKIP
->>> client = from_context(Context.from_app(build_app(in_memory(writable_storage=d))))  # doctest: +SKIP
+>>> tree = in_memory(writable_storage=directory)  # doctest: +SKIP
+>>> client = from_context(Context.from_app(build_app(tree)))  # doctest: +SKIP
 >>> RE.subscribe(TiledWriter(client))  # doctest: +SKIP
 >>> cat = BlueskyTiledCatalog(client)  # doctest: +SKIP
 >>> cat[-1].primary.read()  # doctest: +SKIP

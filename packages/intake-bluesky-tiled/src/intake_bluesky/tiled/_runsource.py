@@ -223,7 +223,7 @@ class TiledRunSource(RunSourceBase):
             if stream.table is None:
                 return None
             with self._present():
-                table = stream.table.read()
+                table = _read_busy_table(stream.table)
             if self._finished():
                 self._tables[stream.name] = table
         return table
@@ -394,6 +394,27 @@ class TiledRunSource(RunSourceBase):
             f"Run {self.uid!r}: no array node in tiled for stream_resource "
             f"{stream_resource.get('uid')!r} ({stream_resource.get('data_key')!r})."
         )
+
+
+#: Attempts at reading a table the server's SQLite store has locked.
+_BUSY_ATTEMPTS = 8
+
+
+def _read_busy_table(table: Any) -> Any:
+    """The table's rows; asked again while the server's SQLite table store is
+    locked by a writer (a run being written while it is followed)."""
+    import time
+
+    for attempt in range(_BUSY_ATTEMPTS):
+        try:
+            return table.read()
+        except Exception as err:
+            response = getattr(err, "response", None)
+            text = f"{err} {getattr(response, 'text', '')}"
+            if "database is locked" not in text or attempt == _BUSY_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _mark_streamed(stream: _Stream) -> None:

@@ -57,9 +57,9 @@ import dask
 import dask.array
 import numpy as np
 import xarray as xr
+from fastapi import HTTPException
 
 from intake_bluesky.core import BlueskyCatalog, BlueskyEventStream, BlueskyRun
-from intake_bluesky.core.driver import summaries
 from tiled.adapters.array import ArrayAdapter
 from tiled.adapters.xarray import DatasetAdapter
 from tiled.ndslice import NDBlock, NDSlice
@@ -235,7 +235,10 @@ class _FixedContainer(_Container):
         return [("_", -1 if self._reverse else 1)]
 
     def sort(self, sorting: Sequence[tuple[str, int]]) -> _FixedContainer:
-        reverse = _natural_direction(sorting, "these entries") < 0
+        try:
+            reverse = _natural_direction(sorting, "these entries") < 0
+        except QueryValueError as err:
+            raise _bad_request(err) from None
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new._reverse = reverse
@@ -245,6 +248,12 @@ class _FixedContainer(_Container):
         raise QueryValueError(
             "Only the catalog of runs can be searched; runs and streams hold fixed entries."
         )
+
+
+def _bad_request(err: Exception) -> HTTPException:
+    # tiled's server answers a QueryValueError raised by a search with 400,
+    # but not one raised by a sort.
+    return HTTPException(status_code=400, detail=str(err))
 
 
 def _natural_direction(sorting: Sequence[tuple[str, int]], what: str) -> int:
@@ -575,7 +584,12 @@ class CatalogAdapter(_Container):
             return self._derived(_sort=None, _reverse=items[0][1] < 0)
         from .queries import start_key
 
-        keys = tuple((start_key(k), -1 if d < 0 else 1) for k, d in items if k not in ("", "_"))
+        try:
+            keys = tuple(
+                (start_key(k), -1 if d < 0 else 1) for k, d in items if k not in ("", "_")
+            )
+        except QueryValueError as err:
+            raise _bad_request(err) from None
         # Ties keep our order (start time).
         if not any(k == "time" for k, _ in keys):
             keys += (("time", 1),)
@@ -585,14 +599,13 @@ class CatalogAdapter(_Container):
     def __len__(self) -> int:
         return len(self.catalog)
 
-    def _pairs(self, offset: int, limit: int | None) -> list[tuple[Any, Any]]:
-        """(start, stop) of the runs at these positions, in this tree's order."""
+    def _starts(self, offset: int, limit: int | None) -> list[Any]:
+        """Start documents of the runs at these positions, in this tree's order."""
         driver, query = self.catalog.driver, self.catalog.query
         if self._sort is not None:
-            pairs = summaries(driver, query, sort=self._sort, skip=offset, limit=limit)
-            return list(pairs)
+            return list(driver.search(query, sort=self._sort, skip=offset, limit=limit))
         if not self._reverse:
-            return list(summaries(driver, query, skip=offset, limit=limit))
+            return list(driver.search(query, skip=offset, limit=limit))
         # Newest first: the same runs as ours, read backwards (so that
         # tiled's c[-1] is our cat[-1], even among runs started at the same
         # time).
@@ -601,14 +614,14 @@ class CatalogAdapter(_Container):
         begin = 0 if limit is None else max(end - limit, 0)
         if end <= begin:
             return []
-        return list(summaries(driver, query, skip=begin, limit=end - begin))[::-1]
+        return list(driver.search(query, skip=begin, limit=end - begin))[::-1]
 
     def _keys_slice(self, offset: int, limit: int | None) -> list[str]:
-        return [start["uid"] for start, _ in self._pairs(offset, limit)]
+        return [start["uid"] for start in self._starts(offset, limit)]
 
     def _items_slice(self, offset: int, limit: int | None) -> list[tuple[str, Any]]:
         out = []
-        for start, _stop in self._pairs(offset, limit):
+        for start in self._starts(offset, limit):
             try:
                 out.append((start["uid"], self._open(start["uid"], checked=True)))
             except KeyError:
