@@ -170,6 +170,8 @@ def test_sorting_is_the_stores(store):
         assert list(by_scan) == want
         assert [s for s, _ in by_scan.items()] == want
         assert list(client.sort(("start.time", -1))) == list(store)[::-1]
+        with pytest.raises(Exception, match="start documents only"):
+            list(client.sort(("stop.time", 1)))
 
 
 def _queries(uids):
