@@ -74,6 +74,8 @@ class TiledRef:
     def __init__(self, source: Any, api_key: str | None = None) -> None:
         self._lock = threading.Lock()
         self._node: Any = None
+        self.uri: str | None
+        self.api_key: str | None
         if isinstance(source, TiledRef):
             self.uri, self.api_key, self._node = source.uri, source.api_key, source._node
         elif isinstance(source, str):
