@@ -232,3 +232,23 @@ def test_follow_shows_rows_as_a_run_is_written(beamline):
     (uid,) = beamline.documents
     want = memory_catalog(beamline.documents)[uid].primary.read()
     assert_same_dataset(cat[uid].primary.read(), want)
+
+
+def test_export_takes_runs_home_with_their_detector_files(ophyd_async_run, tmp_path):
+    """``export --copy-external`` of a tiled run: JSONL with the HDF5 files
+    beside it, read offline (no tiled) with the same values."""
+    pytest.importorskip("intake_bluesky.jsonl")
+    from intake_bluesky.core.export import export_runs
+    from intake_bluesky.jsonl import BlueskyJSONLCatalog
+
+    beamline, uid = ophyd_async_run
+    cat = BlueskyTiledCatalog(beamline.container)
+    want = memory_catalog(beamline.documents)[uid].primary.read()
+    home = tmp_path / "home"
+    export_runs(cat, str(home), format="jsonl", copy_external=True)
+    shutil.rmtree(beamline.h5_dir)  # the originals are gone: only the copies remain
+    offline = BlueskyJSONLCatalog(str(home))
+    assert list(offline) == [uid]
+    assert_same_dataset(offline[uid].primary.read(), want)
+    copies = list((home / "external").rglob("*.h5"))
+    assert len(copies) == 1  # one detector file, used by two data keys
