@@ -28,6 +28,14 @@ search) lives once in the core model.
   ``'event'``/``'datum'``); :class:`~intake_bluesky.core.DocumentRunSource`
   records the form of every document it reads.
 
+* Optionally, a run source that serves stream data itself (a remote server
+  whose files this machine may not reach) has
+  ``stream_reader(stream_resource, data_key)``, returning a reader object
+  (``reader(start, stop)`` -> rows) or None to let the reader registered for
+  the mimetype open the file, and ``stream_chunk_rows(stream_resource,
+  data_key)`` (rows per chunk of its own, or None). ``describe()`` returns a
+  dict shown in ``run.describe()['args']`` (e.g. how the run's data is read).
+
 How to write a backend, in a dozen lines (a file format)::
 
     from intake_bluesky.core import BlueskyCatalog, FileDriver, FileFormat
