@@ -56,6 +56,7 @@ from .diskindex import (
     NO_DUPLICATES as _NO_DUPLICATES,
 )
 from .diskindex import (
+    _version_text,
     decode,
     decode_start,
     open_index,
@@ -67,7 +68,6 @@ from .headers import (
     _HEADERS,
     _cached_header,
     _read_header,
-    _remember_header,
     _remember_headers,
     _version,
 )
@@ -475,6 +475,7 @@ class FileDriver:
         the row is missing, of another version or damaged. True if a file
         was read."""
         updates = []
+        remembered: list = []
         for key, entry in pairs:
             self._pending.pop(key, None)
             found = stored.get(key)
@@ -488,9 +489,10 @@ class FileDriver:
             uid = entry.uid
             entry.set_documents(start, stop)
             entry.time, entry.stored = _ODD, None
-            _remember_header(self._fmt_key, entry.location, entry.version, start, stop)
+            remembered.append((entry.location, entry.version, start, stop))
             if entry.uid != uid:
                 self._rebuild_runs()
+        _remember_headers(self._fmt_key, remembered)
         if updates:
             assert self._index is not None
             self._index.put(self._fmt_key, updates, self.fmt.json_documents)
@@ -717,8 +719,11 @@ class FileDriver:
                     now = _version(location)
                     if now is None:
                         continue  # removed (its directory changed since: not here)
-                    entry = _Entry(location, (ino,), now)
-                    if not entry.same_version(version):
+                    # Compared as text: the stored version is then the entry's,
+                    # and later comparisons with the index need no parsing.
+                    same = _version_text(now) == version
+                    entry = _Entry(location, (ino,), version if same else now)
+                    if not same:
                         start, stop = _read_header(self.fmt, location)
                         updates.append((location, now, start, stop))
                         entry.set_documents(start, stop)
