@@ -28,6 +28,9 @@ Examples
 (['Eq', 'Comparison'], False)
 >>> translate({"detectors": "det"})  # may be an array: the evaluator decides
 ([], False)
+>>> queries, _ = translate({"uid": {"$regex": "^a1b2\\-c3"}})  # a partial uid
+>>> queries[0].pattern
+'a1b2-c3%'
 >>> translate({"$or": [{"a": 1}, {"b": 2}]})
 ([], False)
 """
@@ -47,8 +50,9 @@ SCALAR_KEYS = frozenset(
 
 #: Metadata keys tiled's SQL catalog resolves safely as a JSON path.
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: A regular expression that is a literal anchored prefix: ``^abc``.
-_PREFIX = re.compile(r"^\^([A-Za-z0-9\-:. ]+)$")
+#: A regular expression that is a literal anchored prefix: ``^abc``, or
+#: ``re.escape``'d (``^abc\-12``, as partial uid lookups write it).
+_PREFIX = re.compile(r"^\^((?:[A-Za-z0-9_:, ]|\\[^A-Za-z0-9])+)$")
 _COMPARISONS = {"$gt": "gt", "$gte": "ge", "$lt": "lt", "$lte": "le"}
 
 
@@ -134,8 +138,10 @@ def _field(key: str, value: Any) -> tuple[list[Any], bool]:
         elif op == "$regex" and isinstance(arg, str) and "$options" not in value:
             match = _PREFIX.match(arg)
             if match:
-                # SQLite's LIKE ignores ASCII case: a superset.
-                queries.append(Like(key, match.group(1) + "%"))
+                # SQLite's LIKE ignores ASCII case, and '_' in the prefix
+                # matches any character: a superset, decided by the evaluator.
+                literal = re.sub(r"\\(.)", r"\1", match.group(1))
+                queries.append(Like(key, literal + "%"))
             exact = False
         else:
             exact = False
