@@ -28,6 +28,9 @@ STORE is one of:
   a MongoDB URI naming the database        mongodb://host:27017/mds; the layout
                                            (normalized: run_start, embedded:
                                            header) is detected, or --layout
+  a tiled URI of a container of runs       https://host/api/v1/metadata/raw
+                                           (intake-bluesky-tiled; api key from
+                                           TILED_API_KEY)
   a YAML intake catalog file               with --entry NAME if it has several
 """
 
@@ -171,10 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export",
-        help="write runs as JSONL or msgpack files (optionally with their external files)",
+        help="write runs as JSONL, msgpack or NeXus files (optionally with their external files)",
         description=_wrap(
             "Write runs of STORE into the directory DEST, one <uid>.jsonl (or "
-            ".msgpack) file per run, as suitcase-jsonl / suitcase-msgpack write them. With no "
+            ".msgpack) file per run, as suitcase-jsonl / suitcase-msgpack write them, or one "
+            "NeXus .nxs file per run (--format nexus, from intake-bluesky-hdf5). With no "
             "RUN and no selection option, every run is exported. Each file is written under a "
             "temporary name and renamed when complete; existing run files are never "
             "overwritten unless --overwrite is given. A uid that is not a plain file name "
@@ -186,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  intake-bluesky export mongodb://localhost/mds ./runs --search "
         "'{\"proposal_id\": 42}' --copy-external\n"
         "  intake-bluesky export data/ ./packed -1 -2 --format msgpack\n"
+        "  intake-bluesky export data/ ./home -1 --format nexus --link-external\n"
         "  intake-bluesky export data/ ./packed --since 2026-03-01 --skip-existing",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
