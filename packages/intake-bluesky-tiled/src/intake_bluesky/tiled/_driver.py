@@ -9,6 +9,9 @@ and counting run on the server when the translation is exact.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,9 @@ __all__ = ["TiledDriver"]
 
 #: Runs fetched per request when listing.
 PAGE = 500
+#: Run nodes a listing fetched, kept for opening those runs right after
+#: (``cat[-1]`` is a search and an open): how many, and for how long.
+HANDOFF_SIZE, HANDOFF_SECONDS = 1024, 10.0
 
 
 class TiledDriver:
@@ -58,6 +64,34 @@ class TiledDriver:
         self.data_access = data_access
         self.root_map = dict(root_map or {})
         self.scalar_keys = SCALAR_KEYS | frozenset(scalar_keys or ())
+        self._handoff: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._handoff_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_handoff"], state["_handoff_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._handoff = OrderedDict()
+        self._handoff_lock = threading.Lock()
+
+    def _hand_over(self, uid: str, node: Any) -> None:
+        # A listing already holds each run's node (metadata, data sources):
+        # opening one of its runs next needs no request of its own. A run
+        # still being written refreshes its node when read, so a node a few
+        # seconds old is never a stale answer.
+        with self._handoff_lock:
+            self._handoff[uid] = (time.monotonic(), node)
+            self._handoff.move_to_end(uid)
+            while len(self._handoff) > HANDOFF_SIZE:
+                self._handoff.popitem(last=False)
+
+    def _take_over(self, uid: str) -> Any:
+        with self._handoff_lock:
+            fetched, node = self._handoff.pop(uid, (0.0, None))
+        return node if time.monotonic() - fetched < HANDOFF_SECONDS else None
 
     def __repr__(self) -> str:
         return f"TiledDriver({self.ref.describe()!r})"
@@ -76,10 +110,11 @@ class TiledDriver:
         self, node: Any, skip: int = 0, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
         stop = None if limit is None else skip + limit
-        for _, run in node.items()[skip:stop]:
+        for key, run in node.items()[skip:stop]:
             metadata = plain(run.metadata)
             start = metadata.get("start")
             if isinstance(start, Mapping):
+                self._hand_over(key, run)
                 yield {"metadata": metadata, "start": start}
 
     def _search(
@@ -137,10 +172,12 @@ class TiledDriver:
     def run(self, uid: str) -> TiledRunSource:
         if not isinstance(uid, str):
             raise KeyError(uid)
-        try:
-            node = self.ref.node()[uid]
-        except KeyError:
-            raise KeyError(uid) from None
+        node = self._take_over(uid)
+        if node is None:
+            try:
+                node = self.ref.node()[uid]
+            except KeyError:
+                raise KeyError(uid) from None
         metadata = plain(node.metadata)
         if not isinstance(metadata.get("start"), Mapping):
             raise KeyError(uid)
