@@ -1,4 +1,4 @@
-"""Big and growing file catalogs (issue 14): the on-disk index, unchanged
+"""Big and growing file catalogs: the on-disk index, unchanged
 catalogs, and a run file that grows.
 
 Workload: N small JSONL run files in one directory (start, descriptor, one

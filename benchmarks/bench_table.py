@@ -1,4 +1,4 @@
-"""Benchmarks of the table of runs (``cat.to_dataframe()``, issue 13).
+"""Benchmarks of the table of runs (``cat.to_dataframe()``).
 
 Rows, each reported as ratios to its *floor* and to its *peer*, measured in
 the same run on the same data:

@@ -1,4 +1,4 @@
-"""Unit tests of the pieces behind issue 10: TimeRange, query normalization,
+"""Unit tests of the correctness pieces: TimeRange, query normalization,
 lossless casts, live documents holding Python/numpy types."""
 
 import datetime

@@ -1,4 +1,4 @@
-"""The faces people use (issue 13), where the conformance kit cannot look:
+"""The faces people use, where the conformance kit cannot look:
 what a file catalog reads for a table, progress bars, notebook display."""
 
 import io

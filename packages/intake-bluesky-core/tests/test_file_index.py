@@ -1,5 +1,5 @@
 """The on-disk index, cheap refreshes of unchanged catalogs, and the other
-file-catalog behaviours of issue 14 (and issue 10's items 5b and 6b)."""
+file-catalog behaviours."""
 
 import json
 import os
@@ -547,7 +547,7 @@ def test_globs_over_directories_and_lists_of_files(tmp_path):
         assert list(list_cat) == [UIDS["scan"]]
 
 
-# --- issue 10: 5b and 6b ------------------------------------------------------
+# --- folders of other formats, and more ---------------------------------------
 
 
 def test_a_folder_of_another_format_warns_naming_it(tmp_path):

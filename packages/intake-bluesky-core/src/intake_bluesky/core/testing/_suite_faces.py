@@ -1,5 +1,5 @@
 """Conformance tests of the faces people use: databroker/tiled habits, the
-table of runs, rich reprs (issue 13; issue 10 items 5c, 6a, 6c)."""
+table of runs, rich reprs."""
 
 from __future__ import annotations
 
@@ -141,7 +141,6 @@ class FacesTests:
         assert [run.start["scan_id"] for run in cat.values()] == [1, 2, 2, 3, 4]
 
     def test_search_keyword_sugar(self, cat):
-        # issue 10, 5c
         assert list(cat.search(plan_name="count")) == [UIDS["count"], UIDS["failed"]]
         assert list(cat.search(plan_name="count", scan_id=2)) == [UIDS["count"], UIDS["failed"]]
         assert list(cat.search({"operator": "bob"}, scan_id=2, plan_name="count")) == [
@@ -153,7 +152,7 @@ class FacesTests:
         assert list(cat.search()) == _ORDER
 
     def test_calling_or_get_says_what_to_do(self, cat):
-        # issue 10, 5c: databroker habits reaching intake's base Catalog.
+        # databroker habits reaching intake's base Catalog.
         with pytest.raises(TypeError, match=r"cat\.search\(\{'plan_name': 'scan'\}\)"):
             cat(plan_name="scan")
         with pytest.raises(TypeError, match=r"cat\['a1b2c3d4"):
@@ -163,7 +162,7 @@ class FacesTests:
         with pytest.raises(AttributeError, match=r"cat\[-1\]"):
             cat.last
 
-    # --- issue 10, 6a and 6c ------------------------------------------------
+    # --- reprs of configuration and streams -----------------------------------
     def test_config_repr_lists_configuration_fields(self, cat):
         config = cat[UIDS["scan"]].primary.config["det"]
         text = repr(config)
