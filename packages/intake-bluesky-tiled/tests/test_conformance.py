@@ -105,11 +105,26 @@ class TiledStore(RunStore):
 
 def _unrepresentable(err):
     """Why TiledWriter or the server could not store a run, for the causes
-    that are limits of tiled, not faults of this backend; None otherwise."""
+    that are limits of tiled, not faults of this backend; None otherwise.
+
+    A server in this process raises through the test client's task group:
+    the cause may be inside an exception group.
+    """
+    if isinstance(err, BaseExceptionGroup):
+        reasons = [_unrepresentable(inner) for inner in err.exceptions]
+        return next((r for r in reasons if r), None)
+    return _limit_of_tiled(err)
+
+
+def _limit_of_tiled(err):
     import jsonschema
     import pyarrow
 
     text = str(err)
+    if isinstance(err, ValueError) and text.startswith("Unsupported PyArrow type"):
+        # tiled's SQL table storage (SQLite here) has no column type for
+        # lists: an event field holding an array cannot go in a table.
+        return f"tiled's SQL table storage has no column type for it ({text})"
     if "is not one that the Tiled server knows how to read" in text:
         return "the tiled server has no adapter for this file format (HTTP 415)"
     if isinstance(err, jsonschema.ValidationError):

@@ -81,8 +81,9 @@ def served(catalog, **kwargs):
 @pytest.fixture(scope="module")
 def secantus():
     """A MongoDB wire-protocol server in this process (SecantusDB, in memory)."""
-    secantus = pytest.importorskip("secantus")
     import socket
+
+    import secantus
 
     server = secantus.SecantusDBServer(storage_path=":memory:")
     server.start()
