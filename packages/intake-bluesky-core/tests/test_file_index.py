@@ -1,6 +1,7 @@
 """The on-disk index, cheap refreshes of unchanged catalogs, and the other
 file-catalog behaviours."""
 
+import gc
 import json
 import os
 import sqlite3
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+import weakref
 
 import intake
 import pytest
@@ -214,7 +216,9 @@ def test_corrupt_index_is_rebuilt(tmp_path):
     directory, _ = _run_dir(tmp_path, 2)
     index = tmp_path / "index.sqlite"
     assert _open_in_new_process_or_here(directory, index) == 2
-    _diskindex._OPEN.pop(str(index))._conn.close()  # the last connection: WAL checkpointed
+    opened = _diskindex._OPEN.pop(str(index), None)  # (gone if no catalog holds it)
+    if opened is not None:
+        opened._conn.close()  # the last connection: WAL checkpointed
     # Damaged past its header (which still says it is ours).
     data = bytearray(index.read_bytes())
     data[100:8192] = b"this is not an sqlite page, it was damaged.".ljust(8092, b"!")
@@ -666,3 +670,21 @@ def test_an_index_answer_leaves_out_files_of_another_run_of_the_same_uid(tmp_pat
     with pytest.warns(UserWarning, match="stored twice"):
         found = list(cat.search({"uid": docs[0][1]["uid"]}))
     assert found == [docs[0][1]["uid"]] and cat.driver._files is not None
+
+
+def test_an_index_no_catalog_uses_closes_its_connection(tmp_path):
+    directory, _ = _run_dir(tmp_path, 2)
+    index = str(tmp_path / "index.sqlite")
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    assert len(cat) == 2
+    opened = _diskindex._OPEN[index]
+    assert opened._conn is not None
+    again = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))
+    assert again.driver._index is opened  # one connection per index file
+    held = weakref.ref(opened)
+    del cat, again, opened
+    gc.collect()
+    assert index not in _diskindex._OPEN
+    assert held() is None  # its connection went with it
+    # The file stays: a new catalog finds the runs in it.
+    assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 2

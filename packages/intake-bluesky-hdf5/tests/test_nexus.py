@@ -24,11 +24,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from nexusformat import nexus
 
 from intake_bluesky.core import BlueskyInMemoryCatalog
 from intake_bluesky.core.export import ExportError, export_runs
 from intake_bluesky.hdf5 import NexusWriter
+
+# nexusformat sets numpy's print options for the whole process when imported
+# (threshold=5): keep them as they were, for every other test and doctest.
+with np.printoptions():
+    from nexusformat import nexus
 
 SAMPLE_ROOT = "/data/ophyd-async-samples/h5"
 CASES = ["count_blob", "scan_two_blobs_point", "fly_cpe1", "fly_cpe3"]

@@ -14,7 +14,10 @@ h5py = pytest.importorskip("h5py")
 
 jsonl = pytest.importorskip("intake_bluesky.jsonl")
 pytest.importorskip("intake_bluesky.hdf5")
-nexus = pytest.importorskip("nexusformat.nexus")
+# nexusformat sets numpy's print options for the whole process when imported:
+# keep them as they were, for every other test and doctest.
+with np.printoptions():
+    nexus = pytest.importorskip("nexusformat.nexus")
 
 pytestmark = pytest.mark.usefixtures("private_index")
 

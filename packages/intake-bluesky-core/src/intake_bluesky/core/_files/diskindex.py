@@ -58,6 +58,7 @@ import stat
 import threading
 import urllib.parse
 import warnings
+import weakref
 from collections.abc import Iterable
 
 from .._query.sql import SIDE_KEYS, side_values
@@ -122,8 +123,13 @@ def resolve_index_path(index_path) -> str | None:
 
 
 # One DiskIndex per file per process, so a failure warns once and every
-# catalog over the same index shares one connection.
-_OPEN: dict[str, DiskIndex] = {}
+# catalog over the same index shares one connection; held weakly, so an
+# index no catalog uses any more closes its connection (a process opening
+# catalogs over many index files does not keep a file handle for each).
+_OPEN: weakref.WeakValueDictionary[str, DiskIndex] = weakref.WeakValueDictionary()
+# Indexes that could not be used stay for the life of the process (they hold
+# no connection): their warning is given once, however many catalogs come.
+_UNUSABLE: dict[str, DiskIndex] = {}
 _OPEN_LOCK = threading.Lock()
 
 
@@ -342,6 +348,17 @@ class DiskIndex:
         state = "unavailable" if self._failed else "open"
         return f"DiskIndex({self.path!r}, {state})"
 
+    def __del__(self) -> None:
+        # Closed with the index, not whenever the garbage collector reaches
+        # objects still referring to the connection: its file handles go at
+        # once, and a forked child never closes its parent's connection.
+        conn = getattr(self, "_conn", None)
+        if conn is not None and getattr(self, "_pid", None) == os.getpid():
+            try:
+                conn.close()
+            except Exception:
+                pass
+
     # --- connection and failure handling ----------------------------------
     def _connect(self) -> None:
         try:
@@ -427,6 +444,7 @@ class DiskIndex:
         self._conn = None
         if not self._failed:
             self._failed = True
+            _UNUSABLE[self.path] = self
             warnings.warn(
                 f"The on-disk index of file catalogs at {self.path} cannot be used "
                 f"({type(err).__name__}: {err}); catalogs keep their index in memory only, so "
@@ -438,6 +456,7 @@ class DiskIndex:
 
     def _refuse(self, reason: str) -> None:
         self._failed = True
+        _UNUSABLE[self.path] = self
         warnings.warn(
             f"{self.path} is not an index of intake-bluesky's file catalogs ({reason}), so it "
             "is left untouched, and catalogs keep their index in memory only (a new process "
