@@ -466,6 +466,9 @@ def main(argv=None) -> int:
         import bench_nexus  # NeXus export rows: bench_nexus.py (runnable alone too)
 
         bench_nexus.main([*(["--quick"] if args.quick else []), "--reps", str(args.reps)])
+        import bench_tiled  # runs kept in tiled: bench_tiled.py (runnable alone too)
+
+        bench_tiled.main([*(["--quick"] if args.quick else []), "--reps", str(args.reps)])
     return 0
 
 

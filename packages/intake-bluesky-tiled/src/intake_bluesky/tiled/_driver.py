@@ -91,7 +91,9 @@ class TiledDriver:
     def _take_over(self, uid: str) -> Any:
         with self._handoff_lock:
             fetched, node = self._handoff.pop(uid, (0.0, None))
-        return node if time.monotonic() - fetched < HANDOFF_SECONDS else None
+        if node is None or time.monotonic() - fetched >= HANDOFF_SECONDS:
+            return None
+        return node.new_variation(include_data_sources=True)
 
     def __repr__(self) -> str:
         return f"TiledDriver({self.ref.describe()!r})"
@@ -99,8 +101,10 @@ class TiledDriver:
     # --- listing -----------------------------------------------------------
     def _node(self, queries: list[Any], sort: Sort) -> Any:
         # A new variation each time: tiled's client caches a container's
-        # length, and a catalog must see runs added since.
-        node = self.ref.node().new_variation()
+        # length, and a catalog must see runs added since. Listings leave out
+        # data sources (a run container has none, and the server looks them
+        # up item by item); the runs' own nodes ask for them again.
+        node = self.ref.node().new_variation(include_data_sources=False)
         for query in queries:
             node = node.search(query)
         sorting = [("start." + key, int(direction)) for key, direction in sort]

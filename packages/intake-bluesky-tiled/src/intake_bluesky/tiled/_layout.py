@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 __all__ = [
+    "EventUids",
     "INTERNAL_TABLE",
     "descriptors_of_stream",
     "event_uid",
@@ -57,6 +58,34 @@ _NAMESPACE = uuid.UUID("6f0a1a3e-2b51-4c1e-9d67-4e1c2a9b7f10")
 def event_uid(run_uid: str, stream: str, seq_num: int) -> str:
     """The rebuilt uid of one event: the same on every read."""
     return str(uuid.uuid5(_NAMESPACE, f"{run_uid}/{stream}/{int(seq_num)}"))
+
+
+class EventUids(Sequence[str]):
+    """The rebuilt uids of a page of events, made when read.
+
+    Reading columns never looks at event uids (an error message names one at
+    most); making 100,000 of them up front would cost more than the table.
+    """
+
+    __slots__ = ("_run_uid", "_seq_nums", "_stream")
+
+    def __init__(self, run_uid: str, stream: str, seq_nums: Sequence[int]) -> None:
+        self._run_uid, self._stream, self._seq_nums = run_uid, stream, seq_nums
+
+    def __len__(self) -> int:
+        return len(self._seq_nums)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [event_uid(self._run_uid, self._stream, s) for s in self._seq_nums[index]]
+        return event_uid(self._run_uid, self._stream, self._seq_nums[index])
+
+    def __repr__(self) -> str:
+        return f"EventUids({len(self)} events of {self._stream!r})"
 
 
 def stream_resource_uid(run_uid: str, stream: str, data_key: str) -> str:

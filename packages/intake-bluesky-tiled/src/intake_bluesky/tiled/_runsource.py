@@ -32,6 +32,7 @@ from intake_bluesky.core.driver import RunSourceBase
 from ._connect import TiledRef
 from ._layout import (
     INTERNAL_TABLE,
+    EventUids,
     descriptors_of_stream,
     event_uid,
     plain,
@@ -275,7 +276,13 @@ class TiledRunSource(RunSourceBase):
         seq_num = table["seq_num"].to_numpy()[first:last]
         page = {
             "descriptor": descriptor_uid,
-            "uid": [event_uid(self.uid, stream.name, s) for s in seq_num.tolist()],
+            # Rebuilt when asked for: readers of columns (fields given) never
+            # ask; documents (canonical) get them as a list.
+            "uid": (
+                [event_uid(self.uid, stream.name, s) for s in seq_num.tolist()]
+                if fields is None
+                else EventUids(self.uid, stream.name, seq_num)
+            ),
             "seq_num": seq_num,
             "time": times[first:last],
             "data": data,
