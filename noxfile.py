@@ -69,6 +69,11 @@ def lint(session: nox.Session) -> None:
         "types-python-dateutil",
         "pandas-stubs",
         "msgpack-types",
+        # The serving side of intake-bluesky-tiled (its server extra) and the
+        # serve command's server.
+        "tiled[server]",
+        "bluesky-tiled-plugins",
+        "uvicorn",
     )
     session.run("mypy")
 
