@@ -60,3 +60,43 @@ def test_facility_scalar_keys_are_sent():
     # A dotted key of a facility: each part a plain name.
     queries, _ = translate({"sample.name": "Au"}, SCALAR_KEYS | {"sample.name"})
     assert [q.key for q in queries] == ["start.sample.name"]
+
+
+def test_listings_longer_than_a_server_page_are_whole_and_in_order(tiled_container):
+    # Run nodes as TiledWriter makes them (metadata start and stop), more
+    # than the server sends in one page: listing, skipping, limiting and
+    # searching must follow its pages.
+    from tiled.structures.core import Spec
+
+    from intake_bluesky.core import BlueskyInMemoryCatalog
+    from intake_bluesky.tiled import BlueskyTiledCatalog
+
+    memory = BlueskyInMemoryCatalog()
+    for i in range(230):
+        start = {
+            "uid": f"{i:04d}-run",
+            "time": 1000.0 + (i * 37) % 230,  # stored out of time order
+            "scan_id": i % 7,
+            "plan_name": "scan" if i % 3 else "count",
+        }
+        stop = {"uid": f"{i:04d}-stop", "run_start": start["uid"], "time": start["time"] + 1,
+                "exit_status": "success", "num_events": {}}  # fmt: skip
+        tiled_container.create_container(
+            key=start["uid"],
+            metadata={"start": start, "stop": stop},
+            specs=[Spec("BlueskyRun", version="3.0")],
+        )
+        memory.ingest([("start", start), ("stop", stop)])
+    cat = BlueskyTiledCatalog(tiled_container)
+    assert list(cat) == list(memory)
+    assert len(list(cat)) == 230
+    scans = {"plan_name": "scan"}
+    assert list(cat.search(scans)) == list(memory.search(scans))
+    assert [r.start["uid"] for r in cat[-120:]] == [r.start["uid"] for r in memory[-120:]]
+    assert cat.to_dataframe().index.tolist() == memory.to_dataframe().index.tolist()
+    window = [s["uid"] for s in memory.driver.search({}, skip=95, limit=110)]
+    assert len(window) == 110
+    assert [s["uid"] for s in cat.driver.search({}, skip=95, limit=110)] == window
+    summaries = list(cat.driver.summaries({}, skip=95, limit=110))
+    assert [start["uid"] for start, _ in summaries] == window
+    assert all(stop["run_start"] == start["uid"] for start, stop in summaries)

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from intake_bluesky.core import compile_query
 from intake_bluesky.core.driver import DEFAULT_SORT, Sort
@@ -29,11 +30,14 @@ if TYPE_CHECKING:
 
 __all__ = ["TiledDriver"]
 
-#: Runs fetched per request when listing.
-PAGE = 500
 #: Run nodes a listing fetched, kept for opening those runs right after
 #: (``cat[-1]`` is a search and an open): how many, and for how long.
 HANDOFF_SIZE, HANDOFF_SECONDS = 1024, 10.0
+#: A page size every tiled server grants.
+_SMALL_PAGE = 100
+#: Listings of at most this many runs (lookups: ``cat[-1]``, ``cat[scan_id]``)
+#: fetch whole nodes to hand over; longer ones fetch metadata only.
+HANDOFF_LISTING = 8
 
 
 class TiledDriver:
@@ -114,6 +118,14 @@ class TiledDriver:
         self, node: Any, skip: int = 0, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
         stop = None if limit is None else skip + limit
+        if limit is None or limit > HANDOFF_LISTING:
+            listing = _metadata_listing(node, skip, stop)
+            if listing is not None:
+                for metadata in listing:
+                    start = metadata.get("start")
+                    if isinstance(start, Mapping):
+                        yield {"metadata": metadata, "start": start}
+                return
         for key, run in node.items()[skip:stop]:
             metadata = plain(run.metadata)
             start = metadata.get("start")
@@ -194,3 +206,57 @@ class TiledDriver:
         )
         source._node = node
         return source
+
+
+def _metadata_listing(node: Any, skip: int, stop: int | None) -> Iterator[dict[str, Any]] | None:
+    """The metadata of the runs a searched, sorted container lists, in its
+    order, asking the server for nothing else (the whole entries make it
+    look up each run's structure: ~3x the time of the request).
+
+    Built from the client's own search parameters; None where this tiled
+    client does not have them (the caller then lists whole nodes).
+    """
+    try:
+        from tiled.client.utils import MSGPACK_MIME_TYPE, handle_error
+
+        url = node.item["links"]["search"]
+        params = {**node._queries_as_params, **node._sorting_params, "fields": "metadata"}
+        http = node.context.http_client
+    except (AttributeError, ImportError, KeyError, TypeError):
+        return None
+
+    def pages() -> Iterator[dict[str, Any]]:
+        # Paged by offset here: with fields=metadata the server does not
+        # count the search, and its "next" links end early.
+        wanted = None if stop is None else stop - skip
+        offset, given = skip, 0
+        headers = {"Accept": MSGPACK_MIME_TYPE}
+        while True:
+            page_params: dict[str, Any] = {**params, "page[offset]": offset}
+            if wanted is not None and wanted - given < _SMALL_PAGE:
+                # Else the server's own page size (it caps what may be asked).
+                page_params["page[limit]"] = wanted - given
+            response = http.get(url, params=page_params, headers=headers)
+            content = handle_error(response).json()
+            data = content["data"]
+            for item in data:
+                yield plain(item["attributes"].get("metadata") or {})
+                given += 1
+                if wanted is not None and given >= wanted:
+                    return
+            offset += len(data)
+            if not data or len(data) < _page_size(content, page_params):
+                return
+
+    return pages()
+
+
+def _page_size(content: Mapping[str, Any], params: Mapping[str, Any]) -> int:
+    """How many entries the server put in a full page (from the page's own
+    link), so that a shorter page is known to be the last."""
+    link = (content.get("links") or {}).get("self") or ""
+    limit = parse_qs(urlsplit(link).query).get("page[limit]") or [params.get("page[limit]")]
+    try:
+        return int(limit[0])
+    except (TypeError, ValueError):
+        return 1  # unknown: only an empty page ends the listing
