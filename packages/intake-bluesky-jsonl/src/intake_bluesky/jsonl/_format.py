@@ -537,10 +537,66 @@ class JSONLFormat(FileFormat):
         """
         path = _path(location)
         with open(path, "rb") as f:
+            # Most run files are small (a scan of a few points): one block
+            # holds the whole file, and both lines are found in memory; in a
+            # big file the block holds the first line.
+            block = f.read(_FIRST_BLOCK)
+            if b"\x00" not in block:
+                lines = block.split(b"\n")
+                whole = len(block) < _FIRST_BLOCK
+                found, start = _start_in(lines, whole, path)
+                if found:
+                    if start is None:
+                        return None, None
+                    if whole:
+                        return start, _stop_in(lines)
+                    return start, _last_stop(f, path)
+            f.seek(0)
             start = _first_start(f, path)
             if start is None:
                 return None, None
             return start, _last_stop(f, path)
+
+
+def _start_in(lines: list[bytes], whole: bool, path: str) -> tuple[bool, dict | None]:
+    """The start document of a file's first lines (a block split at
+    newlines, without NUL bytes), by the rules of :func:`_first_start`:
+    ``(False, None)`` when the block does not tell (its first line goes on
+    past it)."""
+    last = len(lines) - 1  # the text after the last newline: unterminated
+    for i, line in enumerate(lines):
+        if i == last and not whole:
+            return False, None
+        if i == last and not line:
+            return True, None  # the end of the file
+        if not line.strip():
+            continue
+        try:
+            item = _loads(line)
+        except ValueError as err:
+            if i == last:
+                return True, None  # the start document is still being written
+            raise _corrupt(path, i + 1, err) from None
+        return True, (item[1] if _is_pair(item) and item[0] == "start" else None)
+    return True, None
+
+
+def _stop_in(lines: list[bytes]) -> dict | None:
+    """The stop document of a whole file's lines, by the rules of
+    :func:`_last_stop`."""
+    last = len(lines) - 1
+    for i in range(last, -1, -1):
+        line = lines[i]
+        if not line.strip():
+            continue
+        try:
+            item = _loads(line)
+        except ValueError:
+            if i == last:
+                continue  # being written; the stop, if any, is before
+            return None  # a corrupt last line: reported when the run is read
+        return item[1] if _is_pair(item) and item[0] == "stop" else None
+    return None
 
 
 #: Bytes of a line read at a time by :func:`_first_start`.
