@@ -255,8 +255,9 @@ def _page_size(content: Mapping[str, Any], params: Mapping[str, Any]) -> int:
     """How many entries the server put in a full page (from the page's own
     link), so that a shorter page is known to be the last."""
     link = (content.get("links") or {}).get("self") or ""
-    limit = parse_qs(urlsplit(link).query).get("page[limit]") or [params.get("page[limit]")]
+    given = parse_qs(urlsplit(link).query).get("page[limit]")
+    limit = given[0] if given else params.get("page[limit]")
     try:
-        return int(limit[0])
+        return int(limit)
     except (TypeError, ValueError):
         return 1  # unknown: only an empty page ends the listing
