@@ -256,7 +256,7 @@ def _page_size(content: Mapping[str, Any], params: Mapping[str, Any]) -> int:
     link), so that a shorter page is known to be the last."""
     link = (content.get("links") or {}).get("self") or ""
     given = parse_qs(urlsplit(link).query).get("page[limit]")
-    limit = given[0] if given else params.get("page[limit]")
+    limit: Any = given[0] if given else params.get("page[limit]")
     try:
         return int(limit)
     except (TypeError, ValueError):
