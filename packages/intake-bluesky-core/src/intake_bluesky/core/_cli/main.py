@@ -12,6 +12,7 @@ import warnings
 
 from .._registry import KNOWN_DISTRIBUTIONS, WRITER_GROUP, known_names
 from . import diff, serve
+from .argtypes import positive
 from .errors import CLIError
 
 __all__ = ["build_parser", "main"]
@@ -133,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("store", metavar="STORE")
     _store_options(ls, format_alias=True)
     _selection_options(ls)
-    ls.add_argument("--limit", type=_positive, metavar="N", help="only the N most recent runs")
+    ls.add_argument("--limit", type=positive, metavar="N", help="only the N most recent runs")
     ls.add_argument(
         "--fields",
         metavar="A,B.C",
@@ -235,16 +236,6 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_parser(commands, lambda p: _store_options(p, format_alias=True))
     serve.add_parser(commands, lambda p: _store_options(p, format_alias=True))
     return parser
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 def _root_map(pairs: list[str]) -> dict:

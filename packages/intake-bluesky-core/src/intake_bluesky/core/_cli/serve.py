@@ -22,6 +22,7 @@ from importlib import import_module
 from typing import Any
 
 from .._registry import BACKEND_GROUP, checkout_hint, entry_point_objects, provider
+from .argtypes import port, positive
 from .errors import CLIError
 
 __all__ = ["add_parser", "app_from_environment", "run_command", "server_build_app"]
@@ -80,7 +81,7 @@ def add_parser(
     group.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
-    group.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
+    group.add_argument("--port", type=port, default=8000, help="port (default: %(default)s)")
     group.add_argument(
         "--api-key",
         metavar="KEY",
@@ -90,32 +91,12 @@ def add_parser(
     group.add_argument("--public", action="store_true", help="anyone may read, without a key")
     group.add_argument(
         "--workers",
-        type=_positive,
+        type=positive,
         default=1,
         metavar="N",
         help="uvicorn worker processes sharing the store (default: %(default)s)",
     )
     return parser
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
-    return value
 
 
 def server_build_app() -> Callable[..., Any]:
