@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 import weakref
 
@@ -688,3 +689,116 @@ def test_an_index_no_catalog_uses_closes_its_connection(tmp_path):
     assert held() is None  # its connection went with it
     # The file stays: a new catalog finds the runs in it.
     assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 2
+
+
+def _copies(tmp_path, n_copies):
+    """A directory of 5 + n_copies runs, an old mtime (its listing is kept)."""
+    directory, runs = _run_dir(tmp_path)
+    for i in range(n_copies):
+        docs = [(n, dict(d)) for n, d in runs[1]]
+        docs[0][1]["uid"] = f"copy-{i:04d}"
+        docs[0][1]["scan_id"] = 100 + i
+        _write(directory / f"copy-{i:04d}.lines", docs)
+    os.utime(directory, ns=(10**18, 10**18))
+    return directory
+
+
+def _rows(index_path) -> int:
+    with sqlite3.connect(index_path) as conn:
+        found = conn.execute(f"SELECT count(*) FROM {_diskindex._TABLE}").fetchone()[0]
+    conn.close()
+    return found
+
+
+def test_a_first_index_is_written_after_the_answer_and_read_after_the_write(tmp_path, monkeypatch):
+    from intake_bluesky.core._files import driver as _driver
+
+    monkeypatch.setattr(_driver, "_DEFER_WRITES", 10)
+    directory = _copies(tmp_path, 40)
+    index_path = str(tmp_path / "index.sqlite")
+    index = _diskindex.open_index(index_path)
+    put, gate, writing = index.put, threading.Event(), threading.Event()
+
+    def held_put(*args, **kwargs):
+        writing.set()
+        assert gate.wait(30)
+        return put(*args, **kwargs)
+
+    monkeypatch.setattr(index, "put", held_put)
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index_path))
+    assert len(cat) == 45  # answered while the write is held
+    assert writing.wait(30) and _rows(index_path) == 0
+    # A new catalog over the same index waits for the write, then takes the
+    # listing and the entries from it: it opens no run file.
+    _headers._HEADERS.clear()
+    before = Lines.headers_read
+    threading.Timer(0.2, gate.set).start()
+    other = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index_path))
+    assert list(other.search({"scan_id": {"$gte": 110, "$lt": 113}})) == [
+        "copy-0010",
+        "copy-0011",
+        "copy-0012",
+    ]
+    assert Lines.headers_read == before and other.driver._files is None
+    assert _rows(index_path) == 45
+
+
+def test_a_few_new_runs_are_written_before_the_answer(tmp_path):
+    directory, _ = _run_dir(tmp_path, 3)
+    index_path = str(tmp_path / "index.sqlite")
+    cat = BlueskyCatalog(FileDriver(directory, Lines(), index_path=index_path))
+    assert len(cat) == 3
+    index = cat.driver._index
+    assert not index._jobs and not index._writing and _rows(index_path) == 3
+
+
+def test_a_process_that_ends_writes_what_it_deferred(tmp_path):
+    directory = _copies(tmp_path, 20)
+    index_path = tmp_path / "index.sqlite"
+    (tmp_path / "mod").mkdir()
+    (tmp_path / "mod" / "countfmt.py").write_text(FORMAT_MODULE)
+    script = textwrap.dedent(
+        """
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import countfmt
+        from intake_bluesky.core import BlueskyCatalog, FileDriver
+        from intake_bluesky.core._files import driver
+        driver._DEFER_WRITES = 1
+        fmt = countfmt.CountedLines()
+        cat = BlueskyCatalog(FileDriver(sys.argv[2], fmt, index_path=sys.argv[3]))
+        print(len(cat))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "mod"), str(directory), str(index_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0] == "25"  # the script ended with the write still to do (or doing)
+    assert _rows(index_path) == 25
+
+
+def test_a_failing_deferred_write_is_shown_and_the_next_still_runs(tmp_path, monkeypatch):
+    index = _diskindex.DiskIndex(str(tmp_path / "index.sqlite"))
+    shown = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: shown.append(args.exc_type))
+    ran = []
+    index.defer(lambda: 1 / 0)
+    index.defer(lambda: ran.append(index.put("f", [("/a", ((1, 2, 3, 4),), {"uid": "a"}, None)])))
+    assert index.get_all("f") == {"/a": (((1, 2, 3, 4),), {"uid": "a"}, None)}
+    assert ran == [[]] and shown == [ZeroDivisionError]
+    assert not index._jobs and not index._writing
+
+
+def test_a_versioned_header_is_that_of_the_file_read(tmp_path):
+    directory, runs = _run_dir(tmp_path, 2)
+    path = str(directory / f"{runs[0][0][1]['uid']}.lines")
+    version, start, stop = Lines().read_versioned_header(path)
+    st = os.stat(path)
+    assert version == ((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino),)
+    assert (start, stop) == Lines().read_header(path)
+    assert start["uid"] == runs[0][0][1]["uid"]
+    os.remove(path)
+    assert Lines().read_versioned_header(path) == (None, None, None)

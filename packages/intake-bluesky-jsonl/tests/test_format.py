@@ -8,6 +8,8 @@ import pickle
 
 import event_model
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from intake_bluesky.core import FileDriver
 from intake_bluesky.jsonl import JSONLFormat
@@ -351,6 +353,9 @@ class _CountingFile:
     def seek(self, *args):
         return self._f.seek(*args)
 
+    def fileno(self):
+        return self._f.fileno()
+
     def __enter__(self):
         return self
 
@@ -630,3 +635,59 @@ def test_line_ending_that_arrives_later_is_not_a_line(tmp_path, make_run, ending
     path.write_bytes(lines[0] + ending + ending.join(lines[1:]) + ending + b"oops" + ending)
     with pytest.raises(ValueError, match=f"line {len(lines) + 1}: not valid JSON"):
         _read_appended(path, resume)
+
+
+# --- the header of a small file: the usual layout read at once ----------------
+
+_LINES = [
+    dump_line("start", {"uid": "s", "time": 1.5, "n": 10**20}),
+    dump_line("start", {"uid": "t"}),
+    dump_line("descriptor", {"uid": "d"}),
+    dump_line("event", {"uid": "e", "data": {"x": float("nan")}}),  # bare NaN
+    dump_line("stop", {"uid": "p", "exit_status": "success"}),
+    dump_line("stop", {"uid": "q", "num_events": {"primary": float("inf")}}),
+    "\n",
+    "   \n",
+    "[1, 2]\n",
+    '"stop"\n',
+    '["stop", {"uid": "cut',  # being written, or corrupt when a newline follows
+]
+
+
+@given(
+    lines=st.lists(st.sampled_from(_LINES), min_size=0, max_size=6),
+    newline=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_small_header_read_at_once_is_the_one_the_full_rules_give(lines, newline):
+    text = "".join(lines)
+    if newline and not text.endswith("\n"):
+        text += "\n"
+    block = text.encode()
+    split = block.split(b"\n")
+    try:
+        found, start = format_module._start_in(split, True, "f.jsonl")
+        expected = (None, None) if start is None else (start, format_module._stop_in(split))
+    except ValueError:
+        expected = None  # corrupt: the full rules raise, naming the line
+    if format_module._long_digits(block):
+        return  # read by the full rules only (orjson would round the integer)
+    at_once = format_module._first_and_last(block)
+    if at_once is not None:
+        assert at_once == expected
+
+
+@given(lines=st.lists(st.sampled_from(_LINES[:6]), min_size=1, max_size=6))
+@settings(max_examples=50, deadline=None)
+def test_a_versioned_header_is_the_header_and_the_files_version(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("v") / "run.jsonl"
+    path.write_text("".join(lines))
+    version, start, stop = fmt.read_versioned_header(str(path))
+    st_ = os.stat(path)
+    assert version == ((st_.st_size, st_.st_mtime_ns, st_.st_ctime_ns, st_.st_ino),)
+    assert (start, stop) == fmt.read_header(str(path))
+    first = json.loads(lines[0])
+    assert start == (first[1] if first[0] == "start" else None)
+    if start is not None:
+        last = json.loads(lines[-1])
+        assert stop == (last[1] if last[0] == "stop" and len(lines) > 1 else None)

@@ -51,7 +51,9 @@ _NINETEEN_ZEROS = b"0" * 19
 
 def _long_digits(text) -> bool:
     """Whether ``text`` (bytes-like) holds 19 or more digits in a row."""
-    return _NINETEEN_ZEROS in bytes(text).translate(_DIGITS_TO_ZERO)
+    if type(text) is not bytes:
+        text = bytes(text)
+    return _NINETEEN_ZEROS in text.translate(_DIGITS_TO_ZERO)
 
 
 def _is_pair(item) -> bool:
@@ -75,6 +77,14 @@ def _loads(line: bytes):
     """Decode one line, fast if possible; ValueError if it is not JSON."""
     if _long_digits(line):
         return _slow_loads(line)
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return _slow_loads(line)
+
+
+def _loads_short(line: bytes):
+    """:func:`_loads` of a line known to hold no run of 19 digits."""
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -535,30 +545,68 @@ class JSONLFormat(FileFormat):
         ValueError
             If the first line is complete but not valid JSON.
         """
-        path = _path(location)
-        with open(path, "rb") as f:
+        return self._header(_path(location))[1:]
+
+    def read_versioned_header(self, location: Location):
+        """:meth:`read_header` with the file's version, taken from the open
+        file (see :meth:`FileFormat.read_versioned_header`)."""
+        return self._header(_path(location))
+
+    def _header(self, path: str) -> tuple[tuple, dict | None, dict | None]:
+        # Unbuffered: the first block is one read() into the bytes used.
+        with open(path, "rb", buffering=0) as raw:
+            version = self.version_of_open_file(raw)
             # Most run files are small (a scan of a few points): one block
             # holds the whole file, and both lines are found in memory; in a
             # big file the block holds the first line.
-            block = f.read(_FIRST_BLOCK)
+            block = raw.read(_FIRST_BLOCK)
             if b"\x00" not in block:
-                lines = block.split(b"\n")
                 whole = len(block) < _FIRST_BLOCK
-                found, start = _start_in(lines, whole, path)
+                # Long digit runs looked for once in the block, not per line.
+                loads = _loads if _long_digits(block) else _loads_short
+                if whole and loads is _loads_short:
+                    ends = _first_and_last(block)
+                    if ends is not None:
+                        return version, *ends
+                lines = block.split(b"\n")
+                found, start = _start_in(lines, whole, path, loads)
                 if found:
                     if start is None:
-                        return None, None
+                        return version, None, None
                     if whole:
-                        return start, _stop_in(lines)
-                    return start, _last_stop(f, path)
-            f.seek(0)
+                        return version, start, _stop_in(lines, loads)
+                    return version, start, _last_stop(raw, path)
+        # Lines longer than the block, or NUL bytes: read through a buffer (a
+        # file replaced meanwhile has another version than the one returned,
+        # so it is read again next time).
+        with open(path, "rb") as f:
             start = _first_start(f, path)
             if start is None:
-                return None, None
-            return start, _last_stop(f, path)
+                return version, None, None
+            return version, start, _last_stop(f, path)
 
 
-def _start_in(lines: list[bytes], whole: bool, path: str) -> tuple[bool, dict | None]:
+def _first_and_last(block: bytes) -> tuple[dict | None, dict | None] | None:
+    """``(start, stop)`` of a whole file in the usual layout: its first line
+    and its last (terminated) line both JSON. None for any other layout
+    (blank lines, a line being written, NaN), which :func:`_start_in` and
+    :func:`_stop_in` read by their full rules, to the same answer here."""
+    end = block.find(b"\n")
+    last = block.rfind(b"\n", 0, len(block) - 1) + 1
+    if end <= 0 or last <= end or not block.endswith(b"\n"):
+        return None
+    try:
+        first, final = orjson.loads(block[:end]), orjson.loads(block[last:-1])
+    except orjson.JSONDecodeError:
+        return None
+    if not (_is_pair(first) and first[0] == "start"):
+        return None, None
+    return first[1], (final[1] if _is_pair(final) and final[0] == "stop" else None)
+
+
+def _start_in(
+    lines: list[bytes], whole: bool, path: str, loads=_loads
+) -> tuple[bool, dict | None]:
     """The start document of a file's first lines (a block split at
     newlines, without NUL bytes), by the rules of :func:`_first_start`:
     ``(False, None)`` when the block does not tell (its first line goes on
@@ -572,7 +620,7 @@ def _start_in(lines: list[bytes], whole: bool, path: str) -> tuple[bool, dict | 
         if not line.strip():
             continue
         try:
-            item = _loads(line)
+            item = loads(line)
         except ValueError as err:
             if i == last:
                 return True, None  # the start document is still being written
@@ -581,7 +629,7 @@ def _start_in(lines: list[bytes], whole: bool, path: str) -> tuple[bool, dict | 
     return True, None
 
 
-def _stop_in(lines: list[bytes]) -> dict | None:
+def _stop_in(lines: list[bytes], loads=_loads) -> dict | None:
     """The stop document of a whole file's lines, by the rules of
     :func:`_last_stop`."""
     last = len(lines) - 1
@@ -590,7 +638,7 @@ def _stop_in(lines: list[bytes]) -> dict | None:
         if not line.strip():
             continue
         try:
-            item = _loads(line)
+            item = loads(line)
         except ValueError:
             if i == last:
                 continue  # being written; the stop, if any, is before

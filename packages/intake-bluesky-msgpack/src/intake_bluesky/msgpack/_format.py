@@ -223,14 +223,19 @@ class MsgpackFormat(FileFormat):
         from which exactly one record decodes, ending at the end of the file.
         ``stop`` is None while the run is being written.
         """
+        return self.read_versioned_header(location)[1:]
+
+    def read_versioned_header(self, location: Location):
+        """:meth:`read_header` with the file's version, taken from the open
+        file (see :meth:`FileFormat.read_versioned_header`)."""
         path = os.fspath(cast(str, location))  # one file per run: a path
         with open(path, "rb") as file:
+            version = self.version_of_open_file(file)
             start = _first_start(file)
             if start is None:
-                return None, None
-            size = os.fstat(file.fileno()).st_size
-            stop = _last_stop(file, size, start.get("uid"))
-        return start, stop
+                return version, None, None
+            stop = _last_stop(file, version[0][0], start.get("uid"))
+        return version, start, stop
 
 
 # ---------------------------------------------------------------------------

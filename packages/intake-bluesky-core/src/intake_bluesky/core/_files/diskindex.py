@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
 import os
 import re
 import sqlite3
 import stat
+import sys
 import threading
 import urllib.parse
 import warnings
@@ -342,6 +344,12 @@ class DiskIndex:
         self._conn: sqlite3.Connection | None = None
         self._failed = False
         self._formats: dict[str, int] = {}
+        # Writes handed to the writer thread (see defer): pending, and whether
+        # one is being written; every read waits for both.
+        self._jobs: collections.deque = collections.deque()
+        self._writing = False
+        self._writer: threading.Thread | None = None
+        self._jobs_changed = threading.Condition(threading.Lock())
         self._connect()
 
     def __repr__(self):
@@ -503,8 +511,63 @@ class DiskIndex:
         except (OSError, sqlite3.Error) as again:
             self._give_up(again)
 
+    # --- writes deferred to a thread -----------------------------------------
+    def defer(self, job) -> None:
+        """Run ``job()`` (writes to this index) in a writer thread, so the
+        caller goes on at once.
+
+        Jobs run one at a time, in the order given. Every later read or write
+        of this index in this process first waits for them (:meth:`flush`), so
+        nothing reads the index as it was before a deferred write. The thread
+        is not a daemon: a process that ends (a script, a CLI command) writes
+        what it deferred before it exits.
+        """
+        with self._jobs_changed:
+            self._jobs.append(job)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_deferred, name=f"intake-bluesky index {self.path}"
+                )
+                self._writer.start()
+
+    def _write_deferred(self) -> None:
+        while True:
+            with self._jobs_changed:
+                if not self._jobs:
+                    self._writer = None
+                    self._jobs_changed.notify_all()
+                    return
+                job = self._jobs.popleft()
+                self._writing = True
+            try:
+                job()
+            except Exception:
+                # A defect, not a storage failure (those degrade in _run): shown
+                # as any thread's exception is, and the next job still runs.
+                threading.excepthook(
+                    threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread()))
+                )
+            finally:
+                with self._jobs_changed:
+                    self._writing = False
+                    self._jobs_changed.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every deferred write of this index is done (at once if
+        none is pending; never from the writer thread itself)."""
+        if not (self._jobs or self._writing):
+            return
+        writer = self._writer
+        if writer is not None and writer is threading.current_thread():
+            return
+        with self._jobs_changed:
+            while self._jobs or self._writing:
+                self._jobs_changed.wait()
+
     def _run(self, work, default):
-        """``work(conn)``, degrading to ``default`` (and one warning) on failure."""
+        """``work(conn)``, degrading to ``default`` (and one warning) on
+        failure; after the deferred writes."""
+        self.flush()
         with self._lock:
             if self._conn is None:
                 return default

@@ -68,6 +68,7 @@ from .headers import (
     _HEADERS,
     _cached_header,
     _read_header,
+    _read_versioned_header,
     _remember_headers,
     _version,
 )
@@ -162,6 +163,10 @@ _TIME_BIT = _BIT["time"]
 _PENDING = object()
 #: More pending entries than this are decoded by scanning their directories.
 _DECODE_BY_DIRECTORY = 2_000
+#: New entries from one refresh written by the index's writer thread rather
+#: than before the refresh returns (see FileDriver._store): a directory's first
+#: index. Fewer (a run or a few added) are written at once.
+_DEFER_WRITES = 1_000
 
 
 class FileDriver:
@@ -306,16 +311,31 @@ class FileDriver:
     def _store(self, updates: list, listings: list[tuple[str, int, bytes]]) -> None:
         """Entries and directory listings into the on-disk index, with what a
         new process may conclude from a listing without reading it (see
-        :meth:`_lazy_sorted`)."""
-        assert self._index is not None
-        flagged = []
-        for directory, mtime, blob in listings:
-            flags = _NO_DUPLICATES if directory not in self._duplicate_dirs else 0
-            if not any(d == directory for d in self._memory_only_dirs):
-                flags |= _COMPLETE
-            flagged.append((directory, mtime, blob, flags))
-        skipped = self._index.put(self._fmt_key, updates, self.fmt.json_documents, flagged)
-        self._memory_only_dirs.update(loc.rpartition(os.sep)[0] for loc in skipped)
+        :meth:`_lazy_sorted`).
+
+        Many entries (a directory's first index) are written by the index's
+        writer thread, after the caller has its answer: the first open of a
+        large directory costs the reading of its files, not also the write.
+        Every later use of the index waits for the write.
+        """
+        index = self._index
+        assert index is not None
+
+        def write() -> None:
+            flagged = []
+            for directory, mtime, blob in listings:
+                # Membership only: the sets may grow in another thread.
+                flags = _NO_DUPLICATES if directory not in self._duplicate_dirs else 0
+                if directory not in self._memory_only_dirs:
+                    flags |= _COMPLETE
+                flagged.append((directory, mtime, blob, flags))
+            skipped = index.put(self._fmt_key, updates, self.fmt.json_documents, flagged)
+            self._memory_only_dirs.update(loc.rpartition(os.sep)[0] for loc in skipped)
+
+        if len(updates) >= _DEFER_WRITES:
+            index.defer(write)
+        else:
+            write()
 
     def _relist(self, files: dict[str, int], updates: list) -> None:
         old = self._entries
@@ -359,6 +379,7 @@ class FileDriver:
         # in an open catalog; runs in progress are stat'ed on every refresh).
         unchanged = self._listing.from_store
         disk, pending, live = self._disk, self._pending, self._live
+        fmt_key = self._fmt_key
         # The first index of a large directory is the long work here.
         for key, location, inodes in progress(fresh, desc="Indexing run files", unit="run"):
             stored = disk.get(key) if unchanged else None
@@ -381,11 +402,21 @@ class FileDriver:
                     live.add(key)
                 new[key] = entry
                 continue
-            version = _version(location)
-            if version is None:
-                continue  # deleted between listing and stat
-            entry = _Entry(location, inodes, version)
-            self._fill_header(key, entry, updates)
+            if key not in disk and (not _HEADERS or (fmt_key, location) not in _HEADERS):
+                # Seen neither in this process nor in the index: read, its
+                # version taken from the open file (one path lookup, not two).
+                version, start, stop = _read_versioned_header(self.fmt, location)
+                if version is None:
+                    continue  # deleted since it was listed
+                entry = _Entry(location, inodes, version)
+                pending.pop(key, None)
+                self._set_read(key, entry, start, stop, updates)
+            else:
+                version = _version(location)
+                if version is None:
+                    continue  # deleted between listing and stat
+                entry = _Entry(location, inodes, version)
+                self._fill_header(key, entry, updates)
             new[key] = entry
         if gone and self._index is not None:
             self._index.forget(self._fmt_key, gone)
@@ -420,9 +451,18 @@ class FileDriver:
             self._pending[key] = entry
         else:
             start, stop = _read_header(self.fmt, entry.location)
-            entry.set_documents(start, stop)
-            # Remembered in this process with the index's updates (refresh).
-            updates.append((key, entry.version, start, stop))
+            self._set_read(key, entry, start, stop, updates)
+            return
+        self._track_live(key, entry)
+
+    def _set_read(self, key: str, entry: _Entry, start, stop, updates: list) -> None:
+        """An entry's documents as just read from its file."""
+        entry.set_documents(start, stop)
+        # Remembered in this process with the index's updates (refresh).
+        updates.append((key, entry.version, start, stop))
+        self._track_live(key, entry)
+
+    def _track_live(self, key: str, entry: _Entry) -> None:
         if entry.live:
             self._live.add(key)
         else:

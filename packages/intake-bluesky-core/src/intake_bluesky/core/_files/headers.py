@@ -2,37 +2,19 @@
 kept in memory (the on-disk index, :mod:`.diskindex`, keeps them across
 processes).
 
-A file version is its size, mtime, ctime and inode: a file rewritten in place
-with its old size and mtime is still told apart.
+A file version is its size, mtime, ctime and inode (:func:`.format.file_version`):
+a file rewritten in place with its old size and mtime is still told apart.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from collections import OrderedDict
 
-from .format import FileFormat, Location, _files_of
+from .format import FileFormat, Location, location_version
 
-
-def _version(location: Location) -> tuple | None:
-    """Size, mtime, ctime and inode of every file of a location; None if one
-    is gone.
-
-    Size and mtime alone miss a file rewritten in place to the same size whose
-    mtime was then set back (``os.utime``, ``touch -r``, ``cp -p``, ``rsync``):
-    its ctime cannot be set back, and a file replaced by another has another
-    inode.
-    """
-    out = []
-    for path in _files_of(location):
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None
-        out.append((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-    return tuple(out)
+_version = location_version
 
 
 # Headers of file versions already read in this process: a warm re-open of a
@@ -76,15 +58,29 @@ def _remember_headers(fmt: str, items: list[tuple[Location, tuple, dict | None, 
 
 
 def _read_header(fmt: FileFormat, location: Location):
+    """``(start, stop)`` of a file, each None for a file that is skipped
+    (said in a warning, once per file version)."""
+    return _read_versioned_header(fmt, location, versioned=False)[1:]
+
+
+def _read_versioned_header(fmt: FileFormat, location: Location, versioned: bool = True):
+    """``(version, start, stop)``: :meth:`FileFormat.read_versioned_header`
+    with the warnings of :func:`_read_header`; version None if a file is gone."""
+    version = None
     try:
-        start, stop = fmt.read_header(location)
+        if versioned:
+            version, start, stop = fmt.read_versioned_header(location)
+            if version is None:
+                return None, None, None
+        else:
+            start, stop = fmt.read_header(location)
     except ValueError as err:
         # One damaged file must not make every other run unlistable; it is
         # named (once per file version), never silently dropped.
-        warnings.warn(f"Skipping {location}: {err}", stacklevel=5)
-        return None, None
+        warnings.warn(f"Skipping {location}: {err}", stacklevel=6)
+        return (_version(location) if versioned else None), None, None
     except FileNotFoundError:
-        return None, None
+        return None, None, None
     if start is not None and start.get("uid") is None:
         # Without a uid the run can be neither listed nor looked up: said,
         # never hidden.
@@ -92,14 +88,14 @@ def _read_header(fmt: FileFormat, location: Location):
             f"Skipping {location}: its start document has no 'uid', so the run cannot be "
             f"listed or looked up ({fmt.name}). Give the start document a uid (event-model "
             "requires one), or move the file out of the catalog's paths.",
-            stacklevel=5,
+            stacklevel=6,
         )
-        return None, None
+        return version, None, None
     if start is None and not fmt.reports_skipped_files:
         warnings.warn(
             f"Skipping {location}: it holds no start document, so it is not a bluesky "
             f"run ({fmt.name}). If a run is being written to it, it will appear once its "
             "start document is written.",
-            stacklevel=5,
+            stacklevel=6,
         )
-    return start, stop
+    return version, start, stop
