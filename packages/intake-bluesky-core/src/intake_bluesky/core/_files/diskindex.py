@@ -141,7 +141,7 @@ def open_index(path: str | None) -> DiskIndex | None:
     with _OPEN_LOCK:
         index = _OPEN.get(path)
         if index is None or index._pid != os.getpid():
-            index = _OPEN[path] = DiskIndex(path)
+            index = _OPEN[path] = DiskIndex(path, create_on_write=True)
         return index
 
 
@@ -335,9 +335,14 @@ class DiskIndex:
     ----------
     path : str
         The database file (created, with its directory, if missing).
+    create_on_write : bool
+        If the file does not exist yet, create it when something is first
+        written, not now: reads find nothing until then, and creating it
+        (a few milliseconds of file-system work) happens with the first write,
+        which may be deferred (:meth:`defer`).
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, create_on_write: bool = False):
         self.path = path
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -350,7 +355,9 @@ class DiskIndex:
         self._writing = False
         self._writer: threading.Thread | None = None
         self._jobs_changed = threading.Condition(threading.Lock())
-        self._connect()
+        self._unopened = create_on_write and not os.path.exists(path)
+        if not self._unopened:
+            self._connect()
 
     def __repr__(self):
         state = "unavailable" if self._failed else "open"
@@ -564,11 +571,15 @@ class DiskIndex:
             while self._jobs or self._writing:
                 self._jobs_changed.wait()
 
-    def _run(self, work, default):
+    def _run(self, work, default, write: bool = False):
         """``work(conn)``, degrading to ``default`` (and one warning) on
         failure; after the deferred writes."""
         self.flush()
         with self._lock:
+            if self._unopened and (write or os.path.exists(self.path)):
+                # Created by this first write (or by another process meanwhile).
+                self._unopened = False
+                self._connect()
             if self._conn is None:
                 return default
             try:
@@ -804,7 +815,7 @@ class DiskIndex:
                 raise
             conn.execute("COMMIT")
 
-        self._run(work, None)
+        self._run(work, None, write=True)
         return skipped
 
     def forget(self, fmt: str, locations: Iterable[str], directories: Iterable[str] = ()) -> None:
@@ -831,7 +842,7 @@ class DiskIndex:
                 raise
             conn.execute("COMMIT")
 
-        self._run(work, None)
+        self._run(work, None, write=True)
 
 
 #: Locations asked for in one statement (SQLite's limit of parameters is 32,766).
