@@ -820,3 +820,24 @@ def test_an_index_file_is_created_by_its_first_write(tmp_path):
     late = _diskindex.DiskIndex(str(other), create_on_write=True)
     _diskindex.DiskIndex(str(other)).put("f", [("/b", ((5, 6, 7, 8),), {"uid": "b"}, None)])
     assert list(late.get_all("f")) == ["/b"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_wait_for_its_parents_writer(tmp_path):
+    index = _diskindex.DiskIndex(str(tmp_path / "index.sqlite"))
+    gate = threading.Event()
+    index.defer(lambda: gate.wait(30))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+        pid = os.fork()
+    if pid == 0:
+        try:
+            index.flush()  # returns: the held job is the parent's
+            index.put("f", [("/c", ((1, 2, 3, 4),), {"uid": "c"}, None)])
+            os._exit(0 if "/c" in index.get_all("f") else 3)
+        finally:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    gate.set()
+    index.flush()
+    assert os.waitstatus_to_exitcode(status) == 0

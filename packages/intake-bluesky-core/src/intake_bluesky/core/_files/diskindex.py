@@ -529,6 +529,9 @@ class DiskIndex:
         is not a daemon: a process that ends (a script, a CLI command) writes
         what it deferred before it exits.
         """
+        if self._pid != os.getpid():
+            job()  # a forked child: the writer thread stayed in the parent
+            return
         with self._jobs_changed:
             self._jobs.append(job)
             if self._writer is None:
@@ -562,8 +565,8 @@ class DiskIndex:
     def flush(self) -> None:
         """Wait until every deferred write of this index is done (at once if
         none is pending; never from the writer thread itself)."""
-        if not (self._jobs or self._writing):
-            return
+        if not (self._jobs or self._writing) or self._pid != os.getpid():
+            return  # (in a forked child, the jobs copied are the parent's to write)
         writer = self._writer
         if writer is not None and writer is threading.current_thread():
             return
