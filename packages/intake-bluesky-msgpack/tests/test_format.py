@@ -24,6 +24,7 @@ from msgpack_testing import (
 
 import intake_bluesky.msgpack
 from intake_bluesky.core import MergedPage
+from intake_bluesky.core.testing import plain
 from intake_bluesky.msgpack import MsgpackFormat, _format, decode_numpy
 
 FMT = MsgpackFormat()
@@ -803,3 +804,208 @@ def test_float_columns_of_merged_pages_are_float64_arrays(tmp_path):
     assert page["data"]["motor"] == [0, 1, 2, 3, 4]  # ints: the core decides their dtype
     assert isinstance(page["time"], np.ndarray) and page["time"].dtype == np.float64
     assert page["seq_num"] == [1, 2, 3, 4, 5]
+
+
+# --- big pages: columnar on their own, float columns from the bytes ---------
+
+
+def big_page(desc_uid, first_seq, rows, **data):
+    """An event page of ``rows`` rows: ``data`` columns (default: one float
+    and one int column) with float timestamps."""
+    data = data or {
+        "det": [0.1 * (first_seq + i) for i in range(rows)],
+        "count": [(first_seq + i) * 2**40 - 3 for i in range(rows)],
+    }
+    return {
+        "descriptor": desc_uid,
+        "uid": [f"e{first_seq + i}" for i in range(rows)],
+        "time": [1000.0 + first_seq + i / 7 for i in range(rows)],
+        "seq_num": list(range(first_seq, first_seq + rows)),
+        "data": data,
+        "timestamps": {k: [500.0 + first_seq + i / 3 for i in range(rows)] for k in data},
+        "filled": {},
+    }
+
+
+def big_page_run(*pages_, other=None):
+    """Start, descriptors "d" (and "m" for ``other``, 1-row pages of which
+    come after each page), the pages, stop."""
+    docs = [("start", {"uid": "s1", "time": 0.0})]
+    for uid in ("d", "m"):
+        docs.append(("descriptor", {"uid": uid, "run_start": "s1", "time": 0.0, "name": uid}))
+    for i, page in enumerate(pages_):
+        docs.append(("event_page", page))
+        if other:
+            docs.append(("event_page", big_page("m", i + 1, 1, m=[float(i)])))
+    docs.append(("stop", {"uid": "t1", "run_start": "s1", "time": 1.0, "exit_status": "success"}))
+    return docs
+
+
+def assert_same_values(got: dict, stored: dict):
+    """Every column of a page read equal to the stored one, value by value
+    and of the same Python type (arrays through tolist(); floats bit for bit,
+    NaN, -0.0 and subnormals included)."""
+    assert got.keys() == stored.keys()
+    for key, value in stored.items():
+        if isinstance(value, dict):
+            assert_same_values(got[key], value)
+            continue
+        column = got[key]
+        if isinstance(column, np.ndarray):
+            if column.dtype == np.float64:
+                assert column.tobytes() == np.array(value, dtype=np.float64).tobytes(), key
+            column = column.tolist()
+        assert column == value or (np.isnan(value).any() and len(column) == len(value)), key
+        assert [type(v) for v in column] == [type(v) for v in value], key
+
+
+def test_big_pages_are_read_as_columns_from_their_bytes(tmp_path, monkeypatch):
+    # Pages of hundreds of rows are not merged: their number columns become
+    # arrays at once; after the first, float columns are read from the bytes.
+    from_bytes = []
+    real = _format._page_from_bytes
+    monkeypatch.setattr(
+        _format, "_page_from_bytes", lambda data: from_bytes.append(real(data)) or from_bytes[-1]
+    )
+    special = [float("nan"), float("inf"), -float("inf"), -0.0, 5e-324, 1.7976931348623157e308]
+    pages_ = [big_page("d", 1 + 300 * i, 300) for i in range(3)]
+    pages_[1]["data"]["det"][:6] = special
+    docs = big_page_run(*pages_)
+    path = write_run(tmp_path / "run.msgpack", docs)
+    documents = list(FMT.read_documents(str(path)))
+    got = pages(documents)
+    assert len(got) == 3 and len(from_bytes) == 2 and all(from_bytes)
+    for page, stored in zip(got, pages_, strict=True):
+        assert page["data"]["det"].dtype == np.float64
+        assert page["data"]["count"].dtype == np.int64
+        assert page["time"].dtype == page["timestamps"]["count"].dtype == np.float64
+        assert page["seq_num"].dtype == np.int64
+        assert_same_values(page, stored)  # (NaN != NaN: not by assert_same_run)
+    assert [n for n, _ in documents] == [n for n, _ in docs]
+
+
+def test_big_pages_read_and_given_back_as_stored(tmp_path):
+    from intake_bluesky.msgpack import BlueskyMsgpackCatalog
+
+    pages_ = [big_page("d", 1 + 400 * i, 400) for i in range(4)]
+    docs = big_page_run(*pages_)
+    docs[1][1]["data_keys"] = {
+        "det": {"source": "s", "dtype": "number", "shape": []},
+        "count": {"source": "s", "dtype": "integer", "shape": []},
+    }
+    docs[1][1]["name"] = "primary"
+    write_run(tmp_path / "s1.msgpack", docs)
+    run = BlueskyMsgpackCatalog(str(tmp_path), index_path=False)["s1"]
+    ds = run.primary.read()
+    assert ds["det"].dtype == np.float64 and ds["count"].dtype == np.int64
+    assert ds["det"].values.tolist() == [v for p in pages_ for v in p["data"]["det"]]
+    assert ds["count"].values.tolist() == [v for p in pages_ for v in p["data"]["count"]]
+    assert ds["time"].values.tolist() == [v for p in pages_ for v in p["time"]]
+    canonical = [d for n, d in run.canonical(fill="no") if n == "event_page"]
+    assert len(canonical) == 4
+    for page, stored in zip(canonical, pages_, strict=True):
+        assert_same_values(plain(page), stored)
+
+
+def test_big_pages_of_other_values_are_read_as_before(tmp_path):
+    # After a big page, pages whose columns are not all floats or all ints
+    # (or whose floats are float32 in the file) keep their values and types.
+    n = 300
+    pages_ = [
+        big_page("d", 1, n),
+        big_page("d", 1 + n, n, det=[1.0] * (n - 1) + [1]),  # an int among floats
+        big_page("d", 1 + 2 * n, n, det=[True] * n),  # bools
+        big_page("d", 1 + 3 * n, n, det=[2**63 + i for i in range(n)]),  # uint64
+        big_page("d", 1 + 4 * n, n, det=[1] * (n - 1) + [2**63]),  # not one numpy dtype
+        big_page("d", 1 + 5 * n, n, det=["a"] * n),  # strings
+        big_page("d", 1 + 6 * n, n),
+    ]
+    docs = big_page_run(*pages_)
+    path = write_run(tmp_path / "run.msgpack", docs)
+    # A float32 column (msgpack's float 32): its values as msgpack reads them.
+    single = big_page("d", 1 + 7 * n, n)
+    with open(path, "rb") as f:
+        records = f.read()
+    stop = pack_record(*docs[-1])
+    with open(path, "wb") as f:
+        f.write(records[: -len(stop)])
+        f.write(msgpack.packb(["event_page", single], use_single_float=True))
+        f.write(stop)
+    single = msgpack.unpackb(msgpack.packb(single, use_single_float=True))
+    got = pages(FMT.read_documents(str(path)))
+    stored = [*pages_, single]
+    # (Pages that are not made columnar merge as before: compared row by row.)
+    for part, key in [("time", None), ("seq_num", None), ("uid", None), ("data", "det")]:
+        column = [
+            v for page in got for v in _as_list(page[part] if key is None else page[part][key])
+        ]
+        expected = [v for page in stored for v in (page[part] if key is None else page[part][key])]
+        assert column == expected and list(map(type, column)) == list(map(type, expected))
+    by_first = {int(page["seq_num"][0]): page for page in got}
+    assert by_first[1 + 3 * n]["data"]["det"].dtype == np.uint64
+    assert by_first[1 + 6 * n]["data"]["det"].dtype == np.float64
+    assert by_first[1 + 7 * n]["data"]["det"].dtype == np.float64
+    assert_same_values(by_first[1 + 7 * n], single)
+
+
+def _as_list(column):
+    return column.tolist() if isinstance(column, np.ndarray) else column
+
+
+def test_big_pages_across_many_reads(tmp_path, monkeypatch):
+    # Records spanning many reads of the file: the same documents.
+    docs = big_page_run(*[big_page("d", 1 + 300 * i, 300) for i in range(4)], other=True)
+    path = write_run(tmp_path / "run.msgpack", docs)
+    expected = [(n, plain(d)) for n, d in FMT.read_documents(str(path))]
+    real = _format._unpacker
+    monkeypatch.setattr(_format, "_unpacker", lambda file, read_size=997: real(file, read_size))
+    documents = list(FMT.read_documents(str(path)))
+    assert [(n, plain(d)) for n, d in documents] == expected
+    assert_same_run(documents, docs)
+
+
+def test_big_page_being_written_is_read_when_complete(tmp_path):
+    pages_ = [big_page("d", 1 + 300 * i, 300) for i in range(3)]
+    docs = big_page_run(*pages_)[:-1]  # no stop
+    path = write_run(tmp_path / "run.msgpack", docs)
+    data = path.read_bytes()
+    cut = len(data) - 1000  # in the middle of the last page
+    path.write_bytes(data[:cut])
+
+    def appended(resume):
+        reader = FMT.read_appended(str(path), resume)
+        documents = []
+        while True:
+            try:
+                documents.extend(next(reader))
+            except StopIteration as done:
+                return documents, done.value
+
+    documents, resume = appended(None)
+    assert [len(d["seq_num"]) for d in pages(documents)] == [300, 300]
+    assert resume == (len(data) - len(pack_record("event_page", pages_[2])),)
+    path.write_bytes(data)
+    documents, resume = appended(resume)
+    (last,) = pages(documents)
+    assert_same_values(last, pages_[2])
+    assert resume == (len(data),)
+
+
+def test_an_extension_value_in_a_big_page_is_named(tmp_path):
+    from intake_bluesky.msgpack import BlueskyMsgpackCatalog
+
+    pages_ = [big_page("d", 1 + 300 * i, 300) for i in range(2)]
+    pages_[1]["data"]["det"][5] = msgpack.ExtType(5, b"abc")
+    docs = big_page_run(*pages_)
+    docs[1][1]["name"] = "primary"
+    docs[1][1]["data_keys"] = {
+        k: {"source": "s", "dtype": "number", "shape": []} for k in ("det", "count")
+    }
+    with open(tmp_path / "s1.msgpack", "wb") as f:
+        for name, doc in docs:
+            f.write(msgpack.packb([name, doc]))
+    with pytest.raises(ValueError) as info:
+        BlueskyMsgpackCatalog(str(tmp_path), index_path=False)["s1"].primary.read()
+    message = str(info.value)
+    assert "s1.msgpack" in message and "'e306'" in message
+    assert "data.det holds a msgpack extension value" in message

@@ -10,7 +10,9 @@ datum as a 1-row ``datum_page``; numpy values are msgpack-numpy maps::
 
 Reading merges consecutive 1-row pages back into big pages: a 100,000-event
 run is then a handful of pages instead of 100,000, which is what makes every
-later (columnar) step fast.
+later (columnar) step fast. Pages that are big already (a fly scan's, or a
+writer's that packs events) are made columnar one by one instead, their
+float64 columns read from the msgpack bytes by numpy.
 """
 
 from __future__ import annotations
@@ -318,11 +320,15 @@ def _read(path: str, file, base: int = 0):
     decoded records die young instead of piling up. Every ``_STRETCH_ROWS``
     rows the merged pages are handed on, so the caller turns them into
     arrays before the next rows are decoded: memory holds that many rows as
-    Python objects, never the whole run's.
+    Python objects, never the whole run's. Event pages of at least
+    ``_COLUMNAR_ROWS`` rows of plain numbers are not merged but made
+    columnar on their own, those after the first straight from their bytes
+    (see :func:`_columnar_page` and :func:`_skim`).
     """
     out: list[tuple[str, dict]] = []
     stretch = _Stretch()
-    unpacker = _unpacker(file)
+    tape = _Tape(file, base)
+    unpacker = _unpacker(tape)
     tell = unpacker.tell
     # End of the last complete record. (After an incomplete record, tell()
     # has moved past the parts already parsed, so it is kept per record.)
@@ -332,29 +338,57 @@ def _read(path: str, file, base: int = 0):
     # straight there. Reset at every flush, which ends those columns.
     last_event = last_datum = (None, None)
     rows = 0  # in the stretch's pages
+    # Whether the last event page was big enough to be made columnar on its
+    # own: then the next records are looked at as bytes first, and big event
+    # pages are decoded from them (see _skim). Runs of 1-row pages never pay
+    # for that look.
+    skim = False
+    unpack = unpacker.unpack
     try:
-        for record in unpacker:
-            if type(record) is not list or len(record) != 2:
-                raise _NotARecord
-            name, doc = record
-            if type(doc) is not dict or type(name) is not str:
-                raise _NotARecord
-            if name == "event_page":
-                key = doc.get("descriptor")
-                if last_event[1] is None or key != last_event[0] or not last_event[1](doc):
-                    last_event = stretch.add(stretch.events, key, doc, _EventColumns)
-                rows += _rows(doc.get("seq_num"))
-            elif name == "datum_page":
-                key = doc.get("resource")
-                if last_datum[1] is None or key != last_datum[0] or not last_datum[1](doc):
-                    last_datum = stretch.add(stretch.datums, key, doc, _DatumColumns)
-                rows += _rows(doc.get("datum_id"))
+        while True:
+            try:
+                record = _skim(unpacker, tape, offset) if skim else unpack()
+            except msgpack.OutOfData:
+                break  # the end, or a record still being written
+            if skim and type(record) is _Ready:
+                # A big event page decoded from its bytes (see _skim).
+                stretch.keep(stretch.events, record.page["descriptor"], record)
+                last_event = (None, None)
+                rows += len(record.page["seq_num"])
             else:
-                if stretch:
-                    stretch.flush(path, out)
-                    last_event = last_datum = (None, None)
-                    rows = 0
-                out.append((name, _decode_document(path, name, doc)))
+                if type(record) is not list or len(record) != 2:
+                    raise _NotARecord
+                name, doc = record
+                if type(doc) is not dict or type(name) is not str:
+                    raise _NotARecord
+                if name == "event_page":
+                    key = doc.get("descriptor")
+                    n = _rows(doc.get("seq_num"))
+                    page = _columnar_page(doc, n) if n >= _COLUMNAR_ROWS else None
+                    if page is not None:
+                        stretch.keep(stretch.events, key, _Ready(page))
+                        # Rows after this page must not join columns before it.
+                        last_event = (None, None)
+                        skim = True
+                        tape.mark = base + tell()
+                    else:
+                        if skim:
+                            skim = False
+                            tape.mark = None
+                        if last_event[1] is None or key != last_event[0] or not last_event[1](doc):
+                            last_event = stretch.add(stretch.events, key, doc, _EventColumns)
+                    rows += n
+                elif name == "datum_page":
+                    key = doc.get("resource")
+                    if last_datum[1] is None or key != last_datum[0] or not last_datum[1](doc):
+                        last_datum = stretch.add(stretch.datums, key, doc, _DatumColumns)
+                    rows += _rows(doc.get("datum_id"))
+                else:
+                    if stretch:
+                        stretch.flush(path, out)
+                        last_event = last_datum = (None, None)
+                        rows = 0
+                    out.append((name, _decode_document(path, name, doc)))
             offset = base + tell()
             if rows >= _STRETCH_ROWS:
                 # Datum pages go first, as at the end of a stretch: every
@@ -377,6 +411,150 @@ def _read(path: str, file, base: int = 0):
     return offset
 
 
+class _Tape:
+    """A binary file as an unpacker reads it, holding on to the bytes read
+    from :attr:`mark` on (None: only the last read), so that a record can
+    be looked at as bytes after the unpacker went past it.
+
+    Parameters
+    ----------
+    file : binary file
+        Open at byte offset ``base``.
+    base : int
+    """
+
+    def __init__(self, file, base: int):
+        self._file = file
+        self._chunks: list[bytes] = []
+        self._start = base  # the file offset of self._chunks[0]
+        #: File offset from which bytes are held; None: only the last read.
+        self.mark: int | None = None
+
+    def read(self, size: int) -> bytes:
+        """What the unpacker asks for: ``file.read(size)``."""
+        chunks = self._chunks
+        # Bytes no longer wanted are let go before reading more, so that
+        # the memory they held is reused for the new read.
+        if self.mark is None:
+            self._start += sum(map(len, chunks))
+            chunks.clear()
+        else:
+            while chunks and self._start + len(chunks[0]) <= self.mark:
+                self._start += len(chunks.pop(0))
+        data = self._file.read(size)
+        chunks.append(data)
+        return data
+
+    def get(self, start: int, end: int):
+        """File bytes ``[start, end)`` (bytes, or a memoryview of what was
+        read in one piece), or None if they are not all held."""
+        if start < self._start:
+            return None
+        pieces = []
+        pos = self._start
+        for chunk in self._chunks:
+            lo, hi = max(start - pos, 0), min(end - pos, len(chunk))
+            if lo < hi:
+                pieces.append(memoryview(chunk)[lo:hi])
+            pos += len(chunk)
+        if pos < end:
+            return None
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+# The msgpack bytes that begin an event_page record: fixarray of 2, then
+# the fixstr "event_page".
+_PAGE_PREFIX = b"\x92\xaaevent_page"
+# A msgpack array of float64s, item by item: the float64 tag, then the value
+# (big-endian).
+_FLOAT64_TAG = 0xCB
+_FLOAT64_ITEMS = np.dtype([("tag", "u1"), ("value", ">f8")])
+
+
+def _skim(unpacker: msgpack.Unpacker, tape: _Tape, start: int):
+    """The next record, a big event page decoded from its bytes if it is one:
+    a :class:`_Ready` of the page as :func:`_columnar_page` makes it, or the
+    record as msgpack decodes it.
+
+    Decoding float columns from the bytes (one numpy view of the tags and
+    values) skips the Python float per value that msgpack would make and
+    :func:`_number_array` would read back, most of the cost of a big page.
+    """
+    tape.mark = start
+    if tape.get(start, start + len(_PAGE_PREFIX)) != _PAGE_PREFIX:
+        return unpacker.unpack()
+    origin = start - unpacker.tell()  # the file offset of the unpacker's 0
+    unpacker.skip()  # to the record's end, at C speed
+    data = tape.get(start, origin + unpacker.tell())
+    if data is None:  # (cannot happen: held from the mark on)
+        raise AssertionError("the record's bytes are not held")
+    page = _page_from_bytes(data)
+    if page is not None:
+        return _Ready(page)
+    # Anything unusual (a small page, other keys or values): decoded as any
+    # record, which also reports what is wrong with it.
+    whole = _unpacker(None)
+    whole.feed(data)
+    return whole.unpack()
+
+
+def _page_from_bytes(data: bytes) -> dict | None:
+    """An event page record (``data``, its msgpack bytes) made columnar as
+    by :func:`_columnar_page`, or None for a page it does not take or bytes
+    it cannot decode. Columns of float64s in ``time``, ``data`` and
+    ``timestamps`` are read straight from the bytes (the same values, bit
+    for bit, that msgpack would make Python floats of); everything else is
+    decoded by msgpack.
+    """
+    unpacker = _unpacker(None)
+    unpacker.feed(data)
+    doc: dict = {}
+    try:
+        if unpacker.read_array_header() != 2 or unpacker.unpack() != "event_page":
+            return None
+        for _ in range(unpacker.read_map_header()):
+            key = unpacker.unpack()
+            if key == "time":
+                doc[key] = _float_column(unpacker, data)
+            elif key in ("data", "timestamps"):
+                columns = doc[key] = {}
+                for _ in range(unpacker.read_map_header()):
+                    field = unpacker.unpack()
+                    columns[field] = _float_column(unpacker, data)
+            else:
+                doc[key] = unpacker.unpack()
+    except Exception:
+        # Not laid out as expected (a part that is not a map, an unhashable
+        # key, ...): the caller decodes the record as any other.
+        return None
+    n = _rows(doc.get("seq_num"))
+    return _columnar_page(doc, n) if n >= _COLUMNAR_ROWS else None
+
+
+def _float_column(unpacker: msgpack.Unpacker, data: bytes):
+    """The next value: a float64 array if it is a msgpack array of float64s
+    only, else as msgpack decodes it."""
+    pos = unpacker.tell()
+    head = data[pos]
+    if 0x90 <= head <= 0x9F:  # fixarray
+        n, first = head & 0x0F, pos + 1
+    elif head == 0xDC:  # array 16
+        n, first = int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
+    elif head == 0xDD:  # array 32
+        n, first = int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
+    else:
+        return unpacker.unpack()
+    if n == 0 or first + n * _FLOAT64_ITEMS.itemsize > len(data):
+        return unpacker.unpack()
+    items = np.frombuffer(data, _FLOAT64_ITEMS, n, first)
+    # Each tag read is a float64's, so the next item starts 9 bytes on: all
+    # n tags being that of a float64 means n float64s, nothing else.
+    if not (items["tag"] == _FLOAT64_TAG).all():
+        return unpacker.unpack()
+    unpacker.skip()
+    return items["value"].astype(np.float64)  # native byte order, a copy
+
+
 #: Rows of merged pages handed on at a time (see :func:`_read`): twice the
 #: core's page size, so that each hand-over becomes its own page, not a copy.
 _STRETCH_ROWS = 8192
@@ -384,6 +562,111 @@ _STRETCH_ROWS = 8192
 
 def _rows(column) -> int:
     return len(column) if type(column) is list else 1
+
+
+#: Event pages of at least this many rows are made columnar on their own as
+#: they are decoded (see :func:`_columnar_page`) instead of being merged.
+_COLUMNAR_ROWS = 256
+#: The keys of an event page, and those it must have, for that.
+_PAGE_KEYS = frozenset({"descriptor", "uid", "time", "seq_num", "data", "timestamps", "filled"})
+_REQUIRED_PAGE_KEYS = _PAGE_KEYS - {"filled"}
+
+
+def _columnar_page(doc: dict, n: int) -> dict | None:
+    """A big event page with its number columns made numpy arrays, or None.
+
+    A page of hundreds of rows gains nothing from being merged with the
+    next ones (merging copies every value into longer lists); the core joins
+    such pages, their arrays concatenated, as it joins any others. Made
+    columnar on its own, a page can also be decoded from its bytes without
+    a Python float per value (see :func:`_skim`).
+
+    The columns the core makes arrays of (``time``, ``seq_num``, ``data``,
+    ``timestamps``) must each hold only floats, which become float64, or
+    only ints, which become what the core would make of them (int64, or
+    uint64 beyond its range); ``uid`` only strings; ``filled`` only plain
+    values. Any other page (other keys, other values, msgpack-numpy maps,
+    columns of unequal length) is None: it is merged, or kept as stored,
+    exactly as before.
+
+    Parameters
+    ----------
+    doc : dict
+        An event page as decoded by msgpack.
+    n : int
+        Its number of rows, ``len(doc["seq_num"])``.
+
+    Returns
+    -------
+    dict or None
+        A new page; ``doc`` is left unchanged.
+    """
+    keys = doc.keys()
+    if not (_REQUIRED_PAGE_KEYS <= keys <= _PAGE_KEYS):
+        return None
+    uid, data, timestamps = doc["uid"], doc["data"], doc["timestamps"]
+    filled = doc.get("filled", {})
+    if (
+        type(doc["descriptor"]) is not str
+        or type(data) is not dict
+        or type(timestamps) is not dict
+        or type(filled) is not dict
+        or type(uid) is not list
+        or len(uid) != n
+        or list(map(type, uid)).count(str) != n
+    ):
+        return None
+    for column in filled.values():
+        if type(column) is not list or len(column) != n or not set(map(type, column)) <= _PLAIN:
+            return None
+    page = dict(doc)
+    for key in ("time", "seq_num"):
+        array = _number_array(doc[key], n)
+        if array is None:
+            return None
+        page[key] = array
+    for part, columns in (("data", data), ("timestamps", timestamps)):
+        arrays = {}
+        for key, column in columns.items():
+            array = _number_array(column, n)
+            if array is None:
+                return None
+            arrays[key] = array
+        page[part] = arrays
+    return page
+
+
+def _number_array(column, n: int) -> np.ndarray | None:
+    """A list of ``n`` floats as float64, of ``n`` ints as the core makes
+    them (int64, or uint64 beyond its range); None for anything else.
+
+    Examples
+    --------
+    >>> _number_array([1.5, 2.0], 2).dtype, _number_array([2**63, 2**64 - 1], 2).dtype
+    (dtype('float64'), dtype('uint64'))
+    >>> _number_array([1, 2.0], 2) is None, _number_array([True, False], 2) is None
+    (True, True)
+    """
+    if type(column) is np.ndarray:
+        # Float64s read from the bytes by _float_column.
+        return column if len(column) == n else None
+    if type(column) is not list or len(column) != n:
+        return None
+    types = list(map(type, column))
+    if types.count(float) == n:
+        return np.fromiter(column, np.float64, n)
+    if types.count(int) != n:
+        return None  # bools, strings, maps, or numbers of two kinds
+    try:
+        # What the core makes of ints that int64 holds (numpy's own
+        # inference, which asarray would run, costs twice as much).
+        return np.fromiter(column, np.int64, n)
+    except OverflowError:
+        pass
+    # Beyond int64: uint64 if that holds them all; objects or float64
+    # (rounded, beside negative ones) are left to the core, as stored.
+    array = np.asarray(column)
+    return array if array.dtype.kind == "u" else None
 
 
 class _ReadError(ValueError):
@@ -481,12 +764,26 @@ class _Stretch:
         entries.append(doc)
         return None, None
 
+    @staticmethod
+    def keep(groups: dict, key, ready: _Ready) -> None:
+        """Add a page that needs no more decoding, to be handed on as it is."""
+        try:
+            entries = groups.setdefault(key, [])
+        except TypeError:  # an unhashable uid
+            entries = groups[id(ready)] = []
+        entries.append(ready)
+
     def flush(self, path: str, out: list) -> None:
         try:
             for name, groups in (("datum_page", self.datums), ("event_page", self.events)):
                 for entries in groups.values():
                     for entry in entries:
-                        page = entry.page() if isinstance(entry, _Columns) else _decode_tree(entry)
+                        if isinstance(entry, _Columns):
+                            page = entry.page()
+                        elif type(entry) is _Ready:
+                            page = entry.page
+                        else:
+                            page = _decode_tree(entry)
                         out.append((name, page))
         except _ExtTypeValue as exc:
             raise _ReadError(f"{path}: {_ext_location(entry, exc)}") from exc
@@ -494,6 +791,15 @@ class _Stretch:
             raise _ReadError(f"{path}: an event or datum page cannot be read: {exc}") from exc
         self.events.clear()
         self.datums.clear()
+
+
+class _Ready:
+    """A page in a stretch that needs no more decoding (see :meth:`_Stretch.keep`)."""
+
+    __slots__ = ("page",)
+
+    def __init__(self, page: dict):
+        self.page = page
 
 
 def _ext_location(entry, exc: _ExtTypeValue) -> str:
