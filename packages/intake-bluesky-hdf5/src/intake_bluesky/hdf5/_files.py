@@ -32,7 +32,7 @@ import threading
 
 import h5py
 
-__all__ = ["acquire", "release", "file_key", "open_count", "dataset"]
+__all__ = ["acquire", "release", "file_key", "open_count", "dataset", "opened"]
 
 FileKey = tuple[str, bool, object]
 
@@ -113,11 +113,19 @@ def acquire(key: FileKey) -> h5py.File:
 
 def dataset(key: FileKey, name: str):
     """The shared object at ``name`` in an acquired file (a Dataset, a Group or None)."""
+    return opened(key, name)[0]
+
+
+def opened(key: FileKey, name: str) -> tuple[object, bool]:
+    """:func:`dataset`, and whether this call opened it: a dataset opened
+    just now has its extent as on disk now, so a SWMR reader's first read
+    needs no ``refresh()``."""
     with _LOCK:
         entry = _POOL[key]
-        if name not in entry.datasets:
-            entry.datasets[name] = entry.file.get(name)
-        return entry.datasets[name]
+        if name in entry.datasets:
+            return entry.datasets[name], False
+        obj = entry.datasets[name] = entry.file.get(name)
+        return obj, True
 
 
 def release(key: FileKey) -> None:

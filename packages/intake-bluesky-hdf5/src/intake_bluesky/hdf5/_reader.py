@@ -126,7 +126,8 @@ class HDF5StreamReader:
         :meth:`chunk_rows`.
     swmr : bool, default True
         Open with ``swmr=True, libver='latest'`` and refresh the dataset before
-        each read, so a file still being written is read up to what is on disk.
+        each read (but the first after opening it), so a file still being
+        written is read up to what is on disk.
     locking : bool or str, optional
         h5py's ``locking`` argument (``True``, ``False``, ``'best-effort'``).
     multiplier : int, optional
@@ -200,6 +201,9 @@ class HDF5StreamReader:
     def _init_state(self):
         self._key = _files.file_key(self.filename, swmr=self.swmr, locking=self.locking)
         self._dset: h5py.Dataset | None = None
+        # The dataset was opened by this reader's acquire and not read since:
+        # its extent is as on disk at open, a refresh would re-read the same.
+        self._fresh = False
         self._finalizer: weakref.finalize | None = None
         self._layout: tuple | None = None
         self._file_index: tuple = ()
@@ -208,7 +212,7 @@ class HDF5StreamReader:
     # --- pickling: dask workers reopen the file in their own process -------
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_key", "_dset", "_finalizer", "_layout", "_file_index", "_lock"):
+        for key in ("_key", "_dset", "_fresh", "_finalizer", "_layout", "_file_index", "_lock"):
             state.pop(key)
         return state
 
@@ -233,7 +237,7 @@ class HDF5StreamReader:
         # Released when close() is called or the reader is garbage collected.
         self._finalizer = weakref.finalize(self, _files.release, self._key)
         try:
-            obj = _files.dataset(self._key, self.dataset)
+            obj, self._fresh = _files.opened(self._key, self.dataset)
             if not isinstance(obj, h5py.Dataset):
                 found = []
 
@@ -312,15 +316,19 @@ class HDF5StreamReader:
 
     def frames_per_row(self) -> int:
         """How many frames of the dataset make one row (opens the file)."""
-        return self._row_layout(self._open())[0]
+        dset = self._open()
+        self._fresh = False  # rows may be read much later: refresh then
+        return self._row_layout(dset)[0]
 
     def _frames(self, start: int, stop: int) -> tuple[h5py.Dataset, int, int, tuple[int, ...]]:
         """(dataset, first frame, last frame, row shape) of rows ``[start, stop)``,
         once they are on disk."""
         dset = self._open()
-        if self.swmr:
-            # See frames the writer appended since the last read.
+        if self.swmr and not self._fresh:
+            # See frames the writer appended since the dataset was opened or
+            # last refreshed (not needed on a dataset opened just now).
             dset.refresh()
+        self._fresh = False
         k, frame, row = self._row_layout(dset)
         first, last = start * k, stop * k
         on_disk = dset.shape[0]
