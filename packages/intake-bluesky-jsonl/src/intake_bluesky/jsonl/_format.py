@@ -545,14 +545,12 @@ class JSONLFormat(FileFormat):
         ValueError
             If the first line is complete but not valid JSON.
         """
-        return self._header(_path(location))[1:]
+        return self.read_versioned_header(location)[1:]
 
-    def read_versioned_header(self, location: Location):
+    def read_versioned_header(self, location: Location) -> tuple[tuple, dict | None, dict | None]:
         """:meth:`read_header` with the file's version, taken from the open
         file (see :meth:`FileFormat.read_versioned_header`)."""
-        return self._header(_path(location))
-
-    def _header(self, path: str) -> tuple[tuple, dict | None, dict | None]:
+        path = _path(location)
         # Unbuffered: the first block is one read() into the bytes used.
         with open(path, "rb", buffering=0) as raw:
             version = self.version_of_open_file(raw)

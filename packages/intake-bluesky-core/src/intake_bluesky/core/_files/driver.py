@@ -295,18 +295,20 @@ class FileDriver:
             if changed:
                 self._generation += 1
                 self._rebuild_runs()
-            if updates:
-                if type(self.fmt).split_runs is FileFormat.split_runs:
-                    _remember_headers(self._fmt_key, updates)  # keys are the paths
-                else:
-                    where = {_location_key(e.location): e.location for e in self._entries.values()}
-                    _remember_headers(
-                        self._fmt_key, [(where.get(k, k), *rest) for k, *rest in updates]
-                    )
             if (updates or listings) and self._index is not None:
                 self._store(updates, listings)
+            elif updates:
+                _remember_headers(self._fmt_key, self._by_location(updates))
             if changed:
                 self._warn_other_formats()
+
+    def _by_location(self, updates: list) -> list:
+        """``updates`` (keyed by location key) keyed by location, as this
+        process's memory of headers keeps them (see :mod:`.headers`)."""
+        if type(self.fmt).split_runs is FileFormat.split_runs:
+            return updates  # keys are the paths
+        where = {_location_key(e.location): e.location for e in self._entries.values()}
+        return [(where.get(k, k), *rest) for k, *rest in updates]
 
     def _store(self, updates: list, listings: list[tuple[str, int, bytes]]) -> None:
         """Entries and directory listings into the on-disk index, with what a
@@ -315,13 +317,16 @@ class FileDriver:
 
         Many entries (a directory's first index) are written by the index's
         writer thread, after the caller has its answer: the first open of a
-        large directory costs the reading of its files, not also the write.
-        Every later use of the index waits for the write.
+        large directory costs the reading of its files, not also the write
+        (nor the keeping of their headers in this process's memory). Every
+        later use of the index waits for the write.
         """
         index = self._index
         assert index is not None
+        remembered = self._by_location(updates) if updates else []
 
         def write() -> None:
+            _remember_headers(self._fmt_key, remembered)
             flagged = []
             for directory, mtime, blob in listings:
                 # Membership only: the sets may grow in another thread.
@@ -409,8 +414,19 @@ class FileDriver:
                 if version is None:
                     continue  # deleted since it was listed
                 entry = _Entry(location, inodes, version)
-                pending.pop(key, None)
-                self._set_read(key, entry, start, stop, updates)
+                # What _set_read does, inline: this runs once per file of a
+                # directory of 100,000 indexed for the first time.
+                entry.start, entry.stop = start, stop
+                if start is not None:
+                    entry.uid = start.get("uid")
+                entry.has_stop = stop is not None
+                updates.append((key, version, start, stop))
+                if entry.uid is None or stop is None:
+                    live.add(key)
+                else:
+                    live.discard(key)
+                if pending:
+                    pending.pop(key, None)
             else:
                 version = _version(location)
                 if version is None:
