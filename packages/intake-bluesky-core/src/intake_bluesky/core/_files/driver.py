@@ -325,6 +325,7 @@ class FileDriver:
         assert index is not None
         remembered = self._by_location(updates) if updates else []
 
+        @gc_paused()  # (as refresh: many objects made, none freed)
         def write() -> None:
             _remember_headers(self._fmt_key, remembered)
             flagged = []
