@@ -415,19 +415,9 @@ class FileDriver:
                 if version is None:
                     continue  # deleted since it was listed
                 entry = _Entry(location, inodes, version)
-                # What _set_read does, inline: this runs once per file of a
-                # directory of 100,000 indexed for the first time.
-                entry.start, entry.stop = start, stop
-                if start is not None:
-                    entry.uid = start.get("uid")
-                entry.has_stop = stop is not None
-                updates.append((key, version, start, stop))
-                if entry.uid is None or stop is None:
-                    live.add(key)
-                else:
-                    live.discard(key)
                 if pending:
                     pending.pop(key, None)
+                self._set_read(key, entry, start, stop, updates)
             else:
                 version = _version(location)
                 if version is None:
