@@ -26,6 +26,8 @@ import msgpack
 import numpy as np
 
 from intake_bluesky.core import FileFormat, Location, MergedPage
+from intake_bluesky.core._model.pages import COLUMNAR_ROWS as _COLUMNAR_ROWS
+from intake_bluesky.core._model.pages import columnar_page as _columnar_page
 
 __all__ = ["MsgpackFormat", "decode_numpy"]
 
@@ -478,7 +480,8 @@ def _skim(unpacker: msgpack.Unpacker, tape: _Tape, start: int):
 
     Decoding float columns from the bytes (one numpy view of the tags and
     values) skips the Python float per value that msgpack would make and
-    :func:`_number_array` would read back, most of the cost of a big page.
+    ``number_array`` (of the core's pages) would read back, most of the cost
+    of a big page.
     """
     tape.mark = start
     if tape.get(start, start + len(_PAGE_PREFIX)) != _PAGE_PREFIX:
@@ -562,111 +565,6 @@ _STRETCH_ROWS = 8192
 
 def _rows(column) -> int:
     return len(column) if type(column) is list else 1
-
-
-#: Event pages of at least this many rows are made columnar on their own as
-#: they are decoded (see :func:`_columnar_page`) instead of being merged.
-_COLUMNAR_ROWS = 256
-#: The keys of an event page, and those it must have, for that.
-_PAGE_KEYS = frozenset({"descriptor", "uid", "time", "seq_num", "data", "timestamps", "filled"})
-_REQUIRED_PAGE_KEYS = _PAGE_KEYS - {"filled"}
-
-
-def _columnar_page(doc: dict, n: int) -> dict | None:
-    """A big event page with its number columns made numpy arrays, or None.
-
-    A page of hundreds of rows gains nothing from being merged with the
-    next ones (merging copies every value into longer lists); the core joins
-    such pages, their arrays concatenated, as it joins any others. Made
-    columnar on its own, a page can also be decoded from its bytes without
-    a Python float per value (see :func:`_skim`).
-
-    The columns the core makes arrays of (``time``, ``seq_num``, ``data``,
-    ``timestamps``) must each hold only floats, which become float64, or
-    only ints, which become what the core would make of them (int64, or
-    uint64 beyond its range); ``uid`` only strings; ``filled`` only plain
-    values. Any other page (other keys, other values, msgpack-numpy maps,
-    columns of unequal length) is None: it is merged, or kept as stored,
-    exactly as before.
-
-    Parameters
-    ----------
-    doc : dict
-        An event page as decoded by msgpack.
-    n : int
-        Its number of rows, ``len(doc["seq_num"])``.
-
-    Returns
-    -------
-    dict or None
-        A new page; ``doc`` is left unchanged.
-    """
-    keys = doc.keys()
-    if not (_REQUIRED_PAGE_KEYS <= keys <= _PAGE_KEYS):
-        return None
-    uid, data, timestamps = doc["uid"], doc["data"], doc["timestamps"]
-    filled = doc.get("filled", {})
-    if (
-        type(doc["descriptor"]) is not str
-        or type(data) is not dict
-        or type(timestamps) is not dict
-        or type(filled) is not dict
-        or type(uid) is not list
-        or len(uid) != n
-        or list(map(type, uid)).count(str) != n
-    ):
-        return None
-    for column in filled.values():
-        if type(column) is not list or len(column) != n or not set(map(type, column)) <= _PLAIN:
-            return None
-    page = dict(doc)
-    for key in ("time", "seq_num"):
-        array = _number_array(doc[key], n)
-        if array is None:
-            return None
-        page[key] = array
-    for part, columns in (("data", data), ("timestamps", timestamps)):
-        arrays = {}
-        for key, column in columns.items():
-            array = _number_array(column, n)
-            if array is None:
-                return None
-            arrays[key] = array
-        page[part] = arrays
-    return page
-
-
-def _number_array(column, n: int) -> np.ndarray | None:
-    """A list of ``n`` floats as float64, of ``n`` ints as the core makes
-    them (int64, or uint64 beyond its range); None for anything else.
-
-    Examples
-    --------
-    >>> _number_array([1.5, 2.0], 2).dtype, _number_array([2**63, 2**64 - 1], 2).dtype
-    (dtype('float64'), dtype('uint64'))
-    >>> _number_array([1, 2.0], 2) is None, _number_array([True, False], 2) is None
-    (True, True)
-    """
-    if type(column) is np.ndarray:
-        # Float64s read from the bytes by _float_column.
-        return column if len(column) == n else None
-    if type(column) is not list or len(column) != n:
-        return None
-    types = list(map(type, column))
-    if types.count(float) == n:
-        return np.fromiter(column, np.float64, n)
-    if types.count(int) != n:
-        return None  # bools, strings, maps, or numbers of two kinds
-    try:
-        # What the core makes of ints that int64 holds (numpy's own
-        # inference, which asarray would run, costs twice as much).
-        return np.fromiter(column, np.int64, n)
-    except OverflowError:
-        pass
-    # Beyond int64: uint64 if that holds them all; objects or float64
-    # (rounded, beside negative ones) are left to the core, as stored.
-    array = np.asarray(column)
-    return array if array.dtype.kind == "u" else None
 
 
 class _ReadError(ValueError):

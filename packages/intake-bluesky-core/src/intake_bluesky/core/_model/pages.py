@@ -16,11 +16,14 @@ if TYPE_CHECKING:
     from event_model.documents import Datum, DatumPage, Event, EventPage
 
 __all__ = [
+    "COLUMNAR_ROWS",
     "as_column",
+    "columnar_page",
     "exact_array",
     "first_of",
     "merge_event_pages",
     "merge_datum_pages",
+    "number_array",
     "pack_events",
     "plain_page",
     "pack_datums",
@@ -191,6 +194,128 @@ def as_column(values: Any) -> Any:
         # numbers among strings: numpy would make them strings.
         return values
     return arr if arr.ndim == 1 and arr.dtype != object else values
+
+
+#: Event pages of at least this many rows are worth making columnar on their
+#: own as a file format decodes them (see :func:`columnar_page`), instead of
+#: being merged with their neighbours into longer lists first.
+COLUMNAR_ROWS = 256
+#: The keys of an event page, and those it must have, for columnar_page().
+_PAGE_KEYS = frozenset({"descriptor", "uid", "time", "seq_num", "data", "timestamps", "filled"})
+_REQUIRED_PAGE_KEYS = _PAGE_KEYS - {"filled"}
+#: The types a ``filled`` column may hold in a page columnar_page() takes.
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def columnar_page(doc: Mapping[str, Any], n: int) -> dict[str, Any] | None:
+    """A big event page with its number columns made numpy arrays, or None.
+
+    A page of hundreds of rows gains nothing from being merged with the
+    next ones (merging copies every value into longer lists); the core joins
+    such pages, their arrays concatenated, as it joins any others. File
+    formats call this on each big page they decode (see
+    :data:`COLUMNAR_ROWS`).
+
+    The columns the core makes arrays of (``time``, ``seq_num``, ``data``,
+    ``timestamps``) must each hold only floats, which become float64, or
+    only ints, which become what :func:`as_column` would make of them
+    (int64, or uint64 beyond its range); ``uid`` only strings; ``filled``
+    only plain values. Any other page (other keys, other values, arrays of
+    another length, columns of unequal length) is None: the caller keeps it
+    as decoded, and the core reads it exactly as before.
+
+    Parameters
+    ----------
+    doc : mapping
+        An event page as decoded (columns as lists; a 1-D numpy array of
+        ``n`` values is taken as it is).
+    n : int
+        Its number of rows, ``len(doc["seq_num"])``.
+
+    Returns
+    -------
+    dict or None
+        A new page; ``doc`` is left unchanged.
+
+    Examples
+    --------
+    >>> page = columnar_page(
+    ...     {"descriptor": "d", "uid": ["a", "b"], "time": [1.0, 2.0], "seq_num": [1, 2],
+    ...      "data": {"x": [0.5, 1.5]}, "timestamps": {"x": [1.0, 2.0]}, "filled": {}}, 2)
+    >>> page["data"]["x"].dtype, page["seq_num"].dtype, page["uid"]
+    (dtype('float64'), dtype('int64'), ['a', 'b'])
+    >>> columnar_page({**page, "data": {"x": [1, 0.5]}}, 2) is None
+    True
+    """
+    keys = doc.keys()
+    if not (_REQUIRED_PAGE_KEYS <= keys <= _PAGE_KEYS):
+        return None
+    uid, data, timestamps = doc["uid"], doc["data"], doc["timestamps"]
+    filled = doc.get("filled", {})
+    if (
+        type(doc["descriptor"]) is not str
+        or type(data) is not dict
+        or type(timestamps) is not dict
+        or type(filled) is not dict
+        or type(uid) is not list
+        or len(uid) != n
+        or list(map(type, uid)).count(str) != n
+    ):
+        return None
+    for column in filled.values():
+        if type(column) is not list or len(column) != n or not set(map(type, column)) <= _PLAIN:
+            return None
+    page = dict(doc)
+    for key in ("time", "seq_num"):
+        array = number_array(doc[key], n)
+        if array is None:
+            return None
+        page[key] = array
+    for part, columns in (("data", data), ("timestamps", timestamps)):
+        arrays = {}
+        for key, column in columns.items():
+            array = number_array(column, n)
+            if array is None:
+                return None
+            arrays[key] = array
+        page[part] = arrays
+    return page
+
+
+def number_array(column: Any, n: int) -> np.ndarray | None:
+    """A list of ``n`` floats as float64, of ``n`` ints as :func:`as_column`
+    makes them (int64, or uint64 beyond its range); None for anything else.
+
+    A 1-D numpy array of ``n`` values (a format that read the numbers
+    straight from its bytes) is returned as it is.
+
+    Examples
+    --------
+    >>> number_array([1.5, 2.0], 2).dtype, number_array([2**63, 2**64 - 1], 2).dtype
+    (dtype('float64'), dtype('uint64'))
+    >>> number_array([1, 2.0], 2) is None, number_array([True, False], 2) is None
+    (True, True)
+    """
+    if type(column) is np.ndarray:
+        return column if column.ndim == 1 and len(column) == n else None
+    if type(column) is not list or len(column) != n:
+        return None
+    types = list(map(type, column))
+    if types.count(float) == n:
+        # No dtype to infer: fromiter, not asarray.
+        return np.fromiter(column, np.float64, n)
+    if types.count(int) != n:
+        return None  # bools, strings, maps, or numbers of two kinds
+    try:
+        # What as_column makes of ints that int64 holds (numpy's own
+        # inference, which asarray would run, costs twice as much).
+        return np.fromiter(column, np.int64, n)
+    except OverflowError:
+        pass
+    # Beyond int64: uint64 if that holds them all; objects or float64
+    # (rounded, beside negative ones) are left to the core, as stored.
+    array = np.asarray(column)
+    return array if array.dtype.kind == "u" else None
 
 
 def exact_array(values: Sequence[Any]) -> np.ndarray:
