@@ -33,6 +33,7 @@ from ._memory import BlueskyInMemoryCatalog, MemoryDriver
 from ._model.diff import RunDiff
 from ._model.documents import DocumentRunSource, MergedPage
 from ._model.filling import HandlerRegistry
+from ._model.pages import COLUMNAR_ROWS, columnar_page
 from ._progress import set_progress
 from ._query.evaluate import and_queries, compile_query, normalize_query, validate_query
 from ._query.time import TimeRange, to_epoch
@@ -61,6 +62,7 @@ del _cls
 
 __all__ = [
     "CATALOG_PARAMETERS",
+    "COLUMNAR_ROWS",
     "BadDocumentError",
     "BlueskyCatalog",
     "BlueskyEventStream",
@@ -94,6 +96,7 @@ __all__ = [
     "absolute_paths",
     "and_queries",
     "backends",
+    "columnar_page",
     "compile_query",
     "expand_paths",
     "gc_paused",

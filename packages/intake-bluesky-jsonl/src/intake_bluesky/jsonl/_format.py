@@ -13,8 +13,7 @@ from typing import BinaryIO
 import numpy as np
 import orjson
 
-from intake_bluesky.core import FileFormat, Location, gc_paused
-from intake_bluesky.core._model.pages import COLUMNAR_ROWS, columnar_page
+from intake_bluesky.core import COLUMNAR_ROWS, FileFormat, Location, columnar_page, gc_paused
 
 __all__ = ["JSONLFormat"]
 
@@ -375,7 +374,7 @@ def _decode_plain(lines: bytes) -> tuple[list[tuple[str, dict]], list[int], bool
 
     Event pages of at least ``COLUMNAR_ROWS`` rows of plain numbers are made
     columnar here, page by page (see
-    :func:`~intake_bluesky.core._model.pages.columnar_page`), instead of
+    :func:`~intake_bluesky.core.columnar_page`), instead of
     being merged by the core into long lists first. When every document is
     such a page, and no float column holds a value an integer beyond 64 bits
     could have been rounded to (see :func:`_exact_page`), the values are

@@ -25,9 +25,9 @@ from typing import cast
 import msgpack
 import numpy as np
 
+from intake_bluesky.core import COLUMNAR_ROWS as _COLUMNAR_ROWS
 from intake_bluesky.core import FileFormat, Location, MergedPage
-from intake_bluesky.core._model.pages import COLUMNAR_ROWS as _COLUMNAR_ROWS
-from intake_bluesky.core._model.pages import columnar_page as _columnar_page
+from intake_bluesky.core import columnar_page as _columnar_page
 
 __all__ = ["MsgpackFormat", "decode_numpy"]
 
