@@ -44,10 +44,17 @@ def _path(location: Location) -> str:
 # integer has at least 19 digits in a row, which floats as Python and
 # suitcase-jsonl write them (17 significant digits at most) seldom have: text
 # holding such a run takes the exact path, all other text keeps orjson's
-# speed. numpy finds such a run in about a twelfth of the time decoding the
-# same bytes takes (a search of the text with its digits mapped to "0" for
-# 19 of them, the all-alike pattern, takes three times as long; a regular
-# expression most of the decoding's).
+# speed. In a big chunk numpy finds such a run in about a twelfth of the time
+# decoding the same bytes takes (a search of the text with its digits mapped
+# to "0" for 19 of them takes three times as long there, but is faster below
+# 16 KiB; a regular expression costs most of the decoding's).
+
+
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_ZEROS = b"0" * 19
+#: Shorter texts are searched with bytes.translate (a run file's first block:
+#: numpy's fixed cost per call, about 5 us, is six times the search).
+_NUMPY_FROM = 16 * 1024
 
 
 def _long_digits(text) -> bool:
@@ -59,7 +66,13 @@ def _long_digits(text) -> bool:
     True
     >>> _long_digits(b"[1.2345678901234567, 184467440737095516]")
     False
+    >>> _long_digits(b"1" * 19 + b" " * _NUMPY_FROM), _long_digits(b"12 " * _NUMPY_FROM)
+    (True, False)
     """
+    if len(text) < _NUMPY_FROM:
+        if type(text) is not bytes:
+            text = bytes(text)
+        return _NINETEEN_ZEROS in text.translate(_DIGITS_TO_ZERO)
     # 1 for each digit byte (the others wrap around below 0 to 10 or more).
     runs = (np.frombuffer(text, np.uint8) - 48) < 10
     # Each step keeps the positions that begin a run twice as long (then 3
