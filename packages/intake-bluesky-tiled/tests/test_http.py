@@ -135,3 +135,27 @@ def test_cli_lists_and_shows_runs_of_a_tiled_uri(server, monkeypatch, capsys):
     assert main(["show", uri, uids[1]]) in (0, None)
     shown = capsys.readouterr().out
     assert uids[1] in shown and "count" in shown
+
+
+def test_a_fresh_catalog_by_uri_makes_few_requests(server, monkeypatch):
+    """Every request a catalog opened by URI sends to read a stream: the
+    server's info, the container, the lookup, one listing of the run's
+    streams and their children, the event table (and no request asking
+    whether the server redirects to https before the client's own)."""
+    import httpx
+
+    uri, uids, expected = server
+    sent: list[str] = []
+    send = httpx.Client.send
+
+    def counting(self, request, **kwargs):
+        sent.append(f"{request.method} {request.url.path}")
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", counting)
+    for key, uid in ((uids[0], uids[0]), (-1, uids[1])):
+        sent.clear()
+        cat = BlueskyTiledCatalog(uri, api_key=API_KEY, data_access="direct")
+        xr.testing.assert_equal(cat[key].primary.read(), expected[uid].primary.read())
+        assert len(sent) == 5, sent
+        assert sum("/search-deep/" in path for path in sent) == 1, sent

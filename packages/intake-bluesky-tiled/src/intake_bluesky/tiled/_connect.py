@@ -124,16 +124,9 @@ class TiledRef:
         return self._node
 
     def _connect(self) -> Any:
-        from tiled.client import from_uri
-
         assert self.uri is not None
         try:
-            node = from_uri(
-                self.uri,
-                structure_clients=plain_structure_clients(),
-                api_key=self.api_key,
-                include_data_sources=True,
-            )
+            node = _open(self.uri, self.api_key)
         except Exception as err:
             # tiled's errors may quote the request URL, api key included.
             raise TiledConnectionError(
@@ -142,6 +135,66 @@ class TiledRef:
                 "running, and the api key (api_key=... or the TILED_API_KEY variable)."
             ) from None
         return node
+
+
+def _split(uri: str) -> tuple[Any, list[str]]:
+    """The API root and the node's path of a tiled URI, read as tiled's
+    ``Context.from_any_uri`` reads them."""
+    import httpx
+
+    url = httpx.URL(uri)
+    path = url.path
+    if "/metadata" in path:
+        api_path, _, node_path = path.partition("/metadata")
+        return url.copy_with(path=api_path), [part for part in node_path.split("/") if part]
+    if "/api" not in path:
+        return url.copy_with(path=f"{path.rstrip('/')}/api/v1"), []
+    if "/v1" not in path:
+        return url.copy_with(path=f"{path.rstrip('/')}/v1"), []
+    return url, []
+
+
+def _open(uri: str, api_key: str | None) -> Any:
+    """The container at ``uri``, as tiled's ``from_uri`` opens it, without
+    its first request: for an ``http://`` URI, tiled asks the server once,
+    on a connection of its own, whether it redirects to ``https://``. Here
+    the server's first answer on the client's own connection says so
+    instead, and only then is the container opened again over https.
+    """
+    from tiled.client import from_uri
+    from tiled.client.context import Context
+
+    api_uri, path_parts = _split(uri)
+    context = Context(api_uri, api_key=api_key)
+    upgrade: list[Any] = []
+
+    def redirects(response: Any) -> None:
+        if response.has_redirect_location and not upgrade:
+            target = response.request.url.join(response.headers["location"])
+            if target.scheme == "https" and target.host == response.request.url.host:
+                upgrade.append(target)
+
+    hooks = context.http_client.event_hooks
+    watched = api_uri.scheme == "http"
+    if watched:
+        context.http_client.event_hooks = {**hooks, "response": [*hooks["response"], redirects]}
+    try:
+        node = _plain(context, path_parts)
+    except Exception:
+        if not upgrade:
+            raise
+    finally:
+        if watched:
+            context.http_client.event_hooks = hooks
+    if upgrade:
+        https = api_uri.copy_with(scheme="https", port=upgrade[0].port)
+        return from_uri(
+            str(https.copy_with(path=f"{https.path.rstrip('/')}/metadata/{'/'.join(path_parts)}")),
+            structure_clients=plain_structure_clients(),
+            api_key=api_key,
+            include_data_sources=True,
+        )
+    return node
 
 
 def _plain(context: Any, path_parts: list[str]) -> Any:

@@ -1,10 +1,11 @@
 """One run kept in tiled, read as documents (the core's RunSource).
 
 Each read is a request to the server: the run's node (start and stop), its
-streams' nodes (descriptors), each stream's children (the event table,
-internal arrays, external data keys with their files). What a finished run
-holds never changes, so it is fetched once; a run still being written is
-read again on each access.
+streams' nodes (descriptors) and each stream's children (the event table,
+internal arrays, external data keys with their files) in one listing of
+the run's descendants (or, on servers without it, one listing of the
+streams and one per stream). What a finished run holds never changes, so it
+is fetched once; a run still being written is read again on each access.
 
 External data is read one of two ways, chosen per run (``data_access``):
 
@@ -23,7 +24,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
@@ -175,12 +176,16 @@ class TiledRunSource(RunSourceBase):
             if self._streams is not None and self._finished():
                 return self._streams
             self._run_metadata()
+            run = self._run_node()
+            tree = _deep_listing(run)
+            if tree is None:
+                tree = [(name, node, node.items()) for name, node in run.items()]
             streams: dict[str, _Stream] = {}
-            for name, node in self._run_node().items():
+            for name, node, children in tree:
                 if node.item["attributes"]["structure_family"] not in ("container", "composite"):
                     continue
                 stream = _Stream(self.uid, name, node.metadata)
-                for key, child in node.items():
+                for key, child in children:
                     family = child.item["attributes"]["structure_family"]
                     if key == INTERNAL_TABLE and family == "table":
                         stream.table = child
@@ -401,6 +406,65 @@ class TiledRunSource(RunSourceBase):
             f"Run {self.uid!r}: no array node in tiled for stream_resource "
             f"{stream_resource.get('uid')!r} ({stream_resource.get('data_key')!r})."
         )
+
+
+#: HTTP answers of a server that has the deep listing's route but cannot
+#: answer it for this node (the caller then lists level by level).
+_NO_DEEP_LISTING = (400, 404, 405, 422, 501)
+
+
+def _deep_listing(run: Any) -> list[tuple[str, Any, list[tuple[str, Any]]]] | None:
+    """The run's children and their children (a stream's event table and
+    arrays, with their data sources), in one listing of the run's
+    descendants two levels down, where the level-by-level listing asks once
+    for the run and once per stream.
+
+    Each level comes in the order the level-by-level listing gives it (the
+    server orders both by node). None when the server has no such listing
+    (tiled before ``search_deep``) or refuses it for this node.
+    """
+    try:
+        from tiled.client.utils import MSGPACK_MIME_TYPE, client_for_item, handle_error
+
+        url = run.item["links"]["search_deep"]
+        base = [*run.item["attributes"]["ancestors"], run.item["id"]]
+        context, clients = run.context, run.structure_clients
+    except (AttributeError, ImportError, KeyError, TypeError):
+        return None
+    params: dict[str, Any] = {"max_depth": 2, "include_data_sources": True}
+    items: list[dict[str, Any]] = []
+    next_url: str | None = url
+    first = True
+    while next_url:
+        # The server's "next" links carry the page only: the parameters go
+        # with every page, beside the link's own (httpx replaces a URL's
+        # query with the params given).
+        query = {**parse_qs(urlparse(next_url).query), **params}
+        response = context.http_client.get(
+            next_url, params=query, headers={"Accept": MSGPACK_MIME_TYPE}
+        )
+        if first and response.status_code in _NO_DEEP_LISTING:
+            return None
+        content = handle_error(response).json()
+        items.extend(content["data"])
+        next_url = (content.get("links") or {}).get("next")
+        first = False
+    children: dict[str, list[tuple[str, Any]]] = {}
+    tree: list[tuple[str, Any, list[tuple[str, Any]]]] = []
+    for item in items:
+        path = [*item["attributes"]["ancestors"], item["id"]]
+        if path[: len(base)] != base:
+            return None
+        relative = path[len(base) :]
+        client = client_for_item(context, clients, item, include_data_sources=True)
+        if len(relative) == 1:
+            children[relative[0]] = []
+            tree.append((relative[0], client, children[relative[0]]))
+        elif len(relative) == 2 and relative[0] in children:
+            children[relative[0]].append((relative[1], client))
+        else:
+            return None  # a level this listing does not expect: list level by level
+    return tree
 
 
 #: Attempts at reading a table the server's SQLite store has locked.
