@@ -14,6 +14,7 @@ and peak memory, which are measured in fresh processes (``<script> --probe``).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import traceback
@@ -368,7 +369,9 @@ class Suite:
             if kind in ("open_cold", "open_warm"):
                 # Listing the directory is part of it: no reader knows the
                 # run files without it.
-                return lambda: C.FLOOR_HEADERS[fmt](sorted(d.iterdir()))
+                return lambda: C.FLOOR_HEADERS[fmt](
+                    sorted(os.path.join(d, name) for name in os.listdir(d))
+                )
             if kind == "refresh":
                 return lambda: C.floor_stat(d)
             if kind.startswith("search"):
