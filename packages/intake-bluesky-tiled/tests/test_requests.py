@@ -103,3 +103,21 @@ def test_a_server_without_the_deep_listing_is_read_level_by_level(written, monke
     xr.testing.assert_equal(dataset, expected[fly].primary.read())
     assert len(sent) == METADATA_REQUESTS + 1, sent
     assert not [s for s in sent if "/search-deep/" in s], sent
+
+
+def test_catalogs_by_uri_share_one_tls_context_per_ca_bundle(monkeypatch, tmp_path):
+    """Loading the CA bundle is most of the cost of an HTTP client: the
+    catalogs of a process share one verifying TLS context, a new one for
+    another bundle."""
+    import ssl
+
+    from intake_bluesky.tiled import _connect
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    first = _connect._tls()
+    assert isinstance(first, ssl.SSLContext) and first is _connect._tls()
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    other = _connect._tls()
+    assert other is not first and other.verify_mode == ssl.CERT_REQUIRED
