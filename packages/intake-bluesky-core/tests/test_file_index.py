@@ -601,9 +601,9 @@ def test_relative_paths_are_stored_absolute(tmp_path, monkeypatch):
 # --- searches answered by the index --------------------------------------------
 
 
-def _indexed_dir(tmp_path, n_copies=40):
-    """A directory of 5 + n_copies runs (one in progress), indexed, its listing
-    stored (an old mtime), and this process's memory of the headers emptied."""
+def _copies(tmp_path, n_copies):
+    """A directory of 5 + n_copies runs (copies of one, scan_ids from 100)
+    and the runs, with an old mtime (its listing is kept)."""
     directory, runs = _run_dir(tmp_path)
     for i in range(n_copies):
         docs = [(n, dict(d)) for n, d in runs[1]]
@@ -611,6 +611,13 @@ def _indexed_dir(tmp_path, n_copies=40):
         docs[0][1]["scan_id"] = 100 + i
         _write(directory / f"copy-{i:04d}.lines", docs)
     os.utime(directory, ns=(10**18, 10**18))
+    return directory, runs
+
+
+def _indexed_dir(tmp_path, n_copies=40):
+    """A directory of 5 + n_copies runs (one in progress), indexed, its listing
+    stored (an old mtime), and this process's memory of the headers emptied."""
+    directory, runs = _copies(tmp_path, n_copies)
     index = tmp_path / "index.sqlite"
     assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 5 + n_copies
     _headers._HEADERS.clear()
@@ -693,18 +700,6 @@ def test_an_index_no_catalog_uses_closes_its_connection(tmp_path):
     assert len(BlueskyCatalog(FileDriver(directory, Lines(), index_path=index))) == 2
 
 
-def _copies(tmp_path, n_copies):
-    """A directory of 5 + n_copies runs, an old mtime (its listing is kept)."""
-    directory, runs = _run_dir(tmp_path)
-    for i in range(n_copies):
-        docs = [(n, dict(d)) for n, d in runs[1]]
-        docs[0][1]["uid"] = f"copy-{i:04d}"
-        docs[0][1]["scan_id"] = 100 + i
-        _write(directory / f"copy-{i:04d}.lines", docs)
-    os.utime(directory, ns=(10**18, 10**18))
-    return directory
-
-
 def _rows(index_path) -> int:
     with sqlite3.connect(index_path) as conn:
         found = conn.execute(f"SELECT count(*) FROM {_diskindex._TABLE}").fetchone()[0]
@@ -716,7 +711,7 @@ def test_a_first_index_is_written_after_the_answer_and_read_after_the_write(tmp_
     from intake_bluesky.core._files import driver as _driver
 
     monkeypatch.setattr(_driver, "_DEFER_WRITES", 10)
-    directory = _copies(tmp_path, 40)
+    directory, _ = _copies(tmp_path, 40)
     index_path = str(tmp_path / "index.sqlite")
     index = _diskindex.open_index(index_path)
     put, gate, writing = index.put, threading.Event(), threading.Event()
@@ -755,7 +750,7 @@ def test_a_few_new_runs_are_written_before_the_answer(tmp_path):
 
 
 def test_a_process_that_ends_writes_what_it_deferred(tmp_path):
-    directory = _copies(tmp_path, 20)
+    directory, _ = _copies(tmp_path, 20)
     index_path = tmp_path / "index.sqlite"
     (tmp_path / "mod").mkdir()
     (tmp_path / "mod" / "countfmt.py").write_text(FORMAT_MODULE)
