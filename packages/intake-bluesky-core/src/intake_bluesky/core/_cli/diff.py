@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from .argtypes import tolerance
 from .errors import CLIError
 
 __all__ = ["add_parser", "run_command"]
@@ -62,14 +62,14 @@ def add_parser(
     )
     parser.add_argument(
         "--rtol",
-        type=_tolerance,
+        type=tolerance,
         default=0.0,
         metavar="R",
         help="relative tolerance for floats (default: 0, exact)",
     )
     parser.add_argument(
         "--atol",
-        type=_tolerance,
+        type=tolerance,
         default=0.0,
         metavar="A",
         help="absolute tolerance for floats (default: 0, exact)",
@@ -78,16 +78,6 @@ def add_parser(
         "--json", action="store_true", help="the differences as one JSON object (to_dict())"
     )
     return parser
-
-
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
 
 
 def run_command(args: argparse.Namespace, open_store: Callable[[argparse.Namespace], Any]) -> int:
