@@ -95,15 +95,21 @@ class Lines(FileFormat):
         return super().read_header(location)
 
 
-def _open_in_new_process(tmp_path, directory, index):
+def _run_in_new_process(tmp_path, script, directory, index) -> list[str]:
+    """What ``script`` prints (split), run in a new process with the counting
+    format importable and the directory and index as its arguments."""
     (tmp_path / "mod").mkdir(exist_ok=True)
     (tmp_path / "mod" / "countfmt.py").write_text(FORMAT_MODULE)
-    out = subprocess.run(
-        [sys.executable, "-c", OPEN_SCRIPT, str(tmp_path / "mod"), str(directory), str(index)],
+    return subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "mod"), str(directory), str(index)],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
+
+
+def _open_in_new_process(tmp_path, directory, index):
+    out = _run_in_new_process(tmp_path, OPEN_SCRIPT, directory, index)
     return int(out[0]), int(out[1]), out[2]
 
 
@@ -752,8 +758,6 @@ def test_a_few_new_runs_are_written_before_the_answer(tmp_path):
 def test_a_process_that_ends_writes_what_it_deferred(tmp_path):
     directory, _ = _copies(tmp_path, 20)
     index_path = tmp_path / "index.sqlite"
-    (tmp_path / "mod").mkdir()
-    (tmp_path / "mod" / "countfmt.py").write_text(FORMAT_MODULE)
     script = textwrap.dedent(
         """
         import sys
@@ -767,12 +771,7 @@ def test_a_process_that_ends_writes_what_it_deferred(tmp_path):
         print(len(cat))
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "mod"), str(directory), str(index_path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = _run_in_new_process(tmp_path, script, directory, index_path)
     assert out[0] == "25"  # the script ended with the write still to do (or doing)
     assert _rows(index_path) == 25
 
