@@ -24,6 +24,7 @@ from .pages import (
     slice_pages,
     unpack_datum_page,
 )
+from .uids import UidColumn
 
 if TYPE_CHECKING:
     from event_model.documents import (
@@ -327,6 +328,8 @@ def _same_layout(a: EventPage, b: EventPage) -> bool:
 
 def _columnar(page: EventPage) -> EventPage:
     out: dict[str, Any] = dict(page)
+    # Kept for canonical(): 16 bytes a uid, not a Python string's ~90.
+    out["uid"] = UidColumn.pack(page["uid"]) or page["uid"]
     out["time"] = as_column(page["time"])
     out["seq_num"] = as_column(page["seq_num"])
     for part in ("data", "timestamps"):

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from .uids import UidColumn
+
 if TYPE_CHECKING:
     from event_model.documents import Datum, DatumPage, Event, EventPage
 
@@ -40,7 +42,7 @@ _EVENT_COLUMNS = ("time", "uid", "seq_num")
 
 def first_of(value: Any) -> Any:
     """The first item of a page column, or the value of a single document."""
-    return value[0] if isinstance(value, list) and value else value
+    return value[0] if isinstance(value, list | UidColumn) and value else value
 
 
 def page_length(page: Mapping[str, Any]) -> int:
@@ -414,7 +416,9 @@ def mixed_numbers(values: Iterable[Any]) -> bool:
 
 
 def _plain(column: Any) -> Any:
-    return column.tolist() if isinstance(column, np.ndarray) and column.ndim == 1 else column
+    if isinstance(column, np.ndarray) and column.ndim == 1 or isinstance(column, UidColumn):
+        return column.tolist()
+    return column
 
 
 def plain_page(page: EventPage) -> EventPage:
@@ -432,6 +436,8 @@ def plain_page(page: EventPage) -> EventPage:
 def _concat(columns: list[Any]) -> Any:
     if len(columns) == 1:
         return columns[0]
+    if all(isinstance(c, UidColumn) for c in columns):
+        return UidColumn.concat(columns)
     if all(isinstance(c, np.ndarray) for c in columns):
         # Within one kind, numpy only widens (int32 with int64, float32 with
         # float64): exact. Across kinds it would change values (ints above
@@ -444,7 +450,7 @@ def _concat(columns: list[Any]) -> Any:
     out: list[Any] = []
     for c in columns:
         # 1-D arrays as Python values, so as_column() sees what was stored.
-        out.extend(c.tolist() if isinstance(c, np.ndarray) and c.ndim == 1 else c)
+        out.extend(_plain(c))
     return out
 
 
