@@ -1,6 +1,7 @@
 """The core model: bluesky semantics over a run source, intake-free.
 
-Read in this order: :mod:`.pages` (event/datum pages), :mod:`.documents`
+Read in this order: :mod:`.pages` (event/datum pages; :mod:`.uids`, their
+uids packed), :mod:`.documents`
 (a run held as its documents), :mod:`.casting` (dtypes without value
 changes), :mod:`.filling` (external data through handlers and stream
 readers), :mod:`.rows`, :mod:`.eager`, :mod:`.lazy` and :mod:`.assembly`
