@@ -558,9 +558,10 @@ def _float_column(unpacker: msgpack.Unpacker, data: bytes):
     return items["value"].astype(np.float64)  # native byte order, a copy
 
 
-#: Rows of merged pages handed on at a time (see :func:`_read`): twice the
-#: core's page size, so that each hand-over becomes its own page, not a copy.
-_STRETCH_ROWS = 8192
+#: Rows of merged pages handed on at a time (see :func:`_read`): few enough
+#: that little waits as Python objects (the core makes each hand-over numpy
+#: columns at once and joins them into its pages).
+_STRETCH_ROWS = 1024
 
 
 def _rows(column) -> int:

@@ -46,6 +46,10 @@ class _ParsedRunFile:
         """Bring :attr:`source` to ``version`` (call with :attr:`lock` held)."""
         if self.source is not None and version == self.version:
             return
+        if self.source is not None and self.source._has_taken():
+            # Appended events would join pages that were handed to a read:
+            # read the whole file again.
+            self.source = self.resume = self.fingerprint = self.version = None
         if not _incremental(fmt):
             self.source = DocumentRunSource(
                 fmt.read_documents(location), uid=uid, keep_documents=False
@@ -169,6 +173,19 @@ class FileRunSource(DelegatingRunSource):
                 f"Run {self.uid!r} no longer exists: its file(s) {self.location} changed "
                 f"and now hold run {start['uid']!r}. Look it up again."
             )
+        return source
+
+    def _current_for(self, descriptor_uid: str) -> DocumentRunSource:
+        source = self._current
+        if source._has_taken(descriptor_uid):
+            # An eager read took these events' pages (so that the run is not
+            # held twice): read the file again.
+            parsed = self._parsed
+            assert parsed is not None  # set by _current
+            with parsed.lock:
+                if parsed.source is source:
+                    parsed.source = parsed.resume = parsed.fingerprint = parsed.version = None
+            source = self._current
         return source
 
     def _raise_more_than_one_run(self, other) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..driver import RunSourceBase
 from ..errors import BadDocumentError
 from .pages import (
+    COLUMNAR_ROWS,
     as_column,
     first_of,
     merge_datum_pages,
@@ -40,7 +41,12 @@ if TYPE_CHECKING:
         StreamResource,
     )
 
-__all__ = ["DocumentRunSource", "BadDocumentError", "MergedPage"]
+__all__ = ["DocumentRunSource", "BadDocumentError", "MergedPage", "PagesTakenError"]
+
+
+class PagesTakenError(RuntimeError):
+    """A run source was asked for event pages it handed over to a read
+    (see :meth:`DocumentRunSource._take_event_pages`)."""
 
 
 class MergedPage(dict[str, Any]):
@@ -122,6 +128,10 @@ class _RunContents:
         self.stream_resources: list[StreamResource] = []
         self.stream_datums: list[StreamDatum] = []
         self.datum_index: dict[str, Datum] | None = None
+        # Descriptors whose pages were handed to a read (see
+        # DocumentRunSource._take_event_pages), with their number of rows:
+        # this view no longer has them.
+        self.taken: dict[str, int] = {}
         # Rows waiting to become one page: single events or small pages of one
         # descriptor with one set of keys.
         self._pending: list[Any] = []
@@ -170,7 +180,7 @@ class _RunContents:
         if not group:
             return
         try:
-            page = pack_events(group)
+            page = _columnar(pack_events(group))
         except KeyError:
             # Rare: an event has other keys than the first. Split where the
             # key sets change, through add().
@@ -253,7 +263,9 @@ class _RunContents:
         if self._pending and key != self._pending_key:
             self._flush_events()
         self._pending_key = key
-        self._pending.append(doc)
+        # Big enough to be worth arrays now: pending rows are then held as
+        # numbers, not Python objects, until the page is full.
+        self._pending.append(_columnar(doc) if rows >= COLUMNAR_ROWS else doc)
         self._pending_rows += rows
         for form in forms:
             _push_form(self._pending_layout, form)
@@ -481,6 +493,45 @@ class DocumentRunSource(RunSourceBase):
                 org = self._org
         return org
 
+    def _take_event_pages(self, descriptor_uid: str) -> list[EventPage] | None:
+        """Hand one descriptor's event pages over to a read that uses each
+        column once (an eager read of a whole stream), or None.
+
+        The caller may drop each column as soon as it has made its own, so
+        a run's events are not held twice at the end of a read. This source
+        no longer has them: asking it for them again raises
+        :class:`PagesTakenError`, which a :class:`FileRunSource` answers by
+        reading its file again. Sources that keep their documents (the
+        in-memory driver) return None: nothing would be freed. So does a run
+        without its stop document: it may still be written, and the next
+        read should parse only what was appended.
+        """
+        if self._docs is not None:
+            return None
+        org = self._contents
+        if org.stop is None:
+            return None
+        with self._lock:
+            pages = org.pages.pop(descriptor_uid, [])
+            org.layouts.pop(descriptor_uid, None)
+            org.taken[descriptor_uid] = sum(len(p["seq_num"]) for p in pages)
+        return pages
+
+    def _pages_of(self, descriptor_uid: str) -> tuple[list[EventPage], list[list[int]]]:
+        org = self._contents
+        if descriptor_uid in org.taken:
+            raise PagesTakenError(
+                f"Run {self.uid!r}: the events of descriptor {descriptor_uid!r} were handed to "
+                "a read and are no longer held; read the run's storage again."
+            )
+        return org.pages.get(descriptor_uid, []), org.layouts.get(descriptor_uid, [])
+
+    def _has_taken(self, descriptor_uid: str | None = None) -> bool:
+        """Whether the pages of ``descriptor_uid`` (of any descriptor, when
+        None) were handed to a read (see :meth:`_take_event_pages`)."""
+        taken = self._contents.taken
+        return bool(taken) if descriptor_uid is None else descriptor_uid in taken
+
     # --- the protocol -------------------------------------------------------
     def start(self) -> RunStart:
         start = self._contents.start
@@ -500,19 +551,20 @@ class DocumentRunSource(RunSourceBase):
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Iterator[EventPage]:
-        pages = self._contents.pages.get(descriptor_uid, [])
+        pages, _ = self._pages_of(descriptor_uid)
         for page in slice_pages(pages, rows):
             yield select_fields(page, fields)
 
     def event_count(self, descriptor_uid: str) -> int:
-        return sum(len(p["seq_num"]) for p in self._contents.pages.get(descriptor_uid, []))
+        taken = self._contents.taken.get(descriptor_uid)
+        if taken is not None:
+            return taken
+        return sum(len(p["seq_num"]) for p in self._pages_of(descriptor_uid)[0])
 
     def stored_event_pages(
         self, descriptor_uid: str, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[str, EventPage]]:
-        org = self._contents
-        pages = org.pages.get(descriptor_uid, [])
-        layouts = org.layouts.get(descriptor_uid, [])
+        pages, layouts = self._pages_of(descriptor_uid)
         yield from _stored_units(pages, layouts, rows, "event", "event_page", slice_page)
 
     def stored_datum_pages(
@@ -627,6 +679,15 @@ class DelegatingRunSource(RunSourceBase):
     def _current(self) -> DocumentRunSource:
         """The run's documents as they are now."""
 
+    def _current_for(self, descriptor_uid: str) -> DocumentRunSource:
+        """:attr:`_current`, holding the event pages of ``descriptor_uid``
+        (a subclass that can read its storage again reads it when they were
+        handed to a read)."""
+        return self._current
+
+    def _take_event_pages(self, descriptor_uid: str) -> list[EventPage] | None:
+        return self._current_for(descriptor_uid)._take_event_pages(descriptor_uid)
+
     def start(self) -> RunStart:
         return self._current.start()
 
@@ -642,7 +703,7 @@ class DelegatingRunSource(RunSourceBase):
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Iterator[EventPage]:
-        return self._current.event_pages(descriptor_uid, fields, rows)
+        return self._current_for(descriptor_uid).event_pages(descriptor_uid, fields, rows)
 
     def event_count(self, descriptor_uid: str) -> int:
         return self._current.event_count(descriptor_uid)
@@ -659,7 +720,7 @@ class DelegatingRunSource(RunSourceBase):
     def stored_event_pages(
         self, descriptor_uid: str, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[str, EventPage]]:
-        return self._current.stored_event_pages(descriptor_uid, rows)
+        return self._current_for(descriptor_uid).stored_event_pages(descriptor_uid, rows)
 
     def stored_datum_pages(
         self, resource_uid: str | None = None

@@ -59,13 +59,20 @@ def load_columns(
     else:
         rows = (window.e0, window.e1)
     event_specs = [s for s in specs if s.kind != "stream"]
-    pages: list[Mapping[str, Any]] = list(
-        source.event_pages(descriptor_uid, [s.key for s in event_specs], rows)
+    keys = [s.key for s in event_specs]
+    # A whole descriptor's data: the source may hand its pages over, and each
+    # column is then dropped from them once this read has made its own.
+    owned = _own_pages(source, descriptor_uid, keys) if rows is None and part == "data" else None
+    pages: list[Mapping[str, Any]] = (
+        owned if owned is not None else list(source.event_pages(descriptor_uid, keys, rows))
     )
     event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
     event_time = seconds_column(
         pages, [p["time"] for p in pages], source.uid, descriptor_uid, "time"
     )
+    if owned is not None:
+        for page in owned:
+            del page["time"]
     seq = None if window is None else window.seq_nums()
     positions = None
     if seq is None or (len(seq) == len(event_seq) and np.array_equal(seq, event_seq)):
@@ -113,11 +120,38 @@ def load_columns(
         if len(column) == 0 and part == "data":
             column = spec.empty() if spec.kind != "datum" or filler is not None else column
         out[spec.key] = column if positions is None else _spread(column, positions, n)
+        del pieces, column
+        if owned is not None:
+            for page in owned:
+                del page["data"][spec.key]
     if part == "data":
         for spec in specs:
             if spec.kind == "stream":
                 out[spec.key] = _stream_column(source, filler, descriptor_uid, spec, out)
     return out
+
+
+def _own_pages(
+    source: RunSource, descriptor_uid: str, keys: Sequence[str]
+) -> list[dict[str, Any]] | None:
+    """The descriptor's event pages handed over by a source that holds them
+    in memory (a run read from a file: see
+    :meth:`~.documents.DocumentRunSource._take_event_pages`), as new dicts
+    with only what this read uses; None from any other source."""
+    take = getattr(source, "_take_event_pages", None)
+    taken = take(descriptor_uid) if take is not None else None
+    if taken is None:
+        return None
+    return [
+        {
+            "descriptor": page["descriptor"],
+            "uid": page["uid"],
+            "seq_num": page["seq_num"],
+            "time": page["time"],
+            "data": {k: page["data"][k] for k in keys if k in page["data"]},
+        }
+        for page in taken
+    ]
 
 
 def _spread(values: np.ndarray, positions: np.ndarray, n: int) -> np.ndarray:
