@@ -63,7 +63,7 @@ def load_columns(
     # A whole descriptor's data: the source may hand its pages over, and each
     # column is then dropped from them once this read has made its own.
     owned = _own_pages(source, descriptor_uid, keys) if rows is None and part == "data" else None
-    pages: list[Mapping[str, Any]] = (
+    pages: Sequence[Mapping[str, Any]] = (
         owned if owned is not None else list(source.event_pages(descriptor_uid, keys, rows))
     )
     event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
