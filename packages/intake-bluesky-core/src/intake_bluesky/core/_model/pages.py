@@ -176,11 +176,12 @@ def as_column(values: Any) -> Any:
     """
     if isinstance(values, np.ndarray) or not values:
         return values
+    if type(values) is list:
+        # Only floats or only ints (the common cases): no dtype to infer.
+        numbers = number_array(values, len(values))
+        if numbers is not None:
+            return numbers
     first = values[0]
-    if type(first) is float and list(map(type, values)).count(float) == len(values):
-        # Only floats (the common case, checked about twice as fast as a set
-        # of types): no dtype for numpy to infer.
-        return np.fromiter(values, np.float64, len(values))
     if isinstance(first, list | dict):
         return values
     arr = exact_array(values)
