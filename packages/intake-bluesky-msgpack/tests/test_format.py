@@ -1009,3 +1009,30 @@ def test_an_extension_value_in_a_big_page_is_named(tmp_path):
     message = str(info.value)
     assert "s1.msgpack" in message and "'e306'" in message
     assert "data.det holds a msgpack extension value" in message
+
+
+@pytest.mark.parametrize("bin_type", [True, False], ids=["str8", "raw16"])
+def test_big_pages_uids_are_packed_from_their_bytes(tmp_path, bin_type):
+    # Canonical UUIDs, written as msgpack >= 1.0 does (str 8) and as files
+    # written without bin types do (raw 16), are packed straight from the
+    # bytes; a page holding any other uid keeps its strings. Either way the
+    # uids come back as stored.
+    import uuid
+
+    from intake_bluesky.core import UidColumn
+
+    pages_ = [big_page("d", 1 + 300 * i, 300) for i in range(3)]
+    for page in pages_:
+        page["uid"] = [str(uuid.uuid4()) for _ in page["uid"]]
+    pages_[2]["uid"][7] = pages_[2]["uid"][7].upper()
+    docs = big_page_run(*pages_)
+    path = tmp_path / "run.msgpack"
+    with open(path, "wb") as file:
+        for name, doc in docs:
+            file.write(msgpack.packb([name, doc], use_bin_type=bin_type))
+    got = pages(list(FMT.read_documents(str(path))))
+    # The first big page is decoded by msgpack (the core packs its uids).
+    assert [type(p["uid"]) for p in got] == [list, UidColumn, list]
+    for page, stored in zip(got, pages_, strict=True):
+        assert page["uid"] == stored["uid"]
+        assert all(type(u) is str for u in page["uid"])

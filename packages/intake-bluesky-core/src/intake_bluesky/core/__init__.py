@@ -34,6 +34,7 @@ from ._model.diff import RunDiff
 from ._model.documents import DocumentRunSource, MergedPage
 from ._model.filling import HandlerRegistry
 from ._model.pages import COLUMNAR_ROWS, columnar_page
+from ._model.uids import UidColumn
 from ._progress import set_progress
 from ._query.evaluate import and_queries, compile_query, normalize_query, validate_query
 from ._query.time import TimeRange, to_epoch
@@ -92,6 +93,7 @@ __all__ = [
     "RunsView",
     "SummaryDriver",
     "TimeRange",
+    "UidColumn",
     "UnknownParameterWarning",
     "absolute_paths",
     "and_queries",

@@ -26,7 +26,7 @@ import msgpack
 import numpy as np
 
 from intake_bluesky.core import COLUMNAR_ROWS as _COLUMNAR_ROWS
-from intake_bluesky.core import FileFormat, Location, MergedPage
+from intake_bluesky.core import FileFormat, Location, MergedPage, UidColumn
 from intake_bluesky.core import columnar_page as _columnar_page
 
 __all__ = ["MsgpackFormat", "decode_numpy"]
@@ -519,6 +519,8 @@ def _page_from_bytes(data: bytes) -> dict | None:
             key = unpacker.unpack()
             if key == "time":
                 doc[key] = _float_column(unpacker, data)
+            elif key == "uid":
+                doc[key] = _uid_column(unpacker, data)
             elif key in ("data", "timestamps"):
                 columns = doc[key] = {}
                 for _ in range(unpacker.read_map_header()):
@@ -534,19 +536,51 @@ def _page_from_bytes(data: bytes) -> dict | None:
     return _columnar_page(doc, n) if n >= _COLUMNAR_ROWS else None
 
 
+def _array_at(data: bytes, pos: int) -> tuple[int, int]:
+    """``(items, offset of the first)`` of the msgpack array at ``pos``;
+    ``(0, pos)`` if there is none."""
+    head = data[pos]
+    if 0x90 <= head <= 0x9F:  # fixarray
+        return head & 0x0F, pos + 1
+    if head == 0xDC:  # array 16
+        return int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
+    if head == 0xDD:  # array 32
+        return int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
+    return 0, pos
+
+
+#: How msgpack writes a 36-character string: str 8 (msgpack >= 1.0) or, in
+#: files written without bin types, raw 16.
+_UID_HEADS = (b"\xd9\x24", b"\xda\x00\x24")
+
+
+def _uid_column(unpacker: msgpack.Unpacker, data: bytes):
+    """The next value: the uids packed (:class:`~intake_bluesky.core.UidColumn`)
+    if it is a msgpack array of 36-character strings that pack, else as
+    msgpack decodes it (no Python string is made per uid)."""
+    n, first = _array_at(data, unpacker.tell())
+    head = bytes(data[first : first + 3])  # data may be a memoryview
+    for prefix in _UID_HEADS:
+        if n and head.startswith(prefix):
+            size = len(prefix) + 36
+            if first + n * size > len(data):
+                break
+            items = np.frombuffer(data, np.uint8, n * size, first).reshape(n, size)
+            heads = np.frombuffer(prefix, np.uint8)
+            if not (items[:, : len(prefix)] == heads).all():
+                break
+            packed = UidColumn.from_text(items[:, len(prefix) :])
+            if packed is None:
+                break
+            unpacker.skip()
+            return packed
+    return unpacker.unpack()
+
+
 def _float_column(unpacker: msgpack.Unpacker, data: bytes):
     """The next value: a float64 array if it is a msgpack array of float64s
     only, else as msgpack decodes it."""
-    pos = unpacker.tell()
-    head = data[pos]
-    if 0x90 <= head <= 0x9F:  # fixarray
-        n, first = head & 0x0F, pos + 1
-    elif head == 0xDC:  # array 16
-        n, first = int.from_bytes(data[pos + 1 : pos + 3], "big"), pos + 3
-    elif head == 0xDD:  # array 32
-        n, first = int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
-    else:
-        return unpacker.unpack()
+    n, first = _array_at(data, unpacker.tell())
     if n == 0 or first + n * _FLOAT64_ITEMS.itemsize > len(data):
         return unpacker.unpack()
     items = np.frombuffer(data, _FLOAT64_ITEMS, n, first)

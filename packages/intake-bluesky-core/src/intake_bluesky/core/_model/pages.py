@@ -222,10 +222,11 @@ def columnar_page(doc: Mapping[str, Any], n: int) -> dict[str, Any] | None:
     The columns the core makes arrays of (``time``, ``seq_num``, ``data``,
     ``timestamps``) must each hold only floats, which become float64, or
     only ints, which become what :func:`as_column` would make of them
-    (int64, or uint64 beyond its range); ``uid`` only strings; ``filled``
-    only plain values. Any other page (other keys, other values, arrays of
-    another length, columns of unequal length) is None: the caller keeps it
-    as decoded, and the core reads it exactly as before.
+    (int64, or uint64 beyond its range); ``uid`` only strings (or be a
+    :class:`~.uids.UidColumn`); ``filled`` only plain values. Any other
+    page (other keys, other values, arrays of another length, columns of
+    unequal length) is None: the caller keeps it as decoded, and the core
+    reads it exactly as before.
 
     Parameters
     ----------
@@ -260,9 +261,9 @@ def columnar_page(doc: Mapping[str, Any], n: int) -> dict[str, Any] | None:
         or type(data) is not dict
         or type(timestamps) is not dict
         or type(filled) is not dict
-        or type(uid) is not list
         or len(uid) != n
-        or list(map(type, uid)).count(str) != n
+        or (type(uid) is not UidColumn and type(uid) is not list)
+        or (type(uid) is list and list(map(type, uid)).count(str) != n)
     ):
         return None
     for column in filled.values():

@@ -73,13 +73,30 @@ class UidColumn(Sequence[str]):
             text = "".join(uids)
         except TypeError:  # not strings
             return None
-        if not text.isascii():
+        try:
+            raw = text.encode("ascii")
+        except UnicodeEncodeError:
             return None
-        raw = text.encode("ascii")
-        chars = np.frombuffer(raw, np.uint8).reshape(n, _UID_CHARS)
+        return cls.from_text(np.frombuffer(raw, np.uint8).reshape(n, _UID_CHARS))
+
+    @classmethod
+    def from_text(cls, chars: np.ndarray) -> UidColumn | None:
+        """Uids given as their ASCII bytes, one row of 36 per uid (a file
+        format that reads them straight from its bytes), packed; or None
+        unless every row is a lowercase canonical UUID.
+
+        Examples
+        --------
+        >>> rows = np.frombuffer(b"a7b3c5d2-0000-4000-8000-0123456789ab", np.uint8)
+        >>> UidColumn.from_text(rows.reshape(1, 36)).tolist()
+        ['a7b3c5d2-0000-4000-8000-0123456789ab']
+        """
+        n = len(chars)
+        if not n or chars.ndim != 2 or chars.shape[1] != _UID_CHARS or chars.dtype != np.uint8:
+            return None
         if not (chars[:, _DASHES] == _DASH).all():
             return None
-        digits = raw.translate(None, b"-")
+        digits = chars.tobytes().translate(None, b"-")
         # Dashes nowhere else, and only hex digits between them.
         if len(digits) != 2 * _UID_BYTES * n or digits.translate(None, _HEX_DIGITS):
             return None  # upper case, or not hex: it would not come back as stored
