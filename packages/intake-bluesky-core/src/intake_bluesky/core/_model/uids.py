@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
@@ -33,6 +34,9 @@ _UID_BYTES = 16
 _DASHES = [8, 13, 18, 23]
 #: The hex digits a uid may hold (upper case would come back lower case).
 _HEX_DIGITS = b"0123456789abcdef"
+#: A bytes.translate table keeping those digits and making every other byte
+#: one that binascii.a2b_hex refuses.
+_SPOIL_NON_HEX = bytes(b if b in _HEX_DIGITS else ord("!") for b in range(256))
 _DASH = ord("-")
 #: (characters a:b of a uid, its hex digits c:d) for the five groups of digits.
 _GROUPS = [
@@ -96,11 +100,17 @@ class UidColumn(Sequence[str]):
             return None
         if not (chars[:, _DASHES] == _DASH).all():
             return None
-        digits = chars.tobytes().translate(None, b"-")
-        # Dashes nowhere else, and only hex digits between them.
-        if len(digits) != 2 * _UID_BYTES * n or digits.translate(None, _HEX_DIGITS):
-            return None  # upper case, or not hex: it would not come back as stored
-        return cls(np.frombuffer(bytes.fromhex(digits.decode("ascii")), np.uint8).reshape(n, 16))
+        # One pass drops the dashes and spoils anything but a lowercase hex
+        # digit (upper case would come back lower case), which a2b_hex then
+        # refuses; a dash anywhere else leaves too few digits.
+        digits = chars.tobytes().translate(_SPOIL_NON_HEX, b"-")
+        if len(digits) != 2 * _UID_BYTES * n:
+            return None
+        try:
+            packed = binascii.a2b_hex(digits)
+        except binascii.Error:
+            return None
+        return cls(np.frombuffer(packed, np.uint8).reshape(n, _UID_BYTES))
 
     @classmethod
     def concat(cls, columns: Sequence[UidColumn]) -> UidColumn:
