@@ -38,6 +38,7 @@ _HEX_DIGITS = b"0123456789abcdef"
 #: one that binascii.a2b_hex refuses.
 _SPOIL_NON_HEX = bytes(b if b in _HEX_DIGITS else ord("!") for b in range(256))
 _DASH = ord("-")
+_NEWLINE = ord("\n")
 #: (characters a:b of a uid, its hex digits c:d) for the five groups of digits.
 _GROUPS = [
     ((a, b), (a - i, b - i))
@@ -70,18 +71,38 @@ class UidColumn(Sequence[str]):
         if not n:
             return None
         try:
-            # Each length, not only the total: a short uid beside a long one
-            # would otherwise be cut at the wrong place.
-            if list(map(len, uids)).count(_UID_CHARS) != n:
-                return None
-            text = "".join(uids)
-        except TypeError:  # not strings
+            # A newline after each uid: where every 37th character is one
+            # and no other is (the checks below), every uid has 36 (a short
+            # uid beside a long one would otherwise be cut at the wrong
+            # place); one C-level join instead of a len() per uid.
+            raw = "\n".join(uids).encode("ascii") + b"\n"
+        except (TypeError, UnicodeEncodeError):  # not strings, or not ASCII
+            return None
+        if len(raw) != (_UID_CHARS + 1) * n:
+            return None
+        rows = np.frombuffer(raw, np.uint8).reshape(n, _UID_CHARS + 1)
+        if not (rows[:, _UID_CHARS] == _NEWLINE).all():
+            return None
+        return cls._from_rows(raw, rows[:, :_UID_CHARS], b"-\n")
+
+    @classmethod
+    def _from_rows(cls, raw: bytes, chars: np.ndarray, drop: bytes) -> UidColumn | None:
+        """Pack ``chars`` (n rows of 36 bytes), whose bytes are those of
+        ``raw`` but ``drop``: dashes and any separators between rows."""
+        n = len(chars)
+        if not (chars[:, _DASHES] == _DASH).all():
+            return None
+        # One pass drops the dashes and spoils anything but a lowercase hex
+        # digit (upper case would come back lower case), which a2b_hex then
+        # refuses; a dash anywhere else leaves too few digits.
+        digits = raw.translate(_SPOIL_NON_HEX, drop)
+        if len(digits) != 2 * _UID_BYTES * n:
             return None
         try:
-            raw = text.encode("ascii")
-        except UnicodeEncodeError:
+            packed = binascii.a2b_hex(digits)
+        except binascii.Error:
             return None
-        return cls.from_text(np.frombuffer(raw, np.uint8).reshape(n, _UID_CHARS))
+        return cls(np.frombuffer(packed, np.uint8).reshape(n, _UID_BYTES))
 
     @classmethod
     def from_text(cls, chars: np.ndarray) -> UidColumn | None:
@@ -95,22 +116,11 @@ class UidColumn(Sequence[str]):
         >>> UidColumn.from_text(rows.reshape(1, 36)).tolist()
         ['a7b3c5d2-0000-4000-8000-0123456789ab']
         """
-        n = len(chars)
-        if not n or chars.ndim != 2 or chars.shape[1] != _UID_CHARS or chars.dtype != np.uint8:
+        if not len(chars) or chars.ndim != 2 or chars.shape[1] != _UID_CHARS:
             return None
-        if not (chars[:, _DASHES] == _DASH).all():
+        if chars.dtype != np.uint8:
             return None
-        # One pass drops the dashes and spoils anything but a lowercase hex
-        # digit (upper case would come back lower case), which a2b_hex then
-        # refuses; a dash anywhere else leaves too few digits.
-        digits = chars.tobytes().translate(_SPOIL_NON_HEX, b"-")
-        if len(digits) != 2 * _UID_BYTES * n:
-            return None
-        try:
-            packed = binascii.a2b_hex(digits)
-        except binascii.Error:
-            return None
-        return cls(np.frombuffer(packed, np.uint8).reshape(n, _UID_BYTES))
+        return cls._from_rows(chars.tobytes(), chars, b"-")
 
     @classmethod
     def concat(cls, columns: Sequence[UidColumn]) -> UidColumn:
