@@ -229,19 +229,24 @@ def _file_batches(
                 if block:
                     parts.append(block)
             else:
+                start = 0
                 if parts:
-                    parts.append(block)
-                    data = b"".join(parts)
-                    cut += len(data) - len(block)
+                    # The line left unfinished by the last block, completed
+                    # by the head of this one: joined alone (joining the
+                    # whole block would copy it).
+                    start = block.find(b"\n") + 1
+                    line = b"".join([*parts, block[:start]])
                     parts = []
-                else:
-                    data = block
+                    _, lineno, _ = yield from _batches(
+                        line, path, lineno, offset, len(line), starts
+                    )
+                    offset += len(line) - start  # now the block's own offset
                 # Only complete lines here: what follows the last newline
                 # waits for the next block (or the end of the file).
-                _, lineno, _ = yield from _batches(data, path, lineno, offset, cut, starts)
+                _, lineno, _ = yield from _batches(block, path, lineno, offset, cut, starts, start)
                 offset += cut
-                if cut < len(data):
-                    parts.append(data[cut:])
+                if cut < len(block):
+                    parts.append(block[cut:])
             if nul < 0:
                 continue
             # NUL bytes from ``at``: they end the line in progress, which is
@@ -317,17 +322,18 @@ def _batches(
     base: int = 0,
     end: int | None = None,
     starts: _Starts | None = None,
+    start: int = 0,
 ):
-    """Lists of documents of ``data[:end]`` (the file's bytes from offset
-    ``base``, after ``lineno`` lines); returns ``(offset, lineno,
-    unterminated)`` just after the last complete line (see
+    """Lists of documents of ``data[start:end]`` (``data`` being the file's
+    bytes from offset ``base``, after ``lineno`` lines); returns ``(offset,
+    lineno, unterminated)`` just after the last complete line (see
     :meth:`JSONLFormat.read_appended`). ``starts`` is told of every start
     document."""
     if starts is None:
         starts = _Starts(path)
     view = memoryview(data)  # careful lines are decoded from slices, never copied
-    pos, end = 0, len(data) if end is None else end
-    consumed, unterminated = 0, False
+    pos, end = start, len(data) if end is None else end
+    consumed, unterminated = start, False
     # Once a chunk held a bare NaN or Infinity (suitcase-jsonl's spelling of
     # non-finite floats, which orjson refuses), chunks are searched for one
     # first: those go straight down the careful path instead of being
