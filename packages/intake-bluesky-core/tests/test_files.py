@@ -376,3 +376,67 @@ def test_lookup_by_full_uid_does_not_relist_the_directory(tmp_path, monkeypatch)
     assert cat[UIDS["failed"]].metadata["stop"]["exit_status"] == "fail"
     with pytest.raises(AssertionError, match="listed"):
         cat[-1]  # "the newest" must look for new files
+
+
+def _long_run(n):
+    """A finished run of ``n`` events of one stream (several pages)."""
+    import event_model
+
+    bundle = event_model.compose_run(uid="7e57da7a-0000-4000-8000-000000000001", time=1.0)
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={"det": {"dtype": "number", "shape": [], "source": "sim"}},
+    )
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    for i in range(n):
+        event = desc.compose_event(
+            data={"det": i * 0.5}, timestamps={"det": 2.0 + i}, seq_num=i + 1, time=2.0 + i
+        )
+        docs.append(("event", event))
+    docs.append(("stop", bundle.compose_stop(time=3.0 + n)))
+    return docs
+
+
+def test_reads_in_threads_each_get_the_whole_stream(tmp_path):
+    # Eager reads take the parse's columns; reads, lazy computes and
+    # canonical() in other threads, of the same run object or another one
+    # for the same file, still each get every event.
+    import threading
+
+    import dask
+
+    n = 9000
+    docs = _long_run(n)
+    write(tmp_path / "a.lines", docs)
+    cat = BlueskyCatalog(FileDriver(tmp_path, LinesFormat()))
+    shared = cat[-1]
+    want = [i * 0.5 for i in range(n)]
+    problems = []
+
+    def work(kind, run):
+        try:
+            for _ in range(6):
+                if kind == "read":
+                    got = run.primary.read()["det"].values.tolist()
+                elif kind == "dask":
+                    with dask.config.set(scheduler="threads"):
+                        got = run.primary.to_dask(chunks=1000)["det"].values.tolist()
+                else:
+                    got = [
+                        d["data"]["det"] for name, d in run.canonical(fill="no") if name == "event"
+                    ]
+                if got != want:
+                    problems.append(f"{kind}: {len(got)} values")
+        except Exception as err:  # reported by the test
+            problems.append(f"{kind}: {err!r}")
+
+    threads = [
+        threading.Thread(target=work, args=(kind, run))
+        for kind in ("read", "read", "dask", "canonical")
+        for run in (shared, cat[-1])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []

@@ -31,8 +31,12 @@ def test_pages_handed_to_a_read_are_not_given_out_again():
     assert DocumentRunSource(docs, keep_documents=False)._take_event_pages("desc") is None
     # So does a run that keeps its documents (nothing would be freed).
     assert DocumentRunSource([*docs, ("stop", stop)])._take_event_pages("desc") is None
+    # So does one that no FileRunSource made: nothing could read them again.
     src = DocumentRunSource([*docs, ("stop", stop)], keep_documents=False)
+    assert src._take_event_pages("desc") is None
+    src._hand_over = True  # as a FileRunSource sets it
     (taken,) = src._take_event_pages("desc")
+    assert src._take_event_pages("desc") is None  # not twice
     assert taken["data"]["x"].tolist() == [0.5, 1.5] and taken["uid"] == ["e1", "e2"]
     assert src.event_count("desc") == 2
     with pytest.raises(PagesTakenError, match="'desc'"):

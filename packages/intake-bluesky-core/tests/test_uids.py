@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from intake_bluesky.core import DocumentRunSource
 from intake_bluesky.core._model.canonical import canonical
-from intake_bluesky.core._model.documents import _PAGE_ROWS
+from intake_bluesky.core._model.documents import _PAGE_ROWS, packed_event_pages
 from intake_bluesky.core._model.pages import merge_event_pages, plain_page, slice_page
 from intake_bluesky.core._model.uids import UidColumn
 
@@ -58,6 +58,18 @@ def test_slices_and_joins_are_the_lists(uids, a, b):
     assert packed[a:b].tolist() == uids[a:b]
     assert UidColumn.concat([packed[:a], packed[a:]]).tolist() == uids
     assert pickle.loads(pickle.dumps(packed)) == packed
+
+
+def test_indexed_and_compared_as_a_list():
+    uids = [str(uuid.uuid4()) for _ in range(3)]
+    packed = UidColumn.pack(uids)
+    assert packed[np.int64(1)] == uids[1] and packed[True] == uids[True]
+    for index in ([0, 1], np.array([0, 1]), 1.0):
+        with pytest.raises(TypeError):
+            packed[index]
+    assert packed == uids and packed != tuple(uids) and packed != uids[:2]
+    with pytest.raises(TypeError):
+        hash(packed)
 
 
 def test_declines_what_is_not_text():
@@ -117,9 +129,21 @@ def test_a_run_keeps_its_event_uids_packed_and_gives_them_back():
     ]
     docs = [("start", start), ("descriptor", desc), *(("event", e) for e in events)]
     src = DocumentRunSource(docs, keep_documents=False)
-    pages = list(src.event_pages("desc"))
-    assert isinstance(pages[0]["uid"], UidColumn) and pages[-1]["uid"] == ["LEGACY-uid"]
-    assert [u for p in pages for u in p["uid"]] == uids
+    # Kept packed (the core reads them so) ...
+    packed = list(packed_event_pages(src, "desc"))
+    assert isinstance(packed[0]["uid"], UidColumn) and packed[-1]["uid"] == ["LEGACY-uid"]
+    # ... and given out as lists of str, by every method of the protocol.
+    for pages in (
+        list(src.event_pages("desc")),
+        list(src.event_pages("desc", ["x"], (10, 4100))),
+        [page for _, page in src.stored_event_pages("desc")],
+    ):
+        assert all(type(p["uid"]) is list for p in pages)
+    assert [u for p in src.event_pages("desc") for u in p["uid"]] == uids
+    assert [u for _, p in src.stored_event_pages("desc") for u in p["uid"]] == uids
+    # A run that keeps its documents (the in-memory catalog) packs nothing.
+    kept = DocumentRunSource(docs)
+    assert all(type(p["uid"]) is list for p in packed_event_pages(kept, "desc"))
     back = [doc for name, doc in canonical(src, fill=False, filler=None) if name == "event"]
     assert back == events
     assert all(type(doc["uid"]) is str for doc in back)

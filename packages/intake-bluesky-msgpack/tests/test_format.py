@@ -1030,9 +1030,14 @@ def test_big_pages_uids_are_packed_from_their_bytes(tmp_path, bin_type):
     with open(path, "wb") as file:
         for name, doc in docs:
             file.write(msgpack.packb([name, doc], use_bin_type=bin_type))
-    got = pages(list(FMT.read_documents(str(path))))
-    # The first big page is decoded by msgpack (the core packs its uids).
+    # What the core reads (read_appended): the first big page is decoded by
+    # msgpack (the core packs its uids), the next from the bytes.
+    got = pages([doc for batch in FMT.read_appended(str(path), None) for doc in batch])
     assert [type(p["uid"]) for p in got] == [list, UidColumn, list]
     for page, stored in zip(got, pages_, strict=True):
         assert page["uid"] == stored["uid"]
         assert all(type(u) is str for u in page["uid"])
+    # What anyone else reads (read_documents): lists of str.
+    got = pages(list(FMT.read_documents(str(path))))
+    assert [p["uid"] for p in got] == [p["uid"] for p in pages_]
+    assert all(type(p["uid"]) is list for p in got)

@@ -202,7 +202,11 @@ class MsgpackFormat(FileFormat):
             # handed out, however long the caller takes.
             batches = list(_read(path, file))
         for documents in batches:
-            yield from documents
+            for name, doc in documents:
+                if name == "event_page" and type(doc["uid"]) is UidColumn:
+                    # Packed for the core (read_appended); lists for anyone else.
+                    doc = {**doc, "uid": doc["uid"].tolist()}
+                yield name, doc
 
     def read_appended(self, location: Location, resume):
         """Lists of the documents after ``resume`` (None: all); returns the

@@ -54,6 +54,7 @@ class _ParsedRunFile:
             self.source = DocumentRunSource(
                 fmt.read_documents(location), uid=uid, keep_documents=False
             )
+            self.source._hand_over = True  # the file can be read again
             self.version = version
             return
         (path,) = _files_of(location)
@@ -75,6 +76,7 @@ class _ParsedRunFile:
         try:
             if resume is None or self.source is None:
                 self.source = DocumentRunSource(documents, uid=uid, keep_documents=False)
+                self.source._hand_over = True  # the file can be read again
             else:
                 self.source.extend(documents)
         except BaseException:

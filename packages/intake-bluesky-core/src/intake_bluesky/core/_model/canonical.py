@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..driver import RunSource
+from .documents import packed_event_pages, packed_stored_event_pages
 from .filling import Filler, Transform
 from .pages import page_length, plain_page, slice_page, unpack_datum_page, unpack_event_page
 from .rows import data_kind, seconds_column
@@ -142,11 +143,13 @@ class _CanonicalStream:
         self.stream_resources = {
             sr["uid"]: sr for sr in (tf["stream_resource"](d) for d in source.stream_resources())
         }
-        stored = getattr(source, "stored_event_pages", None)
-        if stored is None:  # a run source that does not say: pages as it yields them
-            self.iters = {d["uid"]: _as_pages(source.event_pages(d["uid"])) for d in descriptors}
-        else:
-            self.iters = {d["uid"]: stored(d["uid"]) for d in descriptors}
+        # Uids as the source keeps them: plain_page() gives them back as str.
+        iters = {d["uid"]: packed_stored_event_pages(source, d["uid"]) for d in descriptors}
+        self.iters = {
+            # A run source that does not say: pages as it yields them.
+            uid: units if units is not None else _as_pages(packed_event_pages(source, uid))
+            for uid, units in iters.items()
+        }
         self.order = {d["uid"]: i for i, d in enumerate(descriptors)}
         self.uids = [d["uid"] for d in descriptors]
         self.pending = sorted(descriptors, key=lambda d: d.get("time", 0))

@@ -41,7 +41,14 @@ if TYPE_CHECKING:
         StreamResource,
     )
 
-__all__ = ["DocumentRunSource", "BadDocumentError", "MergedPage", "PagesTakenError"]
+__all__ = [
+    "DocumentRunSource",
+    "BadDocumentError",
+    "MergedPage",
+    "PagesTakenError",
+    "packed_event_pages",
+    "packed_stored_event_pages",
+]
 
 
 class PagesTakenError(RuntimeError):
@@ -68,9 +75,58 @@ class MergedPage(dict[str, Any]):
     stored_rows: list[int]
 
 
+def _plain_uids(page: EventPage) -> EventPage:
+    """The page with its uids as a list of str (as the protocol gives
+    pages), if they were packed."""
+    uids: Any = page["uid"]
+    if type(uids) is not UidColumn:
+        return page
+    if isinstance(page, MergedPage):
+        merged = MergedPage(page)
+        merged["uid"] = uids.tolist()
+        merged.stored_rows = page.stored_rows
+        return cast("EventPage", merged)
+    plain = page.copy()
+    plain["uid"] = uids.tolist()
+    return plain
+
+
+def packed_event_pages(
+    source: Any,
+    descriptor_uid: str,
+    fields: Sequence[str] | None = None,
+    rows: tuple[int, int] | None = None,
+) -> Iterator[EventPage]:
+    """``source.event_pages(...)``, with uids as the source keeps them when it
+    is one of the core's (a :class:`UidColumn` where packed): for the core's
+    own reading, which gives uids back as strings only where they leave it."""
+    packed = getattr(source, "_packed_event_pages", None)
+    if packed is None:
+        pages: Iterator[EventPage] = source.event_pages(descriptor_uid, fields, rows)
+        return pages
+    return cast("Iterator[EventPage]", packed(descriptor_uid, fields, rows))
+
+
+def packed_stored_event_pages(
+    source: Any, descriptor_uid: str, rows: tuple[int, int] | None = None
+) -> Iterator[tuple[str, EventPage]] | None:
+    """``source.stored_event_pages(...)`` with uids as kept (see
+    :func:`packed_event_pages`); None for a source without stored forms."""
+    packed = getattr(source, "_packed_stored_event_pages", None)
+    if packed is None:
+        stored = getattr(source, "stored_event_pages", None)
+        return None if stored is None else stored(descriptor_uid, rows)
+    return cast("Iterator[tuple[str, EventPage]]", packed(descriptor_uid, rows))
+
+
 #: Rows gathered into one page when packing events or merging small pages:
 #: bounds the transient per-event dicts, keeps every later step columnar.
 _PAGE_ROWS = 4096
+
+#: Pages of fewer rows keep their uids as strings: packing a few costs more
+#: time than it saves memory (runs whose streams take turns make pages of
+#: one event each).
+_PACKED_UIDS = 64
 
 #: Single events packed at a time (see _RunContents._pack).
 _PACK_ROWS = 256
@@ -115,8 +171,12 @@ class _RunContents:
     document back in its stored form at the cost of a few ints per page.
     """
 
-    def __init__(self, uid: str, documents: Iterable[tuple[str, Any]] = ()) -> None:
+    def __init__(
+        self, uid: str, documents: Iterable[tuple[str, Any]] = (), pack_uids: bool = True
+    ) -> None:
         self.uid = uid
+        # Packed uids save memory only where the documents are not kept too.
+        self.pack_uids = pack_uids
         self.start: RunStart | None = None
         self.stop: RunStop | None = None
         self.descriptors: dict[str, EventDescriptor] = {}
@@ -180,7 +240,11 @@ class _RunContents:
         if not group:
             return
         try:
-            page = _columnar(pack_events(group))
+            page = pack_events(group)
+            if len(group) >= COLUMNAR_ROWS:
+                # Arrays now, while the rows wait to fill a page (runs whose
+                # streams take turns make groups of one: left as lists).
+                page = _columnar(page, uids=False)
         except KeyError:
             # Rare: an event has other keys than the first. Split where the
             # key sets change, through add().
@@ -251,7 +315,7 @@ class _RunContents:
         rows = len(doc["seq_num"])
         if rows >= _PAGE_ROWS:
             self._flush_events()
-            self.pages[doc["descriptor"]].append(_columnar(doc))
+            self.pages[doc["descriptor"]].append(_columnar(doc, self.pack_uids))
             self.layouts[doc["descriptor"]].append(_joined_layouts([], forms))
             return
         key = (
@@ -265,7 +329,7 @@ class _RunContents:
         self._pending_key = key
         # Big enough to be worth arrays now: pending rows are then held as
         # numbers, not Python objects, until the page is full.
-        self._pending.append(_columnar(doc) if rows >= COLUMNAR_ROWS else doc)
+        self._pending.append(_columnar(doc, uids=False) if rows >= COLUMNAR_ROWS else doc)
         self._pending_rows += rows
         for form in forms:
             _push_form(self._pending_layout, form)
@@ -284,7 +348,7 @@ class _RunContents:
             if self._pending_key == "event"
             else merge_event_pages(self._pending)
         )
-        self.pages[page["descriptor"]].append(_columnar(page))
+        self.pages[page["descriptor"]].append(_columnar(page, self.pack_uids))
         self.layouts[page["descriptor"]].append(self._pending_layout)
         self._pending, self._pending_key, self._pending_rows = [], None, 0
         self._pending_layout = []
@@ -338,10 +402,13 @@ def _same_layout(a: EventPage, b: EventPage) -> bool:
     )
 
 
-def _columnar(page: EventPage) -> EventPage:
+def _columnar(page: EventPage, uids: bool = True) -> EventPage:
+    """The page with its number columns as arrays and, with ``uids``, its
+    uids packed (kept for canonical(): 16 bytes a uid, not a Python
+    string's ~90)."""
     out: dict[str, Any] = dict(page)
-    # Kept for canonical(): 16 bytes a uid, not a Python string's ~90.
-    out["uid"] = UidColumn.pack(page["uid"]) or page["uid"]
+    if uids and len(page["uid"]) >= _PACKED_UIDS:
+        out["uid"] = UidColumn.pack(page["uid"]) or page["uid"]
     out["time"] = as_column(page["time"])
     out["seq_num"] = as_column(page["seq_num"])
     for part in ("data", "timestamps"):
@@ -388,6 +455,9 @@ class DocumentRunSource(RunSourceBase):
         self._org: _RunContents | None = None
         self._dirty = False
         self._docs: list[tuple[str, Any]] | None = None
+        # Set by a FileRunSource, which reads its file again for pages it
+        # handed over (see _take_event_pages).
+        self._hand_over = False
         first: tuple[str, Any] | None
         if keep_documents:
             self._docs = list(documents)
@@ -486,7 +556,7 @@ class DocumentRunSource(RunSourceBase):
         if org is None or self._dirty:
             with self._lock:
                 if self._org is None:
-                    self._org = _RunContents(self.uid, self._docs or ())
+                    self._org = _RunContents(self.uid, self._docs or (), pack_uids=False)
                 elif self._dirty:
                     self._org.flush()
                 self._dirty = False
@@ -501,36 +571,62 @@ class DocumentRunSource(RunSourceBase):
         a run's events are not held twice at the end of a read. This source
         no longer has them: asking it for them again raises
         :class:`PagesTakenError`, which a :class:`FileRunSource` answers by
-        reading its file again. Sources that keep their documents (the
-        in-memory driver) return None: nothing would be freed. So does a run
-        without its stop document: it may still be written, and the next
-        read should parse only what was appended.
+        reading its file again. Only a source made by a FileRunSource hands
+        pages over (any other could not read them again); sources that keep
+        their documents (the in-memory driver) would free nothing. A run
+        without its stop document keeps them too: it may still be written,
+        and the next read should parse only what was appended. A second
+        take of the same pages (by another thread) is None as well.
         """
-        if self._docs is not None:
+        if self._docs is not None or not self._hand_over:
             return None
         org = self._contents
         if org.stop is None:
             return None
         with self._lock:
+            if descriptor_uid in org.taken:
+                return None  # taken by another read meanwhile: it has them
             pages = org.pages.pop(descriptor_uid, [])
             org.layouts.pop(descriptor_uid, None)
             org.taken[descriptor_uid] = sum(len(p["seq_num"]) for p in pages)
         return pages
 
     def _pages_of(self, descriptor_uid: str) -> tuple[list[EventPage], list[list[int]]]:
+        """A descriptor's pages and their layouts, as one consistent pair
+        (an eager read may be taking them in another thread)."""
         org = self._contents
-        if descriptor_uid in org.taken:
-            raise PagesTakenError(
-                f"Run {self.uid!r}: the events of descriptor {descriptor_uid!r} were handed to "
-                "a read and are no longer held; read the run's storage again."
-            )
-        return org.pages.get(descriptor_uid, []), org.layouts.get(descriptor_uid, [])
+        with self._lock:
+            if descriptor_uid in org.taken:
+                raise PagesTakenError(
+                    f"Run {self.uid!r}: the events of descriptor {descriptor_uid!r} were "
+                    "handed to a read and are no longer held; read the run's storage again."
+                )
+            return org.pages.get(descriptor_uid, []), org.layouts.get(descriptor_uid, [])
 
     def _has_taken(self, descriptor_uid: str | None = None) -> bool:
         """Whether the pages of ``descriptor_uid`` (of any descriptor, when
         None) were handed to a read (see :meth:`_take_event_pages`)."""
         taken = self._contents.taken
         return bool(taken) if descriptor_uid is None else descriptor_uid in taken
+
+    def _packed_event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[EventPage]:
+        """:meth:`event_pages` with uid columns as kept (a :class:`UidColumn`
+        where they were packed): what the core reads. The pages are looked
+        up at the call, not at the first item."""
+        pages, _ = self._pages_of(descriptor_uid)
+        return (select_fields(page, fields) for page in slice_pages(pages, rows))
+
+    def _packed_stored_event_pages(
+        self, descriptor_uid: str, rows: tuple[int, int] | None = None
+    ) -> Iterator[tuple[str, EventPage]]:
+        """:meth:`stored_event_pages` with uid columns as kept."""
+        pages, layouts = self._pages_of(descriptor_uid)
+        return _stored_units(pages, layouts, rows, "event", "event_page", slice_page)
 
     # --- the protocol -------------------------------------------------------
     def start(self) -> RunStart:
@@ -551,21 +647,22 @@ class DocumentRunSource(RunSourceBase):
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Iterator[EventPage]:
-        pages, _ = self._pages_of(descriptor_uid)
-        for page in slice_pages(pages, rows):
-            yield select_fields(page, fields)
+        return map(_plain_uids, self._packed_event_pages(descriptor_uid, fields, rows))
 
     def event_count(self, descriptor_uid: str) -> int:
-        taken = self._contents.taken.get(descriptor_uid)
+        org = self._contents
+        with self._lock:
+            taken = org.taken.get(descriptor_uid)
+            pages = org.pages.get(descriptor_uid, [])
         if taken is not None:
             return taken
-        return sum(len(p["seq_num"]) for p in self._pages_of(descriptor_uid)[0])
+        return sum(len(p["seq_num"]) for p in pages)
 
     def stored_event_pages(
         self, descriptor_uid: str, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[str, EventPage]]:
-        pages, layouts = self._pages_of(descriptor_uid)
-        yield from _stored_units(pages, layouts, rows, "event", "event_page", slice_page)
+        units = self._packed_stored_event_pages(descriptor_uid, rows)
+        return ((form, _plain_uids(page)) for form, page in units)
 
     def stored_datum_pages(
         self, resource_uid: str | None = None
@@ -688,6 +785,39 @@ class DelegatingRunSource(RunSourceBase):
     def _take_event_pages(self, descriptor_uid: str) -> list[EventPage] | None:
         return self._current_for(descriptor_uid)._take_event_pages(descriptor_uid)
 
+    def _with_pages(self, descriptor_uid: str, call: Callable[[DocumentRunSource], Any]) -> Any:
+        """``call(source)`` on the run's documents holding the event pages of
+        ``descriptor_uid``: again, if a read in another thread took them
+        after they were looked for (:meth:`_current_for` reads them anew)."""
+        while True:
+            try:
+                return call(self._current_for(descriptor_uid))
+            except PagesTakenError:
+                continue
+
+    def _packed_event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[EventPage]:
+        return cast(
+            "Iterator[EventPage]",
+            self._with_pages(
+                descriptor_uid, lambda s: s._packed_event_pages(descriptor_uid, fields, rows)
+            ),
+        )
+
+    def _packed_stored_event_pages(
+        self, descriptor_uid: str, rows: tuple[int, int] | None = None
+    ) -> Iterator[tuple[str, EventPage]]:
+        return cast(
+            "Iterator[tuple[str, EventPage]]",
+            self._with_pages(
+                descriptor_uid, lambda s: s._packed_stored_event_pages(descriptor_uid, rows)
+            ),
+        )
+
     def start(self) -> RunStart:
         return self._current.start()
 
@@ -703,7 +833,12 @@ class DelegatingRunSource(RunSourceBase):
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Iterator[EventPage]:
-        return self._current_for(descriptor_uid).event_pages(descriptor_uid, fields, rows)
+        return cast(
+            "Iterator[EventPage]",
+            self._with_pages(
+                descriptor_uid, lambda s: s.event_pages(descriptor_uid, fields, rows)
+            ),
+        )
 
     def event_count(self, descriptor_uid: str) -> int:
         return self._current.event_count(descriptor_uid)
@@ -720,7 +855,10 @@ class DelegatingRunSource(RunSourceBase):
     def stored_event_pages(
         self, descriptor_uid: str, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[str, EventPage]]:
-        return self._current_for(descriptor_uid).stored_event_pages(descriptor_uid, rows)
+        return cast(
+            "Iterator[tuple[str, EventPage]]",
+            self._with_pages(descriptor_uid, lambda s: s.stored_event_pages(descriptor_uid, rows)),
+        )
 
     def stored_datum_pages(
         self, resource_uid: str | None = None

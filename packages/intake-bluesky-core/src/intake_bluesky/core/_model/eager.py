@@ -16,7 +16,7 @@ import numpy as np
 
 from ..driver import RunSource
 from .casting import fits, lossless_cast
-from .documents import BadDocumentError
+from .documents import BadDocumentError, packed_event_pages
 from .filling import Filler, FillError
 from .pages import first_of
 from .rows import (
@@ -64,7 +64,9 @@ def load_columns(
     # column is then dropped from them once this read has made its own.
     owned = _own_pages(source, descriptor_uid, keys) if rows is None and part == "data" else None
     pages: Sequence[Mapping[str, Any]] = (
-        owned if owned is not None else list(source.event_pages(descriptor_uid, keys, rows))
+        owned
+        if owned is not None
+        else list(packed_event_pages(source, descriptor_uid, keys, rows))
     )
     event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
     event_time = seconds_column(

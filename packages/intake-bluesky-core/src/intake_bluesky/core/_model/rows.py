@@ -20,7 +20,7 @@ from typing import Any, overload
 import numpy as np
 
 from ..driver import RunSource
-from .documents import BadDocumentError
+from .documents import BadDocumentError, packed_event_pages
 from .pages import exact_array
 
 __all__ = [
@@ -239,7 +239,7 @@ class RowIndex:
 
     @classmethod
     def build(cls, source: RunSource, descriptor: Mapping[str, Any], has_stream: bool) -> RowIndex:
-        pages = list(source.event_pages(descriptor["uid"], [], None))
+        pages = list(packed_event_pages(source, descriptor["uid"], [], None))
         times = seconds_column(
             pages, [p["time"] for p in pages], source.uid, descriptor["uid"], "time"
         )

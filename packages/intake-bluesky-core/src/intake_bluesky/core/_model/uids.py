@@ -22,6 +22,7 @@ True
 from __future__ import annotations
 
 import binascii
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
@@ -50,9 +51,12 @@ class UidColumn(Sequence[str]):
     """A page's ``uid`` column of canonical UUID strings, 16 bytes each.
 
     A read-only sequence of ``str``: indexing gives a uid, slicing another
-    :class:`UidColumn`, :meth:`tolist` the stored strings; equal to any
-    sequence of the same strings. Made by :meth:`pack`, which declines
-    (returns None) any column it could not give back unchanged.
+    :class:`UidColumn`, :meth:`tolist` the stored strings; equal to a list
+    of the same strings. Made by :meth:`pack`, which declines (returns None)
+    any column it could not give back unchanged.
+
+    It stays inside the core: pages given out by run sources, by
+    ``canonical()`` and by file formats' ``read_documents`` hold lists.
     """
 
     __slots__ = ("_packed",)
@@ -144,7 +148,8 @@ class UidColumn(Sequence[str]):
     def __getitem__(self, index: int | slice) -> str | UidColumn:
         if isinstance(index, slice):
             return UidColumn(self._packed[index])
-        return _text(self._packed[index][None])
+        # An integer, as a list takes (not a mask or a list of positions).
+        return _text(self._packed[operator.index(index)][None])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.tolist())
@@ -157,8 +162,8 @@ class UidColumn(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, UidColumn):
             return bool(np.array_equal(self._packed, other._packed))
-        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
-            return len(other) == len(self) and self.tolist() == list(other)
+        if isinstance(other, list):  # as a list compares: lists only
+            return len(other) == len(self) and self.tolist() == other
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # mutable-like, as a list
