@@ -244,7 +244,7 @@ class _RunContents:
             if len(group) >= COLUMNAR_ROWS:
                 # Arrays now, while the rows wait to fill a page (runs whose
                 # streams take turns make groups of one: left as lists).
-                page = _columnar(page, uids=False)
+                page = _columnar(page, self.pack_uids)
         except KeyError:
             # Rare: an event has other keys than the first. Split where the
             # key sets change, through add().
@@ -329,7 +329,7 @@ class _RunContents:
         self._pending_key = key
         # Big enough to be worth arrays now: pending rows are then held as
         # numbers, not Python objects, until the page is full.
-        self._pending.append(_columnar(doc, uids=False) if rows >= COLUMNAR_ROWS else doc)
+        self._pending.append(_columnar(doc, self.pack_uids) if rows >= COLUMNAR_ROWS else doc)
         self._pending_rows += rows
         for form in forms:
             _push_form(self._pending_layout, form)
