@@ -8,7 +8,7 @@ import warnings
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..driver import RunSourceBase
 from ..errors import BadDocumentError
@@ -118,6 +118,8 @@ def packed_stored_event_pages(
         return None if stored is None else stored(descriptor_uid, rows)
     return cast("Iterator[tuple[str, EventPage]]", packed(descriptor_uid, rows))
 
+
+_T = TypeVar("_T")
 
 #: Rows gathered into one page when packing events or merging small pages:
 #: bounds the transient per-event dicts, keeps every later step columnar.
@@ -785,7 +787,7 @@ class DelegatingRunSource(RunSourceBase):
     def _take_event_pages(self, descriptor_uid: str) -> list[EventPage] | None:
         return self._current_for(descriptor_uid)._take_event_pages(descriptor_uid)
 
-    def _with_pages(self, descriptor_uid: str, call: Callable[[DocumentRunSource], Any]) -> Any:
+    def _with_pages(self, descriptor_uid: str, call: Callable[[DocumentRunSource], _T]) -> _T:
         """``call(source)`` on the run's documents holding the event pages of
         ``descriptor_uid``: again, if a read in another thread took them
         after they were looked for (:meth:`_current_for` reads them anew)."""
@@ -801,21 +803,15 @@ class DelegatingRunSource(RunSourceBase):
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Iterator[EventPage]:
-        return cast(
-            "Iterator[EventPage]",
-            self._with_pages(
-                descriptor_uid, lambda s: s._packed_event_pages(descriptor_uid, fields, rows)
-            ),
+        return self._with_pages(
+            descriptor_uid, lambda s: s._packed_event_pages(descriptor_uid, fields, rows)
         )
 
     def _packed_stored_event_pages(
         self, descriptor_uid: str, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[str, EventPage]]:
-        return cast(
-            "Iterator[tuple[str, EventPage]]",
-            self._with_pages(
-                descriptor_uid, lambda s: s._packed_stored_event_pages(descriptor_uid, rows)
-            ),
+        return self._with_pages(
+            descriptor_uid, lambda s: s._packed_stored_event_pages(descriptor_uid, rows)
         )
 
     def start(self) -> RunStart:
@@ -833,12 +829,7 @@ class DelegatingRunSource(RunSourceBase):
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Iterator[EventPage]:
-        return cast(
-            "Iterator[EventPage]",
-            self._with_pages(
-                descriptor_uid, lambda s: s.event_pages(descriptor_uid, fields, rows)
-            ),
-        )
+        return map(_plain_uids, self._packed_event_pages(descriptor_uid, fields, rows))
 
     def event_count(self, descriptor_uid: str) -> int:
         return self._current.event_count(descriptor_uid)
@@ -855,10 +846,8 @@ class DelegatingRunSource(RunSourceBase):
     def stored_event_pages(
         self, descriptor_uid: str, rows: tuple[int, int] | None = None
     ) -> Iterator[tuple[str, EventPage]]:
-        return cast(
-            "Iterator[tuple[str, EventPage]]",
-            self._with_pages(descriptor_uid, lambda s: s.stored_event_pages(descriptor_uid, rows)),
-        )
+        units = self._packed_stored_event_pages(descriptor_uid, rows)
+        return ((form, _plain_uids(page)) for form, page in units)
 
     def stored_datum_pages(
         self, resource_uid: str | None = None
