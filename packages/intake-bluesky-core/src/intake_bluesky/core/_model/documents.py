@@ -25,6 +25,7 @@ from .pages import (
     slice_pages,
     unpack_datum_page,
 )
+from .slabs import ColumnSlabs
 from .uids import UidColumn
 
 if TYPE_CHECKING:
@@ -204,6 +205,9 @@ class _RunContents:
         self._pending_datums: list[Any] = []
         self._pending_datum_layout: list[int] = []
         self._unknown: set[str] = set()
+        # The memory of merged pages' columns: freed whole when a read drops
+        # a column (see slabs.py).
+        self._slabs = ColumnSlabs()
         self._add_all(documents)
         self.flush()
 
@@ -341,6 +345,7 @@ class _RunContents:
     def flush(self) -> None:
         self._flush_events()
         self._flush_datums()
+        self._slabs.release()
 
     def _flush_events(self) -> None:
         if not self._pending:
@@ -348,7 +353,7 @@ class _RunContents:
         page = (
             pack_events(self._pending)
             if self._pending_key == "event"
-            else merge_event_pages(self._pending)
+            else merge_event_pages(self._pending, self._slabs.empty)
         )
         self.pages[page["descriptor"]].append(_columnar(page, self.pack_uids))
         self.layouts[page["descriptor"]].append(self._pending_layout)

@@ -7,7 +7,7 @@ place that walks documents row by row.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 _EVENT_COLUMNS = ("time", "uid", "seq_num")
+
+#: Makes the array a join of numpy columns is written into: (column,
+#: shape, dtype) -> array (see merge_event_pages).
+_Empty = Callable[[Any, tuple[int, ...], np.dtype], np.ndarray]
 
 
 def first_of(value: Any) -> Any:
@@ -435,7 +439,7 @@ def plain_page(page: EventPage) -> EventPage:
     return cast("EventPage", out)
 
 
-def _concat(columns: list[Any]) -> Any:
+def _concat(columns: list[Any], empty: _Empty | None = None, column: Any = None) -> Any:
     if len(columns) == 1:
         return columns[0]
     if all(isinstance(c, UidColumn) for c in columns):
@@ -445,29 +449,41 @@ def _concat(columns: list[Any]) -> Any:
         # float64): exact. Across kinds it would change values (ints above
         # 2**53 among floats, bools among ints), so those become lists.
         if len({c.dtype.kind for c in columns}) == 1:
+            if empty is not None and len({c.shape[1:] for c in columns}) == 1:
+                shape = (sum(len(c) for c in columns), *columns[0].shape[1:])
+                out = empty(column, shape, np.result_type(*columns))
+                return np.concatenate(columns, out=out)
             try:
                 return np.concatenate(columns)
             except ValueError:  # differing shapes
                 pass
-    out: list[Any] = []
+    out_list: list[Any] = []
     for c in columns:
         # 1-D arrays as Python values, so as_column() sees what was stored.
-        out.extend(_plain(c))
-    return out
+        out_list.extend(_plain(c))
+    return out_list
 
 
-def merge_event_pages(pages: Sequence[EventPage]) -> EventPage:
-    """One event_page from consecutive pages of one descriptor."""
+def merge_event_pages(pages: Sequence[EventPage], empty: _Empty | None = None) -> EventPage:
+    """One event_page from consecutive pages of one descriptor.
+
+    ``empty(column, shape, dtype)``, if given, makes the arrays that numpy
+    columns are joined into (see :class:`~.slabs.ColumnSlabs`); ``column``
+    is ``(descriptor, part, key)``, part ``None`` for ``time``/``seq_num``.
+    """
     if len(pages) == 1:
         return pages[0]
     sources: Sequence[Mapping[str, Any]] = pages
     first = sources[0]
-    merged: dict[str, Any] = {"descriptor": first["descriptor"]}
+    d = first["descriptor"]
+    merged: dict[str, Any] = {"descriptor": d}
     for key in _EVENT_COLUMNS:
-        merged[key] = _concat([p[key] for p in sources])
+        merged[key] = _concat([p[key] for p in sources], empty, (d, None, key))
     for part in ("data", "timestamps", "filled"):
         keys = first.get(part, {})
-        merged[part] = {k: _concat([p[part][k] for p in sources]) for k in keys}
+        merged[part] = {
+            k: _concat([p[part][k] for p in sources], empty, (d, part, k)) for k in keys
+        }
     return cast("EventPage", merged)
 
 

@@ -1,0 +1,162 @@
+"""A parse's merged columns in memory mappings of their own, freed whole."""
+
+import gc
+import mmap
+import weakref
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from intake_bluesky.core import DocumentRunSource
+from intake_bluesky.core._model.documents import _PAGE_ROWS
+from intake_bluesky.core._model.pages import merge_event_pages
+from intake_bluesky.core._model.slabs import _FIRST, ColumnSlabs
+
+
+def _mapping(array):
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else base
+
+
+def test_arrays_of_a_column_share_mappings_that_grow():
+    slabs = ColumnSlabs()
+    f8 = np.dtype("float64")
+    a = slabs.empty("x", (3,), f8)
+    b = slabs.empty("x", (2, 2), np.dtype("int32"))
+    c = slabs.empty("y", (3,), f8)
+    assert _mapping(a) is _mapping(b) and _mapping(a) is not _mapping(c)
+    assert isinstance(_mapping(a), mmap.mmap) and len(_mapping(a)) == _FIRST
+    assert b.shape == (2, 2) and b.dtype == np.int32 and b.flags.c_contiguous
+    # Each array starts on a 64-byte boundary, apart from the others.
+    assert (a.ctypes.data % 64, b.ctypes.data - a.ctypes.data) == (0, 64)
+    a[:] = [1.5, 2.5, 3.5]
+    b[:] = [[1, 2], [3, 4]]
+    c[:] = 7.0
+    assert a.tolist() == [1.5, 2.5, 3.5] and b.tolist() == [[1, 2], [3, 4]]
+    # A column that outgrows its mapping goes on in one twice as big; an
+    # array bigger than that has one of its own size.
+    d = slabs.empty("x", (_FIRST // 8,), f8)
+    assert _mapping(d) is not _mapping(a) and len(_mapping(d)) == 2 * _FIRST
+    e = slabs.empty("x", (10 * _FIRST // 8,), f8)
+    assert len(_mapping(e)) == 10 * _FIRST
+    # Nothing to hold, or Python objects: plain numpy arrays.
+    assert slabs.empty("x", (0,), f8).base is None
+    assert slabs.empty("o", (2,), np.dtype(object)).base is None
+
+
+def test_a_mapping_is_unmapped_with_its_last_array():
+    slabs = ColumnSlabs()
+    a = slabs.empty("x", (4,), np.dtype("float64"))
+    b = slabs.empty("x", (4,), np.dtype("float64"))
+    gone = weakref.ref(_mapping(a))
+    slabs.release()
+    del a
+    gc.collect()
+    assert gone() is not None  # b still views it
+    del b
+    assert gone() is None
+
+
+_columns = st.sampled_from(
+    ["int64", "int32", "uint64", "float64", "float32", "bool", "<U3"]
+).flatmap(
+    lambda dtype: st.lists(
+        hnp.arrays(
+            dtype,
+            st.tuples(st.integers(0, 40), st.sampled_from([(), (2,), (2, 3)])).map(
+                lambda t: (t[0], *t[1])
+            ),
+        ),
+        min_size=2,
+        max_size=5,
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_columns)
+def test_pages_merged_into_mappings_are_what_numpy_joins(pieces):
+    # Same values, dtype and shape as np.concatenate (or as the lists the
+    # core makes of columns that cannot be joined), however the pages vary.
+    pages = [
+        {
+            "descriptor": "d",
+            "uid": [f"e{i}"] * len(p),
+            "time": np.zeros(len(p)),
+            "seq_num": np.arange(len(p)),
+            "data": {"x": p},
+            "timestamps": {"x": np.zeros(len(p))},
+            "filled": {},
+        }
+        for i, p in enumerate(pieces)
+    ]
+    plain = merge_event_pages(pages)["data"]["x"]
+    slabs = ColumnSlabs()
+    merged = merge_event_pages(pages, slabs.empty)["data"]["x"]
+    if isinstance(plain, list):
+        assert isinstance(merged, list)
+        np.testing.assert_equal(merged, plain)  # NaN equal to NaN
+        return
+    assert merged.dtype == plain.dtype and merged.shape == plain.shape
+    np.testing.assert_array_equal(merged, plain)
+    if merged.nbytes:
+        assert isinstance(_mapping(merged), mmap.mmap)
+
+
+def _run(n):
+    start = {"uid": "r", "time": 0.0}
+    desc = {
+        "uid": "desc",
+        "run_start": "r",
+        "name": "primary",
+        "time": 0.0,
+        "data_keys": {k: {"dtype": "number", "shape": [], "source": "s"} for k in ("x", "count")},
+    }
+    events = [
+        (
+            "event",
+            {
+                "uid": f"e{i}",
+                "descriptor": "desc",
+                "time": 10.0 + i,
+                "seq_num": i + 1,
+                "data": {"x": i * 0.25, "count": i},
+                "timestamps": {"x": 10.0 + i, "count": 10.5 + i},
+                "filled": {},
+            },
+        )
+        for i in range(n)
+    ]
+    stop = {"uid": "s", "run_start": "r", "time": 1e6, "exit_status": "success"}
+    return [("start", start), ("descriptor", desc), *events, ("stop", stop)]
+
+
+def test_a_column_a_read_drops_gives_its_memory_back():
+    # Why the mappings: an eager read drops each column of the parse once its
+    # Dataset has its own; the column's memory must then leave the process,
+    # or the process holds the run twice at the end of the read.
+    n = 3 * _PAGE_ROWS + 17
+    src = DocumentRunSource(_run(n), keep_documents=False)
+    src._hand_over = True  # as a FileRunSource sets it
+    pages = src._take_event_pages("desc")
+    assert [len(p["seq_num"]) for p in pages] == [_PAGE_ROWS] * 3 + [17]
+    x = np.concatenate([p["data"]["x"] for p in pages])
+    assert x.tolist() == [i * 0.25 for i in range(n)]
+    assert np.concatenate([p["data"]["count"] for p in pages]).tolist() == list(range(n))
+    assert np.concatenate([p["timestamps"]["count"] for p in pages]).tolist() == [
+        10.5 + i for i in range(n)
+    ]
+    mappings = {id(_mapping(p["data"]["x"])): _mapping(p["data"]["x"]) for p in pages}
+    mapped = [m for m in mappings.values() if isinstance(m, mmap.mmap)]
+    assert mapped  # the merged pages' columns
+    others = {id(_mapping(p["data"]["count"])) for p in pages}
+    assert not others & {id(m) for m in mapped}  # no mapping shared with another column
+    refs = [weakref.ref(m) for m in mapped]
+    del mappings, mapped
+    for page in pages:
+        del page["data"]["x"]
+    assert all(r() is None for r in refs)
