@@ -160,3 +160,31 @@ def test_a_column_a_read_drops_gives_its_memory_back():
     for page in pages:
         del page["data"]["x"]
     assert all(r() is None for r in refs)
+
+
+def test_big_stored_pages_are_moved_into_mappings_and_kept_runs_are_not():
+    n = _PAGE_ROWS + 5
+    events = [doc for name, doc in _run(n) if name == "event"]
+    page = {
+        "descriptor": "desc",
+        "uid": [e["uid"] for e in events],
+        "time": [e["time"] for e in events],
+        "seq_num": [e["seq_num"] for e in events],
+        "data": {k: [e["data"][k] for e in events] for k in ("x", "count")},
+        "timestamps": {k: [e["timestamps"][k] for e in events] for k in ("x", "count")},
+        "filled": {},
+    }
+    docs = [d for d in _run(0) if d[0] != "stop"] + [("event_page", page), _run(0)[-1]]
+    src = DocumentRunSource(docs, keep_documents=False)
+    (got,) = src._packed_event_pages("desc")
+    assert isinstance(_mapping(got["data"]["x"]), mmap.mmap)
+    assert got["data"]["x"].tolist() == page["data"]["x"]
+    assert got["data"]["count"].dtype == np.int64
+    assert got["data"]["count"].tolist() == page["data"]["count"]
+    assert got["seq_num"].tolist() == page["seq_num"]
+    # A run that keeps its documents keeps its pages for good: nothing to
+    # give back, so plain numpy arrays.
+    kept = DocumentRunSource(docs)
+    (got,) = kept._packed_event_pages("desc")
+    assert not isinstance(_mapping(got["data"]["x"]), mmap.mmap)
+    assert got["data"]["x"].tolist() == page["data"]["x"]

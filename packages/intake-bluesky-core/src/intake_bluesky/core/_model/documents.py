@@ -205,9 +205,11 @@ class _RunContents:
         self._pending_datums: list[Any] = []
         self._pending_datum_layout: list[int] = []
         self._unknown: set[str] = set()
-        # The memory of merged pages' columns: freed whole when a read drops
-        # a column (see slabs.py).
-        self._slabs = ColumnSlabs()
+        # The memory of the pages' number columns: freed whole when a read
+        # drops a column (see slabs.py). Only where a read may take them:
+        # runs that keep their documents keep their pages too.
+        self._slabs = ColumnSlabs() if pack_uids else None
+        self._empty = self._slabs.empty if self._slabs is not None else None
         self._add_all(documents)
         self.flush()
 
@@ -321,7 +323,10 @@ class _RunContents:
         rows = len(doc["seq_num"])
         if rows >= _PAGE_ROWS:
             self._flush_events()
-            self.pages[doc["descriptor"]].append(_columnar(doc, self.pack_uids))
+            page = _columnar(doc, self.pack_uids)
+            if self._empty is not None:
+                page = merge_event_pages([page], self._empty)
+            self.pages[doc["descriptor"]].append(page)
             self.layouts[doc["descriptor"]].append(_joined_layouts([], forms))
             return
         key = (
@@ -345,7 +350,8 @@ class _RunContents:
     def flush(self) -> None:
         self._flush_events()
         self._flush_datums()
-        self._slabs.release()
+        if self._slabs is not None:
+            self._slabs.release()
 
     def _flush_events(self) -> None:
         if not self._pending:
@@ -353,7 +359,7 @@ class _RunContents:
         page = (
             pack_events(self._pending)
             if self._pending_key == "event"
-            else merge_event_pages(self._pending, self._slabs.empty)
+            else merge_event_pages(self._pending, self._empty)
         )
         self.pages[page["descriptor"]].append(_columnar(page, self.pack_uids))
         self.layouts[page["descriptor"]].append(self._pending_layout)

@@ -440,7 +440,7 @@ def plain_page(page: EventPage) -> EventPage:
 
 
 def _concat(columns: list[Any], empty: _Empty | None = None, column: Any = None) -> Any:
-    if len(columns) == 1:
+    if len(columns) == 1 and (empty is None or not isinstance(columns[0], np.ndarray)):
         return columns[0]
     if all(isinstance(c, UidColumn) for c in columns):
         return UidColumn.concat(columns)
@@ -450,6 +450,7 @@ def _concat(columns: list[Any], empty: _Empty | None = None, column: Any = None)
         # 2**53 among floats, bools among ints), so those become lists.
         if len({c.dtype.kind for c in columns}) == 1:
             if empty is not None and len({c.shape[1:] for c in columns}) == 1:
+                # One column too: moved into memory of its own.
                 shape = (sum(len(c) for c in columns), *columns[0].shape[1:])
                 out = empty(column, shape, np.result_type(*columns))
                 return np.concatenate(columns, out=out)
@@ -469,9 +470,10 @@ def merge_event_pages(pages: Sequence[EventPage], empty: _Empty | None = None) -
 
     ``empty(column, shape, dtype)``, if given, makes the arrays that numpy
     columns are joined into (see :class:`~.slabs.ColumnSlabs`); ``column``
-    is ``(descriptor, part, key)``, part ``None`` for ``time``/``seq_num``.
+    is ``(descriptor, part, key)``, part ``None`` for ``time``/``seq_num``;
+    a single page's columns are then copied into such arrays too.
     """
-    if len(pages) == 1:
+    if len(pages) == 1 and empty is None:
         return pages[0]
     sources: Sequence[Mapping[str, Any]] = pages
     first = sources[0]
