@@ -188,3 +188,23 @@ def test_big_stored_pages_are_moved_into_mappings_and_kept_runs_are_not():
     (got,) = kept._packed_event_pages("desc")
     assert not isinstance(_mapping(got["data"]["x"]), mmap.mmap)
     assert got["data"]["x"].tolist() == page["data"]["x"]
+
+
+def test_a_single_page_moves_only_columns_small_enough_to_fragment_the_heap():
+    from intake_bluesky.core._model.pages import _MOVED_BYTES
+
+    n = _MOVED_BYTES // 8 + 1
+    page = {
+        "descriptor": "d",
+        "uid": ["e"] * n,
+        "time": np.arange(n, dtype="float64"),
+        "seq_num": np.arange(n),
+        "data": {"big": np.ones(n), "small": np.ones(8)},
+        "timestamps": {},
+        "filled": {},
+    }
+    moved = merge_event_pages([page], ColumnSlabs().empty)
+    assert moved["data"]["big"] is page["data"]["big"]  # a copy would only cost time
+    assert isinstance(_mapping(moved["data"]["small"]), mmap.mmap)
+    assert moved["data"]["small"].tolist() == [1.0] * 8
+    assert merge_event_pages([page]) is page  # no empty(): the page as it is

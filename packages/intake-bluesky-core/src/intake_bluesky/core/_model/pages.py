@@ -43,6 +43,9 @@ _EVENT_COLUMNS = ("time", "uid", "seq_num")
 #: shape, dtype) -> array (see merge_event_pages).
 _Empty = Callable[[Any, tuple[int, ...], np.dtype], np.ndarray]
 
+#: The largest single column merge_event_pages moves into ``empty``'s arrays.
+_MOVED_BYTES = 1 << 20
+
 
 def first_of(value: Any) -> Any:
     """The first item of a page column, or the value of a single document."""
@@ -440,7 +443,13 @@ def plain_page(page: EventPage) -> EventPage:
 
 
 def _concat(columns: list[Any], empty: _Empty | None = None, column: Any = None) -> Any:
-    if len(columns) == 1 and (empty is None or not isinstance(columns[0], np.ndarray)):
+    if len(columns) == 1 and (
+        empty is None
+        or not isinstance(columns[0], np.ndarray)
+        # Arrays this big are given memory of their own by malloc, or leave
+        # holes the next such array fills: a copy would only cost time.
+        or columns[0].nbytes > _MOVED_BYTES
+    ):
         return columns[0]
     if all(isinstance(c, UidColumn) for c in columns):
         return UidColumn.concat(columns)
@@ -471,7 +480,8 @@ def merge_event_pages(pages: Sequence[EventPage], empty: _Empty | None = None) -
     ``empty(column, shape, dtype)``, if given, makes the arrays that numpy
     columns are joined into (see :class:`~.slabs.ColumnSlabs`); ``column``
     is ``(descriptor, part, key)``, part ``None`` for ``time``/``seq_num``;
-    a single page's columns are then copied into such arrays too.
+    a single page's columns of up to ``_MOVED_BYTES`` are then copied into
+    such arrays too.
     """
     if len(pages) == 1 and empty is None:
         return pages[0]
