@@ -212,6 +212,10 @@ class _RunContents:
         self._empty = self._slabs.empty if self._slabs is not None else None
         self._add_all(documents)
         self.flush()
+        # Documents added later (a run being written) are never taken by a
+        # read while the run goes on: numpy's memory, and no new mappings
+        # for every few appended events.
+        self._slabs = self._empty = None
 
     def _add_all(self, documents: Iterable[tuple[str, Any]]) -> None:
         # The same as add() for each document, with the single-event path
@@ -333,7 +337,9 @@ class _RunContents:
             doc["descriptor"],
             frozenset(doc["data"]),
             frozenset(doc["timestamps"]),
-            frozenset(doc.get("filled", ())),
+            # Pages stored without 'filled' are given back so: never merged
+            # with pages that have one.
+            frozenset(doc["filled"]) if "filled" in doc else None,
         )
         if self._pending and key != self._pending_key:
             self._flush_events()
@@ -411,6 +417,7 @@ def _same_layout(a: EventPage, b: EventPage) -> bool:
     return (
         a["data"].keys() == b["data"].keys()
         and a["timestamps"].keys() == b["timestamps"].keys()
+        and ("filled" in a) == ("filled" in b)
         and a.get("filled", {}).keys() == b.get("filled", {}).keys()
     )
 

@@ -39,9 +39,9 @@ __all__ = [
 
 _EVENT_COLUMNS = ("time", "uid", "seq_num")
 
-#: Makes the array a join of numpy columns is written into: (column,
-#: shape, dtype) -> array (see merge_event_pages).
-_Empty = Callable[[Any, tuple[int, ...], np.dtype], np.ndarray]
+#: Makes the array a join of numpy columns is written into, or None for
+#: numpy's own: (column, shape, dtype) -> array (see merge_event_pages).
+_Empty = Callable[[Any, tuple[int, ...], np.dtype], np.ndarray | None]
 
 #: The largest single column merge_event_pages moves into ``empty``'s arrays.
 _MOVED_BYTES = 1 << 20
@@ -153,7 +153,8 @@ def slice_page(page: EventPage, start: int, stop: int) -> EventPage:
     for key in _EVENT_COLUMNS:
         out[key] = source[key][start:stop]
     for part in ("data", "timestamps", "filled"):
-        out[part] = {k: v[start:stop] for k, v in source.get(part, {}).items()}
+        if part in source:  # a page stored without 'filled' stays so
+            out[part] = {k: v[start:stop] for k, v in source[part].items()}
     return cast("EventPage", out)
 
 
@@ -459,10 +460,12 @@ def _concat(columns: list[Any], empty: _Empty | None = None, column: Any = None)
         # 2**53 among floats, bools among ints), so those become lists.
         if len({c.dtype.kind for c in columns}) == 1:
             if empty is not None and len({c.shape[1:] for c in columns}) == 1:
-                # One column too: moved into memory of its own.
                 shape = (sum(len(c) for c in columns), *columns[0].shape[1:])
                 out = empty(column, shape, np.result_type(*columns))
-                return np.concatenate(columns, out=out)
+                if out is not None:
+                    return np.concatenate(columns, out=out)
+                if len(columns) == 1:
+                    return columns[0]  # left where it is: no copy
             try:
                 return np.concatenate(columns)
             except ValueError:  # differing shapes
@@ -478,20 +481,26 @@ def merge_event_pages(pages: Sequence[EventPage], empty: _Empty | None = None) -
     """One event_page from consecutive pages of one descriptor.
 
     ``empty(column, shape, dtype)``, if given, makes the arrays that numpy
-    columns are joined into (see :class:`~.slabs.ColumnSlabs`); ``column``
-    is ``(descriptor, part, key)``, part ``None`` for ``time``/``seq_num``;
-    a single page's columns of up to ``_MOVED_BYTES`` are then copied into
-    such arrays too.
+    columns are joined into, or gives None to leave that to numpy (see
+    :class:`~.slabs.ColumnSlabs`); ``column`` is ``(descriptor, part,
+    key)``, part ``None`` for ``time``/``seq_num``. A single page's columns
+    of up to ``_MOVED_BYTES`` are then copied into such arrays too, the
+    page's other keys kept as they are.
+
+    A ``filled`` map is in the result only if the first page has one: a
+    page stored without it is given back without it.
     """
     if len(pages) == 1 and empty is None:
         return pages[0]
     sources: Sequence[Mapping[str, Any]] = pages
     first = sources[0]
     d = first["descriptor"]
-    merged: dict[str, Any] = {"descriptor": d}
+    merged: dict[str, Any] = dict(first) if len(pages) == 1 else {"descriptor": d}
     for key in _EVENT_COLUMNS:
         merged[key] = _concat([p[key] for p in sources], empty, (d, None, key))
     for part in ("data", "timestamps", "filled"):
+        if part == "filled" and part not in first:
+            continue
         keys = first.get(part, {})
         merged[part] = {
             k: _concat([p[part][k] for p in sources], empty, (d, part, k)) for k in keys

@@ -11,8 +11,11 @@ to the system as soon as the last array that views a mapping is gone.
 Examples
 --------
 >>> slabs = ColumnSlabs()
->>> a = slabs.empty(("d", "data", "x"), (4,), np.dtype("float64"))
->>> b = slabs.empty(("d", "data", "x"), (4,), np.dtype("float64"))
+>>> f8 = np.dtype("float64")
+>>> slabs.empty("x", (_SMALL // 8,), f8) is None  # a column's first bytes: numpy's
+True
+>>> a = slabs.empty("x", (4,), f8)
+>>> b = slabs.empty("x", (4,), f8)
 >>> a[:] = 1.5
 >>> b.ctypes.data - a.ctypes.data, a.tolist()  # one mapping, arrays side by side
 (64, [1.5, 1.5, 1.5, 1.5])
@@ -28,15 +31,26 @@ import numpy as np
 
 __all__ = ["ColumnSlabs"]
 
+#: A column's first bytes are left to numpy (``empty`` gives None): holes
+#: that small in the C heap cost little, while a mapping each would cost a
+#: page fault per 4 KiB on every read and pin one of the 65,530 mappings
+#: Linux allows a process for each small column a Dataset holds.
+_SMALL = 1 << 18
+
 #: Bytes of a column's first mapping; each next one is twice as big, up to
-#: _LARGEST, so a column of N bytes takes O(log N) mappings (Linux allows
-#: 65,530 per process) and small runs reserve little.
-_FIRST = 1 << 16
-_LARGEST = 1 << 25
+#: _LARGEST, so a column of N bytes takes O(log N) mappings and reserves at
+#: most _LARGEST more than it uses.
+_FIRST = 1 << 18
+_LARGEST = 1 << 23
 
 #: Offsets of arrays in a mapping are multiples of this (numpy's own
 #: allocations are 16-byte aligned; SIMD loops prefer it).
 _ALIGN = 64
+
+#: Private: a forked process writing to its copy of an array must not change
+#: ours (``mmap.mmap(-1, n)`` alone is shared on POSIX). Windows has no
+#: flags; its anonymous mappings are private to the process.
+_FLAGS = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
 
 
 class ColumnSlabs:
@@ -45,16 +59,22 @@ class ColumnSlabs:
     An array keeps its mapping alive (as its ``base``); a mapping is unmapped
     when no array views it any more and :meth:`release` has let go of it.
     Memory of a mapping not yet carved out is only reserved: the system
-    gives it pages when they are first written.
+    gives it pages when they are first written (under strict overcommit,
+    and on Windows, a whole mapping counts against the commit limit).
     """
 
     def __init__(self) -> None:
         # The mapping each column is filling, and how much of it is taken.
         self._open: dict[Hashable, tuple[mmap.mmap, int]] = {}
         self._next_size: dict[Hashable, int] = {}
+        self._asked: dict[Hashable, int] = {}  # bytes asked for, by column
 
-    def empty(self, column: Hashable, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        """A new uninitialized C-contiguous array for ``column``.
+    def empty(
+        self, column: Hashable, shape: tuple[int, ...], dtype: np.dtype
+    ) -> np.ndarray | None:
+        """A new uninitialized C-contiguous array for ``column``, or None
+        where numpy's own memory will do (the column's first ``_SMALL``
+        bytes, empty arrays, Python objects).
 
         Parameters
         ----------
@@ -63,23 +83,23 @@ class ColumnSlabs:
             mappings, so dropping a column frees its mappings whole.
         shape : tuple of int
         dtype : numpy.dtype
-            Of fixed size and holding no Python objects.
 
         Returns
         -------
-        numpy.ndarray
-            Writable, viewing a mapping (``np.empty`` when it holds no bytes).
+        numpy.ndarray or None
+            Writable, viewing a mapping.
         """
         count = int(np.prod(shape, dtype=np.int64))
         nbytes = count * dtype.itemsize
-        if nbytes == 0 or dtype.hasobject:
-            return np.empty(shape, dtype)
+        asked = self._asked[column] = self._asked.get(column, 0) + nbytes
+        if nbytes == 0 or dtype.hasobject or asked <= _SMALL:
+            return None
         current = self._open.get(column)
         if current is None or current[1] + nbytes > len(current[0]):
             size = self._next_size.get(column, _FIRST)
             self._next_size[column] = min(size * 2, _LARGEST)
             size = max(size, -(-nbytes // mmap.PAGESIZE) * mmap.PAGESIZE)
-            current = (mmap.mmap(-1, size), 0)
+            current = (mmap.mmap(-1, size, **_FLAGS), 0)
         buffer, used = current
         out = np.frombuffer(buffer, dtype=dtype, count=count, offset=used).reshape(shape)
         self._open[column] = (buffer, -(-(used + nbytes) // _ALIGN) * _ALIGN)
@@ -87,6 +107,5 @@ class ColumnSlabs:
 
     def release(self) -> None:
         """Let go of the mappings being filled: each is unmapped when its
-        last array is gone. Later arrays start new mappings (as big as the
-        column's next would have been)."""
+        last array is gone."""
         self._open.clear()
