@@ -289,3 +289,7 @@ def test_pages_stored_without_filled_are_given_back_without_it():
         assert ["filled" in p for p in back] == [False, False, True, False, False]
         assert [p["seq_num"] for p in back] == [p["seq_num"] for p in stored]
         assert [list(p["data"]["x"]) for p in back] == [p["data"]["x"] for p in stored]
+        # So do the pages of event_pages(), with or without a choice of fields.
+        for fields in (None, ["x"]):
+            pages = list(src.event_pages("desc", fields))
+            assert ["filled" in p for p in pages] == [False, True, False]

@@ -142,7 +142,8 @@ def select_fields(page: EventPage, fields: Iterable[str] | None) -> EventPage:
     source: Mapping[str, Any] = page
     out = dict(source)
     for part in ("data", "timestamps", "filled"):
-        out[part] = {k: v for k, v in source.get(part, {}).items() if k in wanted}
+        if part in source:  # a page stored without 'filled' stays so
+            out[part] = {k: v for k, v in source[part].items() if k in wanted}
     return cast("EventPage", out)
 
 
