@@ -157,14 +157,15 @@ class TiledRunSource(RunSourceBase):
 
     @contextlib.contextmanager
     def _present(self) -> Iterator[None]:
-        """A node of the run missing on the server (HTTP 404) means the run
+        """A node of the run missing on the server (HTTP 404, or a key the
+        client listed a moment before and then could not find) means the run
         was deleted or is being written again: a KeyError naming the run,
         never documents of two versions."""
         try:
             yield
         except Exception as err:
             response = getattr(err, "response", None)
-            if getattr(response, "status_code", None) != 404:
+            if not isinstance(err, KeyError) and getattr(response, "status_code", None) != 404:
                 raise
             raise KeyError(
                 f"Run {self.uid!r} is no longer in {self.ref.describe()} as it was read: it "
