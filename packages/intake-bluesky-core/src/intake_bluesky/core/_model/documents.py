@@ -208,14 +208,18 @@ class _RunContents:
         # The memory of the pages' number columns: freed whole when a read
         # drops a column (see slabs.py). Only where a read may take them:
         # runs that keep their documents keep their pages too.
-        self._slabs = ColumnSlabs() if pack_uids else None
-        self._empty = self._slabs.empty if self._slabs is not None else None
+        self._slabs: ColumnSlabs | None = ColumnSlabs() if pack_uids else None
         self._add_all(documents)
         self.flush()
         # Documents added later (a run being written) are never taken by a
         # read while the run goes on: numpy's memory, and no new mappings
         # for every few appended events.
-        self._slabs = self._empty = None
+        self._slabs = None
+
+    @property
+    def _empty(self) -> Callable[..., Any] | None:
+        """What merged columns are written into (see slabs.py), or None."""
+        return self._slabs.empty if self._slabs is not None else None
 
     def _add_all(self, documents: Iterable[tuple[str, Any]]) -> None:
         # The same as add() for each document, with the single-event path
