@@ -435,6 +435,85 @@ def test_to_dask_chunks_fetch_windows(lay):
     assert lay.reads("event", "find"), "events read at compute time"
 
 
+def test_whole_descriptor_reads_send_only_what_they_use(mongo, layouts):
+    lay = Layout("normalized", mongo, layouts)
+    docs, desc = _run_with_events(2500, img=True)
+    lay.writer.write(docs)
+    run = lay.catalog()[docs[0][1]["uid"]]
+    lean = {"_id": False, "time": True, "seq_num": True}
+    lay.clear()
+    lazy = run.primary.to_dask()
+    # The row index: times and seq_nums only, in the server's natural order
+    # (no sort: events are inserted in time order).
+    (index,) = lay.reads("event", "find")
+    assert index.filter == {"descriptor": desc}
+    assert index.projection == lean
+    assert not index.sort
+    np.testing.assert_array_equal(lazy["time"].values, T0 + 1 + np.arange(2500))
+    lay.clear()
+    ds = lazy.compute()
+    np.testing.assert_array_equal(ds["det"].values, np.arange(2500.0))
+    np.testing.assert_array_equal(ds["img"].values[1234], np.arange(4).reshape(2, 2) + 1234)
+    assert ds["img"].dtype == np.int64
+    finds = lay.reads("event", "find")
+    assert finds
+    for op in finds:
+        # No uids, timestamps or filled flags: the data read does not use them.
+        assert set(op.projection) - {"data.det", "data.img"} == set(lean), op.projection
+    assert {k for op in finds for k in op.projection if k.startswith("data.")} == {
+        "data.det",
+        "data.img",
+    }
+    lay.clear()
+    eager = run.primary.read()
+    (whole,) = lay.reads("event", "find")
+    assert not whole.sort
+    assert whole.projection == {**lean, "data.det": True, "data.img": True}
+    np.testing.assert_array_equal(eager["det"].values, np.arange(2500.0))
+    np.testing.assert_array_equal(eager["time"].values, T0 + 1 + np.arange(2500))
+    lay.clear()
+    stamps = run.primary.timestamps.read()
+    np.testing.assert_array_equal(stamps["det"].values, T0 + np.arange(2500))
+    (whole,) = lay.reads("event", "find")
+    assert whole.projection == {**lean, "timestamps.det": True, "timestamps.img": True}
+
+
+def test_events_inserted_out_of_time_order_are_read_in_order(mongo, layouts):
+    lay = Layout("normalized", mongo, layouts)
+    docs, desc = _run_with_events(2500)
+    events = [d for d in docs if d[0] == "event"]
+    # Newest first: the natural order is not time order, so the read sorts on
+    # the server after all.
+    lay.writer.write([d for d in docs if d[0] != "event"] + events[::-1])
+    run = lay.catalog()[docs[0][1]["uid"]]
+    lay.clear()
+    ds = run.primary.read()
+    np.testing.assert_array_equal(ds["det"].values, np.arange(2500.0))
+    np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 2501))
+    unsorted, by_time = lay.reads("event", "find")
+    assert not unsorted.sort and by_time.sort == [("time", 1)]
+    lazy = run.primary.to_dask(chunks={"det": 700})
+    assert lazy["det"].data.numblocks == (4,)
+    np.testing.assert_array_equal(lazy["det"].values, np.arange(2500.0))
+    np.testing.assert_array_equal(lazy["time"].values, T0 + 1 + np.arange(2500))
+
+
+def test_events_with_equal_times_keep_their_rows_across_windows(mongo, layouts):
+    lay = Layout("normalized", mongo, layouts)
+    docs, desc = _run_with_events(2500)
+    for name, doc in docs:
+        if name == "event":
+            doc["time"] = T0 + 1  # a coarse clock: every event at one time
+    lay.writer.write(docs)
+    run = lay.catalog()[docs[0][1]["uid"]]
+    eager = run.primary.read()
+    lazy = run.primary.to_dask(chunks={"det": 700})
+    assert lazy["det"].data.numblocks == (4,)
+    for ds in (eager, lazy.compute()):
+        np.testing.assert_array_equal(ds["det"].values, np.arange(2500.0))
+        np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 2501))
+
+
 class EchoHandler:
     """Returns the datum kwarg: external data without files."""
 

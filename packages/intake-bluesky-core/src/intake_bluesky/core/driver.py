@@ -36,6 +36,16 @@ search) lives once in the core model.
   data_key)`` (rows per chunk of its own, or None). ``describe()`` returns a
   dict shown in ``run.describe()['args']`` (e.g. how the run's data is read).
 
+* Optionally, a run source whose every read is a query (a database: each
+  column sent costs) has ``lean_event_pages(descriptor_uid, fields,
+  rows=None, part=None)``: a list of the pages of those rows with only
+  ``time``, ``seq_num`` and ``part`` (``'data'`` or ``'timestamps'``; None:
+  neither) of ``fields``, same rows and order as :meth:`RunSource.event_pages`.
+  The core uses it where it takes every page of a descriptor at once (the row
+  index, a read, a dask chunk), so the source may fetch in any order and
+  sort itself. When such a read finds a damaged event, the core reads the
+  pages again with ``event_pages``, so the error names the event's uid.
+
 How to write a backend, in a dozen lines (a file format)::
 
     from intake_bluesky.core import BlueskyCatalog, FileDriver, FileFormat

@@ -24,6 +24,8 @@ __all__ = [
     "iterate",
     "pack_datum_docs",
     "pack_event_docs",
+    "pack_lean_events",
+    "lean_projection",
 ]
 
 #: Events per event page built from single event documents (normalized
@@ -212,26 +214,53 @@ def pack_event_docs(
     out of them.
     """
     first = events[0]
-    parts: dict[str, dict[str, list]] = {}
-    for part, missing in (("data", None), ("timestamps", None), ("filled", False)):
-        keys: dict[str, None] = {}
-        for event in events:
-            keys.update(dict.fromkeys(event.get(part) or ()))
-        if fields is not None:
-            wanted = set(fields)
-            keys = {k: None for k in keys if k in wanted}
-        columns = {}
-        for key in keys:
-            columns[key] = [(event.get(part) or {}).get(key, missing) for event in events]
-        parts[part] = columns
     page = {
         "descriptor": first["descriptor"] if descriptor is None else descriptor,
-        "time": [event["time"] for event in events],
-        "uid": [event["uid"] for event in events],
-        "seq_num": [event["seq_num"] for event in events],
-        **parts,
+        "time": [event.get("time") for event in events],
+        "uid": [event.get("uid") for event in events],
+        "seq_num": [event.get("seq_num") for event in events],
+        **{part: _part_columns(events, part, fields) for part in ("data", "timestamps", "filled")},
     }
     return cast("EventPage", page)
+
+
+def pack_lean_events(
+    events: Sequence[dict], fields: Iterable[str], part: str | None
+) -> dict[str, Any]:
+    """A lean page (see ``lean_event_pages`` in the driver protocol) from
+    single event documents: ``time``, ``seq_num`` and ``part`` of ``fields``,
+    as :func:`pack_event_docs` builds them."""
+    page: dict[str, Any] = {
+        "time": [event.get("time") for event in events],
+        "seq_num": [event.get("seq_num") for event in events],
+    }
+    if part is not None:
+        page[part] = _part_columns(events, part, fields)
+    return page
+
+
+def lean_projection(fields: Iterable[str], part: str | None) -> dict:
+    """The projection of a lean read: ``time``, ``seq_num``, ``part.<field>``."""
+    projection: dict[str, Any] = {"_id": False, "time": True, "seq_num": True}
+    if part is not None:
+        for name in fields:
+            projection[f"{part}.{name}"] = True
+    return projection
+
+
+def _part_columns(
+    events: Sequence[dict], part: str, fields: Iterable[str] | None
+) -> dict[str, list]:
+    # Keys are the union over the batch, so an event missing one is a gap
+    # (None, or False in ``filled``), not a column dropped.
+    missing = False if part == "filled" else None
+    keys: dict[str, None] = {}
+    for event in events:
+        keys.update(dict.fromkeys(event.get(part) or ()))
+    if fields is not None:
+        wanted = set(fields)
+        keys = {k: None for k in keys if k in wanted}
+    return {key: [(event.get(part) or {}).get(key, missing) for event in events] for key in keys}
 
 
 def pack_datum_docs(datums: Sequence[dict]) -> DatumPage:

@@ -10,9 +10,10 @@ back).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from intake_bluesky.core.driver import DEFAULT_SORT, RunSourceBase
 
@@ -25,8 +26,10 @@ from ._common import (
     chunks,
     event_projection,
     iterate,
+    lean_projection,
     pack_datum_docs,
     pack_event_docs,
+    pack_lean_events,
 )
 from ._connect import DatabaseRef, translate_errors
 from ._summaries import normalized_summaries
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["NormalizedDriver", "NormalizedRunSource"]
+
+_P = TypeVar("_P")
 
 
 class NormalizedDriver:
@@ -259,17 +264,58 @@ class NormalizedRunSource(RunSourceBase):
         fields: Sequence[str] | None = None,
         rows: tuple[int, int] | None = None,
     ) -> Iterator[EventPage]:
+        fields = None if fields is None else list(fields)
+        projection = event_projection(fields)
+        if fields is not None:
+            # Every event of the query has this descriptor: not sent per event.
+            del projection["descriptor"]
+        events = self._events(descriptor_uid, projection, rows)
+        return self._pages(events, lambda batch: pack_event_docs(batch, fields, descriptor_uid))
+
+    def lean_event_pages(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str],
+        rows: tuple[int, int] | None = None,
+        part: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Pages of only ``time``, ``seq_num`` and ``part`` of ``fields``, for a
+        read that takes them all (see the driver protocol): what the read does
+        not use is not sent.
+
+        A whole descriptor is asked for in the server's natural order, which
+        needs no sort on the server: when that is time order (events are
+        inserted as they are taken), those are the pages; otherwise (events
+        inserted out of time order) the sorted query is sent after all.
+        """
+        projection = lean_projection(fields, part)
+
+        def pack(batch):
+            return pack_lean_events(batch, fields, part)
+
+        if rows is None:
+            pages = _pages_if_in_time_order(
+                self._events(descriptor_uid, projection, None, sort=False),
+                self.event_page_size,
+                pack,
+            )
+            if pages is not None:
+                return pages
+        return list(self._pages(self._events(descriptor_uid, projection, rows), pack))
+
+    def _events(
+        self,
+        descriptor_uid: str,
+        projection: dict[str, Any],
+        rows: tuple[int, int] | None,
+        sort: bool = True,
+    ) -> Iterator[dict]:
         skip, limit = 0, 0
         if rows is not None:
             start, stop = (max(int(r), 0) for r in rows)
             if stop <= start:
                 return iter(())
             skip, limit = start, stop - start
-        fields = None if fields is None else list(fields)
-        projection = event_projection(fields)
-        if fields is not None:
-            # Every event of the query has this descriptor: not sent per event.
-            del projection["descriptor"]
         collection = self.mds["event"]
 
         def open_cursor():
@@ -280,26 +326,24 @@ class NormalizedRunSource(RunSourceBase):
             return collection.find(
                 {"descriptor": descriptor_uid},
                 projection,
-                sort=[("time", 1)],
+                sort=[("time", 1)] if sort else None,
                 skip=skip,
                 limit=limit,
                 batch_size=self.event_page_size,
-                allow_disk_use=True,
+                allow_disk_use=sort,
             )
 
-        return self._pages(iterate([self.mds], open_cursor), fields, descriptor_uid)
+        return iterate([self.mds], open_cursor)
 
-    def _pages(
-        self, events: Iterator[dict], fields, descriptor_uid: str | None = None
-    ) -> Iterator[EventPage]:
+    def _pages(self, events: Iterator[dict], pack: Callable[[list[dict]], _P]) -> Iterator[_P]:
         batch: list[dict] = []
         for event in events:
             batch.append(event)
             if len(batch) >= self.event_page_size:
-                yield pack_event_docs(_in_seq_order(batch), fields, descriptor_uid)
+                yield pack(_in_seq_order(batch))
                 batch = []
         if batch:
-            yield pack_event_docs(_in_seq_order(batch), fields, descriptor_uid)
+            yield pack(_in_seq_order(batch))
 
     def event_count(self, descriptor_uid: str) -> int:
         with self._errors():
@@ -370,6 +414,36 @@ def _ref(target, timeout, role) -> DatabaseRef:
     if isinstance(target, DatabaseRef):
         return target
     return DatabaseRef(target, server_selection_timeout_ms=timeout, role=role)
+
+
+def _pages_if_in_time_order(
+    events: Iterator[dict], size: int, pack: Callable[[list[dict]], _P]
+) -> list[_P] | None:
+    """Pages of ``events`` if they arrive in time order, else None."""
+    pages: list[_P] = []
+    batch: list[dict] = []
+    last: Any = -math.inf
+    try:
+        for event in events:
+            time = event.get("time")
+            # A time that does not compare (missing, not a number) also sends
+            # the read to the sorted query, where the error is reported.
+            if not last <= time:
+                return None
+            last = time
+            batch.append(event)
+            if len(batch) >= size:
+                pages.append(pack(_in_seq_order(batch)))
+                batch = []
+    except TypeError:
+        return None
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    if batch:
+        pages.append(pack(_in_seq_order(batch)))
+    return pages
 
 
 def _in_seq_order(events: list[dict]) -> list[dict]:

@@ -108,6 +108,45 @@ def packed_event_pages(
     return cast("Iterator[EventPage]", packed(descriptor_uid, fields, rows))
 
 
+_R = TypeVar("_R")
+
+
+def event_columns(
+    source: Any,
+    descriptor_uid: str,
+    fields: Sequence[str],
+    rows: tuple[int, int] | None,
+    part: str | None,
+    uids: bool = False,
+) -> list[EventPage]:
+    """Every event page of those rows, for a read that takes them all at once.
+
+    A source with ``lean_event_pages`` (a database, where each column sent
+    costs) gives pages of only ``seq_num``, ``time`` and ``part``
+    (``'data'``/``'timestamps'``, ``None``: neither) of ``fields``, unless
+    ``uids`` is true; any other source gives what :func:`packed_event_pages`
+    gives. See :func:`naming_events` for the errors of a lean read.
+    """
+    lean = None if uids else getattr(source, "lean_event_pages", None)
+    if lean is None:
+        return list(packed_event_pages(source, descriptor_uid, fields, rows))
+    return cast("list[EventPage]", lean(descriptor_uid, fields, rows, part))
+
+
+def naming_events(source: Any, read: Callable[[bool], _R]) -> _R:
+    """``read(uids=False)``; if that finds a damaged event in a lean read
+    (no event uids), ``read(uids=True)``, so the error names the event's uid.
+
+    Reading everything again costs a pass, but only when the read fails.
+    """
+    if getattr(source, "lean_event_pages", None) is None:
+        return read(False)
+    try:
+        return read(False)
+    except BadDocumentError:
+        return read(True)
+
+
 def packed_stored_event_pages(
     source: Any, descriptor_uid: str, rows: tuple[int, int] | None = None
 ) -> Iterator[tuple[str, EventPage]] | None:

@@ -16,9 +16,8 @@ import numpy as np
 
 from ..driver import RunSource
 from .casting import fits, lossless_cast
-from .documents import BadDocumentError, packed_event_pages
+from .documents import BadDocumentError, event_columns, naming_events
 from .filling import Filler, FillError
-from .pages import first_of
 from .rows import (
     FieldSpec,
     Window,
@@ -53,6 +52,23 @@ def load_columns(
     ``cast=False`` leaves inline values in their own dtype (dask tasks check
     them against the array's dtype themselves).
     """
+
+    def read(uids: bool) -> dict[str, np.ndarray]:
+        return _load_columns(source, filler, descriptor_uid, specs, window, part, cast, uids)
+
+    return naming_events(source, read)
+
+
+def _load_columns(
+    source: RunSource,
+    filler: Filler | None,
+    descriptor_uid: str,
+    specs: Sequence[FieldSpec],
+    window: Window | tuple[int, int] | None,
+    part: str,
+    cast: bool,
+    uids: bool,
+) -> dict[str, np.ndarray]:
     if window is None or isinstance(window, tuple):
         rows = window
         window = None
@@ -66,7 +82,7 @@ def load_columns(
     pages: Sequence[Mapping[str, Any]] = (
         owned
         if owned is not None
-        else list(packed_event_pages(source, descriptor_uid, keys, rows))
+        else event_columns(source, descriptor_uid, keys, rows, part, uids)
     )
     event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
     event_time = seconds_column(
@@ -88,12 +104,12 @@ def load_columns(
     for spec in event_specs:
         pieces = [p.get(part, {}).get(spec.key) for p in pages]
         if any(piece is None for piece in pieces):
-            bad = next(p for p in pages if p.get(part, {}).get(spec.key) is None)
+            at = next(i for i, piece in enumerate(pieces) if piece is None)
+            row = sum(len(p["seq_num"]) for p in pages[:at])
             raise BadDocumentError(
-                f"Run {source.uid!r}: event {first_of(bad['uid'])!r} (seq_num "
-                f"{first_of(list(bad['seq_num']))}) of descriptor {descriptor_uid!r} lacks "
-                f"the {part} of {spec.key!r}, which the descriptor declares. Read the other "
-                f"fields with exclude=[{spec.key!r}]."
+                f"Run {source.uid!r}: {row_event(pages, row)} of descriptor {descriptor_uid!r} "
+                f"lacks the {part} of {spec.key!r}, which the descriptor declares. Read the "
+                f"other fields with exclude=[{spec.key!r}]."
             )
         if part == "timestamps":
             column = seconds_column(

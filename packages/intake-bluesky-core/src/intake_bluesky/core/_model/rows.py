@@ -20,7 +20,7 @@ from typing import Any, overload
 import numpy as np
 
 from ..driver import RunSource
-from .documents import BadDocumentError, packed_event_pages
+from .documents import BadDocumentError, event_columns, naming_events
 from .pages import exact_array
 
 __all__ = [
@@ -138,8 +138,11 @@ def row_event(pages: Sequence[Mapping[str, Any]], row: int) -> str:
     for page in pages:
         n = len(page["seq_num"])
         if row < n:
+            seq_num = list(page["seq_num"])[row]
+            if "uid" not in page:  # a lean read (see documents.event_columns)
+                return f"the event with seq_num {seq_num}"
             uid = page["uid"] if isinstance(page["uid"], str) else page["uid"][row]
-            return f"event {uid!r} (seq_num {list(page['seq_num'])[row]})"
+            return f"event {uid!r} (seq_num {seq_num})"
         row -= n
     return f"event row {row}"
 
@@ -239,7 +242,13 @@ class RowIndex:
 
     @classmethod
     def build(cls, source: RunSource, descriptor: Mapping[str, Any], has_stream: bool) -> RowIndex:
-        pages = list(packed_event_pages(source, descriptor["uid"], [], None))
+        return naming_events(source, lambda uids: cls._build(source, descriptor, has_stream, uids))
+
+    @classmethod
+    def _build(
+        cls, source: RunSource, descriptor: Mapping[str, Any], has_stream: bool, uids: bool
+    ) -> RowIndex:
+        pages = event_columns(source, descriptor["uid"], [], None, None, uids)
         times = seconds_column(
             pages, [p["time"] for p in pages], source.uid, descriptor["uid"], "time"
         )

@@ -1,0 +1,101 @@
+"""A source with ``lean_event_pages`` (a database) is asked only for what a
+read uses; its reads give what full pages give, and errors still name the
+event by uid."""
+
+import numpy as np
+import pytest
+from event_model import compose_run
+
+from intake_bluesky.core import BadDocumentError, BlueskyCatalog, DocumentRunSource, MemoryDriver
+from intake_bluesky.core.testing._examples_correctness import DAMAGED_UIDS, damaged_run
+
+T0 = 1_700_000_000.0
+
+
+class LeanSource(DocumentRunSource):
+    """A run held in memory that also answers lean reads, and records them."""
+
+    def __init__(self, docs):
+        super().__init__(docs)
+        self.lean_calls = []
+
+    def lean_event_pages(self, descriptor_uid, fields, rows=None, part=None):
+        self.lean_calls.append((list(fields), rows, part))
+        pages = []
+        for page in self.event_pages(descriptor_uid, fields, rows):
+            lean = {"time": page["time"], "seq_num": page["seq_num"]}
+            if part is not None:
+                lean[part] = page[part]
+            pages.append(lean)
+        return pages
+
+
+def _catalog(source):
+    driver = MemoryDriver()
+    driver._runs[source.uid] = source
+    return BlueskyCatalog(driver)
+
+
+def _run(n):
+    bundle = compose_run(time=T0, metadata={"scan_id": 3})
+    keys = {
+        "x": {"source": "s", "dtype": "number", "shape": []},
+        "i": {"source": "s", "dtype": "integer", "shape": []},
+    }
+    desc = bundle.compose_descriptor(name="primary", data_keys=keys, time=T0)
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    for k in range(n):
+        docs.append(
+            (
+                "event",
+                desc.compose_event(
+                    data={"x": k / 4, "i": k * 3},
+                    timestamps={"x": T0 + k, "i": T0 + k + 0.5},
+                    seq_num=k + 1,
+                    time=T0 + k,
+                ),
+            )
+        )
+    docs.append(("stop", bundle.compose_stop(time=T0 + n)))
+    return docs
+
+
+@pytest.mark.parametrize("face", ["read", "to_dask", "compute", "timestamps"])
+def test_lean_reads_give_what_full_pages_give(face):
+    docs = _run(50)
+    uid = docs[0][1]["uid"]
+    lean = LeanSource(docs)
+    full = _catalog(DocumentRunSource(docs))[uid].primary
+    stream = _catalog(lean)[uid].primary
+    if face == "read":
+        got, want = stream.read(), full.read()
+    elif face == "to_dask":
+        got, want = stream.to_dask(chunks={"x": 7}), full.to_dask(chunks={"x": 7})
+    elif face == "compute":
+        got, want = stream.to_dask().compute(), full.to_dask().compute()
+    else:
+        got, want = stream.timestamps.read(), full.timestamps.read()
+    assert got.identical(want)
+    np.testing.assert_array_equal(got["time"].values, T0 + np.arange(50))
+    if face != "timestamps":
+        np.testing.assert_array_equal(got["i"].values, np.arange(50) * 3)
+        assert got["i"].dtype == np.int64
+    assert lean.lean_calls, "the lean path was taken"
+    for fields, _rows, part in lean.lean_calls:
+        # The row index asks for no fields; a read for its own part only.
+        assert part in (None, "timestamps" if face == "timestamps" else "data")
+        assert (part is None) == (fields == [])
+
+
+@pytest.mark.parametrize("face", ["read", "to_dask"])
+def test_a_damaged_event_found_by_a_lean_read_is_named_by_uid(face):
+    uid = DAMAGED_UIDS["time"]
+    lean = LeanSource(damaged_run("time"))
+    stream = _catalog(lean)[uid].primary
+    with pytest.raises(BadDocumentError) as info:
+        getattr(stream, face)()
+    message = str(info.value)
+    # The lean read found it; the read again with uids names it.
+    assert f"event '{uid}-e2' (seq_num 2)" in message
+    assert "time 'yesterday'" in message
+    assert lean.lean_calls
