@@ -9,6 +9,8 @@ import event_model
 import numpy as np
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from intake_bluesky.core import BlueskyInMemoryCatalog, TimeRange, normalize_query, to_epoch
 from intake_bluesky.core._model.casting import fits, lossless_cast
@@ -111,6 +113,29 @@ def test_fits():
     assert fits(np.array([2**53]), np.dtype("float64"))
     assert not fits(np.array([2**53 + 1]), np.dtype("float64"))
     assert fits(np.array([True, False]), np.dtype("int64"))
+
+
+_INT_DTYPES = ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    source=st.sampled_from(_INT_DTYPES),
+    target=st.sampled_from(_INT_DTYPES),
+    data=st.data(),
+)
+def test_integers_fit_an_integer_dtype_exactly_when_in_its_range(source, target, data):
+    info = np.iinfo(source)
+    values = np.array(
+        data.draw(st.lists(st.integers(int(info.min), int(info.max)), max_size=8)), dtype=source
+    )
+    fit = fits(values, np.dtype(target))
+    lo, hi = np.iinfo(target).min, np.iinfo(target).max
+    assert fit == all(lo <= int(v) <= hi for v in values.tolist())
+    out = lossless_cast(values, np.dtype(target), run="r", field="f") if fit else values
+    # A cast that fits keeps every value: the same Python ints come back.
+    assert out.tolist() == values.tolist()
+    assert out.dtype == (np.dtype(target) if fit else values.dtype)
 
 
 def test_lossless_cast_warns_with_run_and_field():
