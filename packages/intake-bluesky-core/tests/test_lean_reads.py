@@ -18,16 +18,21 @@ class LeanSource(DocumentRunSource):
     def __init__(self, docs):
         super().__init__(docs)
         self.lean_calls = []
+        self.full_calls = []
 
     def lean_event_pages(self, descriptor_uid, fields, rows=None, part=None):
         self.lean_calls.append((list(fields), rows, part))
         pages = []
-        for page in self.event_pages(descriptor_uid, fields, rows):
+        for page in super().event_pages(descriptor_uid, fields, rows):
             lean = {"time": page["time"], "seq_num": page["seq_num"]}
             if part is not None:
                 lean[part] = page[part]
             pages.append(lean)
         return pages
+
+    def event_pages(self, descriptor_uid, fields=None, rows=None):
+        self.full_calls.append((None if fields is None else list(fields), rows))
+        return super().event_pages(descriptor_uid, fields, rows)
 
 
 def _catalog(source):
@@ -95,7 +100,24 @@ def test_a_damaged_event_found_by_a_lean_read_is_named_by_uid(face):
     with pytest.raises(BadDocumentError) as info:
         getattr(stream, face)()
     message = str(info.value)
-    # The lean read found it; the read again with uids names it.
     assert f"event '{uid}-e2' (seq_num 2)" in message
     assert "time 'yesterday'" in message
     assert lean.lean_calls
+    # The uid was looked up for that one event (the second of the
+    # descriptor's), not by reading the run again.
+    assert lean.full_calls == [([], (1, 2))]
+
+
+def test_an_event_whose_uid_is_not_found_is_named_by_seq_num():
+    uid = DAMAGED_UIDS["time"]
+
+    class Forgetful(LeanSource):
+        def event_pages(self, descriptor_uid, fields=None, rows=None):
+            raise ConnectionError("the server went away")
+
+    stream = _catalog(Forgetful(damaged_run("time")))[uid].primary
+    with pytest.raises(BadDocumentError) as info:
+        stream.read()
+    message = str(info.value)
+    assert "the event with seq_num 2 of descriptor" in message
+    assert "time 'yesterday'" in message and f"Run {uid!r}" in message

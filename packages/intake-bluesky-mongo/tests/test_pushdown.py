@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from event_model import compose_run
 
+from intake_bluesky.core import BadDocumentError
 from intake_bluesky.mongo import (
     BlueskyMongoCatalog,
     BlueskyMongoEmbeddedCatalog,
@@ -496,6 +497,29 @@ def test_events_inserted_out_of_time_order_are_read_in_order(mongo, layouts):
     assert lazy["det"].data.numblocks == (4,)
     np.testing.assert_array_equal(lazy["det"].values, np.arange(2500.0))
     np.testing.assert_array_equal(lazy["time"].values, T0 + 1 + np.arange(2500))
+    # The run source remembers: its next whole read sorts on the server at once.
+    lay.clear()
+    np.testing.assert_array_equal(run.primary.read()["det"].values, np.arange(2500.0))
+    (op,) = lay.reads("event", "find")
+    assert op.sort == [("time", 1)]
+
+
+@pytest.mark.parametrize("key", ["time", "seq_num"])
+def test_an_event_missing_its_time_or_seq_num_is_named(mongo, layouts, key):
+    lay = Layout("normalized", mongo, layouts)
+    docs, desc = _run_with_events(5)
+    events = [d for n, d in docs if n == "event"]
+    lay.writer.write(docs)
+    lay.mds.event.update_one({"uid": events[2]["uid"]}, {"$unset": {key: ""}})
+    run_uid = docs[0][1]["uid"]
+    run = lay.catalog()[run_uid]
+    for face in (run.primary.read, run.primary.to_dask):
+        with pytest.raises(BadDocumentError) as info:
+            face()
+        message = str(info.value)
+        assert f"Run {run_uid!r}" in message
+        assert f"event {events[2]['uid']!r}" in message, message
+        assert f"has no {key!r}" in message
 
 
 def test_events_with_equal_times_keep_their_rows_across_windows(mongo, layouts):

@@ -43,8 +43,9 @@ search) lives once in the core model.
   neither) of ``fields``, same rows and order as :meth:`RunSource.event_pages`.
   The core uses it where it takes every page of a descriptor at once (the row
   index, a read, a dask chunk), so the source may fetch in any order and
-  sort itself. When such a read finds a damaged event, the core reads the
-  pages again with ``event_pages``, so the error names the event's uid.
+  sort itself. When such a read finds a damaged event, the core looks its
+  uid up with ``event_pages(descriptor_uid, [], rows=(i, i + 1))`` to name
+  it in the error.
 
 How to write a backend, in a dozen lines (a file format)::
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from intake_bluesky.core import validate_query
+from intake_bluesky.core import BadDocumentError, validate_query
 
 from ._connect import DatabaseRef, translate_errors
 
@@ -203,7 +203,10 @@ def event_projection(fields: Iterable[str] | None, extra: Iterable[str] = ()) ->
 
 
 def pack_event_docs(
-    events: Sequence[dict], fields: Iterable[str] | None = None, descriptor: str | None = None
+    events: Sequence[dict],
+    fields: Iterable[str] | None = None,
+    descriptor: str | None = None,
+    run: str | None = None,
 ) -> EventPage:
     """One ``event_page`` from single event documents of one descriptor.
 
@@ -211,32 +214,53 @@ def pack_event_docs(
     no ``filled`` entry) are taken from the union over the batch, with
     ``None`` for data/timestamps and ``False`` for ``filled`` where missing;
     ``descriptor`` is the events' descriptor uid when the projection left it
-    out of them.
+    out of them. An event without ``time``, ``seq_num`` or ``uid`` is a
+    :class:`BadDocumentError` naming it (and ``run``).
     """
     first = events[0]
+    descriptor = first.get("descriptor") if descriptor is None else descriptor
     page = {
-        "descriptor": first["descriptor"] if descriptor is None else descriptor,
-        "time": [event.get("time") for event in events],
-        "uid": [event.get("uid") for event in events],
-        "seq_num": [event.get("seq_num") for event in events],
+        "descriptor": descriptor,
+        "time": _required(events, "time", descriptor, run),
+        "uid": _required(events, "uid", descriptor, run),
+        "seq_num": _required(events, "seq_num", descriptor, run),
         **{part: _part_columns(events, part, fields) for part in ("data", "timestamps", "filled")},
     }
     return cast("EventPage", page)
 
 
 def pack_lean_events(
-    events: Sequence[dict], fields: Iterable[str], part: str | None
+    events: Sequence[dict], fields: Iterable[str], part: str | None, descriptor: str, run: str
 ) -> dict[str, Any]:
     """A lean page (see ``lean_event_pages`` in the driver protocol) from
     single event documents: ``time``, ``seq_num`` and ``part`` of ``fields``,
     as :func:`pack_event_docs` builds them."""
     page: dict[str, Any] = {
-        "time": [event.get("time") for event in events],
-        "seq_num": [event.get("seq_num") for event in events],
+        "time": _required(events, "time", descriptor, run),
+        "seq_num": _required(events, "seq_num", descriptor, run),
     }
     if part is not None:
         page[part] = _part_columns(events, part, fields)
     return page
+
+
+def _required(events: Sequence[dict], key: str, descriptor: str | None, run: str | None) -> list:
+    try:
+        return [event[key] for event in events]
+    except KeyError:
+        bad = next(event for event in events if key not in event)
+        where = f"Run {run!r}: " if run is not None else ""
+        # A lean projection leaves the uid out: the seq_num (or time) then
+        # says which event it is.
+        named = (
+            f"event {bad['uid']!r}"
+            if "uid" in bad
+            else f"the event with seq_num {bad.get('seq_num')!r} (time {bad.get('time')!r})"
+        )
+        raise BadDocumentError(
+            f"{where}{named} of descriptor {descriptor!r} has no {key!r}. The store holds a "
+            "damaged event; correct or remove it."
+        ) from None
 
 
 def lean_projection(fields: Iterable[str], part: str | None) -> dict:

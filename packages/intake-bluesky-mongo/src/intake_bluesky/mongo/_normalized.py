@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from intake_bluesky.core import BadDocumentError
 from intake_bluesky.core.driver import DEFAULT_SORT, RunSourceBase
 
 from ._common import (
@@ -203,6 +204,9 @@ class NormalizedRunSource(RunSourceBase):
         # change: cached then, re-read while the run is live.
         self._stop: RunStop | None = None
         self._descriptors: list[EventDescriptor] | None = None
+        # Descriptors whose events the server's natural order does not give
+        # in time order (see lean_event_pages).
+        self._unordered: set[str] = set()
 
     def __repr__(self):
         return f"{type(self).__name__}({self.mds.describe()}, uid={self.uid!r})"
@@ -270,7 +274,9 @@ class NormalizedRunSource(RunSourceBase):
             # Every event of the query has this descriptor: not sent per event.
             del projection["descriptor"]
         events = self._events(descriptor_uid, projection, rows)
-        return self._pages(events, lambda batch: pack_event_docs(batch, fields, descriptor_uid))
+        return self._pages(
+            events, lambda batch: pack_event_docs(batch, fields, descriptor_uid, self.uid)
+        )
 
     def lean_event_pages(
         self,
@@ -286,22 +292,31 @@ class NormalizedRunSource(RunSourceBase):
         A whole descriptor is asked for in the server's natural order, which
         needs no sort on the server: when that is time order (events are
         inserted as they are taken), those are the pages; otherwise (events
-        inserted out of time order) the sorted query is sent after all.
+        inserted out of time order) the sorted query is sent after all, and
+        is sent first for that descriptor from then on.
         """
         projection = lean_projection(fields, part)
 
         def pack(batch):
-            return pack_lean_events(batch, fields, part)
+            return pack_lean_events(batch, fields, part, descriptor_uid, self.uid)
 
-        if rows is None:
-            pages = _pages_if_in_time_order(
-                self._events(descriptor_uid, projection, None, sort=False),
-                self.event_page_size,
-                pack,
-            )
-            if pages is not None:
-                return pages
-        return list(self._pages(self._events(descriptor_uid, projection, rows), pack))
+        try:
+            if rows is None and descriptor_uid not in self._unordered:
+                pages = _pages_if_in_time_order(
+                    self._events(descriptor_uid, projection, None, sort=False),
+                    self.event_page_size,
+                    pack,
+                )
+                if pages is not None:
+                    return pages
+                self._unordered.add(descriptor_uid)
+            return list(self._pages(self._events(descriptor_uid, projection, rows), pack))
+        except BadDocumentError:
+            # A damaged event: the full pages' error names it by uid (the
+            # lean ones have none). Only on this error path are they read.
+            for _ in self.event_pages(descriptor_uid, fields, rows):
+                pass
+            raise
 
     def _events(
         self,

@@ -47,9 +47,7 @@ def fits(values: np.ndarray, dtype: np.dtype) -> bool:
         # two reductions, not a cast there and back (a 100 MB detector frame
         # stack of JSON ints is int64 until cast to its declared uint16).
         info = np.iinfo(dtype)
-        return not values.size or (
-            int(values.min()) >= info.min and int(values.max()) <= info.max
-        )
+        return not values.size or (int(values.min()) >= info.min and int(values.max()) <= info.max)
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. NaN -> int RuntimeWarning

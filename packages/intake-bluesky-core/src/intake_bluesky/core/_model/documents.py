@@ -108,43 +108,67 @@ def packed_event_pages(
     return cast("Iterator[EventPage]", packed(descriptor_uid, fields, rows))
 
 
-_R = TypeVar("_R")
-
-
 def event_columns(
     source: Any,
     descriptor_uid: str,
     fields: Sequence[str],
     rows: tuple[int, int] | None,
     part: str | None,
-    uids: bool = False,
 ) -> list[EventPage]:
     """Every event page of those rows, for a read that takes them all at once.
 
     A source with ``lean_event_pages`` (a database, where each column sent
     costs) gives pages of only ``seq_num``, ``time`` and ``part``
-    (``'data'``/``'timestamps'``, ``None``: neither) of ``fields``, unless
-    ``uids`` is true; any other source gives what :func:`packed_event_pages`
-    gives. See :func:`naming_events` for the errors of a lean read.
+    (``'data'``/``'timestamps'``, ``None``: neither) of ``fields``; their
+    ``uid`` is a :class:`LeanUids`, which looks an event's uid up only when
+    an error names it. Any other source gives what
+    :func:`packed_event_pages` gives.
     """
-    lean = None if uids else getattr(source, "lean_event_pages", None)
+    lean = getattr(source, "lean_event_pages", None)
     if lean is None:
         return list(packed_event_pages(source, descriptor_uid, fields, rows))
-    return cast("list[EventPage]", lean(descriptor_uid, fields, rows, part))
+    pages = cast("list[EventPage]", lean(descriptor_uid, fields, rows, part))
+    first = 0 if rows is None else rows[0]
+    for page in pages:
+        page["uid"] = cast("list[str]", LeanUids(source, descriptor_uid, first, page["seq_num"]))
+        first += len(page["seq_num"])
+    return pages
 
 
-def naming_events(source: Any, read: Callable[[bool], _R]) -> _R:
-    """``read(uids=False)``; if that finds a damaged event in a lean read
-    (no event uids), ``read(uids=True)``, so the error names the event's uid.
+class LeanUids:
+    """The uids of a lean page's events (see :func:`event_columns`), looked
+    up when an error names an event: a lean read does not fetch them.
 
-    Reading everything again costs a pass, but only when the read fails.
+    ``uids[i]`` asks the source for the event at that position among the
+    descriptor's events and, if that one has another seq_num (a store may
+    order events with equal times differently from one query to the next),
+    for the descriptor's events until one has the seq_num; None when none
+    does or the source cannot be read.
     """
-    if getattr(source, "lean_event_pages", None) is None:
-        return read(False)
-    try:
-        return read(False)
-    except BadDocumentError:
-        return read(True)
+
+    def __init__(self, source: Any, descriptor_uid: str, first: int, seq_nums: Any):
+        self.source = source
+        self.descriptor_uid = descriptor_uid
+        self.first = first
+        self.seq_nums = seq_nums
+
+    def __len__(self) -> int:
+        return len(self.seq_nums)
+
+    def __getitem__(self, i: int) -> str | None:
+        at = self.first + i
+        seq_num = list(self.seq_nums)[i]
+        try:
+            for rows in ((at, at + 1), None):
+                for page in self.source.event_pages(self.descriptor_uid, [], rows):
+                    for uid, seq in zip(page["uid"], page["seq_num"], strict=True):
+                        if seq == seq_num:
+                            return cast(str, uid)
+        except Exception:
+            # Only ever asked while an error about the event is being
+            # written: that error, without the uid, is what matters.
+            return None
+        return None
 
 
 def packed_stored_event_pages(

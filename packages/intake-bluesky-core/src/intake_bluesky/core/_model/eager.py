@@ -16,7 +16,7 @@ import numpy as np
 
 from ..driver import RunSource
 from .casting import fits, lossless_cast
-from .documents import BadDocumentError, event_columns, naming_events
+from .documents import BadDocumentError, event_columns
 from .filling import Filler, FillError
 from .rows import (
     FieldSpec,
@@ -52,23 +52,6 @@ def load_columns(
     ``cast=False`` leaves inline values in their own dtype (dask tasks check
     them against the array's dtype themselves).
     """
-
-    def read(uids: bool) -> dict[str, np.ndarray]:
-        return _load_columns(source, filler, descriptor_uid, specs, window, part, cast, uids)
-
-    return naming_events(source, read)
-
-
-def _load_columns(
-    source: RunSource,
-    filler: Filler | None,
-    descriptor_uid: str,
-    specs: Sequence[FieldSpec],
-    window: Window | tuple[int, int] | None,
-    part: str,
-    cast: bool,
-    uids: bool,
-) -> dict[str, np.ndarray]:
     if window is None or isinstance(window, tuple):
         rows = window
         window = None
@@ -80,9 +63,7 @@ def _load_columns(
     # column is then dropped from them once this read has made its own.
     owned = _own_pages(source, descriptor_uid, keys) if rows is None and part == "data" else None
     pages: Sequence[Mapping[str, Any]] = (
-        owned
-        if owned is not None
-        else event_columns(source, descriptor_uid, keys, rows, part, uids)
+        owned if owned is not None else event_columns(source, descriptor_uid, keys, rows, part)
     )
     event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
     event_time = seconds_column(

@@ -20,7 +20,7 @@ from typing import Any, overload
 import numpy as np
 
 from ..driver import RunSource
-from .documents import BadDocumentError, event_columns, naming_events
+from .documents import BadDocumentError, event_columns
 from .pages import exact_array
 
 __all__ = [
@@ -139,9 +139,11 @@ def row_event(pages: Sequence[Mapping[str, Any]], row: int) -> str:
         n = len(page["seq_num"])
         if row < n:
             seq_num = list(page["seq_num"])[row]
-            if "uid" not in page:  # a lean read (see documents.event_columns)
-                return f"the event with seq_num {seq_num}"
+            # A lean read's uids are looked up here (documents.LeanUids),
+            # and may not be found.
             uid = page["uid"] if isinstance(page["uid"], str) else page["uid"][row]
+            if uid is None:
+                return f"the event with seq_num {seq_num}"
             return f"event {uid!r} (seq_num {seq_num})"
         row -= n
     return f"event row {row}"
@@ -242,13 +244,7 @@ class RowIndex:
 
     @classmethod
     def build(cls, source: RunSource, descriptor: Mapping[str, Any], has_stream: bool) -> RowIndex:
-        return naming_events(source, lambda uids: cls._build(source, descriptor, has_stream, uids))
-
-    @classmethod
-    def _build(
-        cls, source: RunSource, descriptor: Mapping[str, Any], has_stream: bool, uids: bool
-    ) -> RowIndex:
-        pages = event_columns(source, descriptor["uid"], [], None, None, uids)
+        pages = event_columns(source, descriptor["uid"], [], None, None)
         times = seconds_column(
             pages, [p["time"] for p in pages], source.uid, descriptor["uid"], "time"
         )
