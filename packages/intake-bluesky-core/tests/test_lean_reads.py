@@ -1,12 +1,20 @@
 """A source with ``lean_event_pages`` (a database) is asked only for what a
 read uses; its reads give what full pages give, and errors still name the
-event by uid."""
+event by uid. A window of rows is checked to hold the events the row index
+has there."""
 
 import numpy as np
 import pytest
 from event_model import compose_run
 
-from intake_bluesky.core import BadDocumentError, BlueskyCatalog, DocumentRunSource, MemoryDriver
+from intake_bluesky.core import (
+    BadDocumentError,
+    BlueskyCatalog,
+    DocumentRunSource,
+    MemoryDriver,
+    RunChangedError,
+)
+from intake_bluesky.core._model.pages import slice_page, slice_pages
 from intake_bluesky.core.testing._examples_correctness import DAMAGED_UIDS, damaged_run
 
 T0 = 1_700_000_000.0
@@ -121,3 +129,41 @@ def test_an_event_whose_uid_is_not_found_is_named_by_seq_num():
     message = str(info.value)
     assert "the event with seq_num 2 of descriptor" in message
     assert "time 'yesterday'" in message and f"Run {uid!r}" in message
+
+
+class Shifty(DocumentRunSource):
+    """Gives a row window other events than the whole descriptor's read has
+    there (as a store sorting equal times differently per query may), and,
+    when told, loses its first event (as if events were inserted before)."""
+
+    shift = 1
+    lose_first = False
+
+    def _packed_event_pages(self, descriptor_uid, fields=None, rows=None):
+        # (The core reads a DocumentRunSource's pages through this method.)
+        pages = list(super()._packed_event_pages(descriptor_uid, fields, None))
+        if self.lose_first:
+            pages = [slice_page(pages[0], 1, len(pages[0]["seq_num"])), *pages[1:]]
+        if rows is None:
+            return iter(pages)
+        a, b = rows
+        return iter(slice_pages(pages, (a + self.shift, b + self.shift)))
+
+
+def test_a_window_read_finds_the_indexed_events_or_says_the_run_changed():
+    docs = _run(50)
+    uid = docs[0][1]["uid"]
+    source = Shifty(docs)
+    stream = _catalog(source)[uid].primary
+    lazy = stream.to_dask(chunks={"x": 7, "i": 7})
+    assert lazy["x"].data.numblocks == (8,)
+    ds = lazy.compute()
+    # Every chunk got the events the index has at its rows.
+    np.testing.assert_array_equal(ds["x"].values, np.arange(50) / 4)
+    np.testing.assert_array_equal(ds["i"].values, np.arange(50) * 3)
+    np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 51))
+    source.lose_first = True
+    with pytest.raises(
+        RunChangedError, match=r"positions \d+-\d+ are no longer .* to_dask\(\) again"
+    ):
+        lazy.compute()

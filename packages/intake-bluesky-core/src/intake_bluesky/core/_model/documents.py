@@ -8,7 +8,7 @@ import warnings
 from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from ..driver import RunSourceBase
 from ..errors import BadDocumentError
@@ -155,7 +155,15 @@ class LeanUids:
     def __len__(self) -> int:
         return len(self.seq_nums)
 
-    def __getitem__(self, i: int) -> str | None:
+    @overload
+    def __getitem__(self, i: int) -> str | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> LeanUids: ...
+    def __getitem__(self, i: int | slice) -> str | None | LeanUids:
+        if isinstance(i, slice):  # a lean page sliced (pages.slice_page)
+            start, stop, _ = i.indices(len(self))
+            seq_nums = self.seq_nums[start:stop]
+            return LeanUids(self.source, self.descriptor_uid, self.first + start, seq_nums)
         at = self.first + i
         seq_num = list(self.seq_nums)[i]
         try:

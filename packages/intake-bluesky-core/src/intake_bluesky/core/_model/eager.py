@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..driver import RunSource
+from ..errors import RunChangedError
 from .casting import fits, lossless_cast
 from .documents import BadDocumentError, event_columns
 from .filling import Filler, FillError
+from .pages import slice_pages
 from .rows import (
     FieldSpec,
     Window,
@@ -25,12 +27,13 @@ from .rows import (
     page_column,
     row_event,
     seconds_column,
+    seq_digest,
     seq_range,
     seq_runs,
 )
 
 if TYPE_CHECKING:
-    from event_model.documents import StreamDatum
+    from event_model.documents import EventPage, StreamDatum
 
 __all__ = ["load_columns", "stream_datums_for", "stream_rows"]
 
@@ -66,6 +69,9 @@ def load_columns(
         owned if owned is not None else event_columns(source, descriptor_uid, keys, rows, part)
     )
     event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
+    if window is not None and window.events is not None and rows is not None:
+        if seq_digest(event_seq) != window.events:
+            pages, event_seq = _events_as_indexed(source, descriptor_uid, keys, window, part)
     event_time = seconds_column(
         pages, [p["time"] for p in pages], source.uid, descriptor_uid, "time"
     )
@@ -128,6 +134,31 @@ def load_columns(
             if spec.kind == "stream":
                 out[spec.key] = _stream_column(source, filler, descriptor_uid, spec, out)
     return out
+
+
+def _events_as_indexed(
+    source: RunSource, descriptor_uid: str, keys: Sequence[str], window: Window, part: str
+) -> tuple[list[EventPage], np.ndarray]:
+    """Events ``e0:e1`` of a window, as the row index saw them, when a read
+    of those rows found others.
+
+    A store whose order of events with equal times is not the same from one
+    query to the next (a database sorting by time alone) can give a window
+    of rows other events than the whole descriptor's read that built the
+    index; the whole descriptor is read again, as then, and cut. Events
+    still not the indexed ones mean the run changed since (events inserted
+    among the old ones).
+    """
+    whole = event_columns(source, descriptor_uid, keys, None, part)
+    pages = list(slice_pages(whole, (window.e0, window.e1)))
+    event_seq = page_column([p["seq_num"] for p in pages]).astype("int64", copy=False)
+    if seq_digest(event_seq) != window.events:
+        raise RunChangedError(
+            f"Run {source.uid!r}: the events of descriptor {descriptor_uid!r} at positions "
+            f"{window.e0}-{window.e1} are no longer the ones the Dataset was built from: "
+            "events were added among them since. Call to_dask() again."
+        )
+    return pages, event_seq
 
 
 def _own_pages(

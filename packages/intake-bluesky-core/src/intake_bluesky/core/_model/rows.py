@@ -11,6 +11,7 @@ field), never per event per field.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from .documents import BadDocumentError, event_columns
 from .pages import exact_array
 
 __all__ = [
+    "seq_digest",
     "FieldSpec",
     "RowIndex",
     "Window",
@@ -203,6 +205,9 @@ class Window:
     e0: int
     e1: int
     seq_runs: tuple[tuple[int, int], ...] | None = None
+    #: :func:`seq_digest` of the seq_nums of events ``e0:e1`` when the index
+    #: was built: a read of those events checks it got the same ones.
+    events: str | None = None
 
     @property
     def n(self) -> int:
@@ -215,6 +220,13 @@ class Window:
             [np.arange(a, b, dtype="int64") for a, b in self.seq_runs]
             or [np.empty((0,), dtype="int64")]
         )
+
+
+def seq_digest(seq: np.ndarray) -> str:
+    """A short digest of seq_nums (the same in every process)."""
+    return hashlib.blake2b(
+        np.ascontiguousarray(seq, dtype="int64").tobytes(), digest_size=8
+    ).hexdigest()
 
 
 def seq_runs(seq: np.ndarray) -> tuple[tuple[int, int], ...]:
@@ -280,13 +292,13 @@ class RowIndex:
 
     def window(self, r0: int, r1: int) -> Window:
         if self.aligned:
-            return Window(r0, r1, r0, r1)
+            return Window(r0, r1, r0, r1, None, seq_digest(self.event_seq[r0:r1]))
         seq = self.seq_num[r0:r1]
         if len(seq) == 0:
             return Window(r0, r1, 0, 0, ())
         e0 = int(np.searchsorted(self.event_seq, seq[0], side="left"))
         e1 = int(np.searchsorted(self.event_seq, seq[-1], side="right"))
-        return Window(r0, r1, e0, e1, seq_runs(seq))
+        return Window(r0, r1, e0, e1, seq_runs(seq), seq_digest(self.event_seq[e0:e1]))
 
     def everything(self) -> Window:
         return self.window(0, len(self))
