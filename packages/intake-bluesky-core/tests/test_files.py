@@ -440,3 +440,38 @@ def test_reads_in_threads_each_get_the_whole_stream(tmp_path):
     for t in threads:
         t.join()
     assert problems == []
+
+
+def test_a_run_file_is_parsed_with_the_cyclic_collector_paused(tmp_path):
+    # One pause for the whole parse: between decoded batches the collector
+    # would traverse everything decoded so far.
+    import gc
+
+    import event_model
+
+    seen = []
+
+    class Watching(LinesFormat):
+        def read_documents(self, location):
+            for doc in super().read_documents(location):
+                seen.append(gc.isenabled())
+                yield doc
+
+    bundle = event_model.compose_run(time=1.0)
+    keys = {"x": {"source": "s", "dtype": "number", "shape": []}}
+    desc = bundle.compose_descriptor(name="primary", data_keys=keys, time=1.0)
+    events = [
+        desc.compose_event(
+            data={"x": i / 2}, timestamps={"x": 2.0 + i}, seq_num=i + 1, time=2.0 + i
+        )
+        for i in range(10)
+    ]
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    docs += [("event", e) for e in events] + [("stop", bundle.compose_stop(time=20.0))]
+    write(tmp_path / "run.lines", docs)
+    cat = BlueskyCatalog(FileDriver([str(tmp_path / "*.lines")], Watching()))
+    assert gc.isenabled()
+    ds = cat[bundle.start_doc["uid"]].primary.read()
+    assert len(seen) >= len(docs) and not any(seen)
+    assert gc.isenabled()  # restored
+    assert ds["x"].values.tolist() == [i / 2 for i in range(10)]
