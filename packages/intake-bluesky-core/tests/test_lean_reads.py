@@ -167,3 +167,23 @@ def test_a_window_read_finds_the_indexed_events_or_says_the_run_changed():
         RunChangedError, match=r"positions \d+-\d+ are no longer .* to_dask\(\) again"
     ):
         lazy.compute()
+
+
+def test_lean_uids_are_looked_up_by_position_and_checked_by_seq_num():
+    from intake_bluesky.core._model.documents import LeanUids
+
+    docs = _run(10)
+    events = [d for n, d in docs if n == "event"]
+    source = LeanSource(docs)
+    desc = docs[1][1]["uid"]
+    uids = LeanUids(source, desc, 4, [5, 6, 7])
+    assert uids[0] == events[4]["uid"] and uids[-1] == events[6]["uid"]
+    with pytest.raises(IndexError):
+        uids[3]
+    source.full_calls.clear()
+    assert list(uids) == [e["uid"] for e in events[4:7]]
+    assert source.full_calls == [([], (4, 7))]  # one query for the page
+    assert list(uids[1:]) == [e["uid"] for e in events[5:7]]
+    # A position holding another event: found by seq_num among all events.
+    assert LeanUids(source, desc, 0, [9])[0] == events[8]["uid"]
+    assert LeanUids(source, desc, 0, [99])[0] is None

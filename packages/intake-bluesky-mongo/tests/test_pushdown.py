@@ -504,13 +504,16 @@ def test_events_inserted_out_of_time_order_are_read_in_order(mongo, layouts):
     assert op.sort == [("time", 1)]
 
 
-@pytest.mark.parametrize("key", ["time", "seq_num"])
-def test_an_event_missing_its_time_or_seq_num_is_named(mongo, layouts, key):
+@pytest.mark.parametrize(
+    "key, how", [("time", "unset"), ("seq_num", "unset"), ("seq_num", "null")]
+)
+def test_an_event_missing_its_time_or_seq_num_is_named(mongo, layouts, key, how):
     lay = Layout("normalized", mongo, layouts)
     docs, desc = _run_with_events(5)
     events = [d for n, d in docs if n == "event"]
     lay.writer.write(docs)
-    lay.mds.event.update_one({"uid": events[2]["uid"]}, {"$unset": {key: ""}})
+    change = {"$unset": {key: ""}} if how == "unset" else {"$set": {key: None}}
+    lay.mds.event.update_one({"uid": events[2]["uid"]}, change)
     run_uid = docs[0][1]["uid"]
     run = lay.catalog()[run_uid]
     for face in (run.primary.read, run.primary.to_dask):
@@ -538,7 +541,8 @@ def test_events_with_equal_times_keep_their_rows_across_windows(mongo, layouts):
         np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 2501))
 
 
-def test_equal_times_inserted_out_of_seq_order_keep_every_chunk_aligned(mongo, layouts):
+@pytest.mark.parametrize("page_size", [2, 3, 4])
+def test_equal_times_inserted_out_of_seq_order_keep_every_chunk_aligned(mongo, layouts, page_size):
     # Sorting by time alone, the server may order events with equal times
     # differently in a window (skip/limit) than in the whole descriptor the
     # row index was read from: each chunk checks it got the indexed events.
@@ -551,7 +555,8 @@ def test_equal_times_inserted_out_of_seq_order_keep_every_chunk_aligned(mongo, l
     order = [by_seq[s] for s in (1, 2, 4, 3, 5, 6)]
     lay.writer.write([(n, d) for n, d in docs if n != "event"] + [("event", e) for e in order])
     cat = lay.catalog()
-    cat.driver.event_page_size = 4
+    # Page size 4: the swapped pair is inside one page; 2 and 3: across two.
+    cat.driver.event_page_size = page_size
     run = cat[docs[0][1]["uid"]]
     lazy = run.primary.to_dask(chunks={"det": 3})
     assert lazy["det"].data.numblocks == (2,)

@@ -572,6 +572,8 @@ class JSONLFormat(FileFormat):
     name = "JSONL"
     # Headers are decoded from JSON: stored in the on-disk index unchecked.
     json_documents = True
+    # JSON decodes to trees: a run's parse runs with the cyclic GC paused.
+    acyclic_documents = True
 
     def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
         """Every ``(name, doc)`` of the file, in stored order.

@@ -245,10 +245,17 @@ def pack_lean_events(
 
 
 def _required(events: Sequence[dict], key: str, descriptor: str | None, run: str | None) -> list:
-    try:
-        return [event[key] for event in events]
-    except KeyError:
-        bad = next(event for event in events if key not in event)
+    # A null time is an unknown time (NaN), as in every store; a null
+    # seq_num or uid is as damaged as a missing one.
+    nullable = key == "time"
+    values = [event.get(key) for event in events]
+    missing = [
+        event
+        for event, value in zip(events, values, strict=True)
+        if key not in event or (value is None and not nullable)
+    ]
+    if missing:
+        bad = missing[0]
         where = f"Run {run!r}: " if run is not None else ""
         # A lean projection leaves the uid out: the seq_num (or time) then
         # says which event it is.
@@ -260,7 +267,8 @@ def _required(events: Sequence[dict], key: str, descriptor: str | None, run: str
         raise BadDocumentError(
             f"{where}{named} of descriptor {descriptor!r} has no {key!r}. The store holds a "
             "damaged event; correct or remove it."
-        ) from None
+        )
+    return values
 
 
 def lean_projection(fields: Iterable[str], part: str | None) -> dict:

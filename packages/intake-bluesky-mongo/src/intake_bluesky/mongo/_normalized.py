@@ -301,22 +301,31 @@ class NormalizedRunSource(RunSourceBase):
             return pack_lean_events(batch, fields, part, descriptor_uid, self.uid)
 
         try:
+            pages = None
             if rows is None and descriptor_uid not in self._unordered:
                 pages = _pages_if_in_time_order(
                     self._events(descriptor_uid, projection, None, sort=False),
                     self.event_page_size,
                     pack,
                 )
-                if pages is not None:
-                    return pages
-                self._unordered.add(descriptor_uid)
-            return list(self._pages(self._events(descriptor_uid, projection, rows), pack))
+                if pages is None:
+                    self._unordered.add(descriptor_uid)
+            if pages is None:
+                pages = list(self._pages(self._events(descriptor_uid, projection, rows), pack))
         except BadDocumentError:
             # A damaged event: the full pages' error names it by uid (the
-            # lean ones have none). Only on this error path are they read.
-            for _ in self.event_pages(descriptor_uid, fields, rows):
+            # lean ones have none). Only on this error path are they read,
+            # without the data.
+            for _ in self.event_pages(descriptor_uid, [], rows):
                 pass
             raise
+        if rows is None:
+            # Pages are in seq_num order within each (see _in_seq_order);
+            # events with equal times across two pages may still be out of
+            # it. A whole descriptor is put in seq_num order throughout, so
+            # that the row index built from it is.
+            pages = _in_seq_order_across(pages, self.event_page_size, part)
+        return pages
 
     def _events(
         self,
@@ -465,6 +474,39 @@ def _in_seq_order(events: list[dict]) -> list[dict]:
     # Sorted by time on the server; events with equal or out-of-order times
     # (a clock step) are put back in seq_num order within the batch.
     seq = [e.get("seq_num", 0) for e in events]
-    if all(a <= b for a, b in zip(seq, seq[1:])):
-        return events
-    return sorted(events, key=lambda e: e.get("seq_num", 0))
+    try:
+        if all(a <= b for a, b in zip(seq, seq[1:])):
+            return events
+        return sorted(events, key=lambda e: e.get("seq_num", 0))
+    except TypeError:
+        return events  # a seq_num that is not a number: the packer names it
+
+
+def _in_seq_order_across(pages: list[dict], size: int, part: str | None) -> list[dict]:
+    """Lean pages (each in seq_num order) with their rows in seq_num order
+    throughout, in pages of ``size`` rows."""
+    seq = [s for page in pages for s in page["seq_num"]]
+    try:
+        if all(a < b for a, b in zip(seq, seq[1:])):
+            return pages
+        order = sorted(range(len(seq)), key=seq.__getitem__)
+    except TypeError:
+        return pages  # not numbers: the core names the event
+    if part is not None and any(page[part].keys() != pages[0][part].keys() for page in pages):
+        return pages  # a field missing from a page: the core names it
+    time = [t for page in pages for t in page["time"]]
+    columns: dict[str, list] = {}
+    if part is not None:
+        for key in pages[0][part]:
+            columns[key] = [v for page in pages for v in page[part][key]]
+    out = []
+    for lo in range(0, len(order), size):
+        rows = order[lo : lo + size]
+        page: dict[str, Any] = {
+            "time": [time[i] for i in rows],
+            "seq_num": [seq[i] for i in rows],
+        }
+        if part is not None:
+            page[part] = {key: [col[i] for i in rows] for key, col in columns.items()}
+        out.append(page)
+    return out

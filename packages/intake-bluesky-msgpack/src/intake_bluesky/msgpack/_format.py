@@ -179,6 +179,8 @@ class MsgpackFormat(FileFormat):
 
     suffixes = (".msgpack",)
     name = "msgpack"
+    # msgpack decodes to trees: a run's parse runs with the cyclic GC paused.
+    acyclic_documents = True
 
     def read_documents(self, location: Location) -> Iterator[tuple[str, dict]]:
         """Every ``(name, doc)`` of one run file, in stored order.

@@ -76,6 +76,11 @@ class FileFormat:
     #: int, float, bool, None), e.g. documents decoded from JSON: they are
     #: stored in the on-disk index without a check of every value.
     json_documents: bool = False
+    #: True if reading a run's documents makes no reference cycles (a
+    #: decoder of bytes such as JSON or msgpack): a run file's whole parse
+    #: then runs with the cyclic garbage collector paused, instead of the
+    #: collector traversing everything decoded so far again and again.
+    acyclic_documents: bool = False
     #: Bump when :meth:`read_header` changes what it returns for the same
     #: bytes: entries of the on-disk index made by older versions are ignored.
     index_version: int = 1

@@ -47,11 +47,15 @@ class _ParsedRunFile:
         """Bring :attr:`source` to ``version`` (call with :attr:`lock` held)."""
         if self.source is not None and version == self.version:
             return
+        if not fmt.acyclic_documents:
+            self._update(fmt, location, uid, version)
+            return
         # One pause for the whole parse, not one per decoded batch: after
         # each batch the collector would otherwise traverse everything the
         # batch decoded (and, every tenth time, all batches so far), which
-        # cost a seventh of reading a file of frames stored inline. A parse
-        # makes no reference cycles.
+        # cost a seventh of reading a file of frames stored inline. The
+        # format says its documents make no reference cycles; the core's
+        # parse of them makes none.
         with gc_paused():
             self._update(fmt, location, uid, version)
 

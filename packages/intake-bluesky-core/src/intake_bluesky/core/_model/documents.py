@@ -130,7 +130,9 @@ def event_columns(
     pages = cast("list[EventPage]", lean(descriptor_uid, fields, rows, part))
     first = 0 if rows is None else rows[0]
     for page in pages:
-        page["uid"] = cast("list[str]", LeanUids(source, descriptor_uid, first, page["seq_num"]))
+        if "uid" not in page:
+            uids = LeanUids(source, descriptor_uid, first, page["seq_num"])
+            page["uid"] = cast("list[str]", uids)
         first += len(page["seq_num"])
     return pages
 
@@ -155,6 +157,17 @@ class LeanUids:
     def __len__(self) -> int:
         return len(self.seq_nums)
 
+    def __iter__(self) -> Iterator[str | None]:
+        # One query for the page's events, not one per event.
+        found: dict[Any, str] = {}
+        try:
+            rows = (self.first, self.first + len(self))
+            for page in self.source.event_pages(self.descriptor_uid, [], rows):
+                found.update(zip(page["seq_num"], page["uid"], strict=True))
+        except Exception:
+            pass
+        return (found.get(seq) for seq in self.seq_nums)
+
     @overload
     def __getitem__(self, i: int) -> str | None: ...
     @overload
@@ -164,6 +177,7 @@ class LeanUids:
             start, stop, _ = i.indices(len(self))
             seq_nums = self.seq_nums[start:stop]
             return LeanUids(self.source, self.descriptor_uid, self.first + start, seq_nums)
+        i = range(len(self))[i]  # negative indices, and IndexError
         at = self.first + i
         seq_num = list(self.seq_nums)[i]
         try:

@@ -147,7 +147,9 @@ def _events_as_indexed(
     of rows other events than the whole descriptor's read that built the
     index; the whole descriptor is read again, as then, and cut. Events
     still not the indexed ones mean the run changed since (events inserted
-    among the old ones).
+    among the old ones, or removed). Each chunk that finds other events reads
+    the whole descriptor: rare (equal times at a window's edge), so not
+    shared between chunks.
     """
     whole = event_columns(source, descriptor_uid, keys, None, part)
     pages = list(slice_pages(whole, (window.e0, window.e1)))
@@ -156,7 +158,7 @@ def _events_as_indexed(
         raise RunChangedError(
             f"Run {source.uid!r}: the events of descriptor {descriptor_uid!r} at positions "
             f"{window.e0}-{window.e1} are no longer the ones the Dataset was built from: "
-            "events were added among them since. Call to_dask() again."
+            "events were added, removed or reordered since. Call to_dask() again."
         )
     return pages, event_seq
 

@@ -152,7 +152,7 @@ def slice_page(page: EventPage, start: int, stop: int) -> EventPage:
     source: Mapping[str, Any] = page
     out = dict(source)
     for key in _EVENT_COLUMNS:
-        if key in source:  # a lean page (documents.event_columns) has no uid
+        if key in source:
             out[key] = source[key][start:stop]
     for part in ("data", "timestamps", "filled"):
         if part in source:  # a page stored without 'filled' stays so

@@ -223,9 +223,9 @@ class Window:
 
 
 def seq_digest(seq: np.ndarray) -> str:
-    """A short digest of seq_nums (the same in every process)."""
+    """A short digest of seq_nums (the same in every process, on any machine)."""
     return hashlib.blake2b(
-        np.ascontiguousarray(seq, dtype="int64").tobytes(), digest_size=8
+        np.ascontiguousarray(seq, dtype="<i8").tobytes(), digest_size=8
     ).hexdigest()
 
 
