@@ -247,15 +247,14 @@ def pack_lean_events(
 def _required(events: Sequence[dict], key: str, descriptor: str | None, run: str | None) -> list:
     # A null time is an unknown time (NaN), as in every store; a null
     # seq_num or uid is as damaged as a missing one.
-    nullable = key == "time"
     values = [event.get(key) for event in events]
-    missing = [
-        event
-        for event, value in zip(events, values, strict=True)
-        if key not in event or (value is None and not nullable)
-    ]
-    if missing:
-        bad = missing[0]
+    if None not in values:
+        return values
+    bad = next(
+        (e for e, v in zip(events, values) if v is None and (key != "time" or key not in e)),
+        None,
+    )
+    if bad is not None:
         where = f"Run {run!r}: " if run is not None else ""
         # A lean projection leaves the uid out: the seq_num (or time) then
         # says which event it is.

@@ -303,12 +303,10 @@ class NormalizedRunSource(RunSourceBase):
         try:
             pages = None
             if rows is None and descriptor_uid not in self._unordered:
-                pages = _pages_if_in_time_order(
-                    self._events(descriptor_uid, projection, None, sort=False),
-                    self.event_page_size,
-                    pack,
-                )
-                if pages is None:
+                natural = self._events(descriptor_uid, projection, None, sort=False)
+                try:
+                    pages = list(self._pages(_in_time_order(natural), pack))
+                except _NotInTimeOrder:
                     self._unordered.add(descriptor_uid)
             if pages is None:
                 pages = list(self._pages(self._events(descriptor_uid, projection, rows), pack))
@@ -440,34 +438,31 @@ def _ref(target, timeout, role) -> DatabaseRef:
     return DatabaseRef(target, server_selection_timeout_ms=timeout, role=role)
 
 
-def _pages_if_in_time_order(
-    events: Iterator[dict], size: int, pack: Callable[[list[dict]], _P]
-) -> list[_P] | None:
-    """Pages of ``events`` if they arrive in time order, else None."""
-    pages: list[_P] = []
-    batch: list[dict] = []
+class _NotInTimeOrder(Exception):
+    pass
+
+
+def _in_time_order(events: Iterator[dict]) -> Iterator[dict]:
+    """``events``, or :class:`_NotInTimeOrder` at the first one out of time
+    order (the cursor is closed then)."""
     last: Any = -math.inf
     try:
         for event in events:
             time = event.get("time")
             # A time that does not compare (missing, not a number) also sends
             # the read to the sorted query, where the error is reported.
-            if not last <= time:
-                return None
+            try:
+                in_order = last <= time
+            except TypeError:
+                in_order = False
+            if not in_order:
+                raise _NotInTimeOrder
             last = time
-            batch.append(event)
-            if len(batch) >= size:
-                pages.append(pack(_in_seq_order(batch)))
-                batch = []
-    except TypeError:
-        return None
+            yield event
     finally:
         close = getattr(events, "close", None)
         if close is not None:
             close()
-    if batch:
-        pages.append(pack(_in_seq_order(batch)))
-    return pages
 
 
 def _in_seq_order(events: list[dict]) -> list[dict]:

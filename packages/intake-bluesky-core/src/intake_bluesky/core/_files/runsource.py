@@ -60,8 +60,6 @@ class _ParsedRunFile:
             self._update(fmt, location, uid, version)
 
     def _update(self, fmt: FileFormat, location: Location, uid: str, version) -> None:
-        if self.source is not None and version == self.version:
-            return
         if self.source is not None and self.source._has_taken():
             # Appended events would join pages that were handed to a read:
             # read the whole file again.
